@@ -1,0 +1,369 @@
+"""Typed run configuration: profiles (YAML) plus `key=value` overrides, validated.
+
+    from recurlab.config import load_profile
+    cfg = load_profile("tiny", ["train.max_steps=50", "model.n_embd=64"])
+
+Every user-facing mistake raises `ConfigError` with one line that names the key and
+what is allowed; the CLI prints that line and exits with code 2.
+This module imports no torch so that the CLI and the TUI start fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+ARCHS = ("recurrent", "fixed_depth", "fixed_depth_matched", "token_recurrent")
+SAMPLERS = ("lognormal_poisson", "fixed", "uniform", "curriculum")
+SCHEDULES = ("cosine", "constant")
+DTYPES = ("float32", "bfloat16")
+SOURCES = ("task", "hub", "local")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; the message is one line."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "recurrent"
+    vocab_size: int = 0  # 0: taken from the task vocabulary or the tokenizer
+    n_embd: int = 128
+    n_head: int = 4
+    n_prelude: int = 1
+    n_core: int = 2
+    n_coda: int = 1
+    intermediate_size: int = 0  # 0: 4 * n_embd, rounded to a multiple of 16
+    block_size: int = 256
+    rope_base: float = 10000.0
+    qk_bias: bool = False
+    embed_scale: float = 1.0
+    init_scale: float = 1.0  # std of the random latent start; 0 starts at zeros
+    norm_eps: float = 1e-6
+    matched_r: int = 0  # fixed_depth_matched: core layers = n_core * matched_r (0: train.r_mean)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_size(self) -> int:
+        if self.intermediate_size:
+            return self.intermediate_size
+        return ((4 * self.n_embd + 15) // 16) * 16
+
+    @property
+    def is_recurrent(self) -> bool:
+        return self.arch in ("recurrent", "token_recurrent")
+
+    @property
+    def n_core_layers(self) -> int:
+        """Distinct core layers: R for recurrent models, more for the matched baseline."""
+        if self.arch == "fixed_depth_matched":
+            return self.n_core * max(self.matched_r, 1)
+        return self.n_core
+
+
+@dataclass
+class DataConfig:
+    source: str = "task"
+    # embedded synthetic tasks
+    task: str = "addition"
+    difficulties: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
+    train_difficulties: list[int] = field(default_factory=list)  # empty: all of `difficulties`
+    eval_examples: int = 256  # held-out examples per difficulty
+    # real text (hub or local files)
+    name: str = ""  # hub dataset name, or a local file / folder for source=local
+    subset: str = ""
+    split: str = "train"
+    streaming: bool = True
+    text_field: str = "text"
+    template: str = ""  # e.g. "{question}\n{generated_solution}"; overrides text_field
+    seq_len: int = 256
+    tokenizer: str = ""  # path to an existing tokenizer.json; empty: train a BPE
+    tokenizer_vocab: int = 8192
+    tokenizer_sample_docs: int = 20000
+    val_fraction: float = 0.01
+    max_docs: int = 0  # 0: no limit
+    cache_dir: str = ""  # empty: ~/.cache/recurlab
+
+
+@dataclass
+class TrainConfig:
+    sampler: str = "lognormal_poisson"
+    r_mean: int = 8
+    k: int = 4  # iterations with gradient (truncated backprop depth)
+    sigma: float = 0.5
+    r_min: int = 1  # uniform sampler
+    r_max: int = 16  # uniform sampler
+    curriculum_steps: int = 0  # curriculum: steps to ramp r_mean from 1 to r_mean
+    batch_size: int = 64  # global batch in sequences, independent of the number of processes
+    micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_r: list[int] = field(default_factory=list)  # empty: 1, r_mean/2, r_mean, 2*r_mean
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class HardwareConfig:
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    dtype: str = "float32"  # autocast dtype on CUDA
+    compile: bool = False
+    threads: int = 0  # torch CPU threads (0: torch default)
+    activation_checkpointing: bool = False
+    fsdp: bool = False
+    gpu_memory_gb: float = 0.0  # documentation of the profile's target; not enforced
+
+
+@dataclass
+class RunConfig:
+    profile: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def eval_rs(self) -> list[int]:
+        if self.train.eval_r:
+            return list(self.train.eval_r)
+        if not self.model.is_recurrent:
+            return [1]
+        r = self.train.r_mean
+        return sorted({1, max(r // 2, 1), r, 2 * r})
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "hardware": HardwareConfig}
+TOP_SCALARS = ("profile", "description")
+
+
+def _allowed(cls) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _coerce(key: str, value, typ):
+    """Convert `value` (from YAML or a command-line string) to `typ`, or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        (inner,) = typing.get_args(typ)
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v != ""]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {inner.__name__} (e.g. {key}=1,2,4), got {value!r}")
+        return [_coerce(key, v, inner) for v in value]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    raise ConfigError(f"{key}: unsupported type")
+
+
+def _field_types(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _set(cfg: RunConfig, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    if len(parts) == 1 and parts[0] in TOP_SCALARS:
+        setattr(cfg, parts[0], _coerce(dotted, value, str))
+        return
+    if len(parts) == 1:
+        # a bare key is accepted when exactly one section has it: `r_mean=16`
+        owners = [s for s, cls in SECTIONS.items() if parts[0] in _field_types(cls)]
+        if len(owners) != 1:
+            hint = f"one of model.*, data.*, train.*, hardware.* ({_allowed_sections()})"
+            if len(owners) > 1:
+                hint = " or ".join(f"{o}.{parts[0]}" for o in owners)
+            raise ConfigError(f"unknown key {dotted!r}: use {hint}")
+        parts = [owners[0], parts[0]]
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        raise ConfigError(f"unknown key {dotted!r}: sections are {', '.join(SECTIONS)} (e.g. train.r_mean=16)")
+    section, key = parts
+    types = _field_types(SECTIONS[section])
+    if key not in types:
+        raise ConfigError(f"unknown key {dotted!r}: {section} has {_allowed(SECTIONS[section])}")
+    setattr(getattr(cfg, section), key, _coerce(dotted, value, types[key]))
+
+
+def _allowed_sections() -> str:
+    return "sections " + ", ".join(SECTIONS)
+
+
+def from_dict(data: dict, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (model, data, train, hardware)")
+    cfg = RunConfig()
+    for top, value in data.items():
+        if top in TOP_SCALARS:
+            _set(cfg, top, value)
+        elif top in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: section {top!r} must be a mapping of keys")
+            for key, v in value.items():
+                _set(cfg, f"{top}.{key}", v)
+        else:
+            raise ConfigError(
+                f"{source}: unknown section {top!r}: allowed are {', '.join(TOP_SCALARS + tuple(SECTIONS))}"
+            )
+    return cfg
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Fill derived values and reject impossible ones. Returns the same object."""
+    m, t, d, h = cfg.model, cfg.train, cfg.data, cfg.hardware
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ConfigError(msg)
+
+    need(m.arch in ARCHS, f"model.arch: {m.arch!r} is not one of {', '.join(ARCHS)}")
+    need(t.sampler in SAMPLERS, f"train.sampler: {t.sampler!r} is not one of {', '.join(SAMPLERS)}")
+    need(t.schedule in SCHEDULES, f"train.schedule: {t.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    need(h.dtype in DTYPES, f"hardware.dtype: {h.dtype!r} is not one of {', '.join(DTYPES)}")
+    need(d.source in SOURCES, f"data.source: {d.source!r} is not one of {', '.join(SOURCES)}")
+    need(m.n_embd > 0 and m.n_head > 0, "model.n_embd and model.n_head must be positive")
+    need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
+    need(m.head_dim % 2 == 0, f"model.n_embd / model.n_head must be even for rotary positions, got {m.head_dim}")
+    need(m.n_prelude >= 0 and m.n_coda >= 0, "model.n_prelude and model.n_coda must be >= 0")
+    need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
+    need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")
+    need(m.init_scale >= 0, f"model.init_scale must be >= 0 (0 = zero start), got {m.init_scale}")
+    need(t.r_mean >= 1, f"train.r_mean must be >= 1, got {t.r_mean}")
+    need(t.k >= 1, f"train.k must be >= 1, got {t.k}")
+    need(t.k <= t.r_mean, f"train.k ({t.k}) must be <= train.r_mean ({t.r_mean})")
+    need(t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}")
+    need(1 <= t.r_min <= t.r_max, f"train.r_min/r_max must satisfy 1 <= r_min <= r_max, got {t.r_min}, {t.r_max}")
+    need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    need(t.micro_batch >= 0, f"train.micro_batch must be >= 0, got {t.micro_batch}")
+    if t.micro_batch:
+        need(
+            t.batch_size % t.micro_batch == 0,
+            f"train.batch_size ({t.batch_size}) must be divisible by train.micro_batch ({t.micro_batch})",
+        )
+    need(t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps}")
+    need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    need(0 <= t.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
+    need(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
+    need(t.eval_every >= 1 and t.checkpoint_every >= 1 and t.log_every >= 1,
+         "train.eval_every, train.checkpoint_every and train.log_every must be >= 1")
+    need(t.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {t.keep_checkpoints}")
+    need(all(r >= 1 for r in t.eval_r), f"train.eval_r: every r must be >= 1, got {t.eval_r}")
+    need(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 = off), got {t.grad_clip}")
+    need(h.threads >= 0, f"hardware.threads must be >= 0, got {h.threads}")
+    need(h.device == "auto" or h.device == "cpu" or h.device.startswith("cuda"),
+         f"hardware.device: {h.device!r} is not auto, cpu, cuda or cuda:N")
+    if d.source == "task":
+        need(len(d.difficulties) > 0, "data.difficulties must list at least one level, e.g. data.difficulties=2,4,6")
+        need(all(x >= 1 for x in d.difficulties), f"data.difficulties must all be >= 1, got {d.difficulties}")
+        need(d.eval_examples >= 1, f"data.eval_examples must be >= 1, got {d.eval_examples}")
+    else:
+        need(bool(d.name), f"data.name: data.source={d.source} needs a dataset name or a local path")
+        need(d.seq_len >= 2, f"data.seq_len must be >= 2, got {d.seq_len}")
+        need(0 < d.val_fraction < 1, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    if m.arch == "fixed_depth_matched" and m.matched_r == 0:
+        m.matched_r = t.r_mean
+    return cfg
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def profile_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
+    return path
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return data or {}
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value or section.key=value")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
+    path = profile_path(name)
+    cfg = from_dict(load_yaml(path), source=str(path))
+    cfg.profile = path.stem
+    for key, value in parse_overrides(overrides or []):
+        _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
+    return validate(cfg)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,246 @@
+"""The depth-recurrent transformer: prelude, one shared recurrent core, coda.
+
+    from recurlab.config import ModelConfig
+    from recurlab.model import RecurrentLM
+    model = RecurrentLM(ModelConfig(vocab_size=32))
+    logits = model(idx, n_no_grad=4, n_grad=4).logits
+
+Everything that runs the model (training, sweeps, generation, adaptive exit, speculative
+decoding, traces) goes through four public steps:
+
+    rope = model.rope(positions)
+    e    = model.embed(idx, rope, cache)              # prelude
+    s    = model.init_state(e, scale, generator)      # random (or zero) latent start
+    s    = model.core_step(s, e, rope, cache, i)      # one recurrence: adapter + R shared blocks
+    out  = model.decode(s, rope, cache)               # ln_f, coda, ln_f, tied head
+
+Parameter names follow the Huginn reference layout (`transformer.wte`, `.prelude`, `.adapter`,
+`.core_block`, `.coda`, `.ln_f`, blocks with `norm_1..norm_4`, `attn.Wqkv`, `attn.proj`,
+`mlp.fc`, `mlp.proj`) so that Huginn checkpoints map onto it with few transforms.
+Rotary embeddings rotate adjacent pairs of channels (Huginn's convention).
+
+Cache protocol (implemented by the inference engine): attention calls
+`cache.attend(layer_key, q, k, v) -> y` with rotary already applied, where `layer_key` is
+("prelude", i), ("core", iteration, j) or ("coda", i).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from recurlab.config import ModelConfig
+
+
+class KVCache(Protocol):
+    def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor: ...
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+def rotary_tables(positions: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos/sin of shape (..., T, head_dim/2) for the given integer positions."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.float().unsqueeze(-1) * inv_freq
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """Rotate adjacent channel pairs (x0, x1) by the position angle. x: (B, T, H, D)."""
+    cos, sin = rope
+    if cos.dim() == 2:  # (T, D/2) shared by the batch
+        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    else:  # (B, T, D/2) per sequence (left padding)
+        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    xf = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = xf[..., 0], xf[..., 1]
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return out.flatten(-2).to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
+        self.Wqkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        # learned biases for q and k, added before the rotation (shape: 2, heads, head_dim)
+        self.qk_bias = nn.Parameter(torch.zeros(2, cfg.n_head, cfg.head_dim)) if cfg.qk_bias else None
+
+    def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.Wqkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)
+        if self.qk_bias is not None:
+            q = q + self.qk_bias[0]
+            k = k + self.qk_bias[1]
+        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        else:
+            y = cache.attend(layer_key, q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class GatedMLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 2 * cfg.mlp_size, bias=False)
+        self.proj = nn.Linear(cfg.mlp_size, cfg.n_embd, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.fc(x).chunk(2, dim=-1)
+        return self.proj(F.silu(gate) * up)
+
+
+class SandwichBlock(nn.Module):
+    """x = n2(x + attn(n1(x))); x = n4(x + mlp(n3(x)))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm_1 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.norm_2 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.norm_3 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = GatedMLP(cfg)
+        self.norm_4 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+    def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
+        x = self.norm_2(x + self.attn(self.norm_1(x), rope, cache, layer_key))
+        return self.norm_4(x + self.mlp(self.norm_3(x)))
+
+
+@dataclass
+class ModelOutput:
+    logits: Tensor
+    loss: Tensor | None = None
+    state: Tensor | None = None
+
+
+class RecurrentLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.vocab_size <= 0:
+            raise ValueError("ModelConfig.vocab_size must be set before building the model")
+        self.cfg = cfg
+        d = cfg.n_embd
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, d),
+                prelude=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_prelude)),
+                core_block=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_core_layers)),
+                coda=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_coda)),
+                ln_f=RMSNorm(d, cfg.norm_eps),
+            )
+        )
+        if cfg.is_recurrent:
+            # input injection: the state and the prelude output are concatenated, in that order
+            self.transformer["adapter"] = nn.Linear(2 * d, d, bias=False)
+        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = 1.0 / math.sqrt(self.cfg.n_embd * 5 / 2)  # small-init as in the Huginn recipe family
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=std, a=-3 * std, b=3 * std)
+        elif isinstance(module, nn.Embedding):
+            nn.init.trunc_normal_(module.weight, std=std, a=-3 * std, b=3 * std)
+
+    # ---- the four public steps -------------------------------------------------------
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        return rotary_tables(positions, self.cfg.head_dim, self.cfg.rope_base)
+
+    def embed(self, idx: Tensor, rope, cache: KVCache | None = None) -> Tensor:
+        x = self.transformer.wte(idx)
+        if self.cfg.embed_scale != 1.0:
+            x = x * self.cfg.embed_scale
+        for i, block in enumerate(self.transformer.prelude):
+            x = block(x, rope, cache, ("prelude", i))
+        return x
+
+    def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Random latent start: truncated normal with std `scale` (0 gives zeros)."""
+        scale = self.cfg.init_scale if scale is None else scale
+        if scale == 0 or not self.cfg.is_recurrent:
+            return torch.zeros_like(e)
+        s = torch.randn(e.shape, generator=generator, device=e.device, dtype=torch.float32)
+        s = s.clamp_(-3, 3) * scale  # truncation at 3 std; clamping keeps it cheap and reproducible
+        if self.cfg.embed_scale != 1.0:
+            s = s * self.cfg.embed_scale
+        return s.to(e.dtype)
+
+    def core_step(self, s: Tensor, e: Tensor, rope, cache: KVCache | None = None, iteration: int = 0) -> Tensor:
+        """One recurrence: s' = Core(Adapter([s; e])). Baselines without a loop ignore `s`."""
+        x = self.transformer.adapter(torch.cat([s, e], dim=-1)) if self.cfg.is_recurrent else e
+        for j, block in enumerate(self.transformer.core_block):
+            x = block(x, rope, cache, ("core", iteration, j))
+        if self.cfg.arch == "token_recurrent":
+            # the loop may only carry information through vocabulary space
+            probs = self.lm_head(self.transformer.ln_f(x)).float().softmax(-1)
+            x = (probs @ self.transformer.wte.weight.float()).to(x.dtype)
+        return x
+
+    def decode(self, s: Tensor, rope, cache: KVCache | None = None) -> Tensor:
+        x = self.transformer.ln_f(s)
+        for i, block in enumerate(self.transformer.coda):
+            x = block(x, rope, cache, ("coda", i))
+        return self.lm_head(self.transformer.ln_f(x))
+
+    # ---- training forward ------------------------------------------------------------
+
+    def forward(
+        self,
+        idx: Tensor,
+        n_no_grad: int = 0,
+        n_grad: int = 1,
+        targets: Tensor | None = None,
+        init_scale: float | None = None,
+        activation_checkpointing: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ModelOutput:
+        """Run `n_no_grad` iterations without gradient, then `n_grad` with it (truncated backprop).
+
+        Models without recurrence run their core exactly once whatever the counts say.
+        """
+        if not self.cfg.is_recurrent:
+            n_no_grad, n_grad = 0, 1
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        rope = self.rope(positions)
+        e = self.embed(idx, rope)
+        s = self.init_state(e, init_scale, generator)
+        if n_no_grad:
+            with torch.no_grad():
+                for i in range(n_no_grad):
+                    s = self.core_step(s, e, rope, None, i)
+        for i in range(n_no_grad, n_no_grad + n_grad):
+            if activation_checkpointing and self.training:
+                s = checkpoint(self.core_step, s, e, rope, None, i, use_reentrant=False)
+            else:
+                s = self.core_step(s, e, rope, None, i)
+        logits = self.decode(s, rope)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss, state=s)
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embedding:
+            n -= self.transformer.wte.weight.numel()
+        return n

@@ -1,0 +1,326 @@
+"""The run directory: the only interface between a training worker and its readers.
+
+    from recurlab.rundir import RunDir, list_runs, resolve_run
+    run = resolve_run("add-1", runs_dir="runs")   # a name, a unique prefix, or a path
+    run.read_status(); run.read_metrics(); run.latest_checkpoint()
+
+Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describes it too):
+
+    run.yaml            resolved config, written once when the run is created
+    status.json         replaced atomically (temp file + os.replace):
+                        contract, name, state, pid, host, device, world_size, created, started,
+                        heartbeat, ended, step, max_steps, tokens, loss, tokens_per_s,
+                        last_checkpoint, error
+    metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
+                        "step" and "time"; a reader skips a torn last line
+    worker.log          append-only text log of the worker (stdout and stderr)
+    checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
+                        renamed into place, holding model.safetensors, optimizer.safetensors
+                        and state.json (step, tokens, sampler and data positions, RNG)
+    vocab.json          character vocabulary of embedded-task runs
+    tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
+    stop                present while a stop is requested; the worker checkpoints and exits
+    sweeps/step_NNNNNNNN.{csv,json}   r sweeps of a checkpoint
+    traces/*.json       latent traces
+
+States: starting, running, finished, failed, stopped. A reader reports "lost" for a running
+run whose heartbeat is older than STALE_AFTER_S, and "failed" when its pid on this host is gone.
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTRACT_VERSION = 1
+STALE_AFTER_S = 60.0
+ACTIVE_STATES = ("starting", "running")
+DEFAULT_RUNS_DIR = "runs"
+
+
+class RunError(ValueError):
+    """A user-facing problem with a run name or run directory; the message is one line."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def read_json(path: Path):
+    """JSON from a file that may be missing or half-written: None instead of an error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of this process counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class MetricsTail:
+    """Incremental reader of metrics.jsonl: each `read_new()` returns only complete new rows."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+        self._inode = None
+
+    def read_new(self) -> list[dict]:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return []
+        if self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset):
+            self.offset = 0  # replaced or truncated: start over
+        self._inode = st.st_ino
+        if st.st_size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []  # only a torn line so far
+        self.offset += end + 1
+        rows = []
+        for line in chunk[: end + 1].splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---- paths ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "run.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "worker.log"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "stop"
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.path / "vocab.json"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    @property
+    def sweeps_dir(self) -> Path:
+        return self.path / "sweeps"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.path / "traces"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    # ---- creation (the CLI, once) -----------------------------------------------------
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str, config_yaml: str, device: str = "") -> "RunDir":
+        runs_dir = Path(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        path = runs_dir / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise RunError(f"run {name!r} already exists in {runs_dir}; pick another --name or resume it") from None
+        run = cls(path)
+        atomic_write_text(run.config_path, config_yaml)
+        now = time.time()
+        run.write_status(
+            contract=CONTRACT_VERSION, name=name, state="starting", pid=None, host=socket.gethostname(),
+            device=device, world_size=1, created=now, started=None, heartbeat=now, ended=None, step=0,
+            max_steps=None, tokens=0, loss=None, tokens_per_s=None, last_checkpoint=None, error=None,
+        )
+        return run
+
+    # ---- status -----------------------------------------------------------------------
+    def read_status(self) -> dict:
+        return read_json(self.status_path) or {}
+
+    def write_status(self, **fields) -> dict:
+        status = self.read_status()
+        status.update(fields)
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def effective_state(self, status: dict | None = None) -> str:
+        """The state a reader should show: 'lost' or 'failed' for dead workers that did not say so."""
+        status = self.read_status() if status is None else status
+        state = status.get("state", "unknown")
+        if state not in ACTIVE_STATES:
+            return state
+        if status.get("host") == socket.gethostname() and status.get("pid") and not pid_alive(status["pid"]):
+            return "failed"
+        if time.time() - float(status.get("heartbeat") or 0) > STALE_AFTER_S:
+            return "lost"
+        return state
+
+    # ---- metrics and log ----------------------------------------------------------------
+    def append_metrics(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        data = "".join(json.dumps(r) + "\n" for r in rows)
+        with open(self.metrics_path, "a") as f:
+            f.write(data)
+            f.flush()
+
+    def read_metrics(self, kind: str | None = None) -> list[dict]:
+        rows = MetricsTail(self.metrics_path).read_new()
+        return [r for r in rows if kind is None or r.get("kind") == kind]
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume: drop rows past the checkpoint's step so that no step appears twice."""
+        rows = self.read_metrics()
+        keep = [r for r in rows if int(r.get("step", 0)) <= step]
+        if len(keep) != len(rows):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 64 * 1024))
+                data = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return data.splitlines()[-lines:]
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def checkpoints(self) -> list[Checkpoint]:
+        out = []
+        if self.checkpoints_dir.is_dir():
+            for p in self.checkpoints_dir.iterdir():
+                if p.name.startswith("step_") and (p / "state.json").exists() and (p / "model.safetensors").exists():
+                    try:
+                        out.append(Checkpoint(p, int(p.name[5:])))
+                    except ValueError:
+                        continue
+        return sorted(out, key=lambda c: c.step)
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        cks = self.checkpoints()
+        return cks[-1] if cks else None
+
+    def checkpoint_dir_for(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step_{step:08d}"
+
+    # ---- control ------------------------------------------------------------------------
+    def request_stop(self) -> bool:
+        """Ask the worker to checkpoint and exit. Returns True if a stop was already pending."""
+        pending = self.stop_path.exists()
+        atomic_write_text(self.stop_path, f"{time.time()}\n")
+        return pending
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    def clear_stop(self) -> None:
+        self.stop_path.unlink(missing_ok=True)
+
+
+def list_runs(runs_dir: str | Path) -> list[RunDir]:
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "run.yaml").exists()]
+    return sorted(runs, key=lambda r: (r.read_status().get("created") or 0, r.name))
+
+
+def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
+    """A run by path, exact name, or unique name prefix within `runs_dir`."""
+    path = Path(spec)
+    if (path / "run.yaml").exists():
+        return RunDir(path)
+    root = Path(runs_dir)
+    if (root / spec / "run.yaml").exists():
+        return RunDir(root / spec)
+    matches = [r for r in list_runs(root) if r.name.startswith(spec)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(r.name for r in matches[:5])
+        raise RunError(f"run {spec!r} is ambiguous in {root}: matches {names}; give more of the name")
+    raise RunError(f"no run {spec!r} in {root}: see `recurlab runs --runs-dir {root}` or pass a run directory path")
+
+
+def new_run_name(profile: str, runs_dir: str | Path) -> str:
+    stamp = time.strftime("%m%d-%H%M%S")
+    base = f"{profile}-{stamp}"
+    name, n = base, 1
+    while (Path(runs_dir) / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
