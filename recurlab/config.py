@@ -317,6 +317,16 @@ def validate(cfg: RunConfig) -> RunConfig:
         need(0 < d.val_fraction < 1, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
+    if d.source == "task":
+        from recurlab.tasks import CharVocab, UnknownTaskError, get_task
+
+        try:
+            get_task(d.task)
+        except UnknownTaskError as exc:
+            raise ConfigError(f"data.task: {exc}") from None
+        m.vocab_size = len(CharVocab.default())
+    elif m.vocab_size == 0:
+        m.vocab_size = d.tokenizer_vocab
     return cfg
 
 

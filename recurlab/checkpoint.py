@@ -1,0 +1,148 @@
+"""Checkpoints as safetensors plus a JSON of training state; complete or absent, never half.
+
+    save_checkpoint(run, step, model, optimizer, state)      # builds .tmp-step_N, then renames
+    model = load_model(run, device="cpu")                    # latest complete checkpoint
+    load_training_state(ckpt_dir, model, optimizer)          # for resume
+
+Nothing is unpickled: weights and optimizer tensors are safetensors, the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from recurlab.errors import CheckpointError
+from recurlab.config import ConfigError, from_dict, load_yaml, validate
+from recurlab.model import RecurrentLM
+from recurlab.rundir import Checkpoint, RunDir, RunError, atomic_write_json
+
+
+TIED = ("lm_head.weight",)
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    sd = model.state_dict()
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in TIED}
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        meta["state"][str(pid)] = {}
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{pid}.{key}"] = val.detach().contiguous().cpu()
+                meta["state"][str(pid)][key] = "tensor"
+            else:
+                meta["state"][str(pid)][key] = val
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state = {}
+    for pid, st in meta["state"].items():
+        state[int(pid)] = {k: (tensors[f"{pid}.{k}"] if v == "tensor" else v) for k, v in st.items()}
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    run: RunDir,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: tuple[dict, dict] | None,
+    state: dict,
+    keep: int = 3,
+) -> Path:
+    """Write a complete checkpoint directory atomically and prune old ones (keeping `keep`)."""
+    final = run.checkpoint_dir_for(step)
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(weights, str(tmp / "model.safetensors"))
+    if optimizer_state is not None:
+        tensors, meta = optimizer_state
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps(meta))
+    atomic_write_json(tmp / "state.json", {"step": step, **state})
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in run.checkpoints()[:-keep]:
+        shutil.rmtree(old.path, ignore_errors=True)
+    return final
+
+
+def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    return _flatten_optimizer(optimizer)
+
+
+def read_state(ckpt: Path) -> dict:
+    try:
+        return json.loads((Path(ckpt) / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt} has an unreadable state.json ({exc}); delete it to fall back") from None
+
+
+def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
+    path = Path(ckpt) / "model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc}); delete that directory to use an older one") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k not in TIED]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path) -> None:
+    path = Path(ckpt) / "optimizer.safetensors"
+    try:
+        tensors = load_file(str(path))
+        meta = json.loads((Path(ckpt) / "optimizer.json").read_text())
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"optimizer state in {ckpt} is corrupt ({exc}); delete that checkpoint to use an older one") from None
+
+
+def run_config(run: RunDir):
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
+
+
+def pick_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:
+    cks = run.checkpoints()
+    if not cks:
+        raise CheckpointError(f"run {run.name} has no complete checkpoint yet; wait for one (train.checkpoint_every) or stop it")
+    if step is None:
+        return cks[-1]
+    for c in cks:
+        if c.step == step:
+            return c
+    raise CheckpointError(f"run {run.name} has no checkpoint at step {step}; available: {', '.join(str(c.step) for c in cks)}")
+
+
+def load_model(run: RunDir, step: int | None = None, device: str = "cpu") -> tuple[RecurrentLM, Checkpoint]:
+    """The run's model with the weights of a complete checkpoint, in eval mode."""
+    cfg = run_config(run)
+    ckpt = pick_checkpoint(run, step)
+    model = RecurrentLM(cfg.model)
+    load_weights(model, ckpt.path)
+    return model.to(device).eval(), ckpt

@@ -1,0 +1,24 @@
+"""recurlab's command line. Each module registers its commands on `app`.
+
+    recurlab train --profile cpu          recurlab runs
+    recurlab sweep RUN --r 1,2,4,8        recurlab tui
+
+Command modules import torch only inside the commands that need the model, so that
+`recurlab runs`, `status` and the TUI's first screen start fast.
+"""
+
+import importlib
+
+from recurlab.cli.app import app
+
+COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare")
+
+
+def main() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"recurlab.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"recurlab.cli.{name}":
+                raise
+    app()
