@@ -1,0 +1,66 @@
+"""The inference engine: cached generation, adaptive exits, KV-cache sharing, continuous chain of
+thought, self-speculative decoding and latent traces. The CLI and the TUI both use this API; it
+drives only the model's public steps (rope, embed, init_state, core_step, decode).
+
+Importing this package imports torch: a TUI should import it inside the worker or screen that
+needs the model, not at start-up.
+
+    from recurlab.engine import Engine, GenerateOptions, open_run, latent_trace, save_trace
+
+    model, tok, cfg, ckpt = open_run("runs/add-1", step=None, device="cpu")
+    engine = Engine(model, tok, device="cpu")
+
+    # blocking, one or several prompts (several are left-padded into one batch)
+    res = engine.generate("12345678+87654321=", GenerateOptions(r=16, exit="kl:5e-4"))
+    res.text, res.token_ids, res.iterations[0], res.tokens_per_s, res.mean_iterations, res.cache_bytes
+
+    # streaming (a Textual worker iterates this in a thread; stop early by breaking out)
+    stream = engine.stream("12+34=", GenerateOptions(r=8, max_new_tokens=32))
+    for ev in stream:                       # TokenEvent
+        ev.row, ev.index, ev.token_id, ev.text, ev.iterations
+    stream.result                           # GenerationResult, set once the iterator is exhausted
+    # or: engine.generate(prompts, opts, on_token=callback)   callback(TokenEvent) per token
+
+    trace = latent_trace(model, tok, "12+34=", r=16, criterion="kl:5e-4", starts=4, seed=0)
+    path = save_trace(run, "my-trace", trace)   # run.traces_dir / "my-trace.json", atomic
+
+Public API (stable):
+
+    open_run(run_dir, step=None, device="cpu", runs_dir="runs") -> (model, tokenizer, RunConfig, Checkpoint)
+
+    GenerateOptions(r=16, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
+                    stop_ids=None,          # None: (tokenizer.eos_id,)
+                    init_scale=None,        # None: the model's config; 0: deterministic zero start
+                    seed=0,
+                    exit=None,              # None | "kl:5e-4" | ExitCriterion
+                    kv_budget=None,         # None: one cache slot per iteration; n: iteration i -> slot i mod n
+                    continuous=False,       # warm-start each token from the previous token's final state
+                    speculative=None)       # None | "draft=4,lookahead=8" | SpeculativeConfig
+        .validate() raises InferenceError with one line (r < 1, top_p outside (0, 1], ...)
+
+    ExitCriterion(kind="kl", threshold=5e-4, min_iterations=1, max_iterations=None, check_every=1)
+        kinds: kl, entropy, latent, argmax (threshold = n checks), cosine; threshold 0 disables it.
+    parse_exit("kl:5e-4" | "argmax:3" | "cosine:0.999,min=2,max=32,every=2") -> ExitCriterion
+    SpeculativeConfig(draft=4, lookahead=8);  parse_speculative("draft=4,lookahead=8")
+
+    Engine(model, tokenizer, device="cpu")
+        .generate(prompt_or_prompts, options=None, on_token=None) -> GenerationResult
+        .stream(prompt_or_prompts, options=None) -> Stream  (iterable of TokenEvent; .result after)
+        .encode(prompt) -> list[int]     (raises VocabError / InferenceError for bad prompts)
+
+    TokenEvent(row: int, index: int, token_id: int, text: str, iterations: int)
+        text is the decoded piece this token adds to the row's text.
+
+    GenerationResult: prompts, prompt_ids, generated_ids (per row), texts (per row),
+        iterations (per row, per generated token), stop_reasons ("stop" | "length"),
+        n_tokens, prefill_seconds, decode_seconds, seconds, tokens_per_s, mean_iterations,
+        cache_bytes, acceptance_rate (None unless speculative), speculative (dict or None),
+        options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
+
+    latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,
+                 init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)
+    save_trace(run, name, trace) -> Path
+    KVCache(...)  the cache object the model's attention calls (recurlab.engine.cache).
+
+All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-line message.
+"""
