@@ -1,0 +1,335 @@
+"""Commands that start, watch and control training runs, and show the profiles.
+
+    recurlab train --profile tiny train.max_steps=200 --name smoke   # detached; returns at once
+    recurlab runs                                                    # table of all runs
+    recurlab status smoke        recurlab logs smoke -f
+    recurlab stop smoke          recurlab resume smoke
+    recurlab profiles            recurlab profiles show cpu r_mean=16
+
+Everything here reads and writes the run directory through recurlab.rundir; the worker is a
+separate process (`python -m recurlab.worker RUN_DIR`) in its own session, so it outlives the
+terminal. No torch at module level: `recurlab runs` must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from recurlab.cli.app import app
+from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name, pid_alive
+
+GRACEFUL_STOP_WAIT_S = 30.0
+KILL_WAIT_S = 10.0
+POLL_S = 0.5
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
+app.add_typer(profiles_app, name="profiles")
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _spawn_worker(run: RunDir, resume: bool, device: str) -> int:
+    """Start the worker detached (own session, no terminal) and record its pid in the status."""
+    cmd = [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
+    if resume:
+        cmd.append("--resume")
+    if device:
+        cmd += ["--device", device]
+    with open(run.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+            )
+        except OSError as exc:
+            run.write_status(state="failed", ended=time.time(), error=f"could not start the worker: {exc}")
+            fail(f"could not start the worker for {run.name}: {exc}", code=1)
+    # The worker imports torch before its first status write, so this pid update lands first.
+    run.write_status(pid=proc.pid, host=socket.gethostname())
+    return proc.pid
+
+
+def _watch_hint(run: RunDir, runs_dir: str) -> str:
+    flag = "" if Path(runs_dir) == Path("runs") else f" --runs-dir {runs_dir}"
+    return f"watch it with `recurlab logs {run.name} -f{flag}` or `recurlab tui {run.path}`"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _fmt(value, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    for r in [header] + rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _worker_pid_matches(pid: int) -> bool:
+    """Guard against pid reuse: only signal a process that is a recurlab worker or CLI."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid_alive(pid)  # no /proc (macOS): trust the pid
+    return b"recurlab" in cmdline
+
+
+def _kill(run: RunDir, status: dict, reason: str) -> None:
+    pid = status.get("pid")
+    if status.get("host") not in (None, socket.gethostname()):
+        fail(f"run {run.name} runs on host {status.get('host')}; stop it there")
+    if pid and pid_alive(pid) and _worker_pid_matches(pid):
+        try:
+            # the worker leads its own session, so its group holds any data-loader children too
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + KILL_WAIT_S
+        while pid_alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+    step = run.read_status().get("step")
+    run.write_status(state="stopped", ended=time.time(), error=f"{reason} at step {step}; resume continues from the last checkpoint")
+    run.clear_stop()
+    ck = run.latest_checkpoint()
+    typer.echo(f"{run.name}: killed (pid {pid}); last checkpoint: {ck.path.name if ck else 'none'}")
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value or section.key=value overrides."),
+    profile: str = typer.Option("cpu", "--profile", "-p", help="Profile name (see `recurlab profiles`) or a .yaml path."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: PROFILE-MMDD-HHMMSS)."),
+    runs_dir: str = RunsDirOption,
+    device: str = typer.Option("", "--device", help="Device for this run, e.g. cpu, cuda, cuda:1."),
+    foreground: bool = typer.Option(False, "--foreground", help="Train in this process with a progress bar."),
+) -> None:
+    """Create a run directory from a profile and start training it in a detached worker."""
+    from recurlab.config import load_profile, to_yaml
+
+    overrides = list(overrides or [])
+    if device:
+        overrides.append(f"hardware.device={device}")
+    with user_errors():
+        cfg = load_profile(profile, overrides)
+    if name is not None and not NAME_RE.match(name):
+        fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+    name = name or new_run_name(cfg.profile, runs_dir)
+    with user_errors():
+        run = RunDir.create(runs_dir, name, to_yaml(cfg), device=cfg.hardware.device)
+    if foreground:
+        from recurlab.worker import run_worker
+
+        with user_errors():
+            run_worker(run.path, resume=False, device=device or None, progress=True)
+        _exit_for_state(run)
+        return
+    pid = _spawn_worker(run, resume=False, device=device)
+    typer.echo(run.name)
+    typer.echo(f"started worker pid {pid} in {run.path}; {_watch_hint(run, runs_dir)}", err=True)
+
+
+def _exit_for_state(run: RunDir) -> None:
+    status = run.read_status()
+    state = run.effective_state(status)
+    typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
+    if state == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(runs_dir: str = RunsDirOption) -> None:
+    """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+    found = list_runs(runs_dir)
+    if not found:
+        typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")
+        return
+    now = time.time()
+    rows = []
+    for run in found:
+        st = run.read_status()
+        step = _fmt(st.get("step"))
+        if st.get("max_steps"):
+            step += f"/{st['max_steps']}"
+        rows.append([
+            run.name, run.effective_state(st), step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
+            _age(now - st["created"] if st.get("created") else None),
+        ])
+    _print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
+
+
+@app.command()
+def status(run: str = typer.Argument(..., help="Run name, unique prefix or path."), runs_dir: str = RunsDirOption) -> None:
+    """All status fields of a run, its effective state, checkpoints, and the log tail if it died."""
+    rd = get_run(run, runs_dir)
+    st = rd.read_status()
+    state = rd.effective_state(st)
+    typer.echo(f"run: {rd.name}  ({rd.path})")
+    note = ""
+    if state != st.get("state"):
+        why = "its pid is gone" if state == "failed" else "no heartbeat for a while"
+        note = f"  (status.json says {st.get('state')}; {why})"
+    typer.echo(f"effective state: {state}{note}")
+    times = ("created", "started", "heartbeat", "ended")
+    for key, value in st.items():
+        if key in times and isinstance(value, (int, float)):
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({_age(time.time() - value)} ago)"
+        typer.echo(f"  {key}: {_fmt(value)}")
+    cks = rd.checkpoints()
+    typer.echo(f"checkpoints: {', '.join(c.path.name for c in cks) if cks else 'none'}")
+    if state in ("failed", "lost"):
+        tail = rd.log_tail(20)
+        typer.echo(f"last {len(tail)} lines of {rd.log_path}:" if tail else f"{rd.log_path} is empty or missing")
+        for line in tail:
+            typer.echo(f"  | {line}")
+
+
+@app.command()
+def logs(
+    run: str = typer.Argument(..., help="Run name, unique prefix or path."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the worker ends."),
+    runs_dir: str = RunsDirOption,
+) -> None:
+    """Print the worker log; with -f, follow it until the worker ends."""
+    rd = get_run(run, runs_dir)
+    offset = 0
+    with user_errors():
+        while True:
+            active = rd.effective_state() in ACTIVE_STATES  # checked before reading: no lost tail
+            try:
+                with open(rd.log_path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                offset += len(data)
+                sys.stdout.write(data.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            if not follow or not active:
+                return
+            time.sleep(POLL_S)
+
+
+@app.command()
+def stop(
+    run: str = typer.Argument(..., help="Run name, unique prefix or path."),
+    now: bool = typer.Option(False, "--now", help="Kill the worker at once instead of a graceful stop."),
+    runs_dir: str = RunsDirOption,
+) -> None:
+    """Stop gracefully (finish the step, checkpoint, exit "stopped"); a second stop or --now kills."""
+    rd = get_run(run, runs_dir)
+    st = rd.read_status()
+    state = rd.effective_state(st)
+    if state not in ACTIVE_STATES and state != "lost":
+        fail(f"run {rd.name} is not running (state: {state}); nothing to stop")
+    if now:
+        _kill(rd, st, "killed by `recurlab stop --now`")
+        return
+    if rd.request_stop():
+        _kill(rd, st, "killed by a second `recurlab stop`")
+        return
+    typer.echo(f"{rd.name}: stop requested; waiting for the worker to checkpoint and exit", err=True)
+    deadline = time.time() + GRACEFUL_STOP_WAIT_S
+    while time.time() < deadline:
+        st = rd.read_status()
+        state = rd.effective_state(st)
+        if state not in ACTIVE_STATES:
+            ck = st.get("last_checkpoint") or "none"
+            typer.echo(f"{rd.name}: {state} at step {st.get('step')}; last checkpoint: {ck}")
+            if state != "stopped":
+                raise typer.Exit(1)
+            return
+        time.sleep(POLL_S)
+    typer.echo(
+        f"{rd.name}: still {state} after {GRACEFUL_STOP_WAIT_S:.0f} s; run `recurlab stop {rd.name}` again to kill it",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def resume(
+    run: str = typer.Argument(..., help="Run name, unique prefix or path."),
+    runs_dir: str = RunsDirOption,
+    device: str = typer.Option("", "--device", help="Device for the resumed worker (default: the run's)."),
+) -> None:
+    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker."""
+    rd = get_run(run, runs_dir)
+    st = rd.read_status()
+    state = rd.effective_state(st)
+    if state in ACTIVE_STATES:
+        fail(f"run {rd.name} is {state} (pid {st.get('pid')}); stop it first with `recurlab stop {rd.name}`")
+    if state == "lost" and st.get("host") == socket.gethostname() and pid_alive(st.get("pid")):
+        fail(f"run {rd.name} has a live but silent worker (pid {st.get('pid')}); end it with `recurlab stop {rd.name} --now`")
+    if state == "finished":
+        fail(f"run {rd.name} already finished at step {st.get('step')}; start a new run with `recurlab train`")
+    rd.clear_stop()
+    rd.write_status(state="starting", pid=None, heartbeat=time.time(), ended=None, error=None)
+    pid = _spawn_worker(rd, resume=True, device=device)
+    ck = rd.latest_checkpoint()
+    typer.echo(rd.name)
+    typer.echo(
+        f"resuming from {ck.path.name if ck else 'the start (no complete checkpoint)'} in worker pid {pid}; "
+        f"{_watch_hint(rd, runs_dir)}",
+        err=True,
+    )
+
+
+@profiles_app.callback()
+def profiles(ctx: typer.Context) -> None:
+    """List the profiles with their descriptions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from recurlab.config import from_dict, load_yaml, profile_names, profile_path
+
+    rows = []
+    for pname in profile_names():
+        with user_errors():
+            cfg = from_dict(load_yaml(profile_path(pname)), source=pname)
+        rows.append([pname, cfg.description])
+    _print_table(["PROFILE", "DESCRIPTION"], rows)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: str = typer.Argument(..., help="Profile name or a .yaml path."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides to apply."),
+) -> None:
+    """Print a profile resolved with overrides, as the run.yaml a run would get."""
+    from recurlab.config import load_profile, to_yaml
+
+    with user_errors():
+        cfg = load_profile(name, list(overrides or []))
+    typer.echo(to_yaml(cfg), nl=False)

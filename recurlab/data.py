@@ -1,0 +1,111 @@
+"""Training and held-out data for the embedded tasks, as token batches.
+
+    data = make_data(cfg, run)                        # TaskData, or TextData for text sources
+    idx, targets = data.train_batch(step, n=64)       # deterministic in (seed, step): resumes exactly
+    rows = data.evaluate(model, rs=[1, 4, 8], device="cpu")
+
+A sequence is <bos> prompt answer <eos>; only the answer and <eos> are supervised (targets are
+-100 elsewhere), so every answer position carries a loss. Exact match under teacher forcing
+(every answer position's argmax right) equals exact match of greedy decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+
+from recurlab.config import RunConfig
+from recurlab.rundir import RunDir, atomic_write_text
+from recurlab.tasks import CharVocab, Example, get_task
+
+IGNORE = -100
+
+
+def encode_examples(examples: list[Example], vocab: CharVocab) -> tuple[torch.Tensor, torch.Tensor]:
+    seqs, starts = [], []
+    for ex in examples:
+        prompt = [vocab.bos_id] + vocab.encode(ex.prompt)
+        seqs.append(prompt + vocab.encode(ex.answer) + [vocab.eos_id])
+        starts.append(len(prompt))
+    width = max(len(s) for s in seqs) - 1
+    idx = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
+    targets = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    for i, (s, start) in enumerate(zip(seqs, starts)):
+        idx[i, : len(s) - 1] = torch.tensor(s[:-1])
+        targets[i, start - 1 : len(s) - 1] = torch.tensor(s[start:])
+    return idx, targets
+
+
+class TaskData:
+    kind = "task"
+
+    def __init__(self, cfg: RunConfig, run: RunDir | None = None):
+        self.cfg = cfg
+        self.task = get_task(cfg.data.task)
+        self.tokenizer = CharVocab.default()
+        self.levels = sorted(cfg.data.train_difficulties or cfg.data.difficulties)
+        self.eval_levels = sorted(cfg.data.difficulties)
+        self._heldout = {d: self.task.heldout(d, cfg.data.eval_examples, cfg.train.seed) for d in self.eval_levels}
+        if run is not None and not run.vocab_path.exists():
+            atomic_write_text(run.vocab_path, self.tokenizer.to_json())
+
+    def train_examples(self, step: int, n: int, offset: int = 0) -> list[Example]:
+        seed = self.cfg.train.seed
+        out = []
+        for i in range(offset, offset + n):
+            level = self.levels[(step * 7919 + i) % len(self.levels)]
+            out.append(self.task.example(level, seed, step * 1_000_003 + i))
+        return out
+
+    def train_batch(self, step: int, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences offset..offset+n of the global batch of `step` (ranks take disjoint slices)."""
+        return encode_examples(self.train_examples(step, n, offset), self.tokenizer)
+
+    def heldout(self, difficulty: int) -> list[Example]:
+        return self._heldout[difficulty]
+
+    @torch.no_grad()
+    def evaluate(self, model, rs: list[int], device, autocast=None, batch_size: int = 256, on_row=None, cancel=None) -> list[dict]:
+        """Held-out loss and exact-match accuracy per difficulty, for each r; one row per r."""
+        model.eval()
+        rows = []
+        for r in rs:
+            if cancel is not None and cancel.is_set():
+                break
+            total_loss, total_tokens, n_tok, t0 = 0.0, 0, 0, time.perf_counter()
+            row = {"r": r}
+            for d in self.eval_levels:
+                exs = self._heldout[d]
+                correct = 0
+                for b in range(0, len(exs), batch_size):
+                    idx, tgt = encode_examples(exs[b : b + batch_size], self.tokenizer)
+                    idx, tgt = idx.to(device), tgt.to(device)
+                    gen = torch.Generator(device=device).manual_seed(1234 + b)
+                    with autocast or contextlib.nullcontext():
+                        logits = model(idx, n_no_grad=r, n_grad=0, generator=gen).logits.float()
+                    mask = tgt != IGNORE
+                    loss = torch.nn.functional.cross_entropy(logits[mask], tgt[mask], reduction="sum")
+                    total_loss += loss.item()
+                    total_tokens += int(mask.sum())
+                    n_tok += idx.numel()
+                    right = (logits.argmax(-1) == tgt) | ~mask
+                    correct += int(right.all(dim=1).sum())
+                row[f"acc@{d}"] = correct / len(exs)
+            row["loss"] = total_loss / max(total_tokens, 1)
+            row["acc"] = sum(row[f"acc@{d}"] for d in self.eval_levels) / len(self.eval_levels)
+            row["tokens_per_s"] = n_tok / max(time.perf_counter() - t0, 1e-9)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+        model.train()
+        return rows
+
+
+def make_data(cfg: RunConfig, run: RunDir | None = None):
+    if cfg.data.source == "task":
+        return TaskData(cfg, run)
+    from recurlab.text.data import TextData
+
+    return TextData(cfg, run)

@@ -1,0 +1,239 @@
+"""The explicit training loop: sampled depth, truncated backprop, eval per r, checkpoints.
+
+    from recurlab.train import train
+    train(RunDir("runs/cpu-1122-101500"), cfg, device="cpu")   # usually via recurlab.worker
+
+Single process, or one rank of a torchrun job (DDP; FSDP with hardware.fsdp). The global batch,
+learning rate and token counts do not depend on the world size: each rank takes a disjoint slice
+of the step's global batch. Rank 0 alone writes the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot, read_state, save_checkpoint
+from recurlab.config import RunConfig
+from recurlab.data import make_data
+from recurlab.distributed import Dist
+from recurlab.flops import mfu, train_flops_per_token
+from recurlab.model import RecurrentLM, SandwichBlock
+from recurlab.rundir import RunDir
+from recurlab.sampler import sample_depth
+
+HEARTBEAT_S = 2.0
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
+    return dev
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    t = cfg.train
+    if t.warmup_steps and step <= t.warmup_steps:
+        return t.lr * step / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+    floor = t.lr * t.min_lr_ratio
+    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    t = cfg.train
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=device.type == "cuda")
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    last_loss: float | None = None
+    last_tps: float | None = None
+    pending: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
+        self.run, self.cfg = run, cfg
+        self.dist = dist or Dist.single()
+        self.device = self.dist.device if self.dist.world > 1 else resolve_device(device or cfg.hardware.device)
+        self.progress_bar = progress_bar
+        if cfg.hardware.threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.hardware.threads)
+        torch.manual_seed(cfg.train.seed)
+        self.data = make_data(cfg, run if self.dist.is_main else None)
+        self.model = RecurrentLM(cfg.model).to(self.device)
+        self.raw_model = self.model
+        if cfg.hardware.compile:
+            # compile each block, not the whole forward: the sampled iteration count changes
+            # every step and would otherwise trigger recompiles
+            for m in self.model.modules():
+                if isinstance(m, SandwichBlock):
+                    m.compile()
+        self.model = self.dist.wrap(self.model, cfg)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.state = Progress()
+        use_amp = self.device.type == "cuda" and cfg.hardware.dtype == "bfloat16"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
+    # ---- resume ----------------------------------------------------------------------
+    def restore(self) -> int:
+        ckpt = self.run.latest_checkpoint()
+        if ckpt is None:
+            return 0
+        self.dist.load_weights(self.raw_model, self.model, ckpt.path, load_weights)
+        self.dist.load_optimizer(self.model, self.optimizer, ckpt.path, load_optimizer)
+        st = read_state(ckpt.path)
+        self.state.step, self.state.tokens, self.state.elapsed = st["step"], st["tokens"], st.get("elapsed", 0.0)
+        if self.dist.is_main:
+            self.run.truncate_metrics_after(self.state.step)
+        return self.state.step
+
+    # ---- pieces of a step -----------------------------------------------------------
+    def global_batch_slices(self) -> list[tuple[int, int]]:
+        """(offset, size) micro-batches of this rank's slice of the global batch."""
+        t = self.cfg.train
+        per_rank = t.batch_size // self.dist.world
+        start = self.dist.rank * per_rank
+        micro = t.micro_batch or per_rank
+        return [(start + o, min(micro, per_rank - o)) for o in range(0, per_rank, micro)]
+
+    def train_step(self, step: int) -> dict:
+        cfg = self.cfg
+        lr = lr_at(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        n_ng, n_g = sample_depth(cfg.train, step, cfg.train.seed, cfg.model.is_recurrent)
+        slices = self.global_batch_slices()
+        loss_sum, n_tokens, n_targets = torch.zeros((), device=self.device), 0, 0
+        batches = [self.data.train_batch(step, size, offset) for offset, size in slices]
+        total_targets = sum(int((tgt != -100).sum()) for _, tgt in batches)
+        for i, (idx, tgt) in enumerate(batches):
+            idx, tgt = idx.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+            gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed * 1_000_003 + step * 97 + self.dist.rank * 13 + i)
+            sync = self.dist.no_sync(self.model) if i < len(batches) - 1 else contextlib.nullcontext()
+            with sync, self.autocast():
+                out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=cfg.hardware.activation_checkpointing, generator=gen)
+            n_t = int((tgt != -100).sum())
+            # token-weighted mean over the rank's micro-batches
+            (out.loss * n_t / max(total_targets, 1)).backward()
+            loss_sum += out.loss.detach() * n_t
+            n_tokens += idx.numel()
+            n_targets += n_t
+        grad_norm = self.dist.clip_grad(self.model, cfg.train.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, n_targets, n_tokens = self.dist.reduce_loss(loss_sum, n_targets, n_tokens)
+        return {"loss": loss, "lr": lr, "r_no_grad": n_ng, "r_grad": n_g, "tokens": n_tokens, "grad_norm": grad_norm,
+                "seq_len": batches[0][0].shape[1]}
+
+    def evaluate(self, step: int) -> list[dict]:
+        rows = []
+        if self.dist.is_main:
+            for row in self.data.evaluate(self.raw_model, self.cfg.eval_rs, self.device, self.autocast()):
+                rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
+        self.dist.barrier()
+        return rows
+
+    def save(self, step: int) -> None:
+        weights = self.dist.full_state_dict(self.raw_model, self.model)
+        opt = self.dist.optimizer_state(self.model, self.optimizer, optimizer_snapshot)
+        if self.dist.is_main:
+            s = self.state
+            ckpt = save_checkpoint(
+                self.run, step, weights, opt,
+                {"tokens": s.tokens, "elapsed": s.elapsed, "world_size": self.dist.world, "seed": self.cfg.train.seed},
+                keep=self.cfg.train.keep_checkpoints,
+            )
+            self.run.write_status(last_checkpoint=ckpt.name)
+        self.dist.barrier()
+
+    # ---- the loop --------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> str:
+        cfg, run, s = self.cfg, self.run, self.state
+        if resume:
+            self.restore()
+        main = self.dist.is_main
+        if main:
+            run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,
+                             device=self.device_name, world_size=self.dist.world, heartbeat=time.time(),
+                             params=self.raw_model.num_params())
+        last_beat = last_flush = time.time()
+        t_window, tok_window = time.perf_counter(), 0
+        outcome = "finished"
+        self.model.train()
+        while s.step < cfg.train.max_steps:
+            if self.dist.any_flag(main and run.stop_requested()):
+                outcome = "stopped"
+                break
+            step = s.step + 1
+            t0 = time.perf_counter()
+            m = self.train_step(step)
+            dt = time.perf_counter() - t0
+            s.step, s.tokens, s.elapsed = step, s.tokens + m["tokens"], s.elapsed + dt
+            tok_window += m["tokens"]
+            s.last_loss = m["loss"]
+            if main:
+                flops = train_flops_per_token(cfg.model, m["r_no_grad"], m["r_grad"], m["seq_len"])
+                row = {"kind": "train", "step": step, "time": time.time(), "loss": m["loss"], "lr": m["lr"],
+                       "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "tokens": s.tokens,
+                       "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
+                u = mfu(flops * m["tokens"] / dt, self.device_name)
+                if u is not None:
+                    row["mfu"] = u
+                s.pending.append(row)
+            if step % cfg.train.eval_every == 0 or step == cfg.train.max_steps:
+                s.pending.extend(self.evaluate(step))
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
+                self.flush()
+                self.save(step)
+            now = time.time()
+            if main and (now - last_flush > 1.0 or step % cfg.train.log_every == 0):
+                self.flush()
+                last_flush = now
+            if main and now - last_beat > HEARTBEAT_S:
+                elapsed = time.perf_counter() - t_window
+                s.last_tps = tok_window / max(elapsed, 1e-9)
+                t_window, tok_window = time.perf_counter(), 0
+                run.write_status(heartbeat=now, step=step, tokens=s.tokens, loss=s.last_loss, tokens_per_s=s.last_tps)
+                last_beat = now
+            if self.progress_bar is not None and main:
+                self.progress_bar(step, cfg.train.max_steps, s.last_loss)
+        self.flush()
+        if outcome == "stopped" and (run.latest_checkpoint() is None or run.latest_checkpoint().step != s.step):
+            self.save(s.step)
+        if main:
+            if outcome == "stopped":
+                run.clear_stop()
+            run.write_status(state=outcome, step=s.step, tokens=s.tokens, loss=s.last_loss, heartbeat=time.time(),
+                             ended=time.time())
+        return outcome
+
+    def flush(self) -> None:
+        if self.dist.is_main and self.state.pending:
+            self.run.append_metrics(self.state.pending)
+            self.state.pending = []
+
+
+def train(run: RunDir, cfg: RunConfig, device: str = "auto", resume: bool = False, progress_bar=None) -> str:
+    dist = Dist.from_env(cfg, device)
+    try:
+        return Trainer(run, cfg, device, dist, progress_bar).fit(resume=resume)
+    finally:
+        dist.close()

@@ -1,0 +1,107 @@
+"""The training worker: one process (or one torchrun rank) that owns a run directory.
+
+    python -m recurlab.worker runs/cpu-1122-101500            # started detached by `recurlab train`
+    python -m recurlab.worker runs/cpu-1122-101500 --resume   # `recurlab resume`
+
+It marks the run running, trains, and leaves the status finished, stopped or failed (with the
+error's last line). SIGTERM and SIGINT are turned into a graceful stop: finish the step,
+checkpoint, exit "stopped". Log lines go to worker.log; stdout and stderr of a detached worker
+are pointed there as well by the CLI, so a crash's traceback ends up in the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from recurlab.checkpoint import run_config
+from recurlab.rundir import RunDir
+
+
+class WorkerLog:
+    def __init__(self, run: RunDir, echo: bool):
+        self.path, self.echo = run.log_path, echo
+
+    def __call__(self, msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
+        with open(self.path, "a") as f:
+            f.write(line)
+        if self.echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+
+def progress_printer(width: int = 30):
+    start = time.time()
+    last = [0.0]
+
+    def show(step: int, total: int, loss: float | None) -> None:
+        if step != total and time.time() - last[0] < 0.25:
+            return
+        last[0] = time.time()
+        frac = step / total
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        eta = (time.time() - start) / max(frac, 1e-9) * (1 - frac)
+        loss_s = f"{loss:.4f}" if loss is not None else "-"
+        sys.stderr.write(f"\r[{bar}] {step}/{total} loss {loss_s} eta {eta:5.0f}s")
+        if step == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", progress: bool = False) -> int:
+    """Train the run in this process; returns the exit code (0 finished/stopped, 1 failed)."""
+    run = RunDir(run_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    log = WorkerLog(run, echo=progress)
+    cfg = run_config(run)
+
+    def on_signal(signum, frame):
+        if rank == 0:
+            run.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    if not progress:
+        signal.signal(signal.SIGINT, on_signal)
+    if rank == 0:
+        run.write_status(state="starting", pid=os.getpid(), host=socket.gethostname(), started=time.time(),
+                         heartbeat=time.time(), ended=None, error=None)
+        log(f"worker pid {os.getpid()} {'resuming' if resume else 'starting'} run {run.name} (profile {cfg.profile})")
+    try:
+        import torch  # noqa: F401  (imported here so a broken install fails inside the try)
+
+        from recurlab.train import train
+
+        bar = progress_printer() if progress and rank == 0 else None
+        outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
+    except Exception as exc:
+        if rank == 0:
+            summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log("worker failed:\n" + traceback.format_exc())
+            run.write_status(state="failed", error=summary, ended=time.time(), heartbeat=time.time())
+        return 1
+    if rank == 0:
+        status = run.read_status()
+        log(f"worker {outcome} at step {status.get('step')} (last checkpoint {status.get('last_checkpoint')})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recurlab.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--device", default="")
+    args = parser.parse_args(argv)
+    return run_worker(args.run_dir, resume=args.resume, device=args.device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
