@@ -1,0 +1,37 @@
+"""`recurlab sweep RUN --r 1,2,4,8,16,32`: evaluate a checkpoint at each r, print and save a table."""
+
+from __future__ import annotations
+
+import typer
+
+from recurlab.cli.app import app
+from recurlab.cli.common import RunsDirOption, get_run, user_errors
+
+
+@app.command()
+def sweep(
+    run: str = typer.Argument(..., help="Run name, unique prefix, or path."),
+    r: str = typer.Option("", "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
+    step: int = typer.Option(None, "--step", help="Checkpoint step (default: the latest complete one)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    runs_dir: str = RunsDirOption,
+):
+    """Held-out loss, exact-match accuracy per difficulty (or bits per byte) and tokens/s per r."""
+    rundir = get_run(run, runs_dir)
+    with user_errors():
+        from recurlab.checkpoint import run_config
+        from recurlab.sweep import format_table, parse_rs, run_sweep
+
+        cfg = run_config(rundir)
+        if r:
+            rs = parse_rs(r)
+        else:
+            top, rs = 4 * cfg.train.r_mean, [1]
+            while rs[-1] * 2 <= top:
+                rs.append(rs[-1] * 2)
+        typer.echo(f"sweeping {rundir.name} at r = {', '.join(map(str, rs))}", err=True)
+        result = run_sweep(rundir, rs, step=step, device=device,
+                           on_row=lambda row: typer.echo(f"  r={row['r']} loss {row['loss']:.4f}", err=True))
+    typer.echo(f"run {result.run}, checkpoint step {result.step}")
+    typer.echo(format_table(result.rows))
+    typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")

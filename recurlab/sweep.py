@@ -1,0 +1,139 @@
+"""Evaluate one checkpoint at several r: held-out loss, accuracy per difficulty, tokens/s.
+
+    from recurlab.sweep import run_sweep, load_sweeps
+    result = run_sweep(run, rs=[1, 2, 4, 8, 16, 32])     # writes sweeps/step_NNNNNNNN.{csv,json}
+    load_sweeps(run)                                      # saved sweeps, newest checkpoint last
+
+The CSV is a stable interface: one row per r, columns `r`, `loss`, `tokens_per_s`, then
+`acc@<difficulty>` in increasing difficulty (task runs) or `bpb` (text runs).
+Rows arrive one by one through `on_row`; setting `cancel` stops after the current r.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+
+
+@dataclass
+class SweepResult:
+    run: str
+    step: int
+    rows: list[dict] = field(default_factory=list)
+    complete: bool = True
+    path: Path | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return sweep_columns(self.rows)
+
+
+def sweep_columns(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["r", "loss", "tokens_per_s"]
+    accs = sorted((k for k in rows[0] if k.startswith("acc@")), key=lambda k: float(k[4:]))
+    extra = ["bpb"] if "bpb" in rows[0] else accs
+    return ["r", "loss", "tokens_per_s", *extra]
+
+
+def to_csv(rows: list[dict]) -> str:
+    cols = sweep_columns(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for row in rows:
+        w.writerow([_fmt(row.get(c)) for c in cols])
+    return buf.getvalue()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The sweep as an aligned text table (what the CLI prints)."""
+    cols = sweep_columns(rows)
+    head = {"tokens_per_s": "tok/s"}
+    cells = [[head.get(c, c) for c in cols]]
+    for row in rows:
+        line = []
+        for c in cols:
+            v = row.get(c)
+            if c == "r":
+                line.append(str(v))
+            elif c.startswith("acc@"):
+                line.append(f"{100 * v:.1f}%")
+            elif c == "tokens_per_s":
+                line.append(f"{v:,.0f}")
+            else:
+                line.append(f"{v:.4f}")
+        cells.append(line)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+
+
+def parse_rs(spec: str) -> list[int]:
+    from recurlab.errors import InferenceError
+
+    try:
+        rs = [int(x) for x in spec.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise InferenceError(f"--r must be a comma-separated list of integers like 1,2,4,8, got {spec!r}") from None
+    if not rs or any(r < 1 for r in rs):
+        raise InferenceError(f"--r values must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
+    return rs
+
+
+def sweep_paths(run: RunDir, step: int) -> tuple[Path, Path]:
+    base = run.sweeps_dir / f"step_{step:08d}"
+    return base.with_suffix(".csv"), base.with_suffix(".json")
+
+
+def run_sweep(
+    run: RunDir,
+    rs: list[int],
+    step: int | None = None,
+    device: str = "cpu",
+    on_row=None,
+    cancel: threading.Event | None = None,
+) -> SweepResult:
+    """Evaluate the checkpoint (latest complete one by default) at each r and save the result.
+
+    A cancelled sweep keeps and saves the rows finished so far, marked incomplete.
+    """
+    from recurlab.checkpoint import load_model, run_config
+    from recurlab.data import make_data
+
+    cfg = run_config(run)
+    model, ckpt = load_model(run, step, device)
+    data = make_data(cfg, None)
+    rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
+    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
+    if rows:
+        run.sweeps_dir.mkdir(exist_ok=True)
+        csv_path, json_path = sweep_paths(run, ckpt.step)
+        atomic_write_text(csv_path, to_csv(rows))
+        atomic_write_json(json_path, {"run": run.name, "step": ckpt.step, "rs": rs, "complete": result.complete,
+                                      "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
+        result.path = csv_path
+    return result
+
+
+def load_sweeps(run: RunDir) -> list[SweepResult]:
+    out = []
+    if run.sweeps_dir.is_dir():
+        for p in sorted(run.sweeps_dir.glob("step_*.json")):
+            data = read_json(p)
+            if isinstance(data, dict) and isinstance(data.get("rows"), list):
+                out.append(SweepResult(run=data.get("run", run.name), step=int(data.get("step", 0)), rows=data["rows"],
+                                       complete=bool(data.get("complete", True)), path=p.with_suffix(".csv")))
+    return out
