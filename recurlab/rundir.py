@@ -99,7 +99,9 @@ class MetricsTail:
         self.offset = 0
         self._inode = None
 
-    def read_new(self) -> list[dict]:
+    def read_new(self, max_bytes: int | None = None) -> list[dict]:
+        """New complete rows; with `max_bytes`, at most that much of the file per call (a
+        reader of a huge file calls it until it returns nothing)."""
         try:
             st = self.path.stat()
         except OSError:
@@ -111,7 +113,7 @@ class MetricsTail:
             return []
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            chunk = f.read()
+            chunk = f.read() if max_bytes is None else f.read(max_bytes)
         end = chunk.rfind(b"\n")
         if end < 0:
             return []  # only a torn line so far
