@@ -19,7 +19,7 @@ from recurlab.config import DataConfig, HardwareConfig, RunConfig, TrainConfig
 from recurlab.errors import InferenceError
 from recurlab.huginn.config import read_huginn_config
 from recurlab.huginn.tokenizer import HuginnTokenizer
-from recurlab.huginn.weights import load_huginn_weights
+from recurlab.huginn.weights import load_huginn_weights, shard_map
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -42,6 +42,7 @@ def open_huginn(path: str | Path, device: str = "cpu", dtype=None):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InferenceError("CUDA is not available on this machine; use --device cpu")
     tdtype = _resolve_dtype(dtype, dev)
+    shard_map(hc.path)  # a missing or pickle-only weights file is reported before anything is loaded
     tok = HuginnTokenizer.load(hc.path, hc.model.vocab_size, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
     model = load_huginn_weights(hc.path, hc.model, dev, tdtype)
     cfg = RunConfig(

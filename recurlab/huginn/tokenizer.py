@@ -18,6 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from recurlab.errors import ModelFormatError, VocabError
+from recurlab.huginn.config import DOWNLOAD_HINT
 
 HUGINN_SPECIALS = {"bos": "<|begin_text|>", "eos": "<|end_text|>", "pad": "<|pad|>"}
 REPLACEMENT = "\ufffd"
@@ -56,7 +57,7 @@ class HuginnTokenizer:
         folder = Path(folder)
         path = folder / "tokenizer.json"
         if not path.is_file():
-            raise ModelFormatError(f"{folder} has no tokenizer.json; download it with the weights (huggingface-cli download ...)")
+            raise ModelFormatError(f"{folder} has no tokenizer.json; download it with the weights ({DOWNLOAD_HINT})")
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises plain Exception subclasses for malformed files
