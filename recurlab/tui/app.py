@@ -1,0 +1,111 @@
+"""The Textual application: screen modes, the current run, shared colors and commands.
+
+    app = RecurlabApp(runs_dir="runs", run=None, model=None)
+    app.run()
+
+Each screen is a mode (keys 1-5) created the first time it is shown; `app.current_run` is the
+run that Curves, Inspector, Generate and Sweep look at, chosen on the Runs screen (enter).
+`--model` gives a different model directory for Inspector and Generate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+
+from recurlab.rundir import RunDir
+
+RUN_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+
+
+def _screen(module: str, cls: str):
+    """A mode factory that imports its screen module only when the mode is first shown."""
+
+    def make():
+        import importlib
+
+        return getattr(importlib.import_module(f"recurlab.tui.screens.{module}"), cls)()
+
+    return make
+
+
+class RecurlabApp(App):
+    TITLE = "recurlab"
+    CSS_PATH = "app.tcss"
+    MODES = {
+        "runs": _screen("runs", "RunsScreen"),
+        "curves": _screen("curves", "CurvesScreen"),
+        "inspect": _screen("inspector", "InspectorScreen"),
+        "generate": _screen("generate", "GenerateScreen"),
+        "sweep": _screen("sweep", "SweepScreen"),
+    }
+    BINDINGS = [
+        Binding("1", "switch_mode('runs')", "Runs", show=False),
+        Binding("2", "switch_mode('curves')", "Curves", show=False),
+        Binding("3", "switch_mode('inspect')", "Inspect", show=False),
+        Binding("4", "switch_mode('generate')", "Generate", show=False),
+        Binding("5", "switch_mode('sweep')", "Sweep", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
+    current_run: reactive[RunDir | None] = reactive(None, init=False)
+
+    def __init__(self, runs_dir: str | Path = "runs", run: str | Path | None = None, model: str | Path | None = None):
+        super().__init__()
+        self.runs_dir = Path(runs_dir)
+        self.model_path = Path(model) if model else None
+        self._start_run = RunDir(run) if run else None
+        self.overlay: list[str] = []  # runs drawn together on the curves screen, in selection order
+        self._colors: dict[str, str] = {}
+        self.model_cache = None  # recurlab.tui.models.ModelCache, created by the first model screen
+
+    def on_mount(self) -> None:
+        if self._start_run is not None:
+            self.select_run(self._start_run)
+            self.switch_mode("curves")
+        else:
+            self.switch_mode("runs")
+
+    def select_run(self, run: RunDir) -> None:
+        self.current_run = run
+        if run.name not in self.overlay:
+            self.overlay.insert(0, run.name)
+
+    def run_color(self, name: str) -> str:
+        """A color per run that stays the same for the whole session."""
+        if name not in self._colors:
+            self._colors[name] = RUN_COLORS[len(self._colors) % len(RUN_COLORS)]
+        return self._colors[name]
+
+    def model_dir(self) -> Path | None:
+        """The model the Inspector and Generate screens load: --model, else the current run."""
+        if self.model_path is not None:
+            return self.model_path
+        return self.current_run.path if self.current_run is not None else None
+
+    def action_help(self) -> None:
+        from recurlab.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for key, title in (("runs", "Runs"), ("curves", "Curves"), ("inspect", "Inspector"),
+                           ("generate", "Generate"), ("sweep", "Sweep")):
+            yield SystemCommand(f"Go to {title}", f"Show the {title} screen", lambda k=key: self.switch_mode(k))
+        # every key of the active screen is also a command
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description and binding.show:
+                yield SystemCommand(
+                    f"{screen.TITLE_SHORT}: {binding.description}",
+                    f"key {binding.key_display or binding.key}",
+                    lambda b=binding, s=screen: s.run_action(b.action),
+                )

@@ -1,0 +1,136 @@
+"""Poll a runs directory for the runs screen: state, step, loss, tokens/s and recent losses.
+
+    watch = RunsWatch("runs")
+    changes = watch.poll()          # RunsChange(added, removed, updated)
+    for name, row in watch.rows.items(): row.state, row.step, row.loss, row.spark
+
+Only status.json and the tail of metrics.jsonl are read: the first look at a run with a
+million metric rows reads its last 64 KiB, later polls only what was appended since.
+No Textual and no torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recurlab.rundir import MetricsTail, RunDir, list_runs
+from recurlab.tui.series import sparkline
+
+SPARK_POINTS = 24
+TAIL_BYTES = 64 * 1024
+
+
+def tail_rows(path: Path, nbytes: int = TAIL_BYTES) -> tuple[list[dict], int]:
+    """Complete JSON rows in the last `nbytes` of a file, and the offset after the last one."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - nbytes)
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return [], 0
+    if start > 0:
+        cut = data.find(b"\n")
+        data = data[cut + 1 :] if cut >= 0 else b""
+        start = size - len(data)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], start
+    rows = []
+    for line in data[: end + 1].splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows, start + end + 1
+
+
+@dataclass
+class RunRow:
+    run: RunDir
+    state: str = "unknown"
+    step: int | None = None
+    max_steps: int | None = None
+    loss: float | None = None
+    tokens_per_s: float | None = None
+    error: str | None = None
+    losses: deque = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
+    tail: MetricsTail | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def spark(self) -> str:
+        return sparkline(self.losses, SPARK_POINTS)
+
+    def cells(self) -> tuple[str, ...]:
+        step = "-" if self.step is None else str(self.step)
+        if self.max_steps:
+            step += f"/{self.max_steps}"
+        loss = "-" if self.loss is None else f"{self.loss:.4f}"
+        tps = "-" if self.tokens_per_s is None else f"{self.tokens_per_s:,.0f}"
+        return (self.name, self.state, step, loss, tps, self.spark)
+
+
+@dataclass
+class RunsChange:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.updated)
+
+
+class RunsWatch:
+    def __init__(self, runs_dir: str | Path):
+        self.runs_dir = Path(runs_dir)
+        self.rows: dict[str, RunRow] = {}
+
+    def poll(self) -> RunsChange:
+        change = RunsChange()
+        found = {r.name: r for r in list_runs(self.runs_dir)}
+        for name in list(self.rows):
+            if name not in found:
+                del self.rows[name]
+                change.removed.append(name)
+        for name, run in found.items():
+            row = self.rows.get(name)
+            if row is None:
+                row = self.rows[name] = RunRow(run)
+                change.added.append(name)
+            if self._refresh(row) and name not in change.added:
+                change.updated.append(name)
+        return change
+
+    def _refresh(self, row: RunRow) -> bool:
+        before = row.cells()
+        status = row.run.read_status()
+        row.state = row.run.effective_state(status) if status else "unreadable"
+        row.step = status.get("step")
+        row.max_steps = status.get("max_steps")
+        row.loss = status.get("loss")
+        row.tokens_per_s = status.get("tokens_per_s")
+        row.error = status.get("error")
+        if row.tail is None:
+            rows, offset = tail_rows(row.run.metrics_path)
+            row.tail = MetricsTail(row.run.metrics_path)
+            row.tail.offset = offset
+        else:
+            size_before = row.tail.offset
+            rows = row.tail.read_new()
+            if row.tail.offset < size_before:  # truncated or replaced: rebuild from the tail
+                row.losses.clear()
+        for r in rows:
+            if r.get("kind") == "train" and isinstance(r.get("loss"), (int, float)):
+                row.losses.append(float(r["loss"]))
+        return row.cells() != before

@@ -1,0 +1,238 @@
+"""The Curves screen: live training and evaluation curves of one run or several overlaid runs.
+
+Metrics (m / M to cycle): train loss, eval loss per r and eval accuracy per r (one line per r),
+learning rate, tokens/s, grad norm. e toggles a time-weighted EMA (its span follows the step
+gaps, so uneven logging smooths evenly); [ and ] change its span. l toggles a log y axis. The
+list on the left picks the runs to overlay (space); each run keeps its color. New rows are read
+from the end of metrics.jsonl once a second, and long histories are downsampled for drawing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import SelectionList, Static
+from textual_plotext import PlotextPlot
+
+from recurlab.rundir import RunDir, list_runs
+from recurlab.tui.metricsource import MetricsSource
+from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.series import METRICS, bucket_mean, downsample, ema
+
+POLL_S = 1.0
+SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
+R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
+R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+PROGRESS_REDRAW_S = 0.5
+
+
+class CurvesScreen(LabScreen):
+    TITLE_SHORT = "Curves"
+    MODE = "curves"
+    HELP = __doc__.split("\n", 1)[1]
+    BINDINGS = [
+        Binding("m", "metric(1)", "Metric"),
+        Binding("M", "metric(-1)", "Prev metric", show=False),
+        Binding("e", "smooth", "Smooth"),
+        Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="["),
+        Binding("right_square_bracket", "span(1)", "More smooth", key_display="]"),
+        Binding("l", "logy", "Log y"),
+        Binding("a", "all_runs", "Overlay all"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.metric = 0
+        self.smooth = False
+        self.span = 2
+        self.logy = False
+        self.sources: dict[str, MetricsSource] = {}
+        self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
+        self._loading = False
+        self._last_draw = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame(
+            Horizontal(
+                Vertical(SelectionList(id="curves-runs"), Static("", id="curves-info"), id="curves-side"),
+                PlotextPlot(id="curves-plot"),
+                id="curves-body",
+            )
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#curves-runs").border_title = "runs (space)"
+        self.timer = self.set_interval(POLL_S, self.poll)
+        self.on_screen_resume()
+
+    def on_screen_suspend(self) -> None:
+        self.timer.pause()
+
+    def on_screen_resume(self) -> None:
+        self.sync_run_list()
+        self.poll()
+        self.redraw()
+        self.timer.resume()
+
+    # ---- which runs ---------------------------------------------------------------------------
+    def sync_run_list(self) -> None:
+        sel = self.query_one(SelectionList)
+        runs = list_runs(self.app.runs_dir)
+        cur = self.app.current_run
+        if cur is not None and cur.exists() and cur.name not in {r.name for r in runs}:
+            runs.insert(0, cur)  # opened by path, outside the runs directory
+        self._runs = {r.name: r for r in runs}
+        wanted = [n for n in self.app.overlay if n in self._runs]
+        options = [(n, n) for n in self._runs]
+        current = [sel.get_option_at_index(i).value for i in range(sel.option_count)]
+        if current != list(self._runs) or sorted(sel.selected) != sorted(wanted):
+            from rich.text import Text
+
+            with self.prevent(SelectionList.SelectedChanged):
+                sel.clear_options()
+                sel.add_options([(Text(n, style=self.app.run_color(n)), v, v in wanted) for n, v in options])
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        selected = set(event.selection_list.selected)
+        self.app.overlay[:] = [n for n in self.app.overlay if n in selected] + [
+            n for n in event.selection_list.selected if n not in self.app.overlay
+        ]
+        self.poll()
+        self.redraw()
+
+    def action_all_runs(self) -> None:
+        self.app.overlay[:] = list(self._runs)
+        self.sync_run_list()
+        self.poll()
+        self.redraw()
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _source(self, name: str) -> MetricsSource | None:
+        src = self.sources.get(name)
+        if src is None:
+            run = self._runs.get(name) if hasattr(self, "_runs") else None
+            if run is None:
+                cur = self.app.current_run
+                run = cur if cur is not None and cur.name == name else RunDir(self.app.runs_dir / name)
+            src = self.sources[name] = MetricsSource(run)
+        return src
+
+    def poll(self) -> None:
+        if not self._loading:
+            self._loading = True
+            self.read_metrics([self._source(n) for n in self.app.overlay])
+
+    @work(thread=True, group="metrics")
+    def read_metrics(self, sources: list[MetricsSource]) -> None:
+        try:
+            changed = False
+            for src in sources:
+                while src.update():  # a big file arrives in chunks: draw as it loads
+                    changed = True
+                    if time.monotonic() - self._last_draw > PROGRESS_REDRAW_S:
+                        self.app.call_from_thread(self.redraw)
+                for event in src.events:
+                    self.app.call_from_thread(self._notice, src.run.name, event)
+                src.events.clear()
+            if changed:
+                self.app.call_from_thread(self.redraw)
+        except Exception as exc:  # an unreadable file must not end the app
+            self.app.call_from_thread(self.report, exc, "reading metrics")
+        finally:
+            self._loading = False
+
+    def _notice(self, name: str, event: str) -> None:
+        if event == "deleted":
+            self.app.notify(f"run {name} was deleted; its curves stay until you deselect it", severity="warning")
+        elif event == "truncated":
+            self.app.notify(f"metrics of {name} were truncated or replaced; reloading them", severity="warning")
+
+    # ---- drawing ------------------------------------------------------------------------------
+    def _lines(self, width: int):
+        """(label, color, marker, xs, ys) for every line of the chosen metric."""
+        _title, kind, field = METRICS[self.metric]
+        names = [n for n in self.app.overlay if n in self.sources]
+        for name in names:
+            src = self.sources[name]
+            keys = [None] if kind == "train" else src.eval_rs()
+            for i, r in enumerate(keys):
+                xs, ys = src.snapshot(kind, field, r)
+                if self.logy:
+                    keep = ys > 0
+                    xs, ys = xs[keep], ys[keep]
+                if not len(xs):
+                    continue
+                if self.smooth and len(xs) > 1:
+                    xs, ys = bucket_mean(xs, ys, 4 * width)
+                    ys = ema(xs, ys, SPANS[self.span] * (xs[-1] - xs[0]))
+                else:
+                    xs, ys = downsample(xs, ys, width)
+                label = name if r is None else (f"r={r}" if len(names) == 1 else f"{name} r={r}")
+                if r is not None and len(names) == 1:
+                    color, marker = R_COLORS[i % len(R_COLORS)], "hd"
+                else:
+                    color, marker = self.app.run_color(name), R_MARKERS[i % len(R_MARKERS)] if r is not None else "hd"
+                yield label, color, marker, xs, ys
+
+    def redraw(self) -> None:
+        self._last_draw = time.monotonic()
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_figure()
+        title, kind, field = METRICS[self.metric]
+        width = max(plot.size.width, 40)
+        self.drawn = {}
+        for label, color, marker, xs, ys in self._lines(width):
+            self.drawn[label] = (xs.tolist(), ys.tolist())
+            plt.plot(self.drawn[label][0], self.drawn[label][1], label=label, color=color, marker=marker)
+        extras = []
+        if self.smooth:
+            extras.append(f"EMA span {SPANS[self.span]:g}")
+        if self.logy:
+            extras.append("log y")
+            plt.yscale("log")
+        plt.title(title + (f"  ({', '.join(extras)})" if extras else ""))
+        plt.xlabel("step")
+        plot.refresh()
+        self._info(title)
+
+    def _info(self, title: str) -> None:
+        lines = [f"metric: {title}", f"smooth: {'on' if self.smooth else 'off'}  log y: {'on' if self.logy else 'off'}", ""]
+        for name in self.app.overlay:
+            src = self.sources.get(name)
+            if src is None:
+                continue
+            with src.lock:
+                n = src.series.rows
+                step = src.series.train["step"][-1] if len(src.series.train["step"]) else None
+                loss = src.series.train["loss"][-1] if len(src.series.train["loss"]) else None
+            gone = "  (deleted)" if src.deleted else ""
+            lines.append(f"[{self.app.run_color(name)}]{name}[/]{gone}")
+            lines.append(f"  {n:,} rows  step {int(step) if step is not None else '-'}  loss {loss:.4f}" if loss is not None
+                         else f"  {n:,} rows")
+        if not self.app.overlay:
+            lines.append("no run selected: pick one in the list (space) or on the Runs screen")
+        self.query_one("#curves-info", Static).update("\n".join(lines))
+
+    # ---- keys ---------------------------------------------------------------------------------
+    def action_metric(self, delta: int) -> None:
+        self.metric = (self.metric + delta) % len(METRICS)
+        self.redraw()
+
+    def action_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.redraw()
+
+    def action_span(self, delta: int) -> None:
+        self.span = min(max(self.span + delta, 0), len(SPANS) - 1)
+        if not self.smooth:
+            self.smooth = True
+        self.redraw()
+
+    def action_logy(self) -> None:
+        self.logy = not self.logy
+        self.redraw()
