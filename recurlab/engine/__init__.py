@@ -64,3 +64,14 @@ Public API (stable):
 
 All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-line message.
 """
+
+from recurlab.engine.cache import KVCache
+from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
+from recurlab.engine.loading import open_run
+from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
+from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
+
+__all__ = [
+    "Engine", "ExitCriterion", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "Stream",
+    "TRACE_VERSION", "TokenEvent", "latent_trace", "open_run", "parse_exit", "parse_speculative", "save_trace",
+]

@@ -1,0 +1,163 @@
+"""`recurlab generate` and `recurlab inspect`: the inference engine from the shell.
+
+    recurlab generate RUN --prompt "12345678+87654321=" --r 16 --exit kl:5e-4
+    recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
+    recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
+
+torch loads only inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import typer
+
+from recurlab.cli.app import app
+from recurlab.cli.common import RunsDirOption, get_run, user_errors
+
+
+def _fmt_bytes(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+@app.command()
+def generate(
+    run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
+    r: int = typer.Option(16, "--r", help="Iterations of the recurrent core per token."),
+    exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
+    kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
+    continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
+    speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
+    top_k: int = typer.Option(0, "--top-k", help="0 is off."),
+    top_p: float = typer.Option(1.0, "--top-p", help="1 is off."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start, deterministic). Default: the run's."),
+    seed: int = typer.Option(0, "--seed"),
+    step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the latest)."),
+    device: str = typer.Option("cpu", "--device"),
+    runs_dir: str = RunsDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+):
+    """Generate text from a run's checkpoint, streaming it, then print a summary."""
+    run_dir = get_run(run, runs_dir)
+    with user_errors():
+        from recurlab.engine import Engine, GenerateOptions, open_run
+
+        opts = GenerateOptions(
+            r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
+            speculative=speculative,
+        ).validate()
+        model, tok, _cfg, ckpt = open_run(run_dir, step=step, device=device)
+        engine = Engine(model, tok, device=device)
+        stream = engine.stream(prompt, opts)
+        single = len(prompt) == 1
+        if not as_json and single:
+            typer.echo(prompt[0], nl=False)
+        for ev in stream:
+            if not as_json and single:
+                typer.echo(ev.text, nl=False)
+        res = stream.result
+        if as_json:
+            out = {"run": run_dir.name, "step": ckpt.step, **res.to_dict()}
+            typer.echo(json.dumps(out))
+            return
+        if single:
+            typer.echo("")
+        else:
+            for p, text in zip(prompt, res.texts):
+                typer.echo(f"{p}{text}")
+        parts = [
+            f"{res.n_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.1f} tokens/s)",
+            f"mean iterations per token {res.mean_iterations:.2f} (r={r})",
+            f"KV cache {_fmt_bytes(res.cache_bytes)}",
+        ]
+        if res.speculative:
+            parts.append(f"speculative acceptance {res.acceptance_rate:.0%} over {res.speculative['rounds']} rounds")
+        typer.echo(typer.style(" | ".join(parts), dim=True), err=True)
+
+
+def _cell_color(kl_final: float) -> str:
+    """Green once the distribution matches the final one, red while it is far away."""
+    if kl_final < 1e-4:
+        return typer.colors.GREEN
+    if kl_final < 1e-2:
+        return typer.colors.YELLOW
+    if kl_final < 1.0:
+        return typer.colors.BRIGHT_RED
+    return typer.colors.RED
+
+
+def _table(trace: dict) -> list[str]:
+    r = trace["r"]
+    toks = trace["tokens"]
+    width = max(3, max(len(repr(t["text"])) for t in toks))
+    head = " " * (width + 2) + "".join(f"{i:>4}" for i in range(1, r + 1)) + "  exit  Δ(last)"
+    lines = [head]
+    for t in toks:
+        cells = []
+        for i in range(r):
+            top = t["top"][i][0]["text"]
+            shown = (top if len(top) == 1 and top.isprintable() and top != " " else "·")[:1]
+            cells.append(typer.style(f"{shown:>4}", fg=_cell_color(t["kl_final"][i])))
+        ex = t["exit_iteration"]
+        label = repr(t["text"]).ljust(width)
+        lines.append(f"{label}  " + "".join(cells) + f"  {str(ex if ex is not None else '-'):>4}  {t['rel_change'][-1]:.1e}")
+    return lines
+
+
+@app.command()
+def inspect(
+    run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
+    prompt: str = typer.Option(..., "--prompt", "-p"),
+    r: int = typer.Option(16, "--r", help="Iterations to trace."),
+    exit: Optional[str] = typer.Option("kl:5e-4", "--exit", help="Criterion for the exit iteration column."),
+    starts: int = typer.Option(0, "--starts", help="Random starts for path independence (0: off, else >= 2)."),
+    generate_tokens: int = typer.Option(0, "--generate", help="Greedily generate this many tokens first and trace them too."),
+    init_scale: Optional[float] = typer.Option(None, "--init-scale"),
+    seed: int = typer.Option(0, "--seed"),
+    name: Optional[str] = typer.Option(None, "--name", help="Trace file name (default: inspect-<time>)."),
+    step: Optional[int] = typer.Option(None, "--step"),
+    device: str = typer.Option("cpu", "--device"),
+    runs_dir: str = RunsDirOption,
+):
+    """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
+    final iteration) and write the latent trace to the run's traces/ folder."""
+    run_dir = get_run(run, runs_dir)
+    with user_errors():
+        from recurlab.engine import GenerateOptions, latent_trace, open_run, save_trace
+
+        if generate_tokens < 0:
+            from recurlab.errors import InferenceError
+
+            raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
+        model, tok, _cfg, _ckpt = open_run(run_dir, step=step, device=device)
+        gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None
+        trace = latent_trace(model, tok, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
+                             seed=seed, generate=gen)
+        path = save_trace(run_dir, name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}", trace)
+        for line in _table(trace):
+            typer.echo(line)
+        exits = [t["exit_iteration"] for t in trace["tokens"] if t["exit_iteration"] is not None]
+        if exits:
+            typer.echo(f"mean exit iteration under {trace['criterion']}: {sum(exits) / len(exits):.2f} of {r}")
+        pi = trace["path_independence"]
+        if pi:
+            final = [row[-1] for row in pi["distance"]]
+            start = pi["distance_at_start"]
+            typer.echo(
+                f"path independence ({pi['starts']} starts): mean relative distance {sum(start) / len(start):.3g} "
+                f"at the start -> {sum(final) / len(final):.3g} at iteration {r}"
+            )
+        typer.echo(f"trace written to {path}")

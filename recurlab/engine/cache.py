@@ -1,0 +1,135 @@
+"""A static KV cache with one slot per (layer, core iteration), implementing the model's cache protocol.
+
+    cache = KVCache(model.cfg, batch=2, max_len=128, iterations=16, budget=None, device="cpu",
+                    dtype=torch.float32, start=torch.tensor([3, 0]))   # left padding per row
+    cache.begin(n_new)                  # the next model pass covers columns length .. length+n_new
+    ...model.embed / core_step / decode with cache=cache...
+    cache.commit()                      # length += n_new
+    cache.truncate(n)                   # roll back (speculative decoding)
+
+Layout: prelude and coda layers have one slot; core layer j has `slots` slots, and iteration i
+reads and writes slot i mod slots (`budget`; no budget means one slot per iteration). All rows
+share one column index (prompts are left-padded); `start[b]` is the first real column of row b
+and keys before it are masked out.
+
+Early exit: `active` (a bool per row) masks core writes, and `finish(rows, e)` copies the entry a
+row's token wrote at its last iteration e-1 into the slots of iterations e .. iterations-1. A
+later token at iteration i >= e then reads that token's latest entry for the layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recurlab.config import ModelConfig
+
+
+class KVCache:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        batch: int,
+        max_len: int,
+        iterations: int,
+        budget: int | None = None,
+        device="cpu",
+        dtype=torch.float32,
+        start: Tensor | None = None,
+    ):
+        self.batch, self.max_len, self.iterations = batch, max_len, iterations
+        self.slots = min(budget, iterations) if budget else iterations
+        shape = (batch, cfg.n_head, max_len, cfg.head_dim)
+
+        def alloc(n: int) -> Tensor:
+            return torch.zeros((n, 2, *shape), device=device, dtype=dtype)  # [slot, k|v, B, H, T, D]
+
+        self.prelude = [alloc(1) for _ in range(cfg.n_prelude)]
+        self.core = [alloc(self.slots) for _ in range(cfg.n_core_layers)]
+        self.coda = [alloc(1) for _ in range(cfg.n_coda)]
+        self.start = (start if start is not None else torch.zeros(batch, dtype=torch.long)).to(device)
+        self.length = 0  # committed columns
+        self.n_new = 0  # columns of the pass in progress
+        self.active: Tensor | None = None  # rows whose core entries this pass may write
+        self._pass_mask: Tensor | None = None
+
+    # ---- bookkeeping -----------------------------------------------------------------
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.prelude + self.core + self.coda)
+
+    def begin(self, n_new: int) -> None:
+        if self.length + n_new > self.max_len:
+            raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")
+        self.n_new = n_new
+        self._pass_mask = self._mask(self.length, self.length + n_new)
+
+    def commit(self) -> None:
+        self.length += self.n_new
+        self.n_new = 0
+        self.active = None
+
+    def truncate(self, length: int) -> None:
+        """Forget columns from `length` on (they are overwritten by the next pass)."""
+        if not 0 <= length <= self.length:
+            raise RuntimeError(f"cannot truncate a cache of length {self.length} to {length}")
+        self.length = length
+        self.n_new = 0
+        self.active = None
+
+    def positions(self) -> Tensor:
+        """Rotary positions of the pass's columns: (T,) without padding, else (B, T)."""
+        cols = torch.arange(self.length, self.length + self.n_new, device=self.start.device)
+        if not bool(self.start.any()):
+            return cols
+        return (cols[None, :] - self.start[:, None]).clamp_min(0)
+
+    def slot_of(self, iteration: int) -> int:
+        return iteration % self.slots
+
+    # ---- the model's protocol ----------------------------------------------------------
+    def _buffer(self, layer_key: tuple) -> tuple[Tensor, int, bool]:
+        kind = layer_key[0]
+        if kind == "core":
+            return self.core[layer_key[2]], self.slot_of(layer_key[1]), True
+        if kind == "prelude":
+            return self.prelude[layer_key[1]], 0, False
+        return self.coda[layer_key[1]], 0, False
+
+    def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q, k, v: (B, T, H, D) with rotary applied; returns (B, H, T, D)."""
+        buf, slot, is_core = self._buffer(layer_key)
+        lo, hi = self.length, self.length + q.shape[1]
+        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
+        if is_core and self.active is not None and not bool(self.active.all()):
+            keep = self.active[None, :, None, None, None]
+            kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
+        buf[slot, :, :, :, lo:hi] = kv
+        # an inactive row attends to its kept entry; its output is discarded by the engine
+        keys, values = buf[slot, 0, :, :, :hi], buf[slot, 1, :, :, :hi]
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.to(q.dtype), values.to(q.dtype),
+                                              attn_mask=self._pass_mask)
+
+    def _mask(self, lo: int, hi: int) -> Tensor:
+        """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
+        dev = self.start.device
+        q_cols = torch.arange(lo, hi, device=dev)[:, None]
+        k_cols = torch.arange(hi, device=dev)[None, :]
+        causal = k_cols <= q_cols
+        real = k_cols[None] >= self.start[:, None, None]
+        return ((causal[None] & real) | (k_cols == q_cols)[None])[:, None]
+
+    # ---- early exit --------------------------------------------------------------------
+    def finish(self, rows: Tensor, used: int) -> None:
+        """Rows (bool, B) whose token in this pass stopped after `used` iterations: copy the entry of
+        iteration used-1 into the slots of iterations used .. iterations-1, for every core layer."""
+        if used >= self.iterations or not bool(rows.any()):
+            return
+        lo, hi = self.length, self.length + self.n_new
+        src_slot = self.slot_of(used - 1)
+        targets = sorted({self.slot_of(i) for i in range(used, self.iterations)} - {src_slot})
+        for buf in self.core:
+            src = buf[src_slot, :, :, :, lo:hi]
+            for t in targets:
+                cur = buf[t, :, :, :, lo:hi]
+                buf[t, :, :, :, lo:hi] = torch.where(rows[None, :, None, None, None], src, cur)

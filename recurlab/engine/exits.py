@@ -1,0 +1,98 @@
+"""Zero-shot adaptive exit: decide per token when its latent state has converged.
+
+    tracker = ExitTracker(parse_exit("kl:5e-4"))
+    for i in range(r):
+        s = model.core_step(...)
+        if tracker.due(i + 1):
+            done = tracker.update(s_flat, logits_flat if tracker.needs_logits else None)
+
+Each check compares the current state (and its coda distribution) with the previous check's, so
+with `check_every` c the criteria compare states c iterations apart. The first check only
+records. A disabled criterion (threshold 0) never fires, so output equals fixed r.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from recurlab.engine.options import ExitCriterion
+
+
+def log_softmax(logits: Tensor) -> Tensor:
+    return logits.float().log_softmax(-1)
+
+
+def kl_div(logp: Tensor, logq: Tensor) -> Tensor:
+    """KL(p || q) over the last axis, from log-probabilities."""
+    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0)
+
+
+def entropy(logp: Tensor) -> Tensor:
+    return -(logp.exp() * logp).sum(-1)
+
+
+def relative_change(s: Tensor, prev: Tensor) -> Tensor:
+    return (s - prev).float().norm(dim=-1) / s.float().norm(dim=-1).clamp_min(1e-12)
+
+
+class ExitTracker:
+    def __init__(self, crit: ExitCriterion):
+        self.crit = crit
+        self.prev_state: Tensor | None = None
+        self.prev_logp: Tensor | None = None
+        self.stable: Tensor | None = None
+
+    @property
+    def needs_logits(self) -> bool:
+        return self.crit.kind in ("kl", "entropy", "argmax")
+
+    def due(self, done_iterations: int) -> bool:
+        """Whether to check after this many iterations of the current token."""
+        return self.crit.enabled and done_iterations % self.crit.check_every == 0
+
+    def update(self, state: Tensor, logits: Tensor | None, done_iterations: int | None = None) -> Tensor:
+        """state (N, d), logits (N, V) or None -> converged (N,) bool."""
+        kind, thr = self.crit.kind, self.crit.threshold
+        logp = log_softmax(logits) if logits is not None else None
+        state = state.float()
+        converged = torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
+        first = self.prev_state is None
+        if not first:
+            if kind == "kl":
+                converged = kl_div(logp, self.prev_logp) < thr
+            elif kind == "entropy":
+                converged = (entropy(logp) - entropy(self.prev_logp)).abs() < thr
+            elif kind == "latent":
+                converged = relative_change(state, self.prev_state) < thr
+            elif kind == "cosine":
+                converged = torch.nn.functional.cosine_similarity(state, self.prev_state, dim=-1) >= thr
+            elif kind == "argmax":
+                same = logp.argmax(-1) == self.prev_logp.argmax(-1)
+                self.stable = torch.where(same, self.stable + 1, torch.zeros_like(self.stable))
+                converged = self.stable >= int(thr)
+        elif kind == "argmax":
+            self.stable = torch.zeros(state.shape[0], dtype=torch.long, device=state.device)
+        self.prev_state, self.prev_logp = state, logp
+        if not self.crit.enabled:
+            return torch.zeros_like(converged)
+        if done_iterations is not None and done_iterations < self.crit.min_iterations:
+            return torch.zeros_like(converged)
+        return converged
+
+
+def exit_iterations(crit: ExitCriterion, states: list[Tensor], logits: list[Tensor | None], r: int) -> list[int]:
+    """Exit iteration per token for a full trajectory: states[i], logits[i] after i+1 iterations,
+    each (N, ...). Tokens that never converge get r (or the criterion's max)."""
+    tracker = ExitTracker(crit)
+    limit = min(r, crit.max_iterations or r)
+    n = states[0].shape[0]
+    exits = torch.full((n,), limit, dtype=torch.long)
+    done = torch.zeros(n, dtype=torch.bool)
+    for i in range(limit):
+        if tracker.due(i + 1):
+            conv = tracker.update(states[i], logits[i] if tracker.needs_logits else None, i + 1).cpu()
+            newly = conv & ~done
+            exits[newly] = i + 1
+            done |= newly
+    return exits.tolist()
