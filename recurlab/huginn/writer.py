@@ -111,36 +111,7 @@ def _train_tokenizer(vocab: int) -> "object":
     return tok
 
 
-def write_random_huginn(
-    path: str | Path,
-    n_embd: int = 64,
-    n_heads: int = 4,
-    n_layers_in_prelude: int = 1,
-    n_layers_in_recurrent_block: int = 2,
-    n_layers_in_coda: int = 1,
-    intermediate_size: int = 0,
-    vocab_size: int = 512,
-    block_size: int = 128,
-    rope_base: float = 50_000.0,
-    qk_bias: bool = True,
-    mean_recurrence: int = 32,
-    seed: int = 0,
-    dtype: str = "float32",
-    max_shard_bytes: int | None = None,
-    tokenizer_vocab: int = 512,
-) -> Path:
-    """Write the folder and return its path. `max_shard_bytes=None` splits into about 3 shards."""
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    mlp = intermediate_size or 2 * n_embd
-    torch_dtype = DTYPES[dtype]
-    plan = tensor_plan(n_embd, n_heads, n_layers_in_prelude, n_layers_in_recurrent_block, n_layers_in_coda,
-                       mlp, vocab_size, block_size, qk_bias)
-    elem = torch.tensor([], dtype=torch_dtype).element_size()
-    sizes = [math.prod(shape) * (4 if kind == "rope" else elem) for _, shape, kind in plan]
-    total = sum(sizes)
-    budget = max_shard_bytes if max_shard_bytes is not None else max(total // 3 + 1, 1)
-
+def _write_weights(out: Path, plan, sizes, total, budget, n_embd, n_heads, block_size, rope_base, torch_dtype, seed):
     groups: list[list[int]] = [[]]
     used = 0
     for k, size in enumerate(sizes):
@@ -174,6 +145,42 @@ def write_random_huginn(
     if not single:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_random_huginn(
+    path: str | Path,
+    n_embd: int = 64,
+    n_heads: int = 4,
+    n_layers_in_prelude: int = 1,
+    n_layers_in_recurrent_block: int = 2,
+    n_layers_in_coda: int = 1,
+    intermediate_size: int = 0,
+    vocab_size: int = 512,
+    block_size: int = 128,
+    rope_base: float = 50_000.0,
+    qk_bias: bool = True,
+    mean_recurrence: int = 32,
+    seed: int = 0,
+    dtype: str = "float32",
+    max_shard_bytes: int | None = None,
+    tokenizer_vocab: int = 512,
+    weights: bool = True,
+) -> Path:
+    """Write the folder and return its path. `max_shard_bytes=None` splits into about 3 shards;
+    `weights=False` writes only config.json and the tokenizer (the benchmark's direct mode)."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    mlp = intermediate_size or 2 * n_embd
+    torch_dtype = DTYPES[dtype]
+    plan = tensor_plan(n_embd, n_heads, n_layers_in_prelude, n_layers_in_recurrent_block, n_layers_in_coda,
+                       mlp, vocab_size, block_size, qk_bias)
+    elem = torch.tensor([], dtype=torch_dtype).element_size()
+    sizes = [math.prod(shape) * (4 if kind == "rope" else elem) for _, shape, kind in plan]
+    total = sum(sizes)
+    budget = max_shard_bytes if max_shard_bytes is not None else max(total // 3 + 1, 1)
+
+    if weights:
+        _write_weights(out, plan, sizes, total, budget, n_embd, n_heads, block_size, rope_base, torch_dtype, seed)
 
     tok = _train_tokenizer(min(tokenizer_vocab, vocab_size))
     tok.save(str(out / "tokenizer.json"))
