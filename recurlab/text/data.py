@@ -67,6 +67,9 @@ class TextData:
         else:
             self._rows = self._open()
             self.key = sources.source_key(d, {"fingerprint": getattr(self._rows, "_fingerprint", "")})
+        if d.seq_len > cfg.model.block_size:
+            raise DataError(f"data.seq_len ({d.seq_len}) exceeds model.block_size ({cfg.model.block_size}); "
+                            f"lower data.seq_len or raise model.block_size")
         self.tokenizer = self._tokenizer(run)
         if len(self.tokenizer) > cfg.model.vocab_size:
             raise DataError(f"tokenizer {self.tokenizer.source} has {len(self.tokenizer)} tokens but model.vocab_size is "

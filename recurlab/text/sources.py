@@ -86,7 +86,7 @@ def load_hub(d: DataConfig, streaming: bool):
         return datasets.load_dataset(d.name, d.subset or None, split=d.split, streaming=streaming)
     except Exception as exc:  # offline, unknown name, bad subset or split: all surface here
         raise DataError(
-            f"hub dataset {d.name} (subset {d.subset or '-'}, split {d.split}, field {d.template or d.text_field}) "
+            f"hub dataset {d.name} (subset {d.subset or '-'}, split {d.split}, field {d.template or d.text_field!r}) "
             f"could not be loaded: {_first_line(exc)}; without network, download it elsewhere or point at local files "
             f"with {LOCAL_FIX}"
         ) from None
