@@ -1,0 +1,311 @@
+"""The inference engine against the model's uncached forward pass, and its error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from recurlab.engine import Engine, GenerateOptions, KVCache, latent_trace, parse_exit, save_trace
+from recurlab.engine.options import EXIT_KINDS
+from recurlab.engine.steps import run_pass
+from recurlab.errors import InferenceError
+from recurlab.rundir import RunDir, read_json
+from recurlab.tasks import VocabError
+from test_engine_utils import random_model, trained_model
+
+PROMPTS = ["12+34=", "7+08=", "5"]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    return trained_model()
+
+
+def greedy(r: int, **kw) -> GenerateOptions:
+    # no stop token, so that every call generates the same number of tokens and compares more
+    kw.setdefault("stop_ids", ())
+    kw.setdefault("max_new_tokens", 10)
+    return GenerateOptions(r=r, init_scale=0.0, **kw)
+
+
+def cached_logits(model, ids: torch.Tensor, r: int, prefill: int, budget=None, start=None) -> torch.Tensor:
+    """Prefill `prefill` columns in one pass, then one column per pass, as generation does."""
+    B, T = ids.shape
+    cache = KVCache(model.cfg, B, T, r, budget=budget, start=start)
+    with torch.inference_mode():
+        outs = [run_pass(model, cache, ids[:, :prefill], r, init_scale=0.0).logits]
+        for t in range(prefill, T):
+            outs.append(run_pass(model, cache, ids[:, t:t + 1], r, init_scale=0.0).logits)
+    return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("r", [1, 3, 6])
+def test_cached_passes_equal_uncached_forward(trained, r):
+    model, tok = trained
+    ids = torch.tensor([tok.encode("12+34=046;77+5")])
+    with torch.no_grad():
+        full = model(ids, n_no_grad=r, n_grad=0, init_scale=0.0).logits
+    torch.testing.assert_close(cached_logits(model, ids, r, prefill=5), full, atol=1e-4, rtol=1e-4)
+
+
+def test_generated_tokens_are_the_forward_argmax(trained):
+    model, tok = trained
+    res = Engine(model, tok).generate("12+34=", greedy(5))
+    ids = torch.tensor([tok.encode("12+34=") + res.token_ids])
+    with torch.no_grad():
+        full = model(ids, n_no_grad=5, n_grad=0, init_scale=0.0).logits
+    assert res.token_ids == full[0, 5:-1].argmax(-1).tolist()
+    assert len(set(res.token_ids)) > 1  # the check means something only if the argmaxes differ
+    assert res.iterations == [[5] * 10]
+
+
+def test_left_padded_batch_equals_single_prompts(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    batch = engine.generate(PROMPTS, greedy(4))
+    for b, p in enumerate(PROMPTS):
+        assert batch.generated_ids[b] == engine.generate(p, greedy(4)).token_ids
+    # and the padded row's logits equal the unpadded forward pass
+    short = tok.encode("7+08=")
+    ids = torch.tensor([tok.encode("12+34="), [tok.pad_id] + short])
+    logits = cached_logits(model, ids, 4, prefill=3, start=torch.tensor([0, 1]))
+    with torch.no_grad():
+        full = model(torch.tensor([short]), n_no_grad=4, n_grad=0, init_scale=0.0).logits
+    torch.testing.assert_close(logits[1, 1:], full[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", sorted(EXIT_KINDS))
+def test_exit_threshold_zero_is_fixed_r(trained, kind):
+    model, tok = trained
+    engine = Engine(model, tok)
+    fixed = engine.generate(PROMPTS, greedy(6))
+    zero = engine.generate(PROMPTS, greedy(6, exit=f"{kind}:0"))
+    assert zero.generated_ids == fixed.generated_ids
+    assert zero.iterations == fixed.iterations == [[6] * 10] * 3
+
+
+def test_kl_exit_saves_iterations_and_respects_bounds(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    res = engine.generate(PROMPTS, greedy(12, exit="kl:5e-4,min=2"))
+    its = [i for row in res.iterations for i in row]
+    assert all(2 <= i <= 12 for i in its)
+    assert res.mean_iterations < 12
+    capped = engine.generate(PROMPTS, greedy(12, exit="argmax:2,every=2,max=8"))
+    assert all(i <= 8 and i % 2 == 0 for row in capped.iterations for i in row)
+
+
+def test_exited_token_fills_its_remaining_slots(trained):
+    """A later token at iteration i reads an exited token's latest entry for that layer."""
+    model, tok = trained
+    r = 8
+    ids = torch.tensor([tok.encode("12+34=")])
+    cache = KVCache(model.cfg, 1, 8, r)
+    with torch.inference_mode():
+        run_pass(model, cache, ids[:, :5], r, init_scale=0.0)
+        before = [buf.clone() for buf in cache.core]
+        out = run_pass(model, cache, ids[:, 5:6], r, init_scale=0.0, exit=parse_exit("latent:0.5"))
+    e = int(out.iterations[0])
+    assert 1 <= e < r, "the test needs an early exit"
+    for buf, old in zip(cache.core, before):
+        col = buf[:, :, :, :, 5]
+        for slot in range(e, r):
+            torch.testing.assert_close(col[slot], col[e - 1], atol=0, rtol=0)
+        # earlier columns are untouched
+        torch.testing.assert_close(buf[:, :, :, :, :5], old[:, :, :, :, :5], atol=0, rtol=0)
+
+
+def test_batched_early_exit_equals_each_prompt_alone(trained):
+    """Batch rows that exit at different iterations give the same tokens as each prompt alone."""
+    model, tok = trained
+    engine = Engine(model, tok)
+    batch = engine.generate(PROMPTS, greedy(10, exit="kl:1e-3"))
+    assert len({i for row in batch.iterations for i in row}) > 1
+    for b, p in enumerate(PROMPTS):
+        alone = engine.generate(p, greedy(10, exit="kl:1e-3"))
+        assert batch.generated_ids[b] == alone.token_ids
+        assert batch.iterations[b] == alone.iterations[0]
+
+
+@pytest.mark.parametrize("spec", ["draft=1,lookahead=3", "draft=2,lookahead=5", "draft=3,lookahead=1"])
+def test_speculative_greedy_equals_plain_greedy(trained, spec):
+    model, tok = trained
+    engine = Engine(model, tok)
+    for p in ["12+34=", "99+01=3"]:
+        plain = engine.generate(p, greedy(6, max_new_tokens=14))
+        spec_res = engine.generate(p, greedy(6, max_new_tokens=14, speculative=spec))
+        assert spec_res.token_ids == plain.token_ids
+        assert spec_res.speculative["drafted"] > 0
+        assert 0.0 <= spec_res.acceptance_rate <= 1.0
+
+
+def test_speculative_rejects_some_drafts(trained):
+    """With one draft iteration the drafts disagree sometimes, so the rollback path runs."""
+    model, tok = trained
+    res = Engine(model, tok).generate("12+34=", greedy(6, max_new_tokens=20, speculative="draft=1,lookahead=4"))
+    assert res.acceptance_rate < 1.0
+    assert res.speculative["accepted"] < res.speculative["drafted"]
+
+
+def test_speculative_sampling_is_seeded_and_valid(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    opts = dict(r=4, max_new_tokens=12, temperature=1.0, top_k=8, seed=3, stop_ids=(), speculative="draft=1,lookahead=3")
+    a = engine.generate("12+34=", GenerateOptions(**opts))
+    b = engine.generate("12+34=", GenerateOptions(**opts))
+    assert a.token_ids == b.token_ids and len(a.token_ids) == 12
+    assert all(0 <= t < len(tok) for t in a.token_ids)
+
+
+def test_kv_budget_equal_to_r_is_no_sharing_and_smaller_budget_saves_memory(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    plain = engine.generate(PROMPTS, greedy(6))
+    same = engine.generate(PROMPTS, greedy(6, kv_budget=6))
+    assert same.generated_ids == plain.generated_ids and same.cache_bytes == plain.cache_bytes
+    ids = torch.tensor([tok.encode("12+34=046;77+5")])
+    torch.testing.assert_close(cached_logits(model, ids, 6, 5, budget=6), cached_logits(model, ids, 6, 5), atol=0, rtol=0)
+    shared = engine.generate(PROMPTS, greedy(6, kv_budget=2))
+    cfg = model.cfg
+    per_slot = 2 * 3 * cfg.n_embd * (len(PROMPTS[0]) + 10) * 4  # k and v, batch 3, float32
+    assert plain.cache_bytes - shared.cache_bytes == cfg.n_core * (6 - 2) * per_slot
+    # sharing changes what later iterations read, so the logits differ from no sharing
+    assert not torch.allclose(cached_logits(model, ids, 6, 5, budget=2), cached_logits(model, ids, 6, 5))
+
+
+def test_continuous_warm_start_uses_previous_state(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    cont = engine.generate("12+34=", greedy(2, continuous=True))
+    plain = engine.generate("12+34=", greedy(2))
+    assert len(cont.token_ids) == 10
+    # reference for the first generated token: warm-start from the prefill's last state
+    ids = torch.tensor([tok.encode("12+34=")])
+    cache = KVCache(model.cfg, 1, 6, 2)
+    with torch.inference_mode():
+        prev = run_pass(model, cache, ids[:, :5], 2, init_scale=0.0).state[:, -1:]
+        first = run_pass(model, cache, ids[:, 5:], 2, s0=prev).logits[0, -1].argmax()
+    assert cont.token_ids[0] == int(first)
+    assert cont.token_ids != plain.token_ids
+
+
+def test_streaming_events_rebuild_the_result(trained):
+    model, tok = trained
+    stream = Engine(model, tok).stream(PROMPTS, greedy(3, exit="kl:1e-3"))
+    events = list(stream)
+    res = stream.result
+    for b in range(len(PROMPTS)):
+        mine = [ev for ev in events if ev.row == b]
+        assert "".join(ev.text for ev in mine) == res.texts[b]
+        assert [ev.token_id for ev in mine] == res.generated_ids[b]
+        assert [ev.iterations for ev in mine] == res.iterations[b]
+        assert [ev.index for ev in mine] == list(range(len(mine)))
+    assert res.tokens_per_s > 0 and res.cache_bytes > 0
+    json.dumps(res.to_dict())
+
+
+def test_stop_token_ends_a_row(trained):
+    model, tok = trained
+    res = Engine(model, tok).generate("12+34=", GenerateOptions(r=4, init_scale=0.0, max_new_tokens=20))
+    assert res.stop_reasons == ["stop"]  # the trained model writes 3 digits then eos
+    assert tok.eos_id not in res.token_ids and len(res.token_ids) < 20
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    a = engine.generate(PROMPTS, GenerateOptions(r=3, temperature=1.5, seed=7, stop_ids=(), max_new_tokens=8))
+    b = engine.generate(PROMPTS, GenerateOptions(r=3, temperature=1.5, seed=7, stop_ids=(), max_new_tokens=8))
+    c = engine.generate(PROMPTS, GenerateOptions(r=3, temperature=1.5, seed=8, stop_ids=(), max_new_tokens=8))
+    assert a.generated_ids == b.generated_ids != c.generated_ids
+    k1 = engine.generate(PROMPTS, greedy(3, temperature=0.7, top_k=1, seed=5))
+    assert k1.generated_ids == engine.generate(PROMPTS, greedy(3)).generated_ids
+
+
+def test_trace_agrees_with_forward_at_every_iteration(trained, tmp_path):
+    model, tok = trained
+    r = 5
+    trace = latent_trace(model, tok, "12+34=", r=r, criterion="kl:1e-3", starts=3, init_scale=0.0)
+    ids = torch.tensor([tok.encode("12+34=")])
+    for i in range(1, r + 1):
+        with torch.no_grad():
+            probs = model(ids, n_no_grad=i, n_grad=0, init_scale=0.0).logits.softmax(-1)[0]
+        for t, tokrow in enumerate(trace["tokens"]):
+            top = tokrow["top"][i - 1]
+            want_p, want_i = probs[t].topk(5)
+            assert [x["id"] for x in top][:2] == want_i.tolist()[:2]
+            assert [x["p"] for x in top] == pytest.approx(want_p.tolist(), abs=1e-4)
+            ent = float(-(probs[t] * probs[t].clamp_min(1e-30).log()).sum())
+            assert tokrow["entropy"][i - 1] == pytest.approx(ent, abs=1e-4)
+    tokrow = trace["tokens"][3]
+    assert tokrow["dist_final"][-1] == 0 and tokrow["kl_final"][-1] == pytest.approx(0, abs=1e-6)
+    assert tokrow["kl_prev"][0] is None and len(tokrow["pca"]) == r
+    assert all(1 <= t["exit_iteration"] <= r for t in trace["tokens"])
+    pi = trace["path_independence"]
+    assert len(pi["distance"]) == 6 and len(pi["distance"][0]) == r and len(pi["pca"]) == 3
+    assert pi["distance_at_start"][0] > 0
+    run = RunDir(tmp_path / "run")
+    path = save_trace(run, "t1", trace)
+    assert path == run.traces_dir / "t1.json" and read_json(path) == json.loads(json.dumps(trace))
+    assert read_json(path)["version"] == 1
+
+
+def test_trace_after_generation_covers_generated_tokens(trained):
+    model, tok = trained
+    trace = latent_trace(model, tok, "12+34=", r=3, criterion=None, generate=greedy(3, max_new_tokens=4))
+    assert trace["n_prompt"] == 6 and len(trace["tokens"]) == 10
+    assert trace["generated_text"] == tok.decode([t["id"] for t in trace["tokens"][6:]])
+    assert trace["path_independence"] is None and trace["tokens"][0]["exit_iteration"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(r=0), "r must be"),
+        (dict(exit="bogus:1"), "unknown exit criterion"),
+        (dict(exit="kl:-1e-3"), "must be >= 0"),
+        (dict(exit="cosine:1.5"), r"\[0, 1\]"),
+        (dict(exit="kl:5e-4,foo=2"), "exit option"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_k=-2), "top_k"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(kv_budget=0), "kv_budget"),
+        (dict(init_scale=-1.0), "init_scale"),
+        (dict(speculative="draft=8,lookahead=2", r=8), "below r"),
+        (dict(speculative="draft=2,lookahead=x"), "whole number"),
+        (dict(speculative="draft=2,foo=3"), "speculative option"),
+        (dict(speculative="draft=2", exit="kl:5e-4"), "drop --exit"),
+    ],
+)
+def test_bad_options_give_one_line(kwargs, match):
+    model, tok = random_model()
+    with pytest.raises(InferenceError, match=match) as err:
+        Engine(model, tok).generate("12+34=", GenerateOptions(**kwargs))
+    assert "\n" not in str(err.value)
+
+
+def test_bad_prompts_give_one_line():
+    model, tok = random_model()
+    engine = Engine(model, tok)
+    with pytest.raises(InferenceError, match="prompt is empty"):
+        engine.generate("", GenerateOptions(r=2))
+    with pytest.raises(VocabError, match="not in this model's vocabulary") as err:
+        engine.generate("12+AB=", GenerateOptions(r=2))
+    assert "\n" not in str(err.value)
+    with pytest.raises(InferenceError, match="one prompt at a time"):
+        engine.generate(["1+2=", "3+4="], GenerateOptions(r=4, speculative="draft=1"))
+    with pytest.raises(InferenceError, match="starts"):
+        latent_trace(model, tok, "1+2=", r=2, starts=1)
+    with pytest.raises(InferenceError, match="r must be"):
+        latent_trace(model, tok, "1+2=", r=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_gives_one_line():
+    model, tok = random_model()
+    with pytest.raises(InferenceError, match="CUDA is not available"):
+        Engine(model, tok, device="cuda")
