@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from recurlab.errors import ModelFormatError, VocabError
+from recurlab.errors import ModelFormatError
 from recurlab.huginn import is_huginn_folder, open_huginn, read_huginn_config, write_random_huginn
 
 D, H, V, T = 32, 4, 300, 7
@@ -196,32 +196,28 @@ def test_random_start_uses_huginn_std_and_embed_scale(loaded):
 
 # ---- tokenizer -------------------------------------------------------------------------------------
 
-def test_tokenizer_interface(loaded):
+def test_tokenizer_interface(folder, loaded):
     _, tok, _ = loaded
     text = "The answer is 42."
     ids = tok.encode(text)
     assert ids and all(isinstance(i, int) for i in ids)
     assert tok.decode(ids) == text
     assert "".join(tok.token_str(i) for i in ids) == text
-    assert len(tok) == V  # the model's padded vocabulary, larger than the tokenizer's 290
+    assert len(tok) == 290  # the tokenizer's own size; the model's vocabulary is padded to 300
     assert tok.token_str(V - 1) == "\ufffd" and tok.decode([ids[0], V - 1]) == tok.decode([ids[0]]) + "\ufffd"
-    assert (tok.bos_id, tok.eos_id, tok.pad_id) == (0, 1, 2)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (tok.bos_id, tok.eos_id, tok.pad_id) == (cfg["bos_token_id"], cfg["eos_token_id"], cfg["pad_token_id"])
+    assert tok.token_str(tok.eos_id) == "<|end_text|>" and tok.token_str(tok.bos_id) == "<|begin_text|>"
     assert tok.decode([tok.bos_id] + ids + [tok.eos_id]) == text
-    assert "<|end_text|>" in tok.decode(ids + [tok.eos_id], skip_special=False)
 
 
-def test_tokenizer_without_byte_fallback_raises_vocab_error(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from recurlab.huginn.tokenizer import HuginnTokenizer
-
-    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.save(str(tmp_path / "tokenizer.json"))
-    h = HuginnTokenizer.load(tmp_path, vocab_size=8)
-    assert h.encode("hello world") == [1, 2]
-    with pytest.raises(VocabError, match="not in this model's vocabulary"):
-        h.encode("hello ß")
+def test_config_token_ids_take_precedence(folder, tmp_path):
+    moved = copy_folder(folder, tmp_path / "ids")
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["eos_token_id"] = 7
+    (moved / "config.json").write_text(json.dumps(cfg))
+    _, tok, _ = open_huginn(moved)
+    assert tok.eos_id == 7 and tok.decode([7]) == ""
 
 
 # ---- errors --------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def build(args, workdir: Path):
     import torch
 
     from recurlab.huginn import open_huginn, read_huginn_config
-    from recurlab.huginn.tokenizer import HuginnTokenizer
+    from recurlab.huginn.tokenizer import load_huginn_tokenizer
     from recurlab.huginn.writer import write_random_huginn
 
     folder = workdir / f"random-{args.shape}"
@@ -80,7 +80,7 @@ def build(args, workdir: Path):
         return model, tok, cfg.model, info
     write_random_huginn(folder, **SHAPES[args.shape], seed=args.seed, weights=False)
     hc = read_huginn_config(folder)
-    tok = HuginnTokenizer.load(folder, hc.model.vocab_size, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
+    tok = load_huginn_tokenizer(folder, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
     model = random_model(hc.model, torch.device(args.device), torch.bfloat16, args.seed)
     info["source"] = f"model built directly at the {args.shape} shape with random bf16 weights (nothing written to disk)"
     return model, tok, hc.model, info

@@ -18,7 +18,7 @@ import torch
 from recurlab.config import DataConfig, HardwareConfig, RunConfig, TrainConfig
 from recurlab.errors import InferenceError
 from recurlab.huginn.config import read_huginn_config
-from recurlab.huginn.tokenizer import HuginnTokenizer
+from recurlab.huginn.tokenizer import load_huginn_tokenizer
 from recurlab.huginn.weights import load_huginn_weights, shard_map
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -36,14 +36,14 @@ def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
 
 
 def open_huginn(path: str | Path, device: str = "cpu", dtype=None):
-    """(model in eval mode on `device`, HuginnTokenizer, RunConfig). Raises ModelFormatError."""
+    """(model in eval mode on `device`, BPETokenizer, RunConfig). Raises ModelFormatError."""
     hc = read_huginn_config(path)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InferenceError("CUDA is not available on this machine; use --device cpu")
     tdtype = _resolve_dtype(dtype, dev)
     shard_map(hc.path)  # a missing or pickle-only weights file is reported before anything is loaded
-    tok = HuginnTokenizer.load(hc.path, hc.model.vocab_size, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
+    tok = load_huginn_tokenizer(hc.path, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
     model = load_huginn_weights(hc.path, hc.model, dev, tdtype)
     cfg = RunConfig(
         profile=hc.path.resolve().name,

@@ -8,8 +8,8 @@ The folder gets a `config.json` (model type huginn_raven), sharded safetensors w
 `model.safetensors.index.json` (or one `model.safetensors` when `max_shard_bytes=0`) holding the
 reference parameter names and layouts (Wqkv rows [q|k|v], qk_bias (2, 1, heads, head_dim),
 mlp.fc rows [gate|up], a duplicate lm_head.weight and the rotary table freqs_cis), a
-`special_tokens_map.json`, and a `tokenizer.json` from a small byte-level BPE trained with
-`tokenizers`. Tensors are drawn one at a time and each shard is written before the next is drawn,
+`special_tokens_map.json`, and a `tokenizer.json` from a small byte-level BPE (recurlab's
+BPETokenizer, which uses Huginn's special-token names). Tensors are drawn one at a time and each shard is written before the next is drawn,
 so memory stays at one shard. Used by the tests and by the benchmark (recurlab.bench.huginn).
 """
 
@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from recurlab.huginn.tokenizer import HUGINN_SPECIALS
+from recurlab.text.bpe import BPETokenizer
 
 HUGINN_0125 = dict(
     n_embd=5280, n_heads=55, n_layers_in_prelude=2, n_layers_in_recurrent_block=4, n_layers_in_coda=2,
@@ -96,21 +97,6 @@ def _draw(kind: str, shape: tuple, std: float, gen: torch.Generator, wte: torch.
     return std * torch.randn(shape, generator=gen)
 
 
-def _train_tokenizer(vocab: int) -> "object":
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = [HUGINN_SPECIALS["bos"], HUGINN_SPECIALS["eos"], HUGINN_SPECIALS["pad"]]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
-    return tok
-
-
 def _write_weights(out: Path, plan, sizes, total, budget, n_embd, n_heads, block_size, rope_base, torch_dtype, seed):
     groups: list[list[int]] = [[]]
     used = 0
@@ -182,9 +168,9 @@ def write_random_huginn(
     if weights:
         _write_weights(out, plan, sizes, total, budget, n_embd, n_heads, block_size, rope_base, torch_dtype, seed)
 
-    tok = _train_tokenizer(min(tokenizer_vocab, vocab_size))
-    tok.save(str(out / "tokenizer.json"))
-    ids = {role: tok.token_to_id(name) for role, name in HUGINN_SPECIALS.items()}
+    tok = BPETokenizer.train(CORPUS * 4, vocab_size=min(tokenizer_vocab, vocab_size))
+    tok.save(out / "tokenizer.json")
+    ids = {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
     (out / "special_tokens_map.json").write_text(json.dumps({f"{r}_token": n for r, n in HUGINN_SPECIALS.items()}, indent=2))
 
     config = {
