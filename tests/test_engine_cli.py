@@ -1,0 +1,119 @@
+"""`recurlab generate` and `recurlab inspect` on a run directory built by hand (no training loop)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import recurlab.cli.infer  # noqa: F401  (registers the commands)
+from recurlab.checkpoint import model_tensors, save_checkpoint
+from recurlab.cli.app import app
+from recurlab.config import RunConfig, to_yaml, validate
+from recurlab.engine import Engine, GenerateOptions, open_run
+from recurlab.rundir import RunDir, read_json
+from test_engine_utils import tiny_config, trained_model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    model, tok = trained_model()
+    cfg = RunConfig(profile="test", model=tiny_config())
+    cfg.data.difficulties = [2]
+    validate(cfg)
+    runs = tmp_path_factory.mktemp("runs")
+    run = RunDir.create(runs, "add-test", to_yaml(cfg))
+    run.vocab_path.write_text(tok.to_json())
+    save_checkpoint(run, 100, model_tensors(model), None, {"tokens": 0})
+    return run
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(res) -> str:
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    return lines[0]
+
+
+def test_open_run_loads_the_checkpoint(run_dir):
+    model, tok, cfg, ckpt = open_run(run_dir.path)
+    trained, _ = trained_model()
+    assert ckpt.step == 100 and cfg.model.n_embd == 64 and len(tok) == cfg.model.vocab_size
+    for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_generate_json_matches_the_engine(run_dir):
+    res = invoke("generate", run_dir.path, "--prompt", "12+34=", "--r", 4, "--init-scale", 0, "--json",
+                 "--exit", "kl:1e-3", "--kv-budget", 2)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.strip().splitlines()[-1])
+    model, tok = trained_model()
+    want = Engine(model, tok).generate("12+34=", GenerateOptions(r=4, init_scale=0.0, exit="kl:1e-3", kv_budget=2))
+    assert out["prompt_ids"] == [tok.encode("12+34=")]
+    assert out["generated_ids"] == want.generated_ids and out["texts"] == want.texts
+    assert out["iterations"] == want.iterations and out["step"] == 100
+    assert out["tokens_per_s"] > 0 and out["cache_bytes"] == want.cache_bytes
+
+
+def test_generate_streams_text_and_summary(run_dir):
+    res = invoke("generate", "add-test", "--runs-dir", run_dir.path.parent, "--prompt", "12+34=", "--r", 4,
+                 "--init-scale", 0, "--speculative", "draft=1,lookahead=3")
+    assert res.exit_code == 0, res.output
+    model, tok = trained_model()
+    want = Engine(model, tok).generate("12+34=", GenerateOptions(r=4, init_scale=0.0))
+    assert res.output.startswith("12+34=" + want.text + "\n")
+    assert "tokens/s" in res.output and "mean iterations per token 4.00" in res.output
+    assert "KV cache" in res.output and "speculative acceptance" in res.output
+
+
+def test_inspect_prints_table_and_writes_trace(run_dir):
+    res = invoke("inspect", run_dir.path, "--prompt", "12+34=", "--r", 5, "--starts", 2, "--name", "cli-trace",
+                 "--init-scale", 0)
+    assert res.exit_code == 0, res.output
+    path = run_dir.traces_dir / "cli-trace.json"
+    assert f"trace written to {path}" in res.output
+    trace = read_json(path)
+    assert trace["version"] == 1 and trace["r"] == 5 and len(trace["tokens"]) == 6
+    lines = res.output.splitlines()
+    assert lines[0].split()[:5] == ["1", "2", "3", "4", "5"]
+    assert sum(1 for line in lines if line.startswith("'")) == 6  # one row per token
+    assert "path independence (2 starts)" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--r", "0"], "r must be"),
+        (["--exit", "bogus:1"], "unknown exit criterion"),
+        (["--exit", "kl:-1"], "must be >= 0"),
+        (["--top-p", "2"], "top_p"),
+        (["--speculative", "draft=9"], "below r"),
+        (["--step", "7"], "no checkpoint at step 7"),
+    ],
+)
+def test_generate_bad_arguments_exit_2(run_dir, args, match):
+    line = one_line_error(invoke("generate", run_dir.path, "--prompt", "1+2=", "--r", 4, *args))
+    assert match in line
+
+
+def test_bad_prompts_and_runs_exit_2(run_dir, tmp_path):
+    assert "prompt is empty" in one_line_error(invoke("generate", run_dir.path, "--prompt", ""))
+    assert "not in this model's vocabulary" in one_line_error(invoke("generate", run_dir.path, "--prompt", "1+B="))
+    assert "unknown exit criterion" in one_line_error(invoke("inspect", run_dir.path, "--prompt", "1+2=", "--exit", "x:1"))
+    assert "no run" in one_line_error(invoke("generate", "nope", "--runs-dir", tmp_path, "--prompt", "1"))
+
+
+def test_real_process_prints_one_line_without_traceback(run_dir, cli):
+    res = cli("generate", run_dir.path, "--prompt", "12+34=", "--exit", "nonsense:3")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert "unknown exit criterion 'nonsense'" in res.stderr
