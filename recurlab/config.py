@@ -106,6 +106,7 @@ class TrainConfig:
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
+    max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule then follows the budget used
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -296,6 +297,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"train.batch_size ({t.batch_size}) must be divisible by train.micro_batch ({t.micro_batch})",
         )
     need(t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps}")
+    need(t.max_minutes >= 0, f"train.max_minutes must be >= 0 (0 = no time limit), got {t.max_minutes}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(0 <= t.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
     need(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")

@@ -38,13 +38,16 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
-def lr_at(cfg: RunConfig, step: int) -> float:
+def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
+    """Warmup, then cosine decay over whichever budget is used up faster: steps or minutes."""
     t = cfg.train
     if t.warmup_steps and step <= t.warmup_steps:
         return t.lr * step / t.warmup_steps
     if t.schedule == "constant":
         return t.lr
     progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+    if t.max_minutes:
+        progress = max(progress, elapsed / (60 * t.max_minutes))
     floor = t.lr * t.min_lr_ratio
     return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -85,9 +88,10 @@ class Trainer:
             for m in self.model.modules():
                 if isinstance(m, SandwichBlock):
                     m.compile()
-        self.model = self.dist.wrap(self.model, cfg)
+        self.model = self.dist.wrap(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.state = Progress()
+        self.saved_step = -1  # tracked here, not read from disk: other machines may not see rank 0's files yet
         use_amp = self.device.type == "cuda" and cfg.hardware.dtype == "bfloat16"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
         self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
@@ -101,6 +105,7 @@ class Trainer:
         self.dist.load_optimizer(self.model, self.optimizer, ckpt.path, load_optimizer)
         st = read_state(ckpt.path)
         self.state.step, self.state.tokens, self.state.elapsed = st["step"], st["tokens"], st.get("elapsed", 0.0)
+        self.saved_step = self.state.step
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.state.step)
         return self.state.step
@@ -116,23 +121,27 @@ class Trainer:
 
     def train_step(self, step: int) -> dict:
         cfg = self.cfg
-        lr = lr_at(cfg, step)
+        lr = lr_at(cfg, step, self.state.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         n_ng, n_g = sample_depth(cfg.train, step, cfg.train.seed, cfg.model.is_recurrent)
         slices = self.global_batch_slices()
         loss_sum, n_tokens, n_targets = torch.zeros((), device=self.device), 0, 0
         batches = [self.data.train_batch(step, size, offset) for offset, size in slices]
-        total_targets = sum(int((tgt != -100).sum()) for _, tgt in batches)
+        # DDP and FSDP average gradients over ranks; weighting by world / global targets turns that
+        # average into the token-weighted mean over the whole global batch, however it is split
+        weight = self.dist.world / max(self.dist.sum_int(sum(int((tgt != -100).sum()) for _, tgt in batches)), 1)
         for i, (idx, tgt) in enumerate(batches):
             idx, tgt = idx.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
-            gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed * 1_000_003 + step * 97 + self.dist.rank * 13 + i)
+            # the latent start is seeded by the micro-batch's place in the global batch, not by
+            # rank: 2 ranks x 8 sequences draw what 1 process with micro_batch 8 draws
+            offset = slices[i][0]
+            gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed * 1_000_003 + step * 65_537 + offset)
             sync = self.dist.no_sync(self.model) if i < len(batches) - 1 else contextlib.nullcontext()
             with sync, self.autocast():
                 out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=cfg.hardware.activation_checkpointing, generator=gen)
             n_t = int((tgt != -100).sum())
-            # token-weighted mean over the rank's micro-batches
-            (out.loss * n_t / max(total_targets, 1)).backward()
+            (out.loss * n_t * weight).backward()
             loss_sum += out.loss.detach() * n_t
             n_tokens += idx.numel()
             n_targets += n_t
@@ -145,9 +154,12 @@ class Trainer:
 
     def evaluate(self, step: int) -> list[dict]:
         rows = []
-        if self.dist.is_main:
+        # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
+        if self.dist.is_main or self.dist.sharded:
             for row in self.data.evaluate(self.raw_model, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
+        if not self.dist.is_main:
+            rows = []
         self.dist.barrier()
         return rows
 
@@ -162,6 +174,7 @@ class Trainer:
                 keep=self.cfg.train.keep_checkpoints,
             )
             self.run.write_status(last_checkpoint=ckpt.name)
+        self.saved_step = step
         self.dist.barrier()
 
     # ---- the loop --------------------------------------------------------------------
@@ -178,6 +191,8 @@ class Trainer:
         t_window, tok_window = time.perf_counter(), 0
         outcome = "finished"
         self.model.train()
+        budget_s = 60 * cfg.train.max_minutes
+        fit_start, elapsed_before = time.perf_counter(), s.elapsed
         while s.step < cfg.train.max_steps:
             if self.dist.any_flag(main and run.stop_requested()):
                 outcome = "stopped"
@@ -186,7 +201,10 @@ class Trainer:
             t0 = time.perf_counter()
             m = self.train_step(step)
             dt = time.perf_counter() - t0
-            s.step, s.tokens, s.elapsed = step, s.tokens + m["tokens"], s.elapsed + dt
+            s.step, s.tokens = step, s.tokens + m["tokens"]
+            # wall time of the whole run (evals and checkpoints included), carried across resumes
+            s.elapsed = elapsed_before + time.perf_counter() - fit_start
+            out_of_time = bool(budget_s) and self.dist.any_flag(s.elapsed >= budget_s)
             tok_window += m["tokens"]
             s.last_loss = m["loss"]
             if main:
@@ -194,13 +212,14 @@ class Trainer:
                 row = {"kind": "train", "step": step, "time": time.time(), "loss": m["loss"], "lr": m["lr"],
                        "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "tokens": s.tokens,
                        "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
-                u = mfu(flops * m["tokens"] / dt, self.device_name)
+                u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name)  # per device
                 if u is not None:
                     row["mfu"] = u
                 s.pending.append(row)
-            if step % cfg.train.eval_every == 0 or step == cfg.train.max_steps:
+            last = step == cfg.train.max_steps or out_of_time
+            if step % cfg.train.eval_every == 0 or last:
                 s.pending.extend(self.evaluate(step))
-            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
+            if step % cfg.train.checkpoint_every == 0 or last:
                 self.flush()
                 self.save(step)
             now = time.time()
@@ -215,8 +234,10 @@ class Trainer:
                 last_beat = now
             if self.progress_bar is not None and main:
                 self.progress_bar(step, cfg.train.max_steps, s.last_loss)
+            if out_of_time:
+                break
         self.flush()
-        if outcome == "stopped" and (run.latest_checkpoint() is None or run.latest_checkpoint().step != s.step):
+        if outcome == "stopped" and self.saved_step != s.step:
             self.save(s.step)
         if main:
             if outcome == "stopped":
