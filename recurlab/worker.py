@@ -20,8 +20,12 @@ import time
 import traceback
 from pathlib import Path
 
-from recurlab.checkpoint import run_config
-from recurlab.rundir import RunDir
+# Under torchrun the parent is the launcher, the process whose life is the job's; read before the
+# slow imports below so that a launcher dying meanwhile is noticed, not mistaken for another parent.
+LAUNCHER_PID = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") else None
+
+from recurlab.checkpoint import run_config  # noqa: E402
+from recurlab.rundir import RunDir  # noqa: E402
 
 
 class WorkerLog:
@@ -71,8 +75,12 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     signal.signal(signal.SIGTERM, on_signal)
     if not progress:
         signal.signal(signal.SIGINT, on_signal)
+    if LAUNCHER_PID is not None:
+        from recurlab.distributed import follow_launcher
+
+        follow_launcher(LAUNCHER_PID)
     if rank == 0:
-        run.write_status(state="starting", pid=os.getpid(), host=socket.gethostname(), started=time.time(),
+        run.write_status(state="starting", pid=LAUNCHER_PID or os.getpid(), host=socket.gethostname(), started=time.time(),
                          heartbeat=time.time(), ended=None, error=None)
         log(f"worker pid {os.getpid()} {'resuming' if resume else 'starting'} run {run.name} (profile {cfg.profile})")
     try:
@@ -87,6 +95,8 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
             summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log("worker failed:\n" + traceback.format_exc())
             run.write_status(state="failed", error=summary, ended=time.time(), heartbeat=time.time())
+        else:  # stderr of every rank goes to the launcher's, which is worker.log for detached runs
+            sys.stderr.write(f"rank {rank} failed:\n{traceback.format_exc()}")
         return 1
     if rank == 0:
         status = run.read_status()
