@@ -41,12 +41,13 @@ app.add_typer(profiles_app, name="profiles")
 # ---- helpers ------------------------------------------------------------------------------
 
 
-def _spawn_worker(run: RunDir, resume: bool, device: str) -> int:
-    """Start the worker detached (own session, no terminal) and record its pid in the status."""
-    cmd = [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
-    if resume:
+def _spawn_worker(run: RunDir, resume: bool, device: str, launch: list[str] | None = None) -> int:
+    """Start the worker (or `launch`, its torchrun line) detached (own session, no terminal) and
+    record its pid in the status."""
+    cmd = launch or [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
+    if resume and not launch:
         cmd.append("--resume")
-    if device:
+    if device and not launch:
         cmd += ["--device", device]
     with open(run.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         try:
@@ -59,6 +60,30 @@ def _spawn_worker(run: RunDir, resume: bool, device: str) -> int:
     # The worker imports torch before its first status write, so this pid update lands first.
     run.write_status(pid=proc.pid, host=socket.gethostname())
     return proc.pid
+
+
+# ---- torchrun: several processes or machines (recurlab/distributed.py) ------------------------
+
+NprocOption = typer.Option(1, "--nproc", help="Processes (GPUs) on this machine; more than 1 runs the worker under torchrun.")
+NnodesOption = typer.Option(1, "--nnodes", help="Machines in the job; run the printed command on each of the others.")
+RdzvOption = typer.Option("", "--rdzv-endpoint", help="HOST:PORT of one machine of the job, for --nnodes > 1.")
+
+
+def _torchrun(run_path: Path, cfg, resume: bool, device: str, nproc: int, nnodes: int, rdzv: str) -> list[str] | None:
+    """The torchrun line for a multi-process run (None for one process); checks it before any run starts."""
+    if nproc == 1 and nnodes == 1 and not rdzv:
+        return None
+    import shlex
+
+    from recurlab.distributed import check_world_size, torchrun_command  # imports torch
+
+    with user_errors():
+        check_world_size(cfg, nproc * nnodes)
+        cmd = torchrun_command(run_path.resolve(), nproc, nnodes, rdzv, resume, device)
+    if nnodes > 1:
+        typer.echo(f"start the same job on each of the other {nnodes - 1} machines (the run directory must be "
+                   f"shared at the same path): {shlex.join(cmd)}", err=True)
+    return cmd
 
 
 def _watch_hint(run: RunDir, runs_dir: str) -> str:
@@ -134,6 +159,9 @@ def train(
     runs_dir: str = RunsDirOption,
     device: str = typer.Option("", "--device", help="Device for this run, e.g. cpu, cuda, cuda:1."),
     foreground: bool = typer.Option(False, "--foreground", help="Train in this process with a progress bar."),
+    nproc: int = NprocOption,
+    nnodes: int = NnodesOption,
+    rdzv_endpoint: str = RdzvOption,
 ) -> None:
     """Create a run directory from a profile and start training it in a detached worker."""
     from recurlab.config import load_profile, to_yaml
@@ -146,8 +174,18 @@ def train(
     if name is not None and not NAME_RE.match(name):
         fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     name = name or new_run_name(cfg.profile, runs_dir)
+    launch = _torchrun(Path(runs_dir) / name, cfg, False, device, nproc, nnodes, rdzv_endpoint)
     with user_errors():
         run = RunDir.create(runs_dir, name, to_yaml(cfg), device=cfg.hardware.device)
+    if foreground and launch:
+        proc = subprocess.Popen(launch)  # ranks log to this terminal
+        while proc.poll() is None:  # Ctrl-C reaches the ranks through torchrun as a graceful stop; keep waiting
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                pass
+        _exit_for_state(run)
+        return
     if foreground:
         from recurlab.worker import run_worker
 
@@ -155,7 +193,7 @@ def train(
             run_worker(run.path, resume=False, device=device or None, progress=True)
         _exit_for_state(run)
         return
-    pid = _spawn_worker(run, resume=False, device=device)
+    pid = _spawn_worker(run, resume=False, device=device, launch=launch)
     typer.echo(run.name)
     typer.echo(f"started worker pid {pid} in {run.path}; {_watch_hint(run, runs_dir)}", err=True)
 
@@ -284,8 +322,12 @@ def resume(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     runs_dir: str = RunsDirOption,
     device: str = typer.Option("", "--device", help="Device for the resumed worker (default: the run's)."),
+    nproc: int = NprocOption,
+    nnodes: int = NnodesOption,
+    rdzv_endpoint: str = RdzvOption,
 ) -> None:
-    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker."""
+    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker
+    (with any number of processes: checkpoints do not depend on it)."""
     rd = get_run(run, runs_dir)
     st = rd.read_status()
     state = rd.effective_state(st)
@@ -295,9 +337,15 @@ def resume(
         fail(f"run {rd.name} has a live but silent worker (pid {st.get('pid')}); end it with `recurlab stop {rd.name} --now`")
     if state == "finished":
         fail(f"run {rd.name} already finished at step {st.get('step')}; start a new run with `recurlab train`")
+    launch = None
+    if nproc > 1 or nnodes > 1 or rdzv_endpoint:
+        from recurlab.checkpoint import run_config
+
+        with user_errors():
+            launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)
     rd.clear_stop()
     rd.write_status(state="starting", pid=None, heartbeat=time.time(), ended=None, error=None)
-    pid = _spawn_worker(rd, resume=True, device=device)
+    pid = _spawn_worker(rd, resume=True, device=device, launch=launch)
     ck = rd.latest_checkpoint()
     typer.echo(rd.name)
     typer.echo(
