@@ -309,3 +309,15 @@ def test_cuda_without_cuda_gives_one_line():
     model, tok = random_model()
     with pytest.raises(InferenceError, match="CUDA is not available"):
         Engine(model, tok, device="cuda")
+
+
+def test_static_decoder_eager_equals_engine_greedy(trained):
+    """The static-shape step (what the CUDA graph captures) gives the engine's greedy tokens."""
+    from recurlab.engine.graphs import StaticDecoder
+
+    model, tok = trained
+    want = Engine(model, tok).generate("12+34=", greedy(4, max_new_tokens=8)).token_ids
+    got = StaticDecoder(model, max_len=16, r=4, mode="eager").generate(tok.encode("12+34="), 8)
+    assert got == want
+    with pytest.raises(InferenceError, match="needs a CUDA model"):
+        StaticDecoder(model, max_len=16, r=4, mode="graph")

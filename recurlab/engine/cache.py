@@ -53,6 +53,7 @@ class KVCache:
         self.n_new = 0  # columns of the pass in progress
         self.active: Tensor | None = None  # rows whose core entries this pass may write
         self._pass_mask: Tensor | None = None
+        self._static_pos: Tensor | None = None
 
     # ---- bookkeeping -----------------------------------------------------------------
     def memory_bytes(self) -> int:
@@ -99,6 +100,8 @@ class KVCache:
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q, k, v: (B, T, H, D) with rotary applied; returns (B, H, T, D)."""
         buf, slot, is_core = self._buffer(layer_key)
+        if self._static_pos is not None:
+            return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
         kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
         if is_core and self.active is not None and not bool(self.active.all()):
@@ -118,6 +121,26 @@ class KVCache:
         causal = k_cols <= q_cols
         real = k_cols[None] >= self.start[:, None, None]
         return ((causal[None] & real) | (k_cols == q_cols)[None])[:, None]
+
+    # ---- static shapes (CUDA graphs, torch.compile) ---------------------------------------
+    def begin_static(self, pos: Tensor) -> Tensor:
+        """Start a one-column pass at column `pos` (a 0-d long tensor, e.g. a graph's static input)
+        with shapes that do not depend on the length: attention spans all `max_len` columns under a
+        mask. Returns the rotary positions (B, 1). End with `end_static(steps=1)`."""
+        self._static_pos = pos.reshape(1)
+        cols = torch.arange(self.max_len, device=pos.device)
+        self._pass_mask = ((cols <= pos) & (cols[None] >= self.start[:, None]))[:, None, None, :]
+        return (pos - self.start)[:, None].clamp_min(0)
+
+    def end_static(self, steps: int = 1) -> None:
+        self._static_pos = None
+        self.length += steps
+
+    def _attend_static(self, buf: Tensor, slot: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, 1, D)
+        buf[slot].index_copy_(3, self._static_pos, kv)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), buf[slot, 0].to(q.dtype), buf[slot, 1].to(q.dtype),
+                                              attn_mask=self._pass_mask)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, used: int) -> None:

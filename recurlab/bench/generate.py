@@ -1,0 +1,194 @@
+"""Generation speed side by side: plain, adaptive exit, self-speculative and a shared KV budget,
+at several r, plus the KV-cache memory; on CUDA also static-shape decode (CUDA graph,
+torch.compile) against eager. Optionally an exit table (threshold, mean iterations, accuracy).
+
+    python -m recurlab.bench.generate runs/add-1 --out bench-results/generate.json
+    python -m recurlab.bench.generate --random --device cuda --rs 4,16,32
+    python -m recurlab.bench.generate runs/add-1 --exit-table 200      # embedded-task runs only
+
+Every mode decodes the same prompt greedily from a zero latent start with no stop token, so each
+produces `--new-tokens` tokens; tokens/s counts those tokens over prefill plus decode time, after
+one untimed warm-up call. The result is printed as JSON and written to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
+
+
+def load(args):
+    import torch
+
+    from recurlab.config import ModelConfig
+    from recurlab.engine import open_run
+    from recurlab.model import RecurrentLM
+    from recurlab.tasks import CharVocab
+
+    if args.random:
+        tok = CharVocab.default()
+        torch.manual_seed(0)
+        model = RecurrentLM(ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE)).to(args.device).eval()
+        return model, tok, None, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
+    model, tok, cfg, ckpt = open_run(args.run, device=args.device, runs_dir=args.runs_dir)
+    return model, tok, cfg, f"{args.run} step {ckpt.step}"
+
+
+def timed(engine, prompt, opts, repeats: int):
+    engine.generate(prompt, opts)  # warm-up: allocator, kernels, lazy init
+    best = None
+    for _ in range(repeats):
+        res = engine.generate(prompt, opts)
+        if best is None or res.seconds < best.seconds:
+            best = res
+    return best
+
+
+def speed_table(engine, args) -> list[dict]:
+    from recurlab.engine import GenerateOptions
+
+    rows = []
+    for r in args.rs:
+        draft = max(1, min(args.draft, r // 4))
+        modes = {
+            "plain": {},
+            f"exit {args.exit}": {"exit": args.exit},
+            f"speculative draft={draft},lookahead={args.lookahead}": {"speculative": f"draft={draft},lookahead={args.lookahead}"},
+            f"kv budget {min(args.kv_budget, r)}": {"kv_budget": min(args.kv_budget, r)},
+        }
+        plain_tps = None
+        for name, extra in modes.items():
+            opts = GenerateOptions(r=r, max_new_tokens=args.new_tokens, init_scale=0.0, stop_ids=(), **extra)
+            res = timed(engine, args.prompt, opts, args.repeats)
+            plain_tps = plain_tps or res.tokens_per_s
+            rows.append({
+                "r": r, "mode": name, "tokens_per_s": round(res.tokens_per_s, 2),
+                "decode_tokens_per_s": round(res.n_tokens / res.decode_seconds, 2) if res.decode_seconds else None,
+                "speedup_vs_plain": round(res.tokens_per_s / plain_tps, 3),
+                "mean_iterations": round(res.mean_iterations, 3), "cache_bytes": res.cache_bytes,
+                "acceptance_rate": None if res.acceptance_rate is None else round(res.acceptance_rate, 3),
+            })
+            print(f"r={r:<3} {name:<40} {res.tokens_per_s:9.1f} tok/s  x{rows[-1]['speedup_vs_plain']:<6} "
+                  f"iters {res.mean_iterations:6.2f}  cache {res.cache_bytes / 2**20:8.2f} MiB"
+                  + (f"  accept {res.acceptance_rate:.0%}" if res.acceptance_rate is not None else ""), flush=True)
+    return rows
+
+
+def static_table(model, tok, args) -> list[dict]:
+    """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
+    import torch
+
+    from recurlab.engine.graphs import StaticDecoder
+
+    prompt_ids = tok.encode(args.prompt)
+    max_len = len(prompt_ids) + args.new_tokens
+    rows = []
+    for r in args.rs:
+        base = None
+        for mode in ("eager", "graph", "compile"):
+            try:
+                dec = StaticDecoder(model, max_len, r, mode=mode)
+                ids = dec.generate(prompt_ids, args.new_tokens)  # warm-up and capture / compile
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                again = dec.generate(prompt_ids, args.new_tokens)
+                torch.cuda.synchronize()
+                tps = args.new_tokens / (time.perf_counter() - t0)
+            except Exception as exc:  # a compiler failure is a result to report, not a crash
+                rows.append({"r": r, "mode": f"static {mode}", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+                print(f"r={r:<3} static {mode:<10} failed: {rows[-1]['error']}", flush=True)
+                continue
+            base = base or tps
+            rows.append({"r": r, "mode": f"static {mode}", "tokens_per_s": round(tps, 2),
+                         "speedup_vs_eager": round(tps / base, 3), "same_tokens_as_eager": ids == again})
+            print(f"r={r:<3} static {mode:<10} {tps:9.1f} tok/s  x{tps / base:.2f} vs eager", flush=True)
+    return rows
+
+
+def exit_table(engine, cfg, args) -> list[dict]:
+    """Exact-match accuracy and mean iterations per threshold on held-out task examples."""
+    from recurlab.engine import GenerateOptions
+    from recurlab.tasks import get_task
+
+    task = get_task(cfg.data.task)
+    examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
+    rows = []
+    for spec in [None] + [f"kl:{t}" for t in args.thresholds]:
+        correct, iters = 0, []
+        for i in range(0, len(examples), 64):
+            chunk = examples[i:i + 64]
+            opts = GenerateOptions(r=args.exit_r, init_scale=0.0, exit=spec,
+                                   max_new_tokens=max(len(ex.answer) for ex in chunk) + 1)
+            res = engine.generate([ex.prompt for ex in chunk], opts)
+            correct += sum(task.score(ex, text) for ex, text in zip(chunk, res.texts))
+            iters += [it for row in res.iterations for it in row]
+        rows.append({"exit": spec or f"fixed r={args.exit_r}", "mean_iterations": round(sum(iters) / len(iters), 3),
+                     "accuracy": round(correct / len(examples), 4), "examples": len(examples)})
+        print(f"{rows[-1]['exit']:<14} mean iterations {rows[-1]['mean_iterations']:6.2f}  "
+              f"exact match {rows[-1]['accuracy']:.2%}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recurlab.bench.generate", description=__doc__.splitlines()[0])
+    p.add_argument("run", nargs="?", help="run name or directory (or use --random)")
+    p.add_argument("--random", action="store_true", help=f"a random-init model of shape {RANDOM_SHAPE}")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rs", default="4,16,32")
+    p.add_argument("--prompt", default="12345678+87654321=")
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--exit", default="kl:5e-4")
+    p.add_argument("--draft", type=int, default=4)
+    p.add_argument("--lookahead", type=int, default=8)
+    p.add_argument("--kv-budget", type=int, default=4)
+    p.add_argument("--exit-table", type=int, default=0, help="held-out examples per difficulty (0: skip)")
+    p.add_argument("--exit-r", type=int, default=32)
+    p.add_argument("--thresholds", default="5e-4,1e-3,1e-2")
+    p.add_argument("--out", default="bench-results/generate.json")
+    args = p.parse_args(argv)
+    if bool(args.run) == args.random:
+        p.error("give a RUN or --random (not both)")
+    args.rs = [int(x) for x in args.rs.split(",")]
+    args.thresholds = [float(x) for x in args.thresholds.split(",")]
+
+    import torch
+
+    from recurlab.engine import Engine
+    from recurlab.errors import USER_ERRORS, InferenceError
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available here; run with --device cpu", file=sys.stderr)
+        return 0
+    try:
+        model, tok, cfg, source = load(args)
+        engine = Engine(model, tok, device=args.device)
+        print(f"model: {source} ({model.num_params() / 1e6:.2f}M parameters) on {args.device}", flush=True)
+        result = {"model": source, "device": args.device, "prompt": args.prompt, "new_tokens": args.new_tokens,
+                  "torch": torch.__version__, "speed": speed_table(engine, args)}
+        if args.device.startswith("cuda"):
+            result["gpu"] = torch.cuda.get_device_name()
+            result["static"] = static_table(model, tok, args)
+        if args.exit_table:
+            if cfg is None or cfg.data.source != "task":
+                raise InferenceError("--exit-table needs an embedded-task run (data.source=task)")
+            result["exit_table"] = exit_table(engine, cfg, args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
