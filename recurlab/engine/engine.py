@@ -202,15 +202,16 @@ class Engine:
         common = dict(init_scale=init_scale, generator=gen_init)
 
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            prev_state = None
-            if Tp > 1:
-                prev_state = run_pass(self.model, cache, ids[:, :-1], opts.r, **common).state[:, -1:]
-            self._sync()
-            t1 = time.perf_counter()
-            loop = self._speculative if opts.speculative is not None else self._plain
-            spec = yield from loop(cache, ids[:, -1:], prev_state, opts, rows, gen_sample, common)
-            self._sync()
+        # run_pass enters inference mode itself: holding it here would leak it, through the yields,
+        # into the consumer's thread between tokens
+        prev_state = None
+        if Tp > 1:
+            prev_state = run_pass(self.model, cache, ids[:, :-1], opts.r, **common).state[:, -1:]
+        self._sync()
+        t1 = time.perf_counter()
+        loop = self._speculative if opts.speculative is not None else self._plain
+        spec = yield from loop(cache, ids[:, -1:], prev_state, opts, rows, gen_sample, common)
+        self._sync()
         t2 = time.perf_counter()
         return GenerationResult(
             prompts=prompts, prompt_ids=encoded, generated_ids=rows.ids, texts=rows.texts, iterations=rows.iters,

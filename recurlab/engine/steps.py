@@ -28,6 +28,7 @@ class PassOutput:
     iterations: Tensor  # (B,) iterations each row ran
 
 
+@torch.inference_mode()
 def run_pass(
     model,
     cache: KVCache,
