@@ -1,10 +1,11 @@
 """Generation speed side by side: plain, adaptive exit, self-speculative and a shared KV budget,
 at several r, plus the KV-cache memory; on CUDA also static-shape decode (CUDA graph,
-torch.compile) against eager. Optionally an exit table (threshold, mean iterations, accuracy).
+torch.compile) against eager. For embedded-task runs, optionally the held-out tables: exit threshold
+against mean iterations and exact match, and KV budget against answer loss, exact match and memory.
 
     python -m recurlab.bench.generate runs/add-1 --out bench-results/generate.json
     python -m recurlab.bench.generate --random --device cuda --rs 4,16,32
-    python -m recurlab.bench.generate runs/add-1 --exit-table 200      # embedded-task runs only
+    python -m recurlab.bench.generate runs/add-1 --exit-table 200 --exit-r 32   # embedded-task runs only
 
 Every mode decodes the same prompt greedily from a zero latent start with no stop token, so each
 produces `--new-tokens` tokens; tokens/s counts those tokens over prefill plus decode time, after
@@ -134,6 +135,45 @@ def exit_table(engine, cfg, args) -> list[dict]:
     return rows
 
 
+def kv_budget_table(engine, cfg, args) -> list[dict]:
+    """Held-out quality per KV budget: the answer's loss under teacher forcing (one cached pass per
+    column, as in decoding, so that later tokens read the shared slots) and greedy exact match."""
+    import torch
+    import torch.nn.functional as F
+
+    from recurlab.engine import GenerateOptions, KVCache
+    from recurlab.engine.steps import run_pass
+    from recurlab.tasks import get_task
+
+    task, tok, model = get_task(cfg.data.task), engine.tokenizer, engine.model
+    r = args.exit_r
+    rows = []
+    for budget in [None] + [b for b in args.budgets if b < r]:
+        nll, n_tok, correct, n_ex, mem = 0.0, 0, 0, 0, 0
+        for d in cfg.data.difficulties:
+            examples = task.heldout(d, args.exit_table)
+            seqs = [tok.encode(ex.prompt + ex.answer) + [tok.eos_id] for ex in examples]
+            n_prompt = len(tok.encode(examples[0].prompt))  # equal within a difficulty
+            ids = torch.tensor(seqs, device=engine.device)
+            cache = KVCache(model.cfg, len(seqs), ids.shape[1], r, budget, engine.device, engine.dtype)
+            run_pass(model, cache, ids[:, :n_prompt - 1], r, init_scale=0.0)
+            logits = [run_pass(model, cache, ids[:, t:t + 1], r, init_scale=0.0).logits
+                      for t in range(n_prompt - 1, ids.shape[1] - 1)]
+            target = ids[:, n_prompt:]
+            nll += float(F.cross_entropy(torch.cat(logits, 1).float().flatten(0, 1), target.flatten(), reduction="sum"))
+            n_tok += target.numel()
+            res = engine.generate([ex.prompt for ex in examples],
+                                  GenerateOptions(r=r, init_scale=0.0, kv_budget=budget, max_new_tokens=len(examples[0].answer) + 1))
+            correct += sum(task.score(ex, text) for ex, text in zip(examples, res.texts))
+            n_ex += len(examples)
+            mem = max(mem, cache.memory_bytes() // len(seqs) // ids.shape[1])
+        rows.append({"kv_budget": budget or r, "r": r, "answer_loss": round(nll / n_tok, 5),
+                     "accuracy": round(correct / n_ex, 4), "cache_bytes_per_token": mem})
+        print(f"kv budget {budget or r:>3} (r={r})  answer loss {nll / n_tok:.4f}  exact match {correct / n_ex:.2%}  "
+              f"cache {mem} B/token", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recurlab.bench.generate", description=__doc__.splitlines()[0])
     p.add_argument("run", nargs="?", help="run name or directory (or use --random)")
@@ -151,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-table", type=int, default=0, help="held-out examples per difficulty (0: skip)")
     p.add_argument("--exit-r", type=int, default=32)
     p.add_argument("--thresholds", default="5e-4,1e-3,1e-2")
+    p.add_argument("--budgets", default="1,2,4,8")
     p.add_argument("--out", default="bench-results/generate.json")
     args = p.parse_args(argv)
     if bool(args.run) == args.random:
         p.error("give a RUN or --random (not both)")
     args.rs = [int(x) for x in args.rs.split(",")]
     args.thresholds = [float(x) for x in args.thresholds.split(",")]
+    args.budgets = [int(x) for x in args.budgets.split(",")]
 
     import torch
 
@@ -179,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             if cfg is None or cfg.data.source != "task":
                 raise InferenceError("--exit-table needs an embedded-task run (data.source=task)")
             result["exit_table"] = exit_table(engine, cfg, args)
+            result["kv_budget_table"] = kv_budget_table(engine, cfg, args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
