@@ -1,7 +1,7 @@
 """Shared fixtures: run the real `recurlab` CLI as a subprocess, and end every worker it starts.
 
     def test_x(cli, runs_dir):
-        res = cli("train", "--profile", "tiny", "--runs-dir", runs_dir)
+        res = cli("train", "--profile", "tiny", "--runs-dir", runs_dir, check=True)
 """
 
 from __future__ import annotations
@@ -25,14 +25,27 @@ def cli_command() -> list[str]:
     return [sys.executable, "-c", "from recurlab.cli import main; main()"]
 
 
-def _kill_workers(runs_dir: Path) -> None:
+def kill_workers(runs_dir: Path) -> None:
+    """SIGKILL the process group of every live worker recorded in `runs_dir`."""
     for run in list_runs(runs_dir):
         pid = run.read_status().get("pid")
-        if pid and pid_alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)  # the worker leads its own session and group
-            except (ProcessLookupError, PermissionError):
-                pass
+        if not (pid and pid_alive(pid) and _is_recurlab(pid)):
+            continue
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)  # a detached worker leads its own group
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _is_recurlab(pid: int) -> bool:
+    """Guard against a recycled pid: only our own workers (or CLI processes) are killed."""
+    try:
+        return b"recurlab" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -41,20 +54,25 @@ def runs_dir(tmp_path) -> Path:
     root = tmp_path / "runs"
     root.mkdir()
     yield root
-    _kill_workers(root)
+    kill_workers(root)
+
+
+def run_cli(*args, cwd: Path, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `recurlab ARGS...` in `cwd`; returns the CompletedProcess (text, captured)."""
+    res = subprocess.run(
+        cli_command() + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"recurlab {' '.join(map(str, args))} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
 
 
 @pytest.fixture
 def cli(tmp_path):
-    """Run `recurlab ARGS...` in tmp_path; returns the CompletedProcess (text, captured)."""
+    """`run_cli` in tmp_path, so that nothing lands in the repository's runs/."""
 
-    def run(*args, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-        res = subprocess.run(
-            cli_command() + [str(a) for a in args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(f"recurlab {' '.join(map(str, args))} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
-        return res
+    def run(*args, **kw) -> subprocess.CompletedProcess:
+        return run_cli(*args, cwd=tmp_path, **kw)
 
     return run
