@@ -190,7 +190,7 @@ def train(
         from recurlab.worker import run_worker
 
         with user_errors():
-            run_worker(run.path, resume=False, device=device or None, progress=True)
+            run_worker(run.path, resume=False, device=device, progress=True)
         _exit_for_state(run)
         return
     pid = _spawn_worker(run, resume=False, device=device, launch=launch)
