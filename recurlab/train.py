@@ -100,6 +100,8 @@ class Trainer:
     def restore(self) -> int:
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
+            if self.dist.is_main:
+                self.run.truncate_metrics_after(0)  # starting over: the dead worker's rows would repeat
             return 0
         self.dist.load_weights(self.raw_model, self.model, ckpt.path, load_weights)
         self.dist.load_optimizer(self.model, self.optimizer, ckpt.path, load_optimizer)
