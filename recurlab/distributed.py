@@ -1,7 +1,7 @@
 """Process-group plumbing for the training loop: one process, or a rank under torchrun.
 
     dist = Dist.from_env(cfg, device)     # reads RANK / WORLD_SIZE / LOCAL_RANK set by torchrun
-    model = dist.wrap(model)              # DDP (or FSDP with hardware.fsdp) when world > 1
+    model = dist.wrap(model)              # DDP (or FSDP with hardware.fsdp) under torchrun
     torchrun_command("runs/h100-1122", nproc=8)   # the launcher line `recurlab train --nproc 8` runs
 
 Everything the loop needs to know about other ranks goes through this object, so the loop reads
@@ -94,6 +94,8 @@ class Dist:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     fsdp: bool = False
+    group: bool = False  # a process group is up: under torchrun, even with one process
+
 
     @classmethod
     def single(cls) -> "Dist":
@@ -101,9 +103,11 @@ class Dist:
 
     @classmethod
     def from_env(cls, cfg, device: str = "auto") -> "Dist":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
+        """Under torchrun (WORLD_SIZE set) the DDP/FSDP path, even for one process, so that
+        `--nproc 1` under torchrun measures and debugs what 8 processes run; otherwise single."""
+        if "WORLD_SIZE" not in os.environ:
             return cls.single()
+        world = int(os.environ["WORLD_SIZE"])
         check_world_size(cfg, world)
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         want = device if device not in ("", "auto") else cfg.hardware.device
@@ -115,7 +119,7 @@ class Dist:
             dev = torch.device("cpu")
         if not tdist.is_initialized():
             tdist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
-        return cls(rank=rank, world=world, local_rank=local_rank, device=dev, fsdp=cfg.hardware.fsdp)
+        return cls(rank=rank, world=world, local_rank=local_rank, device=dev, fsdp=cfg.hardware.fsdp, group=True)
 
     @property
     def is_main(self) -> bool:
@@ -124,10 +128,10 @@ class Dist:
     @property
     def sharded(self) -> bool:
         """True when each rank holds only a shard of the weights (every rank must run every forward)."""
-        return self.fsdp and self.world > 1
+        return self.fsdp and self.group
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.world == 1:
+        if not self.group:
             return model
         if self.fsdp:
             from torch.distributed.fsdp import fully_shard
@@ -156,7 +160,7 @@ class Dist:
 
     def no_sync(self, model):
         """Skip the gradient all-reduce for a micro-batch that is not the last of the step."""
-        if self.world == 1:
+        if not self.group:
             return contextlib.nullcontext()
         if self.fsdp:
             return _fsdp_no_sync(model)
@@ -173,7 +177,7 @@ class Dist:
 
     def sum_int(self, n: int) -> int:
         """Sum of an integer over all ranks."""
-        if self.world == 1:
+        if not self.group:
             return n
         buf = torch.tensor([n], dtype=torch.int64, device=self.device)
         tdist.all_reduce(buf)
@@ -181,7 +185,7 @@ class Dist:
 
     def reduce_loss(self, loss_sum: torch.Tensor, n_targets: int, n_tokens: int) -> tuple[float, int, int]:
         """Token-weighted mean loss over all ranks, and the global token counts."""
-        if self.world == 1:
+        if not self.group:
             return float(loss_sum) / max(n_targets, 1), n_targets, n_tokens
         buf = torch.tensor([float(loss_sum), n_targets, n_tokens], dtype=torch.float64, device=self.device)
         tdist.all_reduce(buf)
@@ -189,14 +193,22 @@ class Dist:
 
     def any_flag(self, flag: bool) -> bool:
         """True on every rank if it is true on rank 0 (stop requests reach every rank)."""
-        if self.world == 1:
+        if not self.group:
             return bool(flag)
         buf = torch.tensor([1 if flag else 0], device=self.device)
         tdist.broadcast(buf, src=0)
         return bool(buf.item())
 
+    def from_main(self, value: float) -> float:
+        """Rank 0's value on every rank (for anything that must agree, like a clock-driven lr)."""
+        if not self.group:
+            return value
+        buf = torch.tensor([value], dtype=torch.float64, device=self.device)
+        tdist.broadcast(buf, src=0)
+        return float(buf.item())
+
     def barrier(self) -> None:
-        if self.world > 1:
+        if self.group:
             tdist.barrier()
 
     # ---- checkpoints: always the single-process format -----------------------------------
@@ -246,7 +258,7 @@ class Dist:
         set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
 
     def close(self) -> None:
-        if self.world > 1 and tdist.is_initialized():
+        if self.group and tdist.is_initialized():
             tdist.destroy_process_group()
 
 

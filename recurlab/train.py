@@ -74,7 +74,7 @@ class Trainer:
     def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
         self.run, self.cfg = run, cfg
         self.dist = dist or Dist.single()
-        self.device = self.dist.device if self.dist.world > 1 else resolve_device(device or cfg.hardware.device)
+        self.device = self.dist.device if self.dist.group else resolve_device(device or cfg.hardware.device)
         self.progress_bar = progress_bar
         if cfg.hardware.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.hardware.threads)
@@ -206,6 +206,8 @@ class Trainer:
             s.step, s.tokens = step, s.tokens + m["tokens"]
             # wall time of the whole run (evals and checkpoints included), carried across resumes
             s.elapsed = elapsed_before + time.perf_counter() - fit_start
+            if budget_s:  # the lr then follows the clock: every rank must use rank 0's, or replicas drift apart
+                s.elapsed = self.dist.from_main(s.elapsed)
             out_of_time = bool(budget_s) and self.dist.any_flag(s.elapsed >= budget_s)
             tok_window += m["tokens"]
             s.last_loss = m["loss"]
