@@ -130,6 +130,22 @@ def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoi
     assert all(r["time"] > killed_at for r in rows if r["step"] > ckpt)
 
 
+def test_kill_9_before_any_checkpoint_resumes_from_the_start_without_repeating_steps(cli, runs_dir):
+    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=40",
+        "train.checkpoint_every=1000", check=True)
+    run = RunDir(runs_dir / "early")
+    pid = run.read_status()["pid"]
+    wait_for(lambda: last_step(run) >= 5, "a few logged steps")
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), "the killed worker to go")
+    assert run.latest_checkpoint() is None
+    res = cli("resume", "early", "--runs-dir", runs_dir, check=True)
+    assert "from the start" in res.stderr
+    cli("logs", "early", "-f", "--runs-dir", runs_dir, timeout=PATIENCE_S, check=True)
+    assert run.read_status()["state"] == "finished"
+    assert train_steps(run) == list(range(1, 41))
+
+
 def test_two_runs_train_at_once_without_touching_each_other(cli, runs_dir):
     for name, seed in (("one", 1), ("two", 2)):
         cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", name, "train.max_steps=100000",
