@@ -49,9 +49,10 @@ class KVCache:
         self.core = [alloc(self.slots) for _ in range(cfg.n_core_layers)]
         self.coda = [alloc(1) for _ in range(cfg.n_coda)]
         self.start = (start if start is not None else torch.zeros(batch, dtype=torch.long)).to(device)
+        self.padded = bool(self.start.any())
         self.length = 0  # committed columns
         self.n_new = 0  # columns of the pass in progress
-        self.active: Tensor | None = None  # rows whose core entries this pass may write
+        self.active: Tensor | None = None  # None: all rows write; else the rows whose core entries this pass writes
         self._pass_mask: Tensor | None = None
         self._static_pos: Tensor | None = None
 
@@ -85,7 +86,7 @@ class KVCache:
     def positions(self) -> Tensor:
         """Rotary positions of the pass's columns: (T,) without padding, else (B, T)."""
         cols = torch.arange(self.length, self.length + self.n_new, device=self.start.device)
-        if not bool(self.start.any()):
+        if not self.padded:
             return cols
         return (cols[None, :] - self.start[:, None]).clamp_min(0)
 
@@ -108,7 +109,7 @@ class KVCache:
             return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
         kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
-        if is_core and self.active is not None and not bool(self.active.all()):
+        if is_core and self.active is not None:
             keep = self.active[None, :, None, None, None]
             kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
         buf[slot, :, :, :, lo:hi] = kv

@@ -51,8 +51,8 @@ def run_pass(
     exited = torch.zeros_like(done)
     iterations = torch.full((B,), r, dtype=torch.long, device=ids.device)
     tracker = ExitTracker(exit) if exit is not None and exit.enabled and T == 1 else None
+    any_done = skip is not None and bool(skip.any())  # a Python flag: no device sync per iteration
     for i in range(r):
-        any_done = bool(done.any())
         cache.active = ~done if any_done else None
         s_new = model.core_step(s, e, rope, cache, i)
         s = torch.where(done[:, None, None], s, s_new) if any_done else s_new
@@ -65,6 +65,7 @@ def run_pass(
                 cache.finish(newly, i + 1)
                 exited |= newly
                 done |= newly
+                any_done = True
                 if bool(done.all()):
                     break
     cache.active = None
