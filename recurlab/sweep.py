@@ -115,7 +115,7 @@ def run_sweep(
 
     cfg = run_config(run)
     model, ckpt = load_model(run, step, device)
-    data = make_data(cfg, None)
+    data = make_data(cfg, run)  # text runs: the tokenizer saved in the run, not a fresh one
     rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
     result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
     if rows:

@@ -168,7 +168,7 @@ def test_hub_streaming_is_the_same_code_with_another_loader(corpus, tmp_path, mo
     assert not worker.is_alive()
 
 
-def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path):
+def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path, monkeypatch):
     from recurlab.sweep import run_sweep
     from recurlab.tokenizer import run_tokenizer
     from recurlab.worker import run_worker
@@ -187,5 +187,10 @@ def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path):
     tok = run_tokenizer(run)
     assert isinstance(tok, BPETokenizer) and len(tok) == VOCAB
     assert json.loads(run.tokenizer_path.read_text())["model"]["type"] == "BPE"
+    # the sweep evaluates with the run's own tokenizer, never a freshly trained one
+    monkeypatch.setattr(BPETokenizer, "train", lambda *a, **k: pytest.fail("sweep trained a new tokenizer"))
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache" / "tokenizers")
     result = run_sweep(run, [1, 2])
     assert [row["r"] for row in result.rows] == [1, 2] and all(row["bpb"] > 0 for row in result.rows)
