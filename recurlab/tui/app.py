@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from recurlab.rundir import RunDir
+from recurlab.tui.models import ModelCache
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 
@@ -64,7 +65,7 @@ class RecurlabApp(App):
         self._start_run = RunDir(run) if run else None
         self.overlay: list[str] = []  # runs drawn together on the curves screen, in selection order
         self._colors: dict[str, str] = {}
-        self.model_cache = None  # recurlab.tui.models.ModelCache, created by the first model screen
+        self.model_cache = ModelCache()  # shared by Inspector and Generate; loads lazily in workers
 
     def on_mount(self) -> None:
         if self._start_run is not None:

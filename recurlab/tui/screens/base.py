@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
 from recurlab.errors import USER_ERRORS
 from recurlab.tui.widgets.navbar import NavBar
@@ -19,6 +20,7 @@ class LabScreen(Screen):
     TITLE_SHORT = ""
     MODE = ""
     HELP = ""
+    BINDINGS = [Binding("escape", "leave_input", "Leave input", show=False)]
 
     def frame(self, *widgets):
         yield NavBar(self.MODE)
@@ -32,3 +34,8 @@ class LabScreen(Screen):
         else:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self.app.notify(f"{what}: {msg}", severity="error", timeout=8)
+
+    def action_leave_input(self) -> None:
+        """escape out of a text box, so that the screen's keys (and 1-5, ?) work again."""
+        if isinstance(self.focused, Input):
+            self.set_focus(None)

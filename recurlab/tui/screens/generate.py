@@ -1,0 +1,199 @@
+"""The Generate screen: stream answers from the model at an r chosen with a slider.
+
+Type a prompt and press enter (or g) to generate; the answer streams in with each token shaded
+by the iterations it used (dark = few, hot = many), then tokens/s, mean iterations and cache
+size. Move the r slider (left/right when it has focus, or click it) and press g again: every
+answer stays in the history side by side, so answers at different r can be compared. s cycles
+sampling, e the exit criterion, v the KV-cache budget, t continuous chain of thought, d
+speculative decoding; escape stops a generation (and leaves the prompt box), x clears the
+history.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import HorizontalScroll
+from textual.widgets import Input, Static
+
+from recurlab.tui.models import heldout_examples
+from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.genview import GenerationCard
+from recurlab.tui.widgets.slider import Slider
+
+SAMPLING = (("greedy", 0.0, 0, 1.0), ("t=0.7 top-k 20", 0.7, 20, 1.0), ("t=1.0 top-p 0.9", 1.0, 0, 0.9))
+EXITS = (None, "kl:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
+KV_BUDGETS = (None, 1, 2, 4, 8)
+MAX_NEW_TOKENS = 48
+HISTORY = 6
+
+
+class GenerateScreen(LabScreen):
+    TITLE_SHORT = "Generate"
+    MODE = "generate"
+    HELP = __doc__.split("\n", 1)[1]
+    BINDINGS = [
+        Binding("g", "generate", "Generate"),
+        Binding("s", "cycle('sampling')", "Sampling"),
+        Binding("e", "cycle('exit')", "Exit"),
+        Binding("v", "cycle('kv')", "KV budget"),
+        Binding("t", "cycle('continuous')", "Continuous"),
+        Binding("d", "cycle('speculative')", "Speculative"),
+        Binding("escape", "stop", "Stop", show=False),
+        Binding("x", "clear", "Clear"),
+        Binding("slash", "prompt", "Prompt", key_display="/"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.choice = {"sampling": 0, "exit": 0, "kv": 0, "continuous": 0, "speculative": 0}
+        self.results = []  # GenerationResult of every finished generation, oldest first
+        self._model_key = None
+        self._stop = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame(
+            Input(placeholder="prompt (enter generates)", id="gen-prompt"),
+            Slider(1, 32, value=8, label="r", id="gen-r"),
+            Static("", id="gen-options"),
+            HorizontalScroll(id="gen-history"),
+        )
+
+    def on_mount(self) -> None:
+        self._show_options()
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        key = self.app.model_dir()
+        if key != self._model_key:
+            self._model_key = key
+            if key is None:
+                self.notify_status("no run selected: pick one on the Runs screen (1, enter), or start with --model")
+            else:
+                self.notify_status(f"loading the model of {key.name} ...")
+                self.load_model(key)
+
+    def notify_status(self, text: str) -> None:
+        self.query_one("#gen-options", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="gen-load")
+    def load_model(self, path) -> None:
+        try:
+            lm = self.app.model_cache.get(path)
+            examples = heldout_examples(lm, 1)
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "loading the model")
+            self.app.call_from_thread(self.notify_status, f"could not load {path}; see the notice")
+            return
+        self.app.call_from_thread(self._loaded, lm, examples)
+
+    def _loaded(self, lm, examples) -> None:
+        self.lm = lm
+        slider = self.query_one("#gen-r", Slider)
+        slider.set_range(1, max(4 * lm.r_mean, 8))
+        slider.value = lm.r_mean
+        self._show_options()
+        prompt = self.query_one("#gen-prompt", Input)
+        if examples and not prompt.value:
+            prompt.value = examples[0][0]  # a held-out task prompt, so g works at once
+        slider.focus()
+
+    # ---- options -------------------------------------------------------------------------------
+    def options(self, r: int):
+        from recurlab.engine import GenerateOptions
+
+        _name, temperature, top_k, top_p = SAMPLING[self.choice["sampling"]]
+        return GenerateOptions(
+            r=r, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature, top_k=top_k, top_p=top_p,
+            exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
+            continuous=bool(self.choice["continuous"]),
+            speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
+        )
+
+    def describe(self, r: int) -> str:
+        parts = [f"r={r}", SAMPLING[self.choice["sampling"]][0]]
+        if EXITS[self.choice["exit"]]:
+            parts.append(f"exit {EXITS[self.choice['exit']]}")
+        if KV_BUDGETS[self.choice["kv"]]:
+            parts.append(f"kv {KV_BUDGETS[self.choice['kv']]}")
+        if self.choice["continuous"]:
+            parts.append("continuous")
+        if self.choice["speculative"]:
+            parts.append(f"spec draft={max(1, r // 4)}")
+        return " ".join(parts)
+
+    def _show_options(self) -> None:
+        c = self.choice
+        model = getattr(self, "lm", None)
+        self.notify_status(
+            f"[b]s[/b] sampling: {SAMPLING[c['sampling']][0]}   [b]e[/b] exit: {EXITS[c['exit']] or 'off'}   "
+            f"[b]v[/b] kv: {KV_BUDGETS[c['kv']] or 'full'}   [b]t[/b] continuous: {'on' if c['continuous'] else 'off'}   "
+            f"[b]d[/b] speculative: {'on' if c['speculative'] else 'off'}"
+            + (f"   model: {model.label}" if model else "")
+        )
+
+    def action_cycle(self, what: str) -> None:
+        sizes = {"sampling": len(SAMPLING), "exit": len(EXITS), "kv": len(KV_BUDGETS), "continuous": 2, "speculative": 2}
+        self.choice[what] = (self.choice[what] + 1) % sizes[what]
+        self._show_options()
+
+    # ---- generation ----------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_generate()
+        self.query_one("#gen-r", Slider).focus()
+
+    def action_prompt(self) -> None:
+        self.query_one("#gen-prompt", Input).focus()
+
+    def action_generate(self) -> None:
+        from recurlab.errors import USER_ERRORS
+
+        if not hasattr(self, "lm"):
+            self.app.notify("the model is not loaded yet", severity="warning")
+            return
+        prompt = self.query_one("#gen-prompt", Input).value
+        if not prompt:
+            self.app.notify("type a prompt first (/ focuses the prompt box)", severity="warning")
+            return
+        r = self.query_one("#gen-r", Slider).value
+        try:
+            opts = self.options(r).validate()
+        except USER_ERRORS as exc:
+            self.report(exc, "generate")
+            return
+        history = self.query_one("#gen-history", HorizontalScroll)
+        cards = list(history.query(GenerationCard))
+        for old in cards[: max(len(cards) - HISTORY + 1, 0)]:
+            old.remove()
+        card = GenerationCard(prompt, self.describe(r), opts.max_iterations)
+        history.mount(card)
+        history.scroll_end(animate=False)
+        self._stop = False
+        self.generate(self.lm, prompt, opts, card)
+
+    @work(thread=True, exclusive=True, group="generate")
+    def generate(self, lm, prompt, opts, card) -> None:
+        try:
+            stream = lm.engine.stream(prompt, opts)
+            for ev in stream:
+                self.app.call_from_thread(card.add_token, ev.text, ev.iterations)
+                if self._stop:
+                    break
+            result = stream.result
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "generate")
+            self.app.call_from_thread(card.fail, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        if result is None:
+            self.app.call_from_thread(card.fail, "stopped")
+            return
+        self.results.append(result)
+        self.app.call_from_thread(card.finish, result)
+
+    def action_stop(self) -> None:
+        self._stop = True
+        self.action_leave_input()
+
+    def action_clear(self) -> None:
+        self.query_one("#gen-history").remove_children()

@@ -1,0 +1,265 @@
+"""The Inspector screen: how each token's latent state converges over the core's iterations.
+
+Type a prompt and press enter, or pick a held-out task example (x, or n for the next one); the
+trace runs the prompt plus a short greedy answer at the chosen r in a background worker. The
+grid has one row per token and one column per iteration; each cell shows the top predicted
+token on a color for convergence (k switches relative change / KL to final). Arrow keys move
+the selected cell (left/right step one iteration back/forward, p plays the iterations); the side
+panel shows that cell's top tokens with probabilities, entropy, KL and where the token exits
+under the chosen criterion (c cycles criteria). The plot shows the PCA trajectory of the
+selected token's states; o overlays the trajectories from several random starts.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Select, Static
+from textual_plotext import PlotextPlot
+
+from recurlab.tui.models import heldout_examples
+from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.slider import Slider
+from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
+
+CRITERIA = ("kl:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
+STARTS = 4
+ANSWER_TOKENS = 12
+PLAY_S = 0.35
+EXAMPLES_PER_LEVEL = 6
+
+
+class InspectorScreen(LabScreen):
+    TITLE_SHORT = "Inspector"
+    MODE = "inspect"
+    HELP = __doc__.split("\n", 1)[1]
+    BINDINGS = [
+        Binding("ctrl+t", "trace", "Trace"),
+        Binding("x", "examples", "Examples"),
+        Binding("n", "next_example", "Next example"),
+        Binding("k", "color", "Color by"),
+        Binding("c", "criterion", "Exit rule"),
+        Binding("o", "overlay", "Random starts"),
+        Binding("p", "play", "Play"),
+        Binding("comma", "iteration(-1)", "Iter back", key_display=","),
+        Binding("full_stop", "iteration(1)", "Iter fwd", key_display="."),
+        Binding("slash", "prompt", "Prompt", key_display="/"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.criterion = 0
+        self.starts = 0
+        self.examples: list[tuple[str, str]] = []
+        self.example = -1
+        self.trace: dict | None = None
+        self._model_key = None
+        self._player = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame(
+            Horizontal(
+                Input(placeholder="prompt, e.g. 12+34= (enter traces it)", id="insp-prompt"),
+                Select([], id="insp-examples", prompt="held-out examples", allow_blank=True),
+                id="insp-controls",
+            ),
+            Slider(1, 32, value=8, label="r", id="insp-r"),
+            Horizontal(
+                TokenGrid(id="insp-grid"),
+                Vertical(Static("", id="insp-detail"), PlotextPlot(id="insp-pca"), id="insp-side"),
+                id="insp-body",
+            ),
+        )
+
+    def on_mount(self) -> None:
+        self.on_screen_resume()
+
+    def on_screen_suspend(self) -> None:
+        self._stop_play()
+
+    def on_screen_resume(self) -> None:
+        key = self.app.model_dir()
+        if key != self._model_key:
+            self._model_key = key
+            if key is None:
+                self._detail("no run selected: pick one on the Runs screen (1, enter), or start with --model")
+            else:
+                self._detail(f"loading the model of {key.name} ...")
+                self.load_model(key)
+
+    # ---- loading -------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="inspect-load")
+    def load_model(self, path) -> None:
+        try:
+            lm = self.app.model_cache.get(path)
+            examples = heldout_examples(lm, EXAMPLES_PER_LEVEL)
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "loading the model")
+            self.app.call_from_thread(self._detail, f"could not load {path}; see the notice")
+            return
+        self.app.call_from_thread(self._loaded, lm, examples)
+
+    def _loaded(self, lm, examples) -> None:
+        self.lm = lm
+        slider = self.query_one("#insp-r", Slider)
+        slider.set_range(1, max(4 * lm.r_mean, 8))
+        slider.value = lm.r_mean
+        self.examples = examples
+        sel = self.query_one("#insp-examples", Select)
+        sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
+        self._detail(f"{lm.label} on {lm.device}: type a prompt or press x / n for a held-out example")
+        if examples and self.trace is None:
+            self.action_next_example()
+
+    # ---- tracing -------------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_trace()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "insp-examples" and isinstance(event.value, int):
+            self.example = int(event.value)
+            self.query_one("#insp-prompt", Input).value = self.examples[self.example][0]
+            self.action_trace()
+
+    def action_examples(self) -> None:
+        sel = self.query_one("#insp-examples", Select)
+        sel.focus()
+        sel.expanded = True
+
+    def action_next_example(self) -> None:
+        if not self.examples:
+            self.app.notify("no held-out examples: this model was not trained on an embedded task", severity="warning")
+            return
+        self.query_one("#insp-examples", Select).value = (self.example + 1) % len(self.examples)
+
+    def action_prompt(self) -> None:
+        self.query_one("#insp-prompt", Input).focus()
+
+    def action_trace(self) -> None:
+        if not hasattr(self, "lm"):
+            self.app.notify("the model is not loaded yet", severity="warning")
+            return
+        prompt = self.query_one("#insp-prompt", Input).value
+        if not prompt:
+            self.app.notify("type a prompt first (/ focuses the prompt box)", severity="warning")
+            return
+        r = self.query_one("#insp-r", Slider).value
+        self._detail(f"tracing {prompt!r} at r = {r} ...")
+        self.run_trace(self.lm, prompt, r, CRITERIA[self.criterion], self.starts)
+
+    @work(thread=True, exclusive=True, group="inspect-trace")
+    def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
+        from recurlab.engine import GenerateOptions, latent_trace
+
+        try:
+            trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
+                                 generate=GenerateOptions(r=r, max_new_tokens=ANSWER_TOKENS))
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "trace")
+            return
+        self.app.call_from_thread(self._show_trace, trace)
+
+    def _show_trace(self, trace: dict) -> None:
+        first = self.trace is None or self.trace.get("prompt") != trace["prompt"]
+        self.trace = trace
+        grid = self.query_one(TokenGrid)
+        grid.trace = trace
+        if first:  # start on the first answer token, at the last iteration
+            grid.select(min(trace["n_prompt"], len(trace["tokens"]) - 1), trace["r"])
+        grid.focus()
+
+    # ---- the selected cell ---------------------------------------------------------------------
+    def on_token_grid_moved(self, event: TokenGrid.Moved) -> None:
+        if self.trace:
+            self._describe(event.token, event.iteration)
+            self._draw_pca(event.token, event.iteration)
+
+    def _describe(self, t: int, it: int) -> None:
+        trace = self.trace
+        tok = trace["tokens"][t]
+        i = it - 1
+        where = "answer" if t >= trace["n_prompt"] else "prompt"
+        kl_prev = tok["kl_prev"][i]
+        exit_it = tok.get("exit_iteration")
+        lines = [
+            f"[b]token {t}[/b] {tok['text']!r} ({where})  [b]iteration {it}/{trace['r']}[/b]",
+            f"rel change {tok['rel_change'][i]:.3g}   to final {tok['dist_final'][i]:.3g}",
+            f"entropy {tok['entropy'][i]:.3f} nats",
+            f"KL prev {'-' if kl_prev is None else f'{kl_prev:.3g}'}   KL final {tok['kl_final'][i]:.3g}",
+            f"exit ({trace['criterion']}): " + ("-" if exit_it is None else f"iteration {exit_it}"),
+            "top next tokens:",
+        ]
+        for cand in tok["top"][i]:
+            bar = "█" * max(1, round(cand["p"] * 16))
+            lines.append(f"  {cand['text']!r:>6} {cand['p']:6.3f} [cyan]{bar}[/cyan]")
+        pi = trace.get("path_independence")
+        if pi:
+            lines.append(f"{pi['starts']} starts: spread {pi['distance'][t][i]:.3g} (at start {pi['distance_at_start'][t]:.3g})")
+        lines.append(f"grid color: {METRIC_NAMES[self.query_one(TokenGrid).metric]}")
+        self._detail("\n".join(lines))
+
+    def _draw_pca(self, t: int, it: int) -> None:
+        plot = self.query_one("#insp-pca", PlotextPlot)
+        plt = plot.plt
+        plt.clear_figure()
+        pi = self.trace.get("path_independence")
+        if pi:
+            for k, start in enumerate(pi["pca"]):
+                xs, ys = zip(*start[t])
+                plt.plot(list(xs), list(ys), marker="dot", color=("gray", "magenta", "blue", "green", "orange")[k % 5])
+        pts = self.trace["tokens"][t]["pca"]
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        plt.plot(xs, ys, marker="hd", color="cyan", label="s_i")
+        plt.scatter([xs[it - 1]], [ys[it - 1]], marker="●", color="yellow", label=f"i={it}")
+        plt.title(f"PCA of token {t}" + (f" + {pi['starts']} starts" if pi else ""))
+        plot.refresh()
+
+    def _detail(self, text: str) -> None:
+        self.query_one("#insp-detail", Static).update(text)
+
+    # ---- keys ----------------------------------------------------------------------------------
+    def action_color(self) -> None:
+        grid = self.query_one(TokenGrid)
+        grid.metric = "kl_final" if grid.metric == "rel_change" else "rel_change"
+        if self.trace:
+            self._describe(grid.token, grid.iteration)
+
+    def action_criterion(self) -> None:
+        self.criterion = (self.criterion + 1) % len(CRITERIA)
+        self.app.notify(f"exit criterion: {CRITERIA[self.criterion]}")
+        if self.trace:
+            self.action_trace()
+
+    def action_overlay(self) -> None:
+        self.starts = 0 if self.starts else STARTS
+        self.app.notify(f"random starts: {self.starts or 'off'}")
+        if self.trace:
+            self.action_trace()
+
+    def action_iteration(self, delta: int) -> None:
+        self.query_one(TokenGrid).action_move(0, delta)
+
+    def action_play(self) -> None:
+        if self._player is not None:
+            self._stop_play()
+            return
+        if not self.trace:
+            return
+        grid = self.query_one(TokenGrid)
+        if grid.iteration >= self.trace["r"]:
+            grid.select(grid.token, 1)
+        self._player = self.set_interval(PLAY_S, self._tick)
+
+    def _tick(self) -> None:
+        grid = self.query_one(TokenGrid)
+        if not self.trace or grid.iteration >= self.trace["r"]:
+            self._stop_play()
+            return
+        grid.action_move(0, 1)
+
+    def _stop_play(self) -> None:
+        if self._player is not None:
+            self._player.stop()
+            self._player = None

@@ -1,0 +1,206 @@
+"""The Sweep screen: held-out loss and task accuracy of a checkpoint at several r.
+
+s starts a sweep over the r values in the box (default: powers of two up to 4 x r_mean) on the
+chosen checkpoint, in a background worker; each r appears in the table and the plot as soon as
+it finishes; c cancels after the current r (the rows done so far are kept). Results are saved
+as sweeps/step_NNNNNNNN.csv and .json in the run directory and shown again next time; [ and ]
+page through the saved sweeps.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Select, Static
+from textual_plotext import PlotextPlot
+
+from recurlab.errors import USER_ERRORS
+from recurlab.tui.screens.base import LabScreen
+
+
+def default_rs(r_mean: int) -> list[int]:
+    rs, r = [], 1
+    while r <= 4 * max(r_mean, 1):
+        rs.append(r)
+        r *= 2
+    return rs
+
+
+class SweepScreen(LabScreen):
+    TITLE_SHORT = "Sweep"
+    MODE = "sweep"
+    HELP = __doc__.split("\n", 1)[1]
+    BINDINGS = [
+        Binding("s", "start", "Sweep"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
+        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[dict] = []
+        self.saved = []  # SweepResult list from load_sweeps
+        self.shown = -1
+        self.cancel_event: threading.Event | None = None
+        self._run = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame(
+            Horizontal(
+                Label("checkpoint"), Select([], id="sweep-ckpt", allow_blank=True, prompt="latest"),
+                Label("r"), Input(id="sweep-rs", placeholder="1,2,4,8,16"),
+                id="sweep-controls",
+            ),
+            Static("", id="sweep-status"),
+            Horizontal(DataTable(id="sweep-table", cursor_type="row"), PlotextPlot(id="sweep-plot"), id="sweep-body"),
+        )
+
+    def on_mount(self) -> None:
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        run = self.app.current_run
+        if run is self._run and run is not None:
+            return
+        self._run = run
+        if run is None or not run.exists():
+            self._status("no run selected: pick one on the Runs screen (1, enter)")
+            return
+        from recurlab.checkpoint import run_config
+
+        try:
+            cfg = run_config(run)
+        except USER_ERRORS as exc:
+            self.report(exc, "sweep")
+            return
+        self.query_one("#sweep-rs", Input).value = ",".join(map(str, default_rs(cfg.train.r_mean)))
+        cks = run.checkpoints()
+        self.query_one("#sweep-ckpt", Select).set_options([(f"step {c.step}", c.step) for c in reversed(cks)])
+        self.load_saved(show_last=True)
+
+    def load_saved(self, show_last: bool = False) -> None:
+        from recurlab.sweep import load_sweeps
+
+        self.saved = load_sweeps(self._run)
+        if show_last and self.saved:
+            self.show_result(len(self.saved) - 1)
+        elif not self.saved:
+            self.rows = []
+            self.draw()
+            self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
+
+    def show_result(self, index: int) -> None:
+        self.shown = index
+        res = self.saved[index]
+        self.rows = list(res.rows)
+        done = "" if res.complete else " (cancelled part way)"
+        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}")
+        self.draw()
+
+    def _status(self, text: str) -> None:
+        self.query_one("#sweep-status", Static).update(text)
+
+    # ---- the sweep ---------------------------------------------------------------------------
+    def action_start(self) -> None:
+        from recurlab.sweep import parse_rs
+
+        if self._run is None or not self._run.exists():
+            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
+            return
+        if self.cancel_event is not None:
+            self.app.notify("a sweep is already running; c cancels it", severity="warning")
+            return
+        try:
+            rs = parse_rs(self.query_one("#sweep-rs", Input).value)
+        except USER_ERRORS as exc:
+            self.report(exc, "sweep")
+            return
+        step = self.query_one("#sweep-ckpt", Select).value
+        step = step if isinstance(step, int) else None  # no choice: the latest checkpoint
+        self.rows = []
+        self.draw()
+        self.cancel_event = threading.Event()
+        self._status(f"sweeping r = {', '.join(map(str, rs))} on {'the latest checkpoint' if step is None else f'step {step}'} ...")
+        self.sweep(self._run, rs, step, self.cancel_event)
+
+    @work(thread=True, exclusive=True, group="sweep")
+    def sweep(self, run, rs, step, cancel) -> None:
+        from recurlab.sweep import run_sweep
+        from recurlab.tui.models import pick_device
+
+        try:
+            result = run_sweep(run, rs, step=step, device=pick_device(),
+                               on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
+        except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
+            self.app.call_from_thread(self.report, exc, "sweep")
+            self.app.call_from_thread(self._finish, None)
+            return
+        self.app.call_from_thread(self._finish, result)
+
+    def add_row(self, row: dict) -> None:
+        self.rows.append(row)
+        self.draw()
+        self._status(f"sweep: r = {row['r']} done ({len(self.rows)} so far); c cancels")
+
+    def _finish(self, result) -> None:
+        self.cancel_event = None
+        if result is None:
+            return
+        where = f"saved to {result.path}" if result.path else "nothing to save"
+        state = "finished" if result.complete else "cancelled"
+        self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
+        self.load_saved(show_last=True)
+
+    def action_cancel(self) -> None:
+        if self.cancel_event is None:
+            self.app.notify("no sweep is running")
+            return
+        self.cancel_event.set()
+        self._status("cancelling after the current r ...")
+
+    def action_saved(self, delta: int) -> None:
+        if not self.saved:
+            self.app.notify("no saved sweeps for this run")
+            return
+        self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
+
+    # ---- drawing -----------------------------------------------------------------------------
+    def draw(self) -> None:
+        from recurlab.sweep import sweep_columns
+
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        cols = sweep_columns(self.rows) if self.rows else ["r", "loss", "acc"]
+        cols = [c for c in cols if c != "tokens_per_s"] + (["acc"] if self.rows and "acc" in self.rows[0] else [])
+        for c in cols:
+            table.add_column(c, key=c)
+        for row in self.rows:
+            table.add_row(*[self._cell(c, row.get(c)) for c in cols])
+        plt = self.query_one(PlotextPlot).plt
+        plt.clear_figure()
+        if self.rows:
+            rs = [row["r"] for row in self.rows]
+            plt.plot(rs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
+            if "acc" in self.rows[0]:
+                plt.plot(rs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
+            if len(rs) > 1 and max(rs) / max(min(rs), 1) >= 8:
+                plt.xscale("log")
+                plt.xticks(rs, [str(r) for r in rs])
+        plt.title("held-out loss and accuracy vs r")
+        plt.xlabel("r (iterations)")
+        self.query_one(PlotextPlot).refresh()
+
+    @staticmethod
+    def _cell(col: str, v) -> str:
+        if v is None:
+            return "-"
+        if col == "r":
+            return str(v)
+        if col.startswith("acc"):
+            return f"{100 * v:.1f}%"
+        return f"{v:.4f}"

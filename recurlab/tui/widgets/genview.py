@@ -1,0 +1,63 @@
+"""One generation in the Generate screen's history: header, streamed tokens shaded by the
+iterations each used, then the speed summary.
+
+    card = GenerationCard("12+34=", "r=8 greedy", r_max=8)
+    card.add_token(text, iterations)      # as the engine streams them
+    card.finish(result)                   # a recurlab.engine.GenerationResult
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+LOW, HIGH = (40, 40, 70), (200, 90, 30)
+
+
+def shade(iterations: int, r_max: int) -> str:
+    """Darker for few iterations, hotter for many."""
+    t = min(max((iterations - 1) / max(r_max - 1, 1), 0.0), 1.0)
+    r, g, b = (round(lo + (hi - lo) * t) for lo, hi in zip(LOW, HIGH))
+    return f"on rgb({r},{g},{b})"
+
+
+class GenerationCard(Static):
+    def __init__(self, prompt: str, header: str, r_max: int):
+        super().__init__(classes="gen-card")
+        self.prompt, self.header, self.r_max = prompt, header, r_max
+        self.pieces: list[tuple[str, int]] = []
+        self.summary = "generating ..."
+        self.result = None
+
+    def on_mount(self) -> None:
+        self.border_title = self.header
+        self._redraw()
+
+    @property
+    def text(self) -> str:
+        return "".join(p for p, _ in self.pieces)
+
+    def add_token(self, text: str, iterations: int) -> None:
+        self.pieces.append((text, iterations))
+        self._redraw()
+
+    def finish(self, result) -> None:
+        self.result = result
+        parts = [f"{result.n_tokens} tokens", f"{result.tokens_per_s:,.1f} tok/s", f"mean it {result.mean_iterations:.2f}"]
+        if result.acceptance_rate is not None:
+            parts.append(f"accept {100 * result.acceptance_rate:.0f}%")
+        parts.append(f"kv {result.cache_bytes / 1024:,.0f} KiB")
+        self.summary = "  ".join(parts)
+        self._redraw()
+
+    def fail(self, message: str) -> None:
+        self.summary = f"failed: {message}"
+        self._redraw()
+
+    def _redraw(self) -> None:
+        out = Text(self.prompt, style="dim")
+        for piece, its in self.pieces:
+            out.append(piece.replace("\n", "⏎\n"), style=shade(its, self.r_max))
+        out.append("\n\n")
+        out.append(self.summary, style="bold")
+        self.update(out)

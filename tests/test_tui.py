@@ -1,0 +1,394 @@
+"""Pilot tests of the TUI against real run directories trained with the tiny profile.
+
+Each test drives the app with keys and checks what a user would see: table cells, the points
+the curve draws, the inspector's cell details, generated text (compared with the engine called
+directly), the sweep file. Workers the tests start are killed by pid at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import kill_workers
+from recurlab.rundir import RunDir, pid_alive
+
+SIZE = (120, 40)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A runs directory with one finished tiny run ('tiny-a', checkpoints at 20 and 40)."""
+    import torch
+
+    from recurlab.config import load_profile, to_yaml
+    from recurlab.worker import run_worker
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tui") / "runs"
+    cfg = load_profile("tiny", ["train.max_steps=40", "train.eval_every=20", "train.checkpoint_every=20", "train.log_every=2"])
+    run = RunDir.create(root, "tiny-a", to_yaml(cfg), device="cpu")
+    assert run_worker(run.path) == 0
+    assert run.read_status()["state"] == "finished"
+    return root
+
+
+@pytest.fixture
+def runs(trained, tmp_path) -> Path:
+    """A private copy of the trained runs directory (tests may add, stop, delete runs)."""
+    root = tmp_path / "runs"
+    shutil.copytree(trained, root)
+    yield root
+    kill_workers(root)
+
+
+def make_app(runs_dir, run=None, **kw):
+    from recurlab.tui import RecurlabApp
+
+    return RecurlabApp(runs_dir=runs_dir, run=run, **kw)
+
+
+async def wait_for(pilot, cond, timeout=60.0, step=0.1):
+    """Let the app run until cond() is true (workers and timers keep going meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(step)
+        if cond():
+            return
+    raise AssertionError(f"timed out waiting for {cond}")
+
+
+def notices(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def copy_run(root: Path, src: str, dst: str, **status) -> RunDir:
+    shutil.copytree(root / src, root / dst)
+    run = RunDir(root / dst)
+    run.write_status(name=dst, created=time.time() + 1, **status)
+    return run
+
+
+# ---- Runs screen ------------------------------------------------------------------------------
+
+
+async def test_runs_table_updates_live_and_opens_a_run(runs):
+    from textual.widgets import DataTable
+
+    app = make_app(runs)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 1
+        name, state, step, loss, tps, spark = (str(c) for c in table.get_row("tiny-a"))
+        assert "tiny-a" in name and state == "finished" and step == "40/40"
+        assert float(loss) > 0 and spark  # a sparkline of recent losses
+        # a run appears, then crashes: the table follows and a notice says so
+        other = copy_run(runs, "tiny-a", "tiny-b", state="running", pid=os.getpid(), heartbeat=time.time())
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert str(table.get_row("tiny-b")[1]) == "running"
+        other.write_status(state="failed", error="RuntimeError: boom")
+        await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed")
+        assert any("tiny-b failed" in m and "boom" in m for m in notices(app))
+        # deleted under the TUI: row removed, notice, no crash
+        shutil.rmtree(other.path)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert any("tiny-b was deleted" in m for m in notices(app))
+        # space marks for the overlay, enter opens the curves of the run
+        await pilot.press("space")
+        assert app.overlay == ["tiny-a"] and str(table.get_row("tiny-a")[0]).startswith("+")
+        await pilot.press("space")
+        assert app.overlay == []
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "curves")
+        assert app.current_run.name == "tiny-a"
+
+
+async def test_runs_stop_resume_and_new_run_keys(runs):
+    from textual.widgets import DataTable, Input, Select
+
+    live = copy_run(runs, "tiny-a", "tiny-live", state="running", pid=os.getpid(), heartbeat=time.time())
+    stopped = copy_run(runs, "tiny-a", "tiny-stopped", state="stopped", pid=None)
+    app = make_app(runs)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await wait_for(pilot, lambda: table.row_count == 3)
+            table.move_cursor(row=table.get_row_index("tiny-live"))
+            await pilot.press("s")
+            assert live.stop_requested()
+            assert any("stop requested" in m for m in notices(app))
+            # stopping a finished run is refused with a notice
+            table.move_cursor(row=table.get_row_index("tiny-a"))
+            await pilot.press("s")
+            assert any("not running" in m for m in notices(app))
+            # resume spawns a real worker that continues from the step-40 checkpoint
+            table.move_cursor(row=table.get_row_index("tiny-stopped"))
+            await pilot.press("u")
+            await wait_for(pilot, lambda: stopped.read_status().get("pid") is not None)
+            await wait_for(pilot, lambda: stopped.read_status().get("state") == "finished", timeout=90)
+            assert "resuming" in stopped.log_path.read_text()
+            # n opens the new-run dialog; a bad override is a notice, a good one starts a run
+            await pilot.press("n")
+            await pilot.pause()
+            dialog = app.screen
+            dialog.query_one("#newrun-profile", Select).value = "tiny"
+            dialog.query_one("#newrun-overrides", Input).value = "train.max_steps=nope"
+            dialog.query_one("#newrun-name", Input).value = "fresh"
+            await pilot.click("#newrun-start")
+            assert any("new run" in m for m in notices(app)) and app.screen is dialog
+            dialog.query_one("#newrun-overrides", Input).value = "train.max_steps=3"
+            dialog.query_one("#newrun-overrides", Input).focus()
+            await pilot.press("enter")  # enter in a field starts it too
+            await wait_for(pilot, lambda: "fresh" in table.rows)
+            fresh = RunDir(runs / "fresh")
+            assert fresh.read_status().get("pid")
+    finally:
+        kill_workers(runs)
+
+
+# ---- Curves screen ------------------------------------------------------------------------------
+
+
+async def test_curves_follow_the_file_and_keys_change_the_plot(runs):
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert screen.TITLE_SHORT == "Curves"
+        await wait_for(pilot, lambda: "tiny-a" in screen.drawn)
+        xs, ys = screen.drawn["tiny-a"]
+        assert xs[-1] == 40 and len(xs) == len(run.read_metrics("train"))
+        # a row appended to metrics.jsonl appears in the curve within a couple of seconds
+        run.append_metrics([{"kind": "train", "step": 41, "time": time.time(), "loss": 0.123, "lr": 1e-4}])
+        await wait_for(pilot, lambda: screen.drawn["tiny-a"][0][-1] == 41, timeout=10)
+        assert screen.drawn["tiny-a"][1][-1] == pytest.approx(0.123)
+        # a torn last line is not drawn until it is complete
+        with open(run.metrics_path, "a") as f:
+            f.write('{"kind": "train", "step": 42, "ti')
+        await pilot.pause(1.5)
+        assert screen.drawn["tiny-a"][0][-1] == 41
+        # m: eval loss per r -> one line per r
+        await pilot.press("m")
+        assert set(screen.drawn) == {"r=1", "r=4"}
+        assert screen.drawn["r=4"][0] == [20.0, 40.0]
+        await pilot.press("m")
+        assert "accuracy" in str(screen.query_one("#curves-info").render())
+        await pilot.press("M", "M")  # back to train loss
+        raw = screen.drawn["tiny-a"][1]
+        await pilot.press("e")  # smoothing: same ends, flatter middle
+        smooth = screen.drawn["tiny-a"][1]
+        assert screen.smooth and smooth[0] == raw[0] and smooth != raw
+        assert max(smooth) - min(smooth) <= max(raw) - min(raw)
+        await pilot.press("right_square_bracket")
+        assert screen.span == 3
+        await pilot.press("l")
+        assert screen.logy and "log y" in str(screen.query_one("#curves-info").render())
+        # truncation (as a resume does) reloads instead of duplicating
+        rows = run.read_metrics()[:10]
+        run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        await wait_for(pilot, lambda: any("truncated" in m for m in notices(app)), timeout=10)
+        await wait_for(pilot, lambda: len(screen.drawn.get("tiny-a", ([], []))[0]) == sum(r["kind"] == "train" for r in rows))
+
+
+async def test_curves_overlay_keeps_a_color_per_run(runs):
+    copy_run(runs, "tiny-a", "tiny-b")
+    app = make_app(runs, run=runs / "tiny-a")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "tiny-a" in screen.drawn)
+        color_a = app.run_color("tiny-a")
+        await pilot.press("a")  # overlay all runs
+        await wait_for(pilot, lambda: set(screen.drawn) == {"tiny-a", "tiny-b"})
+        assert app.run_color("tiny-a") == color_a != app.run_color("tiny-b")
+        await pilot.press("m")  # eval per r of two runs: labelled by run and r
+        assert "tiny-b r=4" in screen.drawn
+        # a deleted run gives a notice and the screen keeps working
+        shutil.rmtree(runs / "tiny-b")
+        await wait_for(pilot, lambda: any("tiny-b was deleted" in m for m in notices(app)), timeout=10)
+        await pilot.press("m")
+
+
+# ---- Inspector ----------------------------------------------------------------------------------
+
+
+async def test_inspector_grid_and_cell_details(runs):
+    from recurlab.tui.widgets.tokengrid import TokenGrid
+
+    app = make_app(runs, run=runs / "tiny-a")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        assert screen.TITLE_SHORT == "Inspector"
+        await wait_for(pilot, lambda: screen.trace is not None)  # a held-out example is traced
+        grid = screen.query_one(TokenGrid)
+        detail = screen.query_one("#insp-detail")
+        trace = screen.trace
+        assert trace["r"] == 4 and trace["prompt"] == screen.examples[0][0]
+        start = str(detail.render())
+        assert f"iteration {trace['r']}/{trace['r']}" in start and "top next tokens" in start
+        await pilot.press("left")
+        assert grid.iteration == trace["r"] - 1
+        moved = str(detail.render())
+        assert moved != start and f"iteration {trace['r'] - 1}/" in moved
+        top = trace["tokens"][grid.token]["top"][grid.iteration - 1][0]
+        assert f"{top['p']:6.3f}" in moved
+        await pilot.press("up")
+        assert grid.token == trace["n_prompt"] - 1 and f"token {grid.token} " in str(detail.render())
+        await pilot.press("k")
+        assert grid.metric == "kl_final" and "KL to final" in str(detail.render())
+        await pilot.press("home")
+        await pilot.press("p")  # play steps through the iterations
+        await wait_for(pilot, lambda: grid.iteration == trace["r"], timeout=10)
+        await pilot.press("o")  # overlay random starts: the trace is redone with path independence
+        await wait_for(pilot, lambda: (screen.trace or {}).get("path_independence") is not None)
+        assert screen.trace["path_independence"]["starts"] == 4
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.trace["criterion"].startswith("entropy"))
+        # a typed prompt, and a bad one (a character outside the vocabulary) is a notice
+        await pilot.press("slash")
+        screen.query_one("#insp-prompt").value = "12+7="
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.trace["prompt"] == "12+7=")
+        await pilot.press("slash")
+        screen.query_one("#insp-prompt").value = "12+7=§"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(m.startswith("trace:") for m in notices(app)))
+        await pilot.press("n")  # next example
+
+
+# ---- Generate -----------------------------------------------------------------------------------
+
+
+async def test_generate_at_r1_and_r8_matches_the_engine(runs):
+    from recurlab.engine import Engine, GenerateOptions, open_run
+    from recurlab.tui.screens.generate import MAX_NEW_TOKENS
+    from recurlab.tui.widgets.genview import GenerationCard
+    from recurlab.tui.widgets.slider import Slider
+
+    prompt = "23+45="
+    model, tok, _cfg, _ck = open_run(runs / "tiny-a")
+    engine = Engine(model, tok)
+    expected = {r: engine.generate(prompt, GenerateOptions(r=r, max_new_tokens=MAX_NEW_TOKENS)) for r in (1, 8)}
+    app = make_app(runs, run=runs / "tiny-a")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await wait_for(pilot, lambda: hasattr(screen, "lm"))
+        slider = screen.query_one(Slider)
+        assert (slider.minimum, slider.maximum, slider.value) == (1, 16, 4)  # 1 .. 4 x r_mean
+        assert screen.query_one("#gen-prompt").value  # a held-out prompt to start with
+        await pilot.press("slash")
+        screen.query_one("#gen-prompt").value = ""
+        await pilot.press(*prompt, "enter")  # generates at r_mean, then focuses the slider
+        await wait_for(pilot, lambda: len(screen.results) == 1)
+        await pilot.press("home")
+        assert slider.value == 1
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.results) == 2)
+        for _ in range(7):
+            await pilot.press("right")
+        assert slider.value == 8
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.results) == 3)
+        cards = list(screen.query(GenerationCard))
+        assert [c.header.split()[0] for c in cards] == ["r=4", "r=1", "r=8"]  # side by side
+        for card, r in zip(cards[1:], (1, 8)):
+            assert card.text == expected[r].text
+            assert card.result.token_ids == expected[r].token_ids
+            assert [i for _p, i in card.pieces] == expected[r].iterations[0]
+            assert "tok/s" in str(card.render()) and "mean it" in str(card.render())
+        # options: exit criterion and KV budget reach the engine; speculative + exit is refused
+        await pilot.press("e", "v", "t")
+        assert screen.options(8).exit == "kl:5e-4" and screen.options(8).kv_budget == 1 and screen.options(8).continuous
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.results) == 4)
+        assert max(screen.results[-1].iterations[0]) <= 8
+        await pilot.press("d", "g")
+        assert any("speculative" in m for m in notices(app))
+        await pilot.press("x")
+        await pilot.pause()
+        assert not list(screen.query(GenerationCard))
+
+
+# ---- Sweep --------------------------------------------------------------------------------------
+
+
+async def test_sweep_runs_saves_and_shows_again(runs):
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        assert "no saved sweeps" in str(screen.query_one("#sweep-status").render())
+        assert screen.query_one("#sweep-rs").value == "1,2,4,8,16"
+        screen.query_one("#sweep-rs").value = "1,2,4"
+        await pilot.press("c")
+        assert any("no sweep is running" in m for m in notices(app))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.cancel_event is None and screen.saved, timeout=60)
+        assert (run.sweeps_dir / "step_00000040.csv").exists()
+        saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
+        assert [row["r"] for row in saved["rows"]] == [1, 2, 4] and saved["complete"]
+        table = screen.query_one(DataTable)
+        assert table.row_count == 3 and str(table.get_row_at(2)[0]) == "4"
+    # next time: the saved sweep is shown without running anything
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        assert screen.query_one(DataTable).row_count == 3
+        assert "saved sweep 1/1 of step 40" in str(screen.query_one("#sweep-status").render())
+        await pilot.press("left_square_bracket")
+
+
+async def test_sweep_can_be_cancelled(runs):
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        screen.query_one("#sweep-rs").value = ",".join(["1"] + ["256"] * 39)  # long enough to cancel in time
+        await pilot.press("s")
+        await wait_for(pilot, lambda: len(screen.rows) >= 1)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
+        saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
+        assert not saved["complete"] and 1 <= len(saved["rows"]) < 40
+        assert any("sweep cancelled" in m for m in notices(app))
+
+
+# ---- every screen: help, palette, small terminals -----------------------------------------------
+
+
+async def test_help_palette_and_small_terminal(runs):
+    from recurlab.tui.screens.help import HelpScreen
+
+    app = make_app(runs, run=runs / "tiny-a")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key, title in (("1", "Runs"), ("2", "Curves"), ("3", "Inspector"), ("4", "Generate"), ("5", "Sweep")):
+            await pilot.press(key)
+            screen = app.screen
+            assert screen.TITLE_SHORT == title
+            commands = [c.title for c in app.get_system_commands(screen)]
+            assert "Go to Inspector" in commands
+            assert any(c.startswith(f"{title}: ") for c in commands), commands
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            body = app.screen.query_one("Markdown")
+            assert title in body.source and "| key | action |" in body.source
+            await pilot.press("escape")
+            assert app.screen is screen
+        await app.workers.wait_for_complete()
