@@ -2,8 +2,9 @@
 
 Two processes through the real CLI (`recurlab train --nproc 2`), stopped (stop file, SIGTERM to the
 launcher, `stop --now`) and resumed with 2 and with 1 process. After every phase the saved
-model.safetensors must equal a single-process run over the same global batches (micro_batch 8 of
-16: two ranks x 8 sequences partition the batch as one process with two micro-batches does).
+model.safetensors must equal a single-process run over the same global batches. micro_batch 4 of
+16: each rank accumulates two micro-batches (DDP no_sync / FSDP without gradient sync), and the two
+ranks together partition the batch as one process with four micro-batches does.
 Every process a test starts is ended by pid at teardown.
 """
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 PATIENCE_S = 180.0  # a hang guard on a loaded machine, not a speed requirement
 TOL = 1e-5
 # a run long enough that a stop always lands before its end; the tests shorten it before resuming
-OVERRIDES = ["train.max_steps=2000", "train.micro_batch=8", "train.schedule=constant", "train.warmup_steps=2",
+OVERRIDES = ["train.max_steps=2000", "train.micro_batch=4", "train.schedule=constant", "train.warmup_steps=2",
              "train.eval_every=100000", "train.checkpoint_every=100000", "train.log_every=1",
              "train.keep_checkpoints=50"]
 
