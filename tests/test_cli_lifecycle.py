@@ -6,10 +6,12 @@ Every worker is ended by pid in the `runs_dir` fixture's teardown.
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
+from conftest import cli_command
 from recurlab.rundir import RunDir, pid_alive
 
 pytestmark = pytest.mark.slow
@@ -130,14 +132,17 @@ def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoi
     assert all(r["time"] > killed_at for r in rows if r["step"] > ckpt)
 
 
-def test_kill_9_before_any_checkpoint_resumes_from_the_start_without_repeating_steps(cli, runs_dir):
+def test_stop_now_before_any_checkpoint_then_resume_from_the_start_without_repeating_steps(cli, runs_dir):
     cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=40",
         "train.checkpoint_every=1000", check=True)
     run = RunDir(runs_dir / "early")
     pid = run.read_status()["pid"]
     wait_for(lambda: last_step(run) >= 5, "a few logged steps")
-    os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: not pid_alive(pid), "the killed worker to go")
+    res = cli("stop", "early", "--now", "--runs-dir", runs_dir, check=True)
+    assert f"killed (pid {pid}); last checkpoint: none" in res.stdout
+    assert not pid_alive(pid)
+    st = run.read_status()
+    assert st["state"] == "stopped" and "killed by `recurlab stop --now`" in st["error"]
     assert run.latest_checkpoint() is None
     res = cli("resume", "early", "--runs-dir", runs_dir, check=True)
     assert "from the start" in res.stderr
@@ -163,11 +168,24 @@ def test_two_runs_train_at_once_without_touching_each_other(cli, runs_dir):
     cli("stop", "one", "--runs-dir", runs_dir, check=True)
     assert one.read_status()["state"] == "stopped"
     assert pid_alive(pids["two"]) and two.effective_state() == "running"
-    res = cli("stop", "two", "--now", "--runs-dir", runs_dir, check=True)
-    assert "killed" in res.stdout
+
+    # a worker that does not answer a stop (here: paused) is killed by a second stop
+    os.kill(pids["two"], signal.SIGSTOP)
+    first = subprocess.Popen(cli_command() + ["stop", "two", "--runs-dir", str(runs_dir)],
+                             cwd=runs_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(two.stop_requested, "the first stop to be requested")
+        res = cli("stop", "two", "--runs-dir", runs_dir, check=True)
+        assert "killed" in res.stdout
+        out, _ = first.communicate(timeout=PATIENCE_S)
+        assert first.returncode == 0 and "two: stopped" in out  # the waiting first stop sees the outcome
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
     st = two.read_status()
-    assert st["state"] == "stopped" and "killed" in st["error"]
-    assert not pid_alive(pids["two"])
+    assert st["state"] == "stopped" and "killed by a second `recurlab stop`" in st["error"]
+    assert not pid_alive(pids["two"]) and not two.stop_requested()
 
     for run, seed in ((one, 1), (two, 2)):
         st = run.read_status()

@@ -138,8 +138,8 @@ def _kill(run: RunDir, status: dict, reason: str) -> None:
                 os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        deadline = time.time() + KILL_WAIT_S
-        while pid_alive(pid) and time.time() < deadline:
+        deadline = time.monotonic() + KILL_WAIT_S
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
     step = run.read_status().get("step")
     run.write_status(state="stopped", ended=time.time(), error=f"{reason} at step {step}; resume continues from the last checkpoint")
@@ -299,8 +299,8 @@ def stop(
         _kill(rd, st, "killed by a second `recurlab stop`")
         return
     typer.echo(f"{rd.name}: stop requested; waiting for the worker to checkpoint and exit", err=True)
-    deadline = time.time() + GRACEFUL_STOP_WAIT_S
-    while time.time() < deadline:
+    deadline = time.monotonic() + GRACEFUL_STOP_WAIT_S
+    while time.monotonic() < deadline:
         st = rd.read_status()
         state = rd.effective_state(st)
         if state not in ACTIVE_STATES:
