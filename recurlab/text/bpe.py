@@ -59,13 +59,7 @@ class BPETokenizer:
         self.bos_id = ids["bos"] if ids["bos"] is not None else self.eos_id
         self.pad_id = ids["pad"] if ids["pad"] is not None else self.eos_id
         self.special_ids = {i for i in ids.values() if i is not None}
-        self.special_ids |= {t.id if hasattr(t, "id") else vocab[t.content] for t in self._added()}
-
-    def _added(self):
-        try:
-            return [t for t in self.tok.get_added_tokens_decoder().values() if t.special]
-        except AttributeError:
-            return []
+        self.special_ids |= {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
 
     # ---- construction -----------------------------------------------------------------
     @classmethod

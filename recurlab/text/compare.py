@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from pathlib import Path
 
@@ -108,6 +107,3 @@ def format_comparison(table: dict) -> str:
     params = ", ".join(f"{ARCHS[a]} {p / 1e6:.2f}M" for a, p in table["params"].items() if p)
     return "\n".join(lines + [f"params: {params}", "runs: " + ", ".join(table["runs"].values())])
 
-
-def dumps(table: dict) -> str:
-    return json.dumps(table, indent=1)
