@@ -74,6 +74,7 @@ BAD_INPUTS = [
     (["train", "--profile", "tiny", "--name", "existing"], "already exists"),
     (["train", "--profile", "tiny", "--name", "../escape"], "--name"),
     (["train", "--profile", "{bad}"], "not valid YAML"),
+    (["train", "--profile", "tiny", "--runs-dir", "{bad}"], "pass a writable --runs-dir"),
     (["status", "missing"], "no run 'missing'"),
     (["logs", "missing", "-f"], "no run 'missing'"),
     (["stop", "missing"], "no run 'missing'"),
@@ -88,7 +89,7 @@ BAD_INPUTS = [
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(existing, args, expected):
     home, runs, bad = existing
     args = [str(bad) if a == "{bad}" else a for a in args]
-    if args[0] != "profiles":
+    if args[0] != "profiles" and "--runs-dir" not in args:
         args += ["--runs-dir", str(runs)]
     before = snapshot(home)
     res = run_cli(*args, cwd=home)

@@ -176,7 +176,10 @@ def train(
     name = name or new_run_name(cfg.profile, runs_dir)
     launch = _torchrun(Path(runs_dir) / name, cfg, False, device, nproc, nnodes, rdzv_endpoint)
     with user_errors():
-        run = RunDir.create(runs_dir, name, to_yaml(cfg), device=cfg.hardware.device)
+        try:
+            run = RunDir.create(runs_dir, name, to_yaml(cfg), device=cfg.hardware.device)
+        except OSError as exc:  # --runs-dir is a file, read-only, ...
+            fail(f"cannot create run {name!r} in {runs_dir}: {exc.strerror}; pass a writable --runs-dir")
     if foreground and launch:
         proc = subprocess.Popen(launch)  # ranks log to this terminal
         while proc.poll() is None:  # Ctrl-C reaches the ranks through torchrun as a graceful stop; keep waiting
