@@ -37,7 +37,18 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def model_key(path: Path | None):
+    """What identifies a loaded model: the directory and, for runs, the latest checkpoint step
+    (a screen that sees a newer checkpoint on return loads it)."""
+    if path is None:
+        return None
+    ck = RunDir(path).latest_checkpoint() if RunDir(path).exists() else None
+    return (str(Path(path).resolve()), ck.step if ck else None)
+
+
 class ModelCache:
+    KEEP = 2  # models kept in memory (the newest ones)
+
     def __init__(self):
         self._lock = threading.Lock()
         self._models: dict[tuple, LoadedModel] = {}
@@ -55,6 +66,8 @@ class ModelCache:
         with self._lock:
             if key not in self._models:
                 self._models[key] = self._load(path, run)
+                while len(self._models) > self.KEEP:
+                    self._models.pop(next(iter(self._models)))
             return self._models[key]
 
     def _load(self, path: Path, run: RunDir) -> LoadedModel:

@@ -74,8 +74,8 @@ class CurvesScreen(LabScreen):
 
     def on_screen_resume(self) -> None:
         self.sync_run_list()
-        self.poll()
         self.redraw()
+        self.call_after_refresh(self.poll)  # paint the screen first, then start reading
         self.timer.resume()
 
     # ---- which runs ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
-from recurlab.tui.models import heldout_examples
+from recurlab.tui.models import heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
@@ -65,14 +65,15 @@ class GenerateScreen(LabScreen):
         self.on_screen_resume()
 
     def on_screen_resume(self) -> None:
-        key = self.app.model_dir()
+        path = self.app.model_dir()
+        key = model_key(path)
         if key != self._model_key:
             self._model_key = key
-            if key is None:
+            if path is None:
                 self.notify_status("no run selected: pick one on the Runs screen (1, enter), or start with --model")
             else:
-                self.notify_status(f"loading the model of {key.name} ...")
-                self.load_model(key)
+                self.notify_status(f"loading the model of {path.name} ...")
+                self.load_model(path)
 
     def notify_status(self, text: str) -> None:
         self.query_one("#gen-options", Static).update(text)

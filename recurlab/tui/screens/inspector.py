@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import heldout_examples
+from recurlab.tui.models import heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -80,14 +80,15 @@ class InspectorScreen(LabScreen):
         self._stop_play()
 
     def on_screen_resume(self) -> None:
-        key = self.app.model_dir()
+        path = self.app.model_dir()
+        key = model_key(path)
         if key != self._model_key:
             self._model_key = key
-            if key is None:
+            if path is None:
                 self._detail("no run selected: pick one on the Runs screen (1, enter), or start with --model")
             else:
-                self._detail(f"loading the model of {key.name} ...")
-                self.load_model(key)
+                self._detail(f"loading the model of {path.name} ...")
+                self.load_model(path)
 
     # ---- loading -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="inspect-load")
@@ -110,7 +111,9 @@ class InspectorScreen(LabScreen):
         sel = self.query_one("#insp-examples", Select)
         sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
         self._detail(f"{lm.label} on {lm.device}: type a prompt or press x / n for a held-out example")
-        if examples and self.trace is None:
+        if self.trace is not None:
+            self.action_trace()  # a newer checkpoint: the same prompt again
+        elif examples:
             self.action_next_example()
 
     # ---- tracing -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class RunsScreen(LabScreen):
     MODE = "runs"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", priority=True),
         Binding("space", "mark", "Overlay"),
         Binding("s", "stop", "Stop"),
         Binding("u", "resume", "Resume"),

@@ -25,7 +25,7 @@ from textual.widget import Widget
 RANGES = {"rel_change": (-4.0, 0.0), "kl_final": (-5.0, 1.0)}
 METRIC_NAMES = {"rel_change": "relative change", "kl_final": "KL to final"}
 COLD, HOT = (20, 40, 110), (235, 70, 40)
-LABEL_W = 6
+LABEL_W = 7  # "12 tok " : position, token text, gap
 
 
 def heat(value: float | None, metric: str) -> str:
@@ -40,7 +40,10 @@ def heat(value: float | None, metric: str) -> str:
 
 
 def show_token(text: str, width: int) -> str:
+    """A token in exactly `width` cells: whitespace made visible, <special> tokens as ‹s."""
     text = text.replace("\n", "⏎").replace(" ", "␣").replace("\t", "⇥") or "∅"
+    if len(text) > width and text.startswith("<") and text.endswith(">"):
+        text = "‹" + text[1:-1]
     return text[:width].ljust(width)
 
 
@@ -71,6 +74,7 @@ class TokenGrid(Widget, can_focus=True):
         iteration: int
 
     def watch_trace(self, trace) -> None:
+        self.refresh(layout=True)  # the width follows r
         if trace:
             self.token = min(self.token, len(trace["tokens"]) - 1)
             self.iteration = min(max(self.iteration, 1), trace["r"])
@@ -105,6 +109,12 @@ class TokenGrid(Widget, can_focus=True):
         start = min(max(cur - size // 2, 0), n - size)
         return range(start, start + size)
 
+    def get_content_width(self, container, viewport) -> int:
+        """As wide as two cells per iteration need (CSS max-width caps it; cells shrink to one)."""
+        if not self.trace:
+            return 40
+        return LABEL_W + 2 * self.trace["r"]
+
     def render(self) -> Text:
         trace = self.trace
         if not trace:
@@ -123,8 +133,8 @@ class TokenGrid(Widget, can_focus=True):
             tok = tokens[t]
             gen = t >= trace.get("n_prompt", len(tokens))
             out.append("\n")
-            out.append(f"{t:>2}", style="dim")
-            out.append(show_token(tok["text"], LABEL_W - 3) + " ", style="bold green" if gen else "bold")
+            out.append(f"{t:>2} ", style="dim")
+            out.append(show_token(tok["text"], LABEL_W - 4) + " ", style="bold green" if gen else "bold")
             values = tok[self.metric]
             for i in cols:
                 top = tok["top"][i][0]["text"] if tok["top"][i] else ""

@@ -1,0 +1,196 @@
+"""TUI benchmark: launch-to-first-frame on a run with a million metric rows, and the CPU an
+idle TUI uses while attached to a training run.
+
+    python -m recurlab.bench.tui                       # prints JSON, writes bench-results/tui.json
+    python -m recurlab.bench.tui --rows 1000000 --idle-seconds 20 --out bench-results/tui.json
+
+The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a user starts it.
+* first_frame_s: from starting the process to the first frame with the navigation bar on screen;
+* all_rows_drawn_s: until the curves screen reports every row loaded (it reads in chunks in a
+  background worker, drawing as rows arrive);
+* idle CPU: process CPU time (user + system, from /proc) of the TUI over --idle-seconds while a
+  tiny-profile worker trains into the run it shows (curves screen) and on the runs screen,
+  after a settling period; as a percentage of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import pty
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+COLS, LINES = 160, 48
+
+
+class PtyApp:
+    """A command in a pseudo-terminal whose output is drained (and kept) by a thread."""
+
+    def __init__(self, cmd: list[str]):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLS, 0, 0))
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(LINES))
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self.lock = threading.Lock()
+        self.seen: dict[bytes, float] = {}
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.output += data
+
+    def wait_for(self, needle: bytes, timeout: float) -> float | None:
+        """Seconds from launch until `needle` appeared in the output (None on timeout)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with self.lock:
+                found = needle in self.output
+            if found:
+                return time.perf_counter() - self.started
+            time.sleep(0.005)
+        return None
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def send(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.send(b"q")
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        os.close(self.master)
+
+
+def tui_cmd(target: Path, runs_dir: Path | None = None) -> list[str]:
+    cmd = [sys.executable, "-c", "from recurlab.cli import main; main()", "tui", str(target)]
+    return cmd + (["--runs-dir", str(runs_dir)] if runs_dir else [])
+
+
+def write_big_run(root: Path, rows: int) -> Path:
+    from recurlab.config import load_profile, to_yaml
+    from recurlab.rundir import RunDir
+
+    run = RunDir.create(root, "big", to_yaml(load_profile("tiny")))
+    rng = random.Random(0)
+    with open(run.metrics_path, "w") as f:
+        for s in range(1, rows + 1):
+            loss = 4.0 / (1 + s / 5000) + rng.random() * 0.1
+            f.write(f'{{"kind": "train", "step": {s}, "time": {1e9 + s * 0.01:.2f}, "loss": {loss:.5f}, '
+                    f'"lr": 0.001, "tokens": {s * 512}, "tokens_per_s": {2500 + rng.random() * 100:.1f}, '
+                    f'"r_no_grad": 2, "r_grad": 2, "grad_norm": {rng.random():.4f}}}\n')
+    run.write_status(state="finished", step=rows, max_steps=rows, loss=loss)
+    return run.path
+
+
+def first_frame(run_path: Path, rows: int, timeout: float) -> dict:
+    app = PtyApp(tui_cmd(run_path))
+    try:
+        frame = app.wait_for(b"Curves", timeout)
+        loaded = app.wait_for(f"{rows:,} rows".encode(), timeout)
+    finally:
+        app.close()
+    return {"first_frame_s": frame, "all_rows_drawn_s": loaded}
+
+
+def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
+    from recurlab.config import load_profile, to_yaml
+    from recurlab.rundir import RunDir
+
+    cfg = load_profile("tiny", ["train.max_steps=100000", "train.eval_every=100000", "train.checkpoint_every=100000"])
+    run = RunDir.create(runs_dir, "training", to_yaml(cfg))
+    with open(run.log_path, "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "recurlab.worker", str(run.path)], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    out = {}
+    try:
+        deadline = time.time() + 120
+        while run.read_status().get("state") != "running" and time.time() < deadline:
+            time.sleep(0.2)
+        for label, cmd in (("curves", tui_cmd(run.path)), ("runs", tui_cmd(runs_dir))):
+            app = PtyApp(cmd)
+            try:
+                app.wait_for(b"Runs", 30)
+                time.sleep(settle)
+                step0, c0, t0 = run.read_status().get("step"), app.cpu_seconds(), time.perf_counter()
+                time.sleep(seconds)
+                c1, t1, step1 = app.cpu_seconds(), time.perf_counter(), run.read_status().get("step")
+            finally:
+                app.close()
+            out[label] = {"cpu_percent_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 2),
+                          "cpu_seconds": round(c1 - c0, 3), "wall_seconds": round(t1 - t0, 2),
+                          "worker_steps_meanwhile": (step1 or 0) - (step0 or 0)}
+    finally:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        worker.wait()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recurlab.bench.tui", description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000, help="metric rows in the big run")
+    p.add_argument("--idle-seconds", type=float, default=20.0)
+    p.add_argument("--settle-seconds", type=float, default=5.0)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--out", default="bench-results/tui.json")
+    args = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="recurlab-bench-tui-"))
+    try:
+        t0 = time.perf_counter()
+        big = write_big_run(tmp / "runs", args.rows)
+        size_mb = big.joinpath("metrics.jsonl").stat().st_size / 2**20
+        result = {
+            "machine": f"{os.cpu_count()} CPU cores, {sys.platform}",
+            "terminal": f"{COLS}x{LINES}",
+            "metric_rows": args.rows,
+            "metrics_file_mb": round(size_mb, 1),
+            "write_seconds": round(time.perf_counter() - t0, 1),
+            **first_frame(big, args.rows, args.timeout),
+            "idle": idle_cpu(tmp / "live", args.idle_seconds, args.settle_seconds),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for key in ("first_frame_s", "all_rows_drawn_s"):
+        if result[key] is not None:
+            result[key] = round(result[key], 3)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Snapshot tests of the main TUI screens on fixed, hand-written run directories (no clocks,
+no training), so every pixel is deterministic. Update with `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from recurlab.rundir import RunDir, atomic_write_json
+
+SIZE = (110, 32)
+CONFIG = """profile: tiny
+model: {n_embd: 32, n_head: 2, n_prelude: 1, n_core: 1, n_coda: 1, block_size: 32}
+data: {source: task, task: addition, difficulties: [2, 3], eval_examples: 32}
+train: {r_mean: 4, k: 2, batch_size: 16, max_steps: 200, eval_every: 50, eval_r: [1, 4]}
+hardware: {device: cpu}
+"""
+
+
+def fake_run(root: Path, name: str, created: float, scale: float, steps: int = 200) -> RunDir:
+    run = RunDir.create(root, name, CONFIG)
+    rows = []
+    for s in range(1, steps + 1):
+        loss = scale * (0.6 + 2.8 * math.exp(-s / 40)) + 0.05 * math.sin(s)
+        rows.append({"kind": "train", "step": s, "time": 1000.0 + s, "loss": round(loss, 4),
+                     "lr": 1e-3 * min(1, s / 20), "tokens": 256 * s, "tokens_per_s": 2500 + 100 * math.sin(s / 7)})
+        if s % 50 == 0:
+            for r, acc in ((1, 0.1), (4, 0.3)):
+                rows.append({"kind": "eval", "step": s, "time": 1000.0 + s, "r": r, "loss": round(loss * (1.3 - acc), 4),
+                             "acc": acc * s / steps, "tokens_per_s": 9000})
+    run.append_metrics(rows)
+    run.write_status(state="finished", created=created, step=steps, max_steps=steps, loss=rows[-3]["loss"],
+                     tokens_per_s=2512.0, pid=None)
+    return run
+
+
+@pytest.fixture
+def fixed_runs(tmp_path, monkeypatch) -> str:
+    monkeypatch.chdir(tmp_path)  # relative paths in what the screens print
+    root = Path("runs")
+    fake_run(root, "add-small", 1.0, 1.0)
+    fake_run(root, "add-wide", 2.0, 0.8)
+    sweep = RunDir(root / "add-small").sweeps_dir
+    sweep.mkdir()
+    rows = [{"r": r, "loss": 1.2 / r ** 0.5, "tokens_per_s": 9000.0, "acc@2": min(1, 0.2 * r), "acc@3": min(1, 0.1 * r),
+             "acc": min(1, 0.15 * r)} for r in (1, 2, 4, 8, 16)]
+    atomic_write_json(sweep / "step_00000200.json", {"run": "add-small", "step": 200, "rs": [1, 2, 4, 8, 16],
+                                                    "complete": True, "time": 0, "rows": rows})
+    (sweep / "step_00000200.csv").write_text("r,loss\n")
+    return "runs"
+
+
+def app_for(runs_dir, run=None):
+    from recurlab.tui import RecurlabApp
+
+    return RecurlabApp(runs_dir=runs_dir, run=run)
+
+
+def test_runs_screen(snap_compare, fixed_runs):
+    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, press=["down"])
+
+
+def test_curves_screen_overlay(snap_compare, fixed_runs):
+    async def overlay(pilot):
+        await pilot.press("a")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=SIZE, run_before=overlay)
+
+
+def test_curves_screen_eval_per_r_smoothed(snap_compare, fixed_runs):
+    async def keys(pilot):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.press("m", "e")
+        await pilot.pause()
+
+    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=SIZE, run_before=keys)
+
+
+def test_sweep_screen_shows_saved_sweep(snap_compare, fixed_runs):
+    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=SIZE, press=["5"])
+
+
+def test_help_screen(snap_compare, fixed_runs):
+    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, press=["2", "question_mark"])
