@@ -392,3 +392,57 @@ async def test_help_palette_and_small_terminal(runs):
             await pilot.press("escape")
             assert app.screen is screen
         await app.workers.wait_for_complete()
+
+
+# ---- pure helpers -------------------------------------------------------------------------------
+
+
+def test_series_columns_downsample_and_time_weighted_ema():
+    import numpy as np
+
+    from recurlab.tui.series import RunSeries, downsample, ema, sparkline
+
+    s = RunSeries()
+    kept = s.add_rows([
+        {"kind": "train", "step": 1, "time": 0.0, "loss": 3.0, "lr": 1e-3},
+        {"kind": "train", "step": 2, "time": 1.0, "loss": None},  # missing value -> NaN, dropped when drawn
+        {"kind": "eval", "step": 2, "time": 1.0, "r": 4, "loss": 2.5, "acc": 0.5},
+        {"kind": "train", "time": 2.0, "loss": 1.0},  # no step: skipped
+        {"kind": "other", "step": 3},
+    ])
+    assert kept == 3 and s.eval_rs() == [4]
+    xs, ys = s.series("train", "loss")
+    assert xs.tolist() == [1.0] and ys.tolist() == [3.0]
+    assert len(s.train["step"]) == len(s.train["loss"]) == 2  # columns stay aligned
+    # min/max downsampling keeps a one-point spike and the newest point
+    xs = np.arange(100_001, dtype=float)
+    ys = np.ones_like(xs)
+    ys[55_555] = 50.0
+    dx, dy = downsample(xs, ys, 100)
+    assert len(dx) <= 201 and dy.max() == 50.0 and dx[-1] == 100_000
+    # time-weighted EMA: the same curve logged at uneven steps smooths to the same values
+    even_x = np.arange(0, 200, 1.0)
+    uneven_x = np.concatenate([np.arange(0, 100, 1.0), np.arange(100, 200, 5.0)])
+    f = lambda x: np.where(x < 100, 1.0, 0.0)
+    e1, e2 = ema(even_x, f(even_x), 20.0), ema(uneven_x, f(uneven_x), 20.0)
+    assert abs(e1[-1] - e2[-1]) < 0.01 and e1[0] == 1.0 and 0 < e1[-1] < 0.01
+    assert sparkline([1, 2, 3]) == "▁▅█" and sparkline([]) == ""
+
+
+def test_metrics_source_reads_in_chunks_and_survives_truncation(tmp_path, monkeypatch):
+    from recurlab.tui import metricsource
+
+    monkeypatch.setattr(metricsource, "CHUNK_BYTES", 256)
+    run = RunDir.create(tmp_path, "r", "profile: tiny\n")
+    run.append_metrics([{"kind": "train", "step": s, "time": s, "loss": 1.0 / s} for s in range(1, 101)])
+    src = metricsource.MetricsSource(run)
+    chunks = 0
+    while src.update():
+        chunks += 1
+    assert chunks > 10 and src.series.rows == 100
+    run.metrics_path.write_text(json.dumps({"kind": "train", "step": 1, "time": 0, "loss": 9.0}) + "\n")
+    while src.update():
+        pass
+    assert src.events == ["truncated"] and src.snapshot("train", "loss")[1].tolist() == [9.0]
+    shutil.rmtree(run.path)
+    assert not src.update() and src.events[-1] == "deleted"

@@ -53,31 +53,35 @@ class RunSeries:
 
     def add_rows(self, rows: list[dict]) -> int:
         """Append parsed metric rows; rows without a step are skipped. Returns how many were kept."""
-        kept = 0
-        for row in rows:
-            step = row.get("step")
-            if step is None:
-                continue
-            kind = row.get("kind")
-            if kind == "train":
-                cols = self.train
-                fields = TRAIN_FIELDS
-            elif kind == "eval" and row.get("r") is not None:
-                cols = self.eval.get(int(row["r"]))
-                if cols is None:
-                    cols = self.eval[int(row["r"])] = {k: array("d") for k in ("step", "time", *EVAL_FIELDS)}
-                fields = EVAL_FIELDS
-            else:
-                continue
-            cols["step"].append(_num(step))
-            cols["time"].append(_num(row.get("time")))
-            for f in fields:
-                cols[f].append(_num(row.get(f)))
-            kept += 1
+        train = [r for r in rows if r.get("kind") == "train" and r.get("step") is not None]
+        self._extend(self.train, train, TRAIN_FIELDS)
+        evals = [r for r in rows if r.get("kind") == "eval" and r.get("step") is not None and r.get("r") is not None]
+        by_r: dict[int, list[dict]] = {}
+        for row in evals:
+            by_r.setdefault(int(row["r"]), []).append(row)
+        for r, group in by_r.items():
+            cols = self.eval.get(r)
+            if cols is None:
+                cols = self.eval[r] = {k: array("d") for k in ("step", "time", *EVAL_FIELDS)}
+            self._extend(cols, group, EVAL_FIELDS)
+        kept = len(train) + len(evals)
         if kept:
             self.rows += kept
             self.version += 1
         return kept
+
+    @staticmethod
+    def _extend(cols: dict[str, array], rows: list[dict], fields) -> None:
+        # column by column: one list comprehension per field is several times faster than
+        # appending row by row, which matters for a million-row history
+        for f in ("step", "time", *fields):
+            values = [r.get(f) for r in rows]
+            col, n = cols[f], len(cols[f])
+            try:
+                col.extend(values)
+            except TypeError:  # a missing or non-numeric value: undo the partial extend, NaN for those
+                del col[n:]
+                col.extend([_num(v) for v in values])
 
     def series(self, kind: str, field: str, r: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         cols = self.train if kind == "train" else self.eval.get(r)
