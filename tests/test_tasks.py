@@ -25,7 +25,7 @@ def test_hand_checked_examples():
 @pytest.mark.parametrize("name", task_names())
 def test_generators_are_deterministic_correct_and_split(name):
     task = get_task(name)
-    for d in (1, 2, 3, 5):
+    for d in (2, 3, 5):
         a = [task.example(d, seed=0, index=i) for i in range(30)]
         assert a == [task.example(d, seed=0, index=i) for i in range(30)]
         assert a != [task.example(d, seed=1, index=i) for i in range(30)]

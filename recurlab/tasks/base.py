@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 HELDOUT_MOD = 10
+MAX_SPLIT_TRIES = 200
 
 
 class UnknownTaskError(ValueError):
@@ -42,10 +43,12 @@ class Task:
     def example(self, difficulty: int, seed: int, index: int, split: str = "train") -> Example:
         """The `index`-th example of a split; identical for identical arguments."""
         rng = random.Random(f"{self.name}/{split}/{seed}/{difficulty}/{index}")
-        while True:
+        for _ in range(MAX_SPLIT_TRIES):
             ex = self.generate(rng, difficulty)
             if _is_heldout(ex.prompt) == (split == "heldout"):
                 return ex
+        # a level with only a handful of distinct instances cannot be split; it is memorized anyway
+        return ex
 
     def heldout(self, difficulty: int, n: int, seed: int = 0) -> list[Example]:
         return [self.example(difficulty, seed, i, "heldout") for i in range(n)]
@@ -73,17 +76,19 @@ class MSBAddition(Task):
 
 
 class PermutationComposition(Task):
-    """k permutations of 0..4 applied in order; the answer is where each of 0..4 ends up.
+    """k permutations of 0..n-1 applied in order; the answer is where each element ends up.
     Composing permutations of 5 elements is a word problem no fixed-depth circuit solves for
-    growing k, so harder levels need sequential steps."""
+    growing k, so harder levels need sequential steps; fewer elements learn faster."""
 
-    name = "permutation"
-    description = "composition of k permutations of 5 elements (difficulty = k)"
+    def __init__(self, n: int = 5):
+        self.n = n
+        self.name = "permutation" if n == 5 else f"permutation{n}"
+        self.description = f"composition of k permutations of {n} elements (difficulty = k)"
 
     def generate(self, rng, difficulty):
         perms = []
         for _ in range(difficulty):
-            p = list(range(5))
+            p = list(range(self.n))
             rng.shuffle(p)
             perms.append("".join(map(str, p)))
         prompt = ".".join(perms) + "="
@@ -92,7 +97,7 @@ class PermutationComposition(Task):
     def solve(self, prompt):
         perms = prompt.rstrip("=").split(".")
         out = []
-        for i in range(5):
+        for i in range(len(perms[0])):
             x = i
             for p in perms:
                 x = int(p[x])
@@ -101,17 +106,22 @@ class PermutationComposition(Task):
 
 
 class VariableChain(Task):
-    """A chain of k assignments listed in shuffled order (`c=b;a=7;b=a;`), then a query for the
-    last variable; the answer is the digit at the chain's root (difficulty = k hops)."""
+    """Two chains of k assignments each, interleaved in shuffled order (`c=b;d=4;a=7;b=a;e=d;`),
+    then a query for the last variable of one chain; the answer is the digit at that chain's
+    root (difficulty = k hops). The second chain, rooted at another digit, removes the shortcut
+    of answering with the only digit in the prompt."""
 
     name = "chain"
-    description = "multi-hop variable lookup through k shuffled assignments (difficulty = k)"
+    description = "multi-hop variable lookup through k shuffled assignments, with a distractor chain"
 
     def generate(self, rng, difficulty):
-        names = rng.sample("abcdefghijklmnopqrstuvwxyz", difficulty)
-        stmts = [f"{names[0]}={rng.randrange(10)}"] + [f"{names[i]}={names[i - 1]}" for i in range(1, difficulty)]
+        letters = rng.sample("abcdefghijklmnopqrstuvwxyz", 2 * difficulty)
+        roots = rng.sample(range(10), 2)
+        stmts = []
+        for names, root in ((letters[:difficulty], roots[0]), (letters[difficulty:], roots[1])):
+            stmts += [f"{names[0]}={root}"] + [f"{names[i]}={names[i - 1]}" for i in range(1, difficulty)]
         rng.shuffle(stmts)
-        prompt = ";".join(stmts) + f";?{names[-1]}="
+        prompt = ";".join(stmts) + f";?{letters[difficulty - 1]}="
         return Example(prompt, self.solve(prompt), difficulty)
 
     def solve(self, prompt):
@@ -123,7 +133,8 @@ class VariableChain(Task):
         return env[x]
 
 
-TASKS = {t.name: t for t in (MSBAddition(), PermutationComposition(), VariableChain())}
+TASKS = {t.name: t for t in (MSBAddition(), PermutationComposition(5), PermutationComposition(4),
+                             PermutationComposition(3), VariableChain())}
 
 
 def task_names() -> list[str]:
