@@ -31,9 +31,11 @@ pytestmark = pytest.mark.slow
 
 PATIENCE_S = 180.0  # a hang guard on a loaded machine, not a speed requirement
 TOL = 1e-5
-# a run long enough that a stop always lands before its end; the tests shorten it before resuming
-OVERRIDES = ["train.max_steps=2000", "train.micro_batch=4", "train.schedule=constant", "train.warmup_steps=2",
-             "train.eval_every=100000", "train.checkpoint_every=100000", "train.log_every=1",
+# A run long enough that a stop always lands before its end (the tests shorten it before resuming).
+# Three difficulties over 8 sequences per rank give the ranks different numbers of answer tokens, so
+# a loss weighted per rank instead of over the global batch would show in the weights.
+OVERRIDES = ["data.difficulties=2,3,4", "train.max_steps=2000", "train.micro_batch=4", "train.schedule=constant",
+             "train.warmup_steps=2", "train.eval_every=100000", "train.checkpoint_every=100000", "train.log_every=1",
              "train.keep_checkpoints=50"]
 
 
