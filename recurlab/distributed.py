@@ -96,7 +96,6 @@ class Dist:
     fsdp: bool = False
     group: bool = False  # a process group is up: under torchrun, even with one process
 
-
     @classmethod
     def single(cls) -> "Dist":
         return cls()
