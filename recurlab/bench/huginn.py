@@ -93,7 +93,7 @@ def measure(args, model, tok, mcfg) -> dict:
 
     engine = Engine(model, tok, device=args.device)
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
-    engine.generate(PROMPT, GenerateOptions(r=args.r, max_new_tokens=4, temperature=0.0, init_scale=0.0, stop_ids=[]))
+    engine.generate(PROMPT, opts)  # warm-up: the first pass over fresh shapes is slower (allocator, kernels)
     runs = [engine.generate(PROMPT, opts) for _ in range(args.repeats)]
     rates = [res.n_tokens / res.decode_seconds for res in runs]
     mid = sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]
