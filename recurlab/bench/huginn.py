@@ -9,6 +9,8 @@
 it with `open_huginn`, also timing the write and the load. Either way, decoding is measured with
 `recurlab.engine.Engine` at batch 1, greedy, zero latent start, no stop token, r = 32 by default:
 decode tokens/s = generated tokens / decode seconds (the prompt's prefill is reported apart).
+It also times the engine's static-shape decoder (`StaticDecoder`, one CUDA graph per token) and
+reports how many of its greedy tokens match the engine's before the first difference.
 Without CUDA (and `--device cuda`) it prints one line and exits 0. The result is printed as JSON
 and written to `--out`.
 """
@@ -95,6 +97,7 @@ def measure(args, model, tok, mcfg) -> dict:
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
     engine.generate(PROMPT, opts)  # warm-up: the first pass over fresh shapes is slower (allocator, kernels)
     runs = [engine.generate(PROMPT, opts) for _ in range(args.repeats)]
+    engine_ids = runs[0].token_ids
     rates = [res.n_tokens / res.decode_seconds for res in runs]
     mid = sorted(range(len(runs)), key=rates.__getitem__)[len(runs) // 2]
     best = runs[mid]
@@ -112,11 +115,45 @@ def measure(args, model, tok, mcfg) -> dict:
         "weights_gib": round(n_params * elem / 2**30, 3),
         "kv_cache_bytes_allocated": best.cache_bytes,
         "kv_bytes_per_token": kv_bytes_per_token(mcfg, args.r, elem),
+        **measure_static(args, model, tok, engine_ids),
     }
     if args.device.startswith("cuda"):
         out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         out["gpu"] = torch.cuda.get_device_name()
     return out
+
+
+def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
+    """The engine's static-shape decoder (one CUDA graph per token on CUDA, eager on CPU). Its
+    decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
+    import torch
+
+    from recurlab.engine.graphs import StaticDecoder
+
+    mode = "graph" if args.device.startswith("cuda") else "eager"
+    ids = tok.encode(PROMPT)
+    n = args.new_tokens
+    dec = StaticDecoder(model, max_len=len(ids) + 2 * n + 1, r=args.r, mode=mode)
+
+    def timed(k: int) -> tuple[float, list[int]]:
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = dec.generate(ids, k)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
+
+    timed(n)  # warm-up
+    t1, out = timed(n)
+    t2, _ = timed(2 * n)
+    return {
+        "static_decoder_mode": mode,
+        "static_decode_tokens_per_s": round(n / (t2 - t1), 3) if t2 > t1 else None,
+        # greedy tokens shared with the engine before the first difference; random bf16 weights give
+        # flat logits, so a near-tie may flip a token between the two kernels' rounding (fp32 agrees)
+        "static_same_prefix_as_engine": next((i for i, (a, b) in enumerate(zip(out, engine_ids)) if a != b), len(out)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
