@@ -69,12 +69,15 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     cfg = run_config(run)
 
     def on_signal(signum, frame):
+        if signum == signal.SIGINT and progress:
+            # Ctrl-C in the foreground: the first asks for a graceful stop, a second one aborts
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.stderr.write("\nstopping after this step (checkpoint); Ctrl-C again to abort\n")
         if rank == 0:
             run.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
-    if not progress:
-        signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     if LAUNCHER_PID is not None:
         from recurlab.distributed import follow_launcher
 
@@ -90,6 +93,11 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         bar = progress_printer() if progress and rank == 0 else None
         outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
+    except KeyboardInterrupt:
+        if rank == 0:
+            log("worker aborted by a second Ctrl-C; resume continues from the last complete checkpoint")
+            run.write_status(state="stopped", error="aborted with Ctrl-C", ended=time.time(), heartbeat=time.time())
+        return 130
     except Exception as exc:
         if rank == 0:
             summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
