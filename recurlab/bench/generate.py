@@ -90,7 +90,7 @@ def static_table(model, tok, args) -> list[dict]:
     max_len = len(prompt_ids) + args.new_tokens
     rows = []
     for r in args.rs:
-        base = None
+        base, eager_ids = None, None
         for mode in ("eager", "graph", "compile"):
             try:
                 dec = StaticDecoder(model, max_len, r, mode=mode)
@@ -104,9 +104,9 @@ def static_table(model, tok, args) -> list[dict]:
                 rows.append({"r": r, "mode": f"static {mode}", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
                 print(f"r={r:<3} static {mode:<10} failed: {rows[-1]['error']}", flush=True)
                 continue
-            base = base or tps
+            base, eager_ids = base or tps, eager_ids or ids
             rows.append({"r": r, "mode": f"static {mode}", "tokens_per_s": round(tps, 2),
-                         "speedup_vs_eager": round(tps / base, 3), "same_tokens_as_eager": ids == again})
+                         "speedup_vs_eager": round(tps / base, 3), "same_tokens_as_eager": ids == again == eager_ids})
             print(f"r={r:<3} static {mode:<10} {tps:9.1f} tok/s  x{tps / base:.2f} vs eager", flush=True)
     return rows
 
