@@ -19,6 +19,8 @@ class VocabError(ValueError):
 
 
 class CharVocab:
+    prepend_bos = True  # task sequences start with <bos>; generation prompts must too
+
     def __init__(self, alphabet: str = ALPHABET):
         self.alphabet = alphabet
         self.itos = list(SPECIALS) + list(alphabet)
