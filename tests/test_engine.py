@@ -12,10 +12,11 @@ from recurlab.engine.options import EXIT_KINDS
 from recurlab.engine.steps import run_pass
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, read_json
-from recurlab.tasks import VocabError
-from test_engine_utils import random_model, trained_model
+from recurlab.tasks import CharVocab, VocabError
+from test_engine_utils import encode, random_model, trained_model
 
 PROMPTS = ["12+34=", "7+08=", "5"]
+P = len(encode(CharVocab.default(), "12+34="))  # columns of the first prompt as the engine feeds it
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +46,19 @@ def cached_logits(model, ids: torch.Tensor, r: int, prefill: int, budget=None, s
 @pytest.mark.parametrize("r", [1, 3, 6])
 def test_cached_passes_equal_uncached_forward(trained, r):
     model, tok = trained
-    ids = torch.tensor([tok.encode("12+34=046;77+5")])
+    ids = torch.tensor([encode(tok, "12+34=046;77+5")])
     with torch.no_grad():
         full = model(ids, n_no_grad=r, n_grad=0, init_scale=0.0).logits
-    torch.testing.assert_close(cached_logits(model, ids, r, prefill=5), full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cached_logits(model, ids, r, prefill=P - 1), full, atol=1e-4, rtol=1e-4)
 
 
 def test_generated_tokens_are_the_forward_argmax(trained):
     model, tok = trained
     res = Engine(model, tok).generate("12+34=", greedy(5))
-    ids = torch.tensor([tok.encode("12+34=") + res.token_ids])
+    ids = torch.tensor([encode(tok, "12+34=") + res.token_ids])
     with torch.no_grad():
         full = model(ids, n_no_grad=5, n_grad=0, init_scale=0.0).logits
-    assert res.token_ids == full[0, 5:-1].argmax(-1).tolist()
+    assert res.token_ids == full[0, P - 1:-1].argmax(-1).tolist()
     assert len(set(res.token_ids)) > 1  # the check means something only if the argmaxes differ
     assert res.iterations == [[5] * 10]
 
@@ -69,8 +70,8 @@ def test_left_padded_batch_equals_single_prompts(trained):
     for b, p in enumerate(PROMPTS):
         assert batch.generated_ids[b] == engine.generate(p, greedy(4)).token_ids
     # and the padded row's logits equal the unpadded forward pass
-    short = tok.encode("7+08=")
-    ids = torch.tensor([tok.encode("12+34="), [tok.pad_id] + short])
+    short = encode(tok, "7+08=")
+    ids = torch.tensor([encode(tok, "12+34="), [tok.pad_id] + short])
     logits = cached_logits(model, ids, 4, prefill=3, start=torch.tensor([0, 1]))
     with torch.no_grad():
         full = model(torch.tensor([short]), n_no_grad=4, n_grad=0, init_scale=0.0).logits
@@ -102,20 +103,20 @@ def test_exited_token_fills_its_remaining_slots(trained):
     """A later token at iteration i reads an exited token's latest entry for that layer."""
     model, tok = trained
     r = 8
-    ids = torch.tensor([tok.encode("12+34=")])
-    cache = KVCache(model.cfg, 1, 8, r)
+    ids = torch.tensor([encode(tok, "12+34=")])
+    cache = KVCache(model.cfg, 1, P, r)
     with torch.inference_mode():
-        run_pass(model, cache, ids[:, :5], r, init_scale=0.0)
+        run_pass(model, cache, ids[:, :P - 1], r, init_scale=0.0)
         before = [buf.clone() for buf in cache.core]
-        out = run_pass(model, cache, ids[:, 5:6], r, init_scale=0.0, exit=parse_exit("latent:0.5"))
+        out = run_pass(model, cache, ids[:, P - 1:], r, init_scale=0.0, exit=parse_exit("latent:0.5"))
     e = int(out.iterations[0])
     assert 1 <= e < r, "the test needs an early exit"
     for buf, old in zip(cache.core, before):
-        col = buf[:, :, :, :, 5]
+        col = buf[:, :, :, :, P - 1]
         for slot in range(e, r):
             torch.testing.assert_close(col[slot], col[e - 1], atol=0, rtol=0)
         # earlier columns are untouched
-        torch.testing.assert_close(buf[:, :, :, :, :5], old[:, :, :, :, :5], atol=0, rtol=0)
+        torch.testing.assert_close(buf[:, :, :, :, :P - 1], old[:, :, :, :, :P - 1], atol=0, rtol=0)
 
 
 def test_batched_early_exit_equals_each_prompt_alone(trained):
@@ -166,30 +167,32 @@ def test_kv_budget_equal_to_r_is_no_sharing_and_smaller_budget_saves_memory(trai
     plain = engine.generate(PROMPTS, greedy(6))
     same = engine.generate(PROMPTS, greedy(6, kv_budget=6))
     assert same.generated_ids == plain.generated_ids and same.cache_bytes == plain.cache_bytes
-    ids = torch.tensor([tok.encode("12+34=046;77+5")])
-    torch.testing.assert_close(cached_logits(model, ids, 6, 5, budget=6), cached_logits(model, ids, 6, 5), atol=0, rtol=0)
+    ids = torch.tensor([encode(tok, "12+34=046;77+5")])
+    torch.testing.assert_close(cached_logits(model, ids, 6, P - 1, budget=6), cached_logits(model, ids, 6, P - 1),
+                               atol=0, rtol=0)
     shared = engine.generate(PROMPTS, greedy(6, kv_budget=2))
     cfg = model.cfg
-    per_slot = 2 * 3 * cfg.n_embd * (len(PROMPTS[0]) + 10) * 4  # k and v, batch 3, float32
+    per_slot = 2 * 3 * cfg.n_embd * (P + 10) * 4  # k and v, batch 3, float32
     assert plain.cache_bytes - shared.cache_bytes == cfg.n_core * (6 - 2) * per_slot
     # sharing changes what later iterations read, so the logits differ from no sharing
-    assert not torch.allclose(cached_logits(model, ids, 6, 5, budget=2), cached_logits(model, ids, 6, 5))
+    assert not torch.allclose(cached_logits(model, ids, 6, P - 1, budget=2), cached_logits(model, ids, 6, P - 1))
 
 
 def test_continuous_warm_start_uses_previous_state(trained):
     model, tok = trained
     engine = Engine(model, tok)
     cont = engine.generate("12+34=", greedy(2, continuous=True))
-    plain = engine.generate("12+34=", greedy(2))
     assert len(cont.token_ids) == 10
     # reference for the first generated token: warm-start from the prefill's last state
-    ids = torch.tensor([tok.encode("12+34=")])
-    cache = KVCache(model.cfg, 1, 6, 2)
+    ids = torch.tensor([encode(tok, "12+34=")])
+    cache = KVCache(model.cfg, 1, P, 2)
     with torch.inference_mode():
-        prev = run_pass(model, cache, ids[:, :5], 2, init_scale=0.0).state[:, -1:]
-        first = run_pass(model, cache, ids[:, 5:], 2, s0=prev).logits[0, -1].argmax()
-    assert cont.token_ids[0] == int(first)
-    assert cont.token_ids != plain.token_ids
+        prev = run_pass(model, cache, ids[:, :P - 1], 2, init_scale=0.0).state[:, -1:]
+        warm = run_pass(model, cache, ids[:, P - 1:], 2, s0=prev).logits[0, -1]
+        cache.truncate(P - 1)
+        cold = run_pass(model, cache, ids[:, P - 1:], 2, init_scale=0.0).logits[0, -1]
+    assert cont.token_ids[0] == int(warm.argmax())
+    assert not torch.allclose(warm, cold, atol=1e-3)  # the warm start changes the computation
 
 
 def test_streaming_events_rebuild_the_result(trained):
@@ -229,7 +232,7 @@ def test_trace_agrees_with_forward_at_every_iteration(trained, tmp_path):
     model, tok = trained
     r = 5
     trace = latent_trace(model, tok, "12+34=", r=r, criterion="kl:1e-3", starts=3, init_scale=0.0)
-    ids = torch.tensor([tok.encode("12+34=")])
+    ids = torch.tensor([encode(tok, "12+34=")])
     for i in range(1, r + 1):
         with torch.no_grad():
             probs = model(ids, n_no_grad=i, n_grad=0, init_scale=0.0).logits.softmax(-1)[0]
@@ -245,7 +248,7 @@ def test_trace_agrees_with_forward_at_every_iteration(trained, tmp_path):
     assert tokrow["kl_prev"][0] is None and len(tokrow["pca"]) == r
     assert all(1 <= t["exit_iteration"] <= r for t in trace["tokens"])
     pi = trace["path_independence"]
-    assert len(pi["distance"]) == 6 and len(pi["distance"][0]) == r and len(pi["pca"]) == 3
+    assert len(pi["distance"]) == P and len(pi["distance"][0]) == r and len(pi["pca"]) == 3
     assert pi["distance_at_start"][0] > 0
     run = RunDir(tmp_path / "run")
     path = save_trace(run, "t1", trace)
@@ -256,8 +259,8 @@ def test_trace_agrees_with_forward_at_every_iteration(trained, tmp_path):
 def test_trace_after_generation_covers_generated_tokens(trained):
     model, tok = trained
     trace = latent_trace(model, tok, "12+34=", r=3, criterion=None, generate=greedy(3, max_new_tokens=4))
-    assert trace["n_prompt"] == 6 and len(trace["tokens"]) == 10
-    assert trace["generated_text"] == tok.decode([t["id"] for t in trace["tokens"][6:]])
+    assert trace["n_prompt"] == P and len(trace["tokens"]) == P + 4
+    assert trace["generated_text"] == tok.decode([t["id"] for t in trace["tokens"][P:]])
     assert trace["path_independence"] is None and trace["tokens"][0]["exit_iteration"] is None
 
 
@@ -317,7 +320,7 @@ def test_static_decoder_eager_equals_engine_greedy(trained):
 
     model, tok = trained
     want = Engine(model, tok).generate("12+34=", greedy(4, max_new_tokens=8)).token_ids
-    got = StaticDecoder(model, max_len=16, r=4, mode="eager").generate(tok.encode("12+34="), 8)
+    got = StaticDecoder(model, max_len=16, r=4, mode="eager").generate(encode(tok, "12+34="), 8)
     assert got == want
     with pytest.raises(InferenceError, match="needs a CUDA model"):
         StaticDecoder(model, max_len=16, r=4, mode="graph")

@@ -1,6 +1,6 @@
 """Shared tiny models for the engine tests (no tests here).
 
-    model, tok = trained_model()     # ~150 AdamW steps on 2-digit addition, cached per process
+    model, tok = trained_model()     # ~100 AdamW steps on 2-digit addition, cached per process
     model, tok = random_model(scale) # random init with weights scaled by `scale`
 """
 
@@ -30,12 +30,17 @@ def random_model(scale: float = 1.0, seed: int = 0):
     return model, CharVocab.default()
 
 
+def encode(tok, text: str) -> list[int]:
+    """Token ids as the engine feeds them: <bos> first where the vocabulary asks for it."""
+    return ([tok.bos_id] if getattr(tok, "prepend_bos", False) else []) + tok.encode(text)
+
+
 def addition_batch(tok: CharVocab, n: int, rng: random.Random, digits: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     task = get_task("addition")
     seqs = []
     for _ in range(n):
         ex = task.example(digits, 0, rng.randrange(10**6))
-        seqs.append(tok.encode(ex.prompt + ex.answer) + [tok.eos_id])
+        seqs.append(encode(tok, ex.prompt + ex.answer) + [tok.eos_id])
     x = torch.tensor(seqs)
     return x[:, :-1], x[:, 1:]
 

@@ -80,13 +80,13 @@ def speed_table(engine, args) -> list[dict]:
     return rows
 
 
-def static_table(model, tok, args) -> list[dict]:
+def static_table(engine, args) -> list[dict]:
     """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
     import torch
 
     from recurlab.engine.graphs import StaticDecoder
 
-    prompt_ids = tok.encode(args.prompt)
+    model, prompt_ids = engine.model, engine.encode(args.prompt)
     max_len = len(prompt_ids) + args.new_tokens
     rows = []
     for r in args.rs:
@@ -152,8 +152,8 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
         nll, n_tok, correct, n_ex, mem = 0.0, 0, 0, 0, 0
         for d in cfg.data.difficulties:
             examples = task.heldout(d, args.exit_table)
-            seqs = [tok.encode(ex.prompt + ex.answer) + [tok.eos_id] for ex in examples]
-            n_prompt = len(tok.encode(examples[0].prompt))  # equal within a difficulty
+            seqs = [engine.encode(ex.prompt) + tok.encode(ex.answer) + [tok.eos_id] for ex in examples]
+            n_prompt = len(engine.encode(examples[0].prompt))  # equal within a difficulty
             ids = torch.tensor(seqs, device=engine.device)
             cache = KVCache(model.cfg, len(seqs), ids.shape[1], r, budget, engine.device, engine.dtype)
             run_pass(model, cache, ids[:, :n_prompt - 1], r, init_scale=0.0)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                   "torch": torch.__version__, "speed": speed_table(engine, args)}
         if args.device.startswith("cuda"):
             result["gpu"] = torch.cuda.get_device_name()
-            result["static"] = static_table(model, tok, args)
+            result["static"] = static_table(engine, args)
         if args.exit_table:
             if cfg is None or cfg.data.source != "task":
                 raise InferenceError("--exit-table needs an embedded-task run (data.source=task)")

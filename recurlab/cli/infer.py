@@ -70,7 +70,7 @@ def generate(
                 typer.echo(ev.text, nl=False)
         res = stream.result
         if as_json:
-            out = {"run": run_dir.name, "step": ckpt.step, **res.to_dict()}
+            out = {"run": run_dir.name, "step": ckpt.step, "text": res.text if single else None, **res.to_dict()}
             typer.echo(json.dumps(out))
             return
         if single:

@@ -61,17 +61,20 @@ Public API (stable):
                  init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)
     save_trace(run, name, trace) -> Path
     KVCache(...)  the cache object the model's attention calls (recurlab.engine.cache).
+    StaticDecoder(model, max_len, r, mode="eager" | "graph" | "compile").generate(prompt_ids, n_new)
+        greedy static-shape decoding, one CUDA graph per token on CUDA (recurlab.engine.graphs).
 
 All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-line message.
 """
 
 from recurlab.engine.cache import KVCache
 from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
+from recurlab.engine.graphs import StaticDecoder
 from recurlab.engine.loading import open_run
 from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
 
 __all__ = [
-    "Engine", "ExitCriterion", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "Stream",
+    "Engine", "ExitCriterion", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
     "TRACE_VERSION", "TokenEvent", "latent_trace", "open_run", "parse_exit", "parse_speculative", "save_trace",
 ]

@@ -150,6 +150,8 @@ class Engine:
         if not isinstance(prompt, str) or prompt == "":
             raise InferenceError("the prompt is empty; pass some text, e.g. --prompt '12+34='")
         ids = self.tokenizer.encode(prompt)
+        if getattr(self.tokenizer, "prepend_bos", False):
+            ids = [self.tokenizer.bos_id, *ids]  # task models were trained on <bos> prompt answer
         if not ids:
             raise InferenceError(f"the prompt {prompt!r} encodes to no tokens; pass some text the model knows")
         return list(ids)
