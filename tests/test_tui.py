@@ -95,8 +95,7 @@ async def test_runs_table_updates_live_and_opens_a_run(runs):
         assert float(loss) > 0 and spark  # a sparkline of recent losses
         # a run appears, then crashes: the table follows and a notice says so
         other = copy_run(runs, "tiny-a", "tiny-b", state="running", pid=os.getpid(), heartbeat=time.time())
-        await wait_for(pilot, lambda: table.row_count == 2)
-        assert str(table.get_row("tiny-b")[1]) == "running"
+        await wait_for(pilot, lambda: table.row_count == 2 and str(table.get_row("tiny-b")[1]) == "running")
         other.write_status(state="failed", error="RuntimeError: boom")
         await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed")
         assert any("tiny-b failed" in m and "boom" in m for m in notices(app))
@@ -193,7 +192,7 @@ async def test_curves_follow_the_file_and_keys_change_the_plot(runs):
         await pilot.press("right_square_bracket")
         assert screen.span == 3
         await pilot.press("l")
-        assert screen.logy and "log y" in str(screen.query_one("#curves-info").render())
+        assert screen.logy and "log y on" in str(screen.query_one("#curves-info").render())
         # truncation (as a resume does) reloads instead of duplicating
         rows = run.read_metrics()[:10]
         run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -446,3 +445,19 @@ def test_metrics_source_reads_in_chunks_and_survives_truncation(tmp_path, monkey
     assert src.events == ["truncated"] and src.snapshot("train", "loss")[1].tolist() == [9.0]
     shutil.rmtree(run.path)
     assert not src.update() and src.events[-1] == "deleted"
+
+
+def test_tui_command_rejects_bad_targets_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    import recurlab.cli.runs  # noqa: F401  (with two or more commands typer dispatches by name)
+    import recurlab.cli.tui  # noqa: F401
+    from recurlab.cli.app import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["tui", "nosuch", "--runs-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no run 'nosuch'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["tui", "--runs-dir", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["tui", "--runs-dir", str(tmp_path), "--model", str(tmp_path / "nomodel")])
+    assert res.exit_code == 2 and "--model" in res.output

@@ -67,6 +67,10 @@ def test_runs_screen(snap_compare, fixed_runs):
 def test_curves_screen_overlay(snap_compare, fixed_runs):
     async def overlay(pilot):
         await pilot.press("a")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if set(pilot.app.screen.drawn) == {"add-small", "add-wide"}:
+                break
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 
@@ -75,6 +79,10 @@ def test_curves_screen_overlay(snap_compare, fixed_runs):
 
 def test_curves_screen_eval_per_r_smoothed(snap_compare, fixed_runs):
     async def keys(pilot):
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if "add-small" in pilot.app.screen.drawn:
+                break
         await pilot.app.workers.wait_for_complete()
         await pilot.press("m", "e")
         await pilot.pause()

@@ -53,6 +53,7 @@ class CurvesScreen(LabScreen):
         self.sources: dict[str, MetricsSource] = {}
         self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
         self._loading = False
+        self._again = False
         self._last_draw = 0.0
 
     def compose(self) -> ComposeResult:
@@ -122,9 +123,16 @@ class CurvesScreen(LabScreen):
         return src
 
     def poll(self) -> None:
-        if not self._loading:
-            self._loading = True
-            self.read_metrics([self._source(n) for n in self.app.overlay])
+        if self._loading:
+            self._again = True  # the overlay may have changed: read once more when this read ends
+            return
+        self._loading, self._again = True, False
+        self.read_metrics([self._source(n) for n in self.app.overlay])
+
+    def _read_done(self) -> None:
+        self._loading = False
+        if self._again:
+            self.poll()
 
     @work(thread=True, group="metrics")
     def read_metrics(self, sources: list[MetricsSource]) -> None:
@@ -143,7 +151,8 @@ class CurvesScreen(LabScreen):
         except Exception as exc:  # an unreadable file must not end the app
             self.app.call_from_thread(self.report, exc, "reading metrics")
         finally:
-            self._loading = False
+            if self.app.is_running:
+                self.app.call_from_thread(self._read_done)
 
     def _notice(self, name: str, event: str) -> None:
         if event == "deleted":
@@ -201,7 +210,7 @@ class CurvesScreen(LabScreen):
         self._info(title)
 
     def _info(self, title: str) -> None:
-        lines = [f"metric: {title}", f"smooth: {'on' if self.smooth else 'off'}  log y: {'on' if self.logy else 'off'}", ""]
+        lines = [f"[b]{title}[/b]", f"smooth {'on' if self.smooth else 'off'} · log y {'on' if self.logy else 'off'}"]
         for name in self.app.overlay:
             src = self.sources.get(name)
             if src is None:
@@ -212,8 +221,7 @@ class CurvesScreen(LabScreen):
                 loss = src.series.train["loss"][-1] if len(src.series.train["loss"]) else None
             gone = "  (deleted)" if src.deleted else ""
             lines.append(f"[{self.app.run_color(name)}]{name}[/]{gone}")
-            lines.append(f"  {n:,} rows  step {int(step) if step is not None else '-'}  loss {loss:.4f}" if loss is not None
-                         else f"  {n:,} rows")
+            lines.append(f"  {n:,} rows · step {int(step) if step is not None else '-'}" + (f" · loss {loss:.4f}" if loss is not None else ""))
         if not self.app.overlay:
             lines.append("no run selected: pick one in the list (space) or on the Runs screen")
         self.query_one("#curves-info", Static).update("\n".join(lines))
