@@ -72,6 +72,7 @@ def test_generate_streams_text_and_summary(run_dir):
     assert res.output.startswith("12+34=" + want.text + "\n")
     assert "tokens/s" in res.output and "mean iterations per token 4.00" in res.output
     assert "KV cache" in res.output and "speculative acceptance" in res.output
+    assert "fewer sequential core iterations" in res.output
 
 
 def test_inspect_prints_table_and_writes_trace(run_dir):

@@ -84,7 +84,9 @@ def generate(
             f"KV cache {_fmt_bytes(res.cache_bytes)}",
         ]
         if res.speculative:
-            parts.append(f"speculative acceptance {res.acceptance_rate:.0%} over {res.speculative['rounds']} rounds")
+            sp = res.speculative
+            parts.append(f"speculative acceptance {res.acceptance_rate:.0%} over {sp['rounds']} rounds, "
+                         f"{sp['serial_iteration_speedup']:.2f}x fewer sequential core iterations")
         typer.echo(typer.style(" | ".join(parts), dim=True), err=True)
 
 

@@ -54,7 +54,8 @@ Public API (stable):
     GenerationResult: prompts, prompt_ids, generated_ids (per row), texts (per row),
         iterations (per row, per generated token), stop_reasons ("stop" | "length"),
         n_tokens, prefill_seconds, decode_seconds, seconds, tokens_per_s, mean_iterations,
-        cache_bytes, acceptance_rate (None unless speculative), speculative (dict or None),
+        cache_bytes, acceptance_rate (None unless speculative), speculative (dict or None: draft,
+        lookahead, rounds, drafted, accepted, acceptance_rate, serial_iteration_speedup),
         options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
 
     latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,

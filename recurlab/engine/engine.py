@@ -278,8 +278,13 @@ class Engine:
                 if ev is not None:
                     yield ev
                 if rows.finished(0):
+                    # sequential core iterations: plain decoding runs r per token; a round runs
+                    # `draft` per drafted token, then one r-deep verify pass over all of them
+                    serial = drafted * spec.draft + rounds * opts.r
+                    produced = len(rows.ids[0]) + (rows.reasons[0] == "stop")
                     return {"draft": spec.draft, "lookahead": spec.lookahead, "rounds": rounds, "drafted": drafted,
-                            "accepted": accepted, "acceptance_rate": accepted / drafted if drafted else 0.0}
+                            "accepted": accepted, "acceptance_rate": accepted / drafted if drafted else 0.0,
+                            "serial_iteration_speedup": produced * opts.r / serial}
             pending = torch.tensor([[new[-1]]], device=self.device)
 
     def _accept(self, drafts: list[int], q_probs: list, logits, opts: GenerateOptions, gen_sample) -> list[int]:
