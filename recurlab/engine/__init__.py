@@ -46,7 +46,8 @@ Public API (stable):
     Engine(model, tokenizer, device="cpu")
         .generate(prompt_or_prompts, options=None, on_token=None) -> GenerationResult
         .stream(prompt_or_prompts, options=None) -> Stream  (iterable of TokenEvent; .result after)
-        .encode(prompt) -> list[int]     (raises VocabError / InferenceError for bad prompts)
+        .encode(prompt) -> list[int]     (<bos> first where tokenizer.prepend_bos; raises VocabError /
+                                          InferenceError for bad prompts)
 
     TokenEvent(row: int, index: int, token_id: int, text: str, iterations: int)
         text is the decoded piece this token adds to the row's text.
