@@ -461,3 +461,53 @@ def test_tui_command_rejects_bad_targets_with_one_line(tmp_path):
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(app, ["tui", "--runs-dir", str(tmp_path), "--model", str(tmp_path / "nomodel")])
     assert res.exit_code == 2 and "--model" in res.output
+
+
+async def test_generate_with_a_model_folder_instead_of_a_run(tmp_path):
+    """--model: a Huginn-format folder drives Generate (and Inspector) without any run."""
+    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.huginn import open_huginn, write_random_huginn
+    from recurlab.tui.screens.generate import MAX_NEW_TOKENS
+
+    folder = write_random_huginn(tmp_path / "huginn", n_embd=32, n_heads=2, mean_recurrence=2, vocab_size=256,
+                                 tokenizer_vocab=256, block_size=64)
+    model, tok, _cfg = open_huginn(folder)
+    expected = Engine(model, tok).generate("hello", GenerateOptions(r=3, max_new_tokens=MAX_NEW_TOKENS))
+    (tmp_path / "runs").mkdir()
+    app = make_app(tmp_path / "runs", model=folder)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await wait_for(pilot, lambda: hasattr(screen, "lm"))
+        assert screen.query_one("#gen-r").maximum == 8  # 4 x mean_recurrence
+        screen.query_one("#gen-r").value = 3
+        screen.query_one("#gen-prompt").value = "hello"
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.results) == 1)
+        assert screen.results[0].text == expected.text and screen.results[0].token_ids == expected.token_ids
+
+
+async def test_half_written_run_gives_notices_not_crashes(runs):
+    from textual.widgets import DataTable
+
+    broken = runs / "broken"
+    broken.mkdir()
+    (broken / "run.yaml").write_text("model: [unclosed\n")
+    (broken / "status.json").write_text('{"state": "runn')
+    (broken / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "time": 0, "loss": 2.0}\n{"kind": "tr')
+    app = make_app(runs)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: "broken" in table.rows)
+        assert str(table.get_row("broken")[1]) == "unreadable"
+        table.move_cursor(row=table.get_row_index("broken"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "broken" in app.screen.drawn)
+        assert app.screen.drawn["broken"][0] == [1.0]  # the complete row, not the torn one
+        await pilot.press("5")
+        await wait_for(pilot, lambda: any(m.startswith("sweep:") for m in notices(app)))
+        await pilot.press("3")
+        await wait_for(pilot, lambda: any(m.startswith("loading the model:") for m in notices(app)))
+        await pilot.press("4")
+        await pilot.press("1")
+        assert app.screen.TITLE_SHORT == "Runs"

@@ -62,7 +62,7 @@ class ModelCache:
         elif (path / "config.json").exists():
             key = (str(path.resolve()), "huginn")
         else:
-            raise RunError(f"{path} is neither a run directory (run.yaml) nor a model folder (config.json)")
+            raise RunError(f"{path} is neither a run directory (run.yaml) nor a Huginn model folder (config.json)")
         with self._lock:
             if key not in self._models:
                 self._models[key] = self._load(path, run)

@@ -33,6 +33,7 @@ class GenerateScreen(LabScreen):
     TITLE_SHORT = "Generate"
     MODE = "generate"
     HELP = __doc__.split("\n", 1)[1]
+    AUTO_FOCUS = "#gen-r"  # not a text box: digits and ? must reach the app
     BINDINGS = [
         Binding("g", "generate", "Generate"),
         Binding("s", "cycle('sampling')", "Sampling"),

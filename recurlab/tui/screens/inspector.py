@@ -35,6 +35,7 @@ class InspectorScreen(LabScreen):
     TITLE_SHORT = "Inspector"
     MODE = "inspect"
     HELP = __doc__.split("\n", 1)[1]
+    AUTO_FOCUS = "#insp-grid"  # not a text box: digits and ? must reach the app
     BINDINGS = [
         Binding("ctrl+t", "trace", "Trace"),
         Binding("x", "examples", "Examples"),

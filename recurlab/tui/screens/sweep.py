@@ -34,6 +34,7 @@ class SweepScreen(LabScreen):
     TITLE_SHORT = "Sweep"
     MODE = "sweep"
     HELP = __doc__.split("\n", 1)[1]
+    AUTO_FOCUS = "#sweep-table"  # not a text box: digits and ? must reach the app
     BINDINGS = [
         Binding("s", "start", "Sweep"),
         Binding("c", "cancel", "Cancel"),
