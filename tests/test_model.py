@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from recurlab.bench.train import saved_bytes
 from recurlab.config import ModelConfig, RunConfig, validate
 from recurlab.data import TaskData
 from recurlab.model import RecurrentLM
@@ -58,17 +59,8 @@ def test_truncated_backprop_reaches_every_parameter_including_prelude():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} got no gradient"
 
 
-def saved_tensor_bytes(model, idx, n_no_grad):
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(idx, n_no_grad=n_no_grad, n_grad=2, targets=idx).loss.backward()
-    return total
+def saved_tensor_bytes(model, idx, n_no_grad, n_grad=2):
+    return saved_bytes(lambda: model(idx, n_no_grad=n_no_grad, n_grad=n_grad, targets=idx).loss.backward())
 
 
 def test_training_memory_is_flat_in_no_grad_iterations():
@@ -78,16 +70,7 @@ def test_training_memory_is_flat_in_no_grad_iterations():
     assert few > 0
     assert many == few
     # while gradient iterations do cost memory (the measurement is not blind)
-    def with_grad(n):
-        total = 0
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(idx, n_no_grad=0, n_grad=n, targets=idx).loss.backward()
-        return total
-    assert with_grad(6) > with_grad(2)
+    assert saved_tensor_bytes(model, idx, 0, n_grad=6) > saved_tensor_bytes(model, idx, 0, n_grad=2)
 
 
 def test_init_scale_zero_is_deterministic_and_random_start_is_not():

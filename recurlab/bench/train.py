@@ -89,6 +89,11 @@ def peak_memory(cfg, device, r: int) -> int:
             model(idx, r - n_g, n_g, tgt).loss.backward()
         sync(device)
         return torch.cuda.max_memory_allocated(device)
+    return saved_bytes(lambda: model(idx, r - n_g, n_g, tgt).loss.backward())
+
+
+def saved_bytes(step) -> int:
+    """Bytes autograd saves for backward while `step()` runs (CPU stand-in for peak memory)."""
     saved = 0
 
     def pack(t):
@@ -97,7 +102,7 @@ def peak_memory(cfg, device, r: int) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(idx, r - n_g, n_g, tgt).loss.backward()
+        step()
     return saved
 
 
