@@ -107,6 +107,6 @@ class RecurlabApp(App):
             if isinstance(binding, Binding) and binding.description and binding.show:
                 yield SystemCommand(
                     f"{screen.TITLE_SHORT}: {binding.description}",
-                    f"key {binding.key_display or binding.key}",
+                    f"key {self.get_key_display(binding)}",
                     lambda b=binding, s=screen: s.run_action(b.action),
                 )

@@ -25,8 +25,7 @@ class HelpScreen(ModalScreen):
             if isinstance(binding, tuple):
                 binding = Binding(*binding)
             if binding.description:
-                keys = binding.key_display or binding.key
-                rows.append((keys, binding.description))
+                rows.append((self.app.get_key_display(binding), binding.description))
         return rows
 
     def compose(self) -> ComposeResult:
@@ -34,6 +33,6 @@ class HelpScreen(ModalScreen):
         lines = [f"# {title}", "", getattr(self.target, "HELP", "").strip(), "", "| key | action |", "|---|---|"]
         for key, desc in self._keys():
             lines.append(f"| `{key}` | {desc} |")
-        lines += ["", "Keys 1-5 switch screens; ctrl+p opens the command palette; escape closes this help."]
+        lines += ["", "Keys 1-5 switch screens, escape leaves a text box, ctrl+p opens the command palette; escape closes this help."]
         with VerticalScroll(id="help-body"):
             yield Markdown("\n".join(lines))
