@@ -3,6 +3,7 @@
     recurlab generate RUN --prompt "12345678+87654321=" --r 16 --exit kl:5e-4
     recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
     recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
+    recurlab generate --model models/huginn-0125 --device cuda --prompt "<|begin_text|>Hi" --r 32
 
 torch loads only inside the commands.
 """
@@ -17,6 +18,29 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
+from recurlab.rundir import RunDir
+
+
+RunArgument = typer.Argument(None, help="Run name, unique prefix, or run directory (or use --model).")
+ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Huginn format instead of a run.")
+
+
+def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
+    """-> (model, tokenizer, run directory or None, label) for a run or a Huginn folder."""
+    if bool(run) == bool(model_path):
+        from recurlab.errors import InferenceError
+
+        raise InferenceError("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
+    if model_path:
+        from recurlab.huginn import open_huginn
+
+        model, tok, _cfg = open_huginn(model_path, device=device)
+        return model, tok, None, model_path
+    from recurlab.engine import open_run
+
+    run_dir = get_run(run, runs_dir)
+    model, tok, _cfg, ckpt = open_run(run_dir, step=step, device=device)
+    return model, tok, run_dir, f"{run_dir.name} step {ckpt.step}"
 
 
 def _fmt_bytes(n: float) -> str:
@@ -31,7 +55,7 @@ def _fmt_bytes(n: float) -> str:
 
 @app.command()
 def generate(
-    run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
+    run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
     r: int = typer.Option(16, "--r", help="Iterations of the recurrent core per token."),
     exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
@@ -48,18 +72,18 @@ def generate(
     device: str = typer.Option("cpu", "--device"),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+    model_path: Optional[str] = ModelOption,
 ):
-    """Generate text from a run's checkpoint, streaming it, then print a summary."""
-    run_dir = get_run(run, runs_dir)
+    """Generate text from a run's checkpoint (or a Huginn folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import Engine, GenerateOptions, open_run
+        from recurlab.engine import Engine, GenerateOptions
 
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
             speculative=speculative,
         ).validate()
-        model, tok, _cfg, ckpt = open_run(run_dir, step=step, device=device)
+        model, tok, _run_dir, label = _open(run, model_path, runs_dir, step, device)
         engine = Engine(model, tok, device=device)
         stream = engine.stream(prompt, opts)
         single = len(prompt) == 1
@@ -70,7 +94,7 @@ def generate(
                 typer.echo(ev.text, nl=False)
         res = stream.result
         if as_json:
-            out = {"run": run_dir.name, "step": ckpt.step, "text": res.text if single else None, **res.to_dict()}
+            out = {"model": label, "text": res.text if single else None, **res.to_dict()}
             typer.echo(json.dumps(out))
             return
         if single:
@@ -121,7 +145,7 @@ def _table(trace: dict) -> list[str]:
 
 @app.command()
 def inspect(
-    run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
+    run: Optional[str] = RunArgument,
     prompt: str = typer.Option(..., "--prompt", "-p"),
     r: int = typer.Option(16, "--r", help="Iterations to trace."),
     exit: Optional[str] = typer.Option("kl:5e-4", "--exit", help="Criterion for the exit iteration column."),
@@ -133,22 +157,24 @@ def inspect(
     step: Optional[int] = typer.Option(None, "--step"),
     device: str = typer.Option("cpu", "--device"),
     runs_dir: str = RunsDirOption,
+    model_path: Optional[str] = ModelOption,
 ):
     """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
-    final iteration) and write the latent trace to the run's traces/ folder."""
-    run_dir = get_run(run, runs_dir)
+    final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
-        from recurlab.engine import GenerateOptions, latent_trace, open_run, save_trace
+        from recurlab.engine import GenerateOptions, latent_trace, save_trace
 
         if generate_tokens < 0:
             from recurlab.errors import InferenceError
 
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
-        model, tok, _cfg, _ckpt = open_run(run_dir, step=step, device=device)
+        model, tok, run_dir, _label = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None
         trace = latent_trace(model, tok, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
                              seed=seed, generate=gen)
-        path = save_trace(run_dir, name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}", trace)
+        name = name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}"
+        # a Huginn folder is not a run directory: its traces go to ./traces/
+        path = save_trace(run_dir or RunDir("."), name, trace)
         for line in _table(trace):
             typer.echo(line)
         exits = [t["exit_iteration"] for t in trace["tokens"] if t["exit_iteration"] is not None]
