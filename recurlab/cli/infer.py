@@ -26,7 +26,7 @@ ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Hugin
 
 
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
-    """-> (model, tokenizer, run directory or None, label) for a run or a Huginn folder."""
+    """-> (model, tokenizer, run directory or None, source fields for --json) for a run or a Huginn folder."""
     if bool(run) == bool(model_path):
         from recurlab.errors import InferenceError
 
@@ -35,12 +35,12 @@ def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | No
         from recurlab.huginn import open_huginn
 
         model, tok, _cfg = open_huginn(model_path, device=device)
-        return model, tok, None, model_path
+        return model, tok, None, {"model": model_path}
     from recurlab.engine import open_run
 
     run_dir = get_run(run, runs_dir)
     model, tok, _cfg, ckpt = open_run(run_dir, step=step, device=device)
-    return model, tok, run_dir, f"{run_dir.name} step {ckpt.step}"
+    return model, tok, run_dir, {"run": run_dir.name, "step": ckpt.step}
 
 
 def _fmt_bytes(n: float) -> str:
@@ -83,7 +83,7 @@ def generate(
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
             speculative=speculative,
         ).validate()
-        model, tok, _run_dir, label = _open(run, model_path, runs_dir, step, device)
+        model, tok, _run_dir, source = _open(run, model_path, runs_dir, step, device)
         engine = Engine(model, tok, device=device)
         stream = engine.stream(prompt, opts)
         single = len(prompt) == 1
@@ -94,7 +94,7 @@ def generate(
                 typer.echo(ev.text, nl=False)
         res = stream.result
         if as_json:
-            out = {"model": label, "text": res.text if single else None, **res.to_dict()}
+            out = {**source, "text": res.text if single else None, **res.to_dict()}
             typer.echo(json.dumps(out))
             return
         if single:
@@ -168,7 +168,7 @@ def inspect(
             from recurlab.errors import InferenceError
 
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
-        model, tok, run_dir, _label = _open(run, model_path, runs_dir, step, device)
+        model, tok, run_dir, _source = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None
         trace = latent_trace(model, tok, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
                              seed=seed, generate=gen)
