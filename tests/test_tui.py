@@ -215,6 +215,7 @@ async def test_curves_overlay_keeps_a_color_per_run(runs):
         # a deleted run gives a notice and the screen keeps working
         shutil.rmtree(runs / "tiny-b")
         await wait_for(pilot, lambda: any("tiny-b was deleted" in m for m in notices(app)), timeout=10)
+        assert app.overlay == ["tiny-a"] and set(screen.drawn) == {"r=1", "r=4"}
         await pilot.press("m")
 
 

@@ -24,6 +24,7 @@ from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.series import METRICS, bucket_mean, downsample, ema
 
 POLL_S = 1.0
+LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
 R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
@@ -52,6 +53,8 @@ class CurvesScreen(LabScreen):
         self.logy = False
         self.sources: dict[str, MetricsSource] = {}
         self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
+        self._runs: dict[str, RunDir] = {}
+        self._ticks = 0
         self._loading = False
         self._again = False
         self._last_draw = 0.0
@@ -67,7 +70,7 @@ class CurvesScreen(LabScreen):
 
     def on_mount(self) -> None:
         self.query_one("#curves-runs").border_title = "runs (space)"
-        self.timer = self.set_interval(POLL_S, self.poll)
+        self.timer = self.set_interval(POLL_S, self.tick)
         self.on_screen_resume()
 
     def on_screen_suspend(self) -> None:
@@ -112,15 +115,18 @@ class CurvesScreen(LabScreen):
         self.redraw()
 
     # ---- reading ------------------------------------------------------------------------------
-    def _source(self, name: str) -> MetricsSource | None:
+    def _source(self, name: str) -> MetricsSource:
         src = self.sources.get(name)
         if src is None:
-            run = self._runs.get(name) if hasattr(self, "_runs") else None
-            if run is None:
-                cur = self.app.current_run
-                run = cur if cur is not None and cur.name == name else RunDir(self.app.runs_dir / name)
+            run = self._runs.get(name) or RunDir(self.app.runs_dir / name)
             src = self.sources[name] = MetricsSource(run)
         return src
+
+    def tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % LIST_EVERY == 0:  # runs started or deleted meanwhile
+            self.sync_run_list()
+        self.poll()
 
     def poll(self) -> None:
         if self._loading:
@@ -156,7 +162,12 @@ class CurvesScreen(LabScreen):
 
     def _notice(self, name: str, event: str) -> None:
         if event == "deleted":
-            self.app.notify(f"run {name} was deleted; its curves stay until you deselect it", severity="warning")
+            self.app.notify(f"run {name} was deleted; its curves are removed", severity="warning")
+            if name in self.app.overlay:
+                self.app.overlay.remove(name)
+            self.sources.pop(name, None)
+            self.sync_run_list()
+            self.redraw()
         elif event == "truncated":
             self.app.notify(f"metrics of {name} were truncated or replaced; reloading them", severity="warning")
 
@@ -219,8 +230,7 @@ class CurvesScreen(LabScreen):
                 n = src.series.rows
                 step = src.series.train["step"][-1] if len(src.series.train["step"]) else None
                 loss = src.series.train["loss"][-1] if len(src.series.train["loss"]) else None
-            gone = "  (deleted)" if src.deleted else ""
-            lines.append(f"[{self.app.run_color(name)}]{name}[/]{gone}")
+            lines.append(f"[{self.app.run_color(name)}]{name}[/]")
             lines.append(f"  {n:,} rows · step {int(step) if step is not None else '-'}" + (f" · loss {loss:.4f}" if loss is not None else ""))
         if not self.app.overlay:
             lines.append("no run selected: pick one in the list (space) or on the Runs screen")
