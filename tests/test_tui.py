@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import kill_workers
-from recurlab.rundir import RunDir, pid_alive
+from recurlab.rundir import RunDir
 
 SIZE = (120, 40)
 pytestmark = pytest.mark.anyio

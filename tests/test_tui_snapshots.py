@@ -4,7 +4,6 @@ no training), so every pixel is deterministic. Update with `pytest --snapshot-up
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

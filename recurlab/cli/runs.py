@@ -27,7 +27,8 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
-from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name, pid_alive
+from recurlab.launch import spawn_worker
+from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, list_runs, new_run_name, pid_alive
 
 GRACEFUL_STOP_WAIT_S = 30.0
 KILL_WAIT_S = 10.0
@@ -42,24 +43,10 @@ app.add_typer(profiles_app, name="profiles")
 
 
 def _spawn_worker(run: RunDir, resume: bool, device: str, launch: list[str] | None = None) -> int:
-    """Start the worker (or `launch`, its torchrun line) detached (own session, no terminal) and
-    record its pid in the status."""
-    cmd = launch or [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
-    if resume and not launch:
-        cmd.append("--resume")
-    if device and not launch:
-        cmd += ["--device", device]
-    with open(run.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-        try:
-            proc = subprocess.Popen(
-                cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
-            )
-        except OSError as exc:
-            run.write_status(state="failed", ended=time.time(), error=f"could not start the worker: {exc}")
-            fail(f"could not start the worker for {run.name}: {exc}", code=1)
-    # The worker imports torch before its first status write, so this pid update lands first.
-    run.write_status(pid=proc.pid, host=socket.gethostname())
-    return proc.pid
+    try:
+        return spawn_worker(run, resume=resume, device=device, launch=launch)
+    except RunError as exc:
+        fail(str(exc), code=1)
 
 
 # ---- torchrun: several processes or machines (recurlab/distributed.py) ------------------------

@@ -10,30 +10,12 @@ stdout and stderr appended to worker.log. Problems raise RunError with one line 
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from recurlab.launch import spawn_worker
 from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, new_run_name, pid_alive
-
-
-def spawn_worker(run: RunDir, resume: bool = False) -> int:
-    cmd = [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
-    if resume:
-        cmd.append("--resume")
-    with open(run.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-        try:
-            proc = subprocess.Popen(
-                cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
-            )
-        except OSError as exc:
-            run.write_status(state="failed", ended=time.time(), error=f"could not start the worker: {exc}")
-            raise RunError(f"could not start the worker for {run.name}: {exc}") from None
-    run.write_status(pid=proc.pid, host=socket.gethostname())
-    return proc.pid
 
 
 def start_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = None, name: str | None = None) -> RunDir:
