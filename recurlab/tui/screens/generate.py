@@ -195,7 +195,9 @@ class GenerateScreen(LabScreen):
 
     def action_stop(self) -> None:
         self._stop = True
-        self.action_leave_input()
+        if isinstance(self.focused, Input):
+            # out of the prompt box, the r slider is what one moves next
+            self.query_one("#gen-r", Slider).focus()
 
     def action_clear(self) -> None:
         self.query_one("#gen-history").remove_children()
