@@ -41,7 +41,8 @@ class WorkerLog:
             sys.stdout.flush()
 
 
-def progress_printer(width: int = 30):
+def progress_printer(width: int = 30, budget_s: float = 0.0):
+    """A one-line progress bar on stderr; with a time budget, progress is whichever runs out first."""
     start = time.time()
     last = [0.0]
 
@@ -50,12 +51,12 @@ def progress_printer(width: int = 30):
             return
         last[0] = time.time()
         frac = step / total
+        if budget_s:
+            frac = min(1.0, max(frac, (time.time() - start) / budget_s))
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         eta = (time.time() - start) / max(frac, 1e-9) * (1 - frac)
         loss_s = f"{loss:.4f}" if loss is not None else "-"
         sys.stderr.write(f"\r[{bar}] {step}/{total} loss {loss_s} eta {eta:5.0f}s")
-        if step == total:
-            sys.stderr.write("\n")
         sys.stderr.flush()
 
     return show
@@ -91,8 +92,12 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         from recurlab.train import train
 
-        bar = progress_printer() if progress and rank == 0 else None
-        outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
+        bar = progress_printer(budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
+        try:
+            outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
+        finally:
+            if bar is not None:
+                sys.stderr.write("\n")
     except KeyboardInterrupt:
         if rank == 0:
             log("worker aborted by a second Ctrl-C; resume continues from the last complete checkpoint")
