@@ -91,6 +91,24 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def parse_jsonl(body: bytes) -> list[dict]:
+    """The JSON objects of complete lines; lines that do not parse are skipped."""
+    try:  # one C-level parse for the whole chunk; line by line only if some line is bad
+        rows = json.loads(b"[" + body.strip(b"\n").replace(b"\n", b",") + b"]")
+        return [r for r in rows if isinstance(r, dict)]
+    except ValueError:
+        pass
+    rows = []
+    for line in body.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 class MetricsTail:
     """Incremental reader of metrics.jsonl: each `read_new()` returns only complete new rows."""
 
@@ -118,21 +136,7 @@ class MetricsTail:
         if end < 0:
             return []  # only a torn line so far
         self.offset += end + 1
-        body = chunk[: end + 1]
-        try:  # one C-level parse for the whole chunk; line by line only if some line is bad
-            rows = json.loads(b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]")
-            return [r for r in rows if isinstance(r, dict)]
-        except ValueError:
-            pass
-        rows = []
-        for line in body.splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+        return parse_jsonl(chunk[: end + 1])
 
 
 @dataclass

@@ -11,13 +11,12 @@ No Textual and no torch here.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import MetricsTail, RunDir, list_runs
+from recurlab.rundir import MetricsTail, RunDir, list_runs, parse_jsonl
 from recurlab.tui.series import sparkline
 
 SPARK_POINTS = 24
@@ -41,15 +40,7 @@ def tail_rows(path: Path, nbytes: int = TAIL_BYTES) -> tuple[list[dict], int]:
     end = data.rfind(b"\n")
     if end < 0:
         return [], start
-    rows = []
-    for line in data[: end + 1].splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows, start + end + 1
+    return parse_jsonl(data[: end + 1]), start + end + 1
 
 
 @dataclass
