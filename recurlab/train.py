@@ -132,7 +132,8 @@ class Trainer:
         batches = [self.data.train_batch(step, size, offset) for offset, size in slices]
         # DDP and FSDP average gradients over ranks; weighting by world / global targets turns that
         # average into the token-weighted mean over the whole global batch, however it is split
-        weight = self.dist.world / max(self.dist.sum_int(sum(int((tgt != -100).sum()) for _, tgt in batches)), 1)
+        counts = [int((tgt != -100).sum()) for _, tgt in batches]
+        weight = self.dist.world / max(self.dist.sum_int(sum(counts)), 1)
         for i, (idx, tgt) in enumerate(batches):
             idx, tgt = idx.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
             # the latent start is seeded by the micro-batch's place in the global batch, not by
@@ -142,7 +143,7 @@ class Trainer:
             sync = self.dist.no_sync(self.model) if i < len(batches) - 1 else contextlib.nullcontext()
             with sync, self.autocast():
                 out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=cfg.hardware.activation_checkpointing, generator=gen)
-            n_t = int((tgt != -100).sum())
+            n_t = counts[i]
             (out.loss * n_t * weight).backward()
             loss_sum += out.loss.detach() * n_t
             n_tokens += idx.numel()

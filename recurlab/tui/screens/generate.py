@@ -17,13 +17,13 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
-from recurlab.tui.models import heldout_examples, model_key
+from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
 
 SAMPLING = (("greedy", 0.0, 0, 1.0), ("t=0.7 top-k 20", 0.7, 20, 1.0), ("t=1.0 top-p 0.9", 1.0, 0, 0.9))
-EXITS = (None, "kl:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
+EXITS = (None, *EXIT_CRITERIA)
 KV_BUDGETS = (None, 1, 2, 4, 8)
 MAX_NEW_TOKENS = 48
 HISTORY = 6

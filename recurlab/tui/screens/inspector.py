@@ -19,12 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import heldout_examples, model_key
+from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
 
-CRITERIA = ("kl:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
 STARTS = 4
 ANSWER_TOKENS = 12
 PLAY_S = 0.35
@@ -151,7 +150,7 @@ class InspectorScreen(LabScreen):
             return
         r = self.query_one("#insp-r", Slider).value
         self._detail(f"tracing {prompt!r} at r = {r} ...")
-        self.run_trace(self.lm, prompt, r, CRITERIA[self.criterion], self.starts)
+        self.run_trace(self.lm, prompt, r, EXIT_CRITERIA[self.criterion], self.starts)
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
@@ -231,8 +230,8 @@ class InspectorScreen(LabScreen):
             self._describe(grid.token, grid.iteration)
 
     def action_criterion(self) -> None:
-        self.criterion = (self.criterion + 1) % len(CRITERIA)
-        self.app.notify(f"exit criterion: {CRITERIA[self.criterion]}")
+        self.criterion = (self.criterion + 1) % len(EXIT_CRITERIA)
+        self.app.notify(f"exit criterion: {EXIT_CRITERIA[self.criterion]}")
         if self.trace:
             self.action_trace()
 
