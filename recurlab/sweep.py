@@ -2,6 +2,7 @@
 
     from recurlab.sweep import run_sweep, load_sweeps
     result = run_sweep(run, rs=[1, 2, 4, 8, 16, 32])     # writes sweeps/step_NNNNNNNN.{csv,json}
+    run_sweep(run, rs=[8, 32], difficulties=[5, 6])       # levels never trained: sweeps/step_NNNNNNNN_levels_5-6.*
     load_sweeps(run)                                      # saved sweeps, newest checkpoint last
 
 The CSV is a stable interface: one row per r, columns `r`, `loss`, `tokens_per_s`, then
@@ -92,9 +93,36 @@ def parse_rs(spec: str) -> list[int]:
     return rs
 
 
-def sweep_paths(run: RunDir, step: int) -> tuple[Path, Path]:
-    base = run.sweeps_dir / f"step_{step:08d}"
+def parse_levels(spec: str) -> list[int]:
+    from recurlab.errors import InferenceError
+
+    try:
+        levels = sorted({int(x) for x in spec.replace(" ", "").split(",") if x})
+    except ValueError:
+        raise InferenceError(f"--difficulties must be a comma-separated list of integers like 5,6, got {spec!r}") from None
+    if not levels or levels[0] < 1:
+        raise InferenceError(f"--difficulties values must be >= 1, got {spec!r}")
+    return levels
+
+
+def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -> tuple[Path, Path]:
+    # a sweep at other levels than the run's gets its own file, so it never replaces the standard one
+    tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
+    base = run.sweeps_dir / f"step_{step:08d}{tag}"
     return base.with_suffix(".csv"), base.with_suffix(".json")
+
+
+def _check_levels(cfg, data, difficulties: list[int]) -> None:
+    """Other evaluation levels apply to task runs only, and each example must fit the context."""
+    from recurlab.errors import InferenceError
+
+    if cfg.data.source != "task":
+        raise InferenceError("--difficulties applies to runs on an embedded task, not to text runs")
+    for d in difficulties:
+        longest = max(len(ex.prompt) + len(ex.answer) + 1 for ex in data.heldout(d))
+        if longest > cfg.model.block_size:
+            raise InferenceError(f"--difficulties: level {d} needs {longest} tokens but the model's block_size is "
+                                 f"{cfg.model.block_size}; choose lower levels")
 
 
 def run_sweep(
@@ -104,24 +132,31 @@ def run_sweep(
     device: str = "cpu",
     on_row=None,
     cancel: threading.Event | None = None,
+    difficulties: list[int] | None = None,
 ) -> SweepResult:
     """Evaluate the checkpoint (latest complete one by default) at each r and save the result.
 
+    `difficulties` evaluates task levels other than the run's own, e.g. harder than any trained.
     A cancelled sweep keeps and saves the rows finished so far, marked incomplete.
     """
     from recurlab.checkpoint import load_model, run_config
     from recurlab.data import make_data
 
     cfg = run_config(run)
+    if difficulties and cfg.data.source == "task":
+        cfg.data.difficulties = list(difficulties)
     model, ckpt = load_model(run, step, device)
     data = make_data(cfg, run)  # text runs: the tokenizer saved in the run, not a fresh one
+    if difficulties:
+        _check_levels(cfg, data, difficulties)
     rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
     result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
     if rows:
         run.sweeps_dir.mkdir(exist_ok=True)
-        csv_path, json_path = sweep_paths(run, ckpt.step)
+        csv_path, json_path = sweep_paths(run, ckpt.step, difficulties)
         atomic_write_text(csv_path, to_csv(rows))
         atomic_write_json(json_path, {"run": run.name, "step": ckpt.step, "rs": rs, "complete": result.complete,
+                                      "difficulties": difficulties or cfg.data.difficulties,
                                       "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
         result.path = csv_path
     return result

@@ -1,4 +1,4 @@
-"""`recurlab generate` and `recurlab inspect` on a run directory built by hand (no training loop)."""
+"""`recurlab generate`, `inspect` and `sweep` on a run directory built by hand (no training loop)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
+import recurlab.cli.sweep  # noqa: F401
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
@@ -119,3 +120,40 @@ def test_real_process_prints_one_line_without_traceback(run_dir, cli):
     assert "Traceback" not in res.stdout + res.stderr
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]
     assert "unknown exit criterion 'nonsense'" in res.stderr
+
+
+def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
+    from recurlab.checkpoint import load_model, run_config
+    from recurlab.data import TaskData
+
+    res = invoke("sweep", run_dir.path, "--r", "1,3")
+    assert res.exit_code == 0, res.output
+    standard = run_dir.sweeps_dir / "step_00000100.csv"
+    before = standard.read_bytes()
+    assert before.splitlines()[0] == b"r,loss,tokens_per_s,acc@2"
+
+    res = invoke("sweep", run_dir.path, "--r", "1,3", "--difficulties", "3,1")
+    assert res.exit_code == 0, res.output
+    assert standard.read_bytes() == before
+    levels = run_dir.sweeps_dir / "step_00000100_levels_1-3.csv"
+    assert levels.read_text().splitlines()[0] == "r,loss,tokens_per_s,acc@1,acc@3"
+    saved = read_json(levels.with_suffix(".json"))
+    assert saved["difficulties"] == [1, 3] and [row["r"] for row in saved["rows"]] == [1, 3]
+
+    cfg = run_config(run_dir)
+    cfg.data.difficulties = [1, 3]
+    model, _ = load_model(run_dir)
+    expected = TaskData(cfg).evaluate(model, [1, 3], "cpu")
+    for got, want in zip(saved["rows"], expected):
+        assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert f"{100 * saved['rows'][1]['acc@3']:.1f}%" in res.output
+
+
+def test_sweep_bad_levels_exit_2_and_write_nothing(run_dir):
+    before = sorted(p.name for p in run_dir.sweeps_dir.glob("*")) if run_dir.sweeps_dir.exists() else []
+    assert ">= 1" in one_line_error(invoke("sweep", run_dir.path, "--r", "1", "--difficulties", "0"))
+    assert "integers" in one_line_error(invoke("sweep", run_dir.path, "--r", "1", "--difficulties", "a"))
+    assert "block_size is 64" in one_line_error(invoke("sweep", run_dir.path, "--r", "1", "--difficulties", "40"))
+    after = sorted(p.name for p in run_dir.sweeps_dir.glob("*")) if run_dir.sweeps_dir.exists() else []
+    assert after == before
