@@ -267,6 +267,29 @@ async def test_inspector_grid_and_cell_details(runs):
         await pilot.press("n")  # next example
 
 
+async def test_inspector_traces_a_prompt_typed_while_the_model_loads(runs):
+    import threading
+
+    app = make_app(runs, run=runs / "tiny-a")
+    release, load = threading.Event(), app.model_cache.get
+
+    def slow_load(path):
+        release.wait(30)
+        return load(path)
+
+    app.model_cache.get = slow_load
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        await pilot.press("slash", *"12+7=", "enter")  # before the model is there: a notice, the text stays
+        await wait_for(pilot, lambda: "the model is not loaded yet" in notices(app))
+        release.set()
+        await wait_for(pilot, lambda: screen.trace is not None)
+        assert screen.trace["prompt"] == "12+7="  # not replaced by the first held-out example
+        prompt = screen.query_one("#insp-prompt")
+        assert prompt.value == "12+7=" and f"e.g. {screen.examples[-1][0]} " in prompt.placeholder
+
+
 # ---- Generate -----------------------------------------------------------------------------------
 
 

@@ -111,8 +111,11 @@ class InspectorScreen(LabScreen):
         sel = self.query_one("#insp-examples", Select)
         sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
         self._detail(f"{lm.label} on {lm.device}: type a prompt or press x / n for a held-out example")
-        if self.trace is not None:
-            self.action_trace()  # a newer checkpoint: the same prompt again
+        prompt = self.query_one("#insp-prompt", Input)
+        if examples:
+            prompt.placeholder = f"prompt, e.g. {examples[-1][0]} (enter traces it)"
+        if self.trace is not None or prompt.value:
+            self.action_trace()  # a newer checkpoint, or a prompt typed while the model loaded
         elif examples:
             self.action_next_example()
 
