@@ -134,7 +134,8 @@ def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoi
 
 
 def test_stop_now_before_any_checkpoint_then_resume_from_the_start_without_repeating_steps(cli, runs_dir):
-    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=40",
+    # 400 steps (no checkpoint before 1000): long enough that `stop --now` always finds it running
+    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=400",
         "train.checkpoint_every=1000", check=True)
     run = RunDir(runs_dir / "early")
     pid = run.read_status()["pid"]
@@ -149,7 +150,7 @@ def test_stop_now_before_any_checkpoint_then_resume_from_the_start_without_repea
     assert "from the start" in res.stderr
     cli("logs", "early", "-f", "--runs-dir", runs_dir, timeout=PATIENCE_S, check=True)
     assert run.read_status()["state"] == "finished"
-    assert train_steps(run) == list(range(1, 41))
+    assert train_steps(run) == list(range(1, 401))
 
 
 def test_two_runs_train_at_once_without_touching_each_other(cli, runs_dir):
