@@ -81,28 +81,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
 
 
-def parse_rs(spec: str) -> list[int]:
+def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
+    """A comma-separated option value as integers >= 1, or one user-facing error line."""
     from recurlab.errors import InferenceError
 
     try:
-        rs = [int(x) for x in spec.replace(" ", "").split(",") if x]
+        values = [int(x) for x in spec.replace(" ", "").split(",") if x]
     except ValueError:
-        raise InferenceError(f"--r must be a comma-separated list of integers like 1,2,4,8, got {spec!r}") from None
-    if not rs or any(r < 1 for r in rs):
-        raise InferenceError(f"--r values must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
-    return rs
+        raise InferenceError(f"{option} must be a comma-separated list of integers like {example}, got {spec!r}") from None
+    if not values or min(values) < 1:
+        raise InferenceError(f"{option} values must be >= 1{why}, got {spec!r}")
+    return values
+
+
+def parse_rs(spec: str) -> list[int]:
+    return _positive_ints(spec, "--r", "1,2,4,8", " (r = 0 runs no recurrence)")
 
 
 def parse_levels(spec: str) -> list[int]:
-    from recurlab.errors import InferenceError
-
-    try:
-        levels = sorted({int(x) for x in spec.replace(" ", "").split(",") if x})
-    except ValueError:
-        raise InferenceError(f"--difficulties must be a comma-separated list of integers like 5,6, got {spec!r}") from None
-    if not levels or levels[0] < 1:
-        raise InferenceError(f"--difficulties values must be >= 1, got {spec!r}")
-    return levels
+    return sorted(set(_positive_ints(spec, "--difficulties", "5,6")))
 
 
 def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -> tuple[Path, Path]:
@@ -112,12 +109,10 @@ def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -
     return base.with_suffix(".csv"), base.with_suffix(".json")
 
 
-def _check_levels(cfg, data, difficulties: list[int]) -> None:
-    """Other evaluation levels apply to task runs only, and each example must fit the context."""
+def _check_levels_fit(cfg, data, difficulties: list[int]) -> None:
+    """Every held-out example of the requested levels must fit the model's context."""
     from recurlab.errors import InferenceError
 
-    if cfg.data.source != "task":
-        raise InferenceError("--difficulties applies to runs on an embedded task, not to text runs")
     for d in difficulties:
         longest = max(len(ex.prompt) + len(ex.answer) + 1 for ex in data.heldout(d))
         if longest > cfg.model.block_size:
@@ -141,14 +136,17 @@ def run_sweep(
     """
     from recurlab.checkpoint import load_model, run_config
     from recurlab.data import make_data
+    from recurlab.errors import InferenceError
 
     cfg = run_config(run)
-    if difficulties and cfg.data.source == "task":
+    if difficulties:
+        if cfg.data.source != "task":  # refused before loading anything
+            raise InferenceError("--difficulties applies to runs on an embedded task, not to text runs")
         cfg.data.difficulties = list(difficulties)
     model, ckpt = load_model(run, step, device)
     data = make_data(cfg, run)  # text runs: the tokenizer saved in the run, not a fresh one
     if difficulties:
-        _check_levels(cfg, data, difficulties)
+        _check_levels_fit(cfg, data, difficulties)
     rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
     result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
     if rows:
