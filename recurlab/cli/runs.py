@@ -33,6 +33,7 @@ from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, list_runs, new_run_
 GRACEFUL_STOP_WAIT_S = 30.0
 KILL_WAIT_S = 10.0
 POLL_S = 0.5
+KILL_SETTLE_S = 2.0  # how long a waiting stop lets a killing stop write its status
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
@@ -290,9 +291,16 @@ def stop(
         return
     typer.echo(f"{rd.name}: stop requested; waiting for the worker to checkpoint and exit", err=True)
     deadline = time.monotonic() + GRACEFUL_STOP_WAIT_S
+    dead_since = None
     while time.monotonic() < deadline:
         st = rd.read_status()
         state = rd.effective_state(st)
+        if state == "failed" and rd.stop_requested():
+            # a second `stop` kills the worker first and writes "stopped" just after: give it that moment
+            dead_since = dead_since or time.monotonic()
+            if time.monotonic() - dead_since < KILL_SETTLE_S:
+                time.sleep(0.1)
+                continue
         if state not in ACTIVE_STATES:
             ck = st.get("last_checkpoint") or "none"
             typer.echo(f"{rd.name}: {state} at step {st.get('step')}; last checkpoint: {ck}")
