@@ -20,7 +20,7 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
     vocab.json          character vocabulary of embedded-task runs
     tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
     stop                present while a stop is requested; the worker checkpoints and exits
-    sweeps/step_NNNNNNNN.{csv,json}   r sweeps of a checkpoint
+    sweeps/step_NNNNNNNN[_K].{csv,json}   r sweeps of a checkpoint; the K-th sweep of a step gets _K, none is replaced
     traces/*.json       latent traces
 
 States: starting, running, finished, failed, stopped. A reader reports "lost" for a running
