@@ -31,6 +31,7 @@ class SweepResult:
     rows: list[dict] = field(default_factory=list)
     complete: bool = True
     path: Path | None = None
+    heldout: dict[int, int] = field(default_factory=dict)  # distinct held-out prompts per level (task runs)
 
     @property
     def columns(self) -> list[str]:
@@ -81,6 +82,17 @@ def format_table(rows: list[dict]) -> str:
         cells.append(line)
     widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+
+
+def format_heldout(counts: dict[int, int]) -> str:
+    """One line saying how many distinct held-out prompts each level's accuracy rests on."""
+    from recurlab.tasks import FEW_HELDOUT
+
+    if not counts:
+        return ""
+    parts = [f"{d}: {n}" + (" (few: its accuracy says little)" if n < FEW_HELDOUT else "")
+             for d, n in sorted(counts.items(), key=lambda kv: int(kv[0]))]
+    return "distinct held-out prompts per level: " + ", ".join(parts)
 
 
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
@@ -166,12 +178,14 @@ def run_sweep(
     if difficulties:
         _check_levels_fit(cfg, data, difficulties)
     rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
-    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
+    counts = dict(getattr(data, "heldout_counts", {}))
+    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs), heldout=counts)
     if rows:
         csv_path, json_path = sweep_paths(run, ckpt.step, difficulties)
         atomic_write_text(csv_path, to_csv(rows))
         atomic_write_json(json_path, {"run": run.name, "step": ckpt.step, "rs": rs, "complete": result.complete,
                                       "difficulties": difficulties or cfg.data.difficulties,
+                                      "heldout_prompts": {str(d): n for d, n in counts.items()},
                                       "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
         result.path = csv_path
     return result
@@ -185,8 +199,10 @@ def load_sweeps(run: RunDir) -> list[SweepResult]:
         for p in run.sweeps_dir.glob("step_*.json"):
             data = read_json(p)
             if isinstance(data, dict) and isinstance(data.get("rows"), list):
+                counts = data.get("heldout_prompts")
+                counts = {int(d): int(n) for d, n in counts.items()} if isinstance(counts, dict) else {}
                 res = SweepResult(run=data.get("run", run.name), step=int(data.get("step", 0)), rows=data["rows"],
-                                  complete=bool(data.get("complete", True)), path=p.with_suffix(".csv"))
+                                  complete=bool(data.get("complete", True)), path=p.with_suffix(".csv"), heldout=counts)
                 when = data.get("time")
                 found.append((when if isinstance(when, (int, float)) else p.stat().st_mtime, p.name, res))
     return [res for _, _, res in sorted(found, key=lambda t: (t[0], t[1]))]

@@ -101,7 +101,11 @@ class SweepScreen(LabScreen):
         res = self.saved[index]
         self.rows = list(res.rows)
         done = "" if res.complete else " (cancelled part way)"
-        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}")
+        from recurlab.sweep import format_heldout
+
+        counts = format_heldout(res.heldout)
+        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
+                     + (f"\n{counts}" if counts else ""))
         self.draw()
 
     def _status(self, text: str) -> None:
