@@ -28,7 +28,7 @@ import typer
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 from recurlab.launch import spawn_worker
-from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, list_runs, new_run_name, pid_alive
+from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, check_runs_dir, list_runs, new_run_name, pid_alive
 
 GRACEFUL_STOP_WAIT_S = 30.0
 KILL_WAIT_S = 10.0
@@ -200,6 +200,8 @@ def _exit_for_state(run: RunDir) -> None:
 @app.command()
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+    with user_errors():
+        check_runs_dir(runs_dir)
     found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from recurlab.cli.app import app
@@ -15,10 +17,10 @@ from recurlab.cli.common import RunsDirOption, get_run, user_errors
 @app.command()
 def sweep(
     run: str = typer.Argument(..., help="Run name, unique prefix, or path."),
-    r: str = typer.Option("", "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
+    r: Optional[str] = typer.Option(None, "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
     step: int = typer.Option(None, "--step", help="Checkpoint step (default: the latest complete one)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    difficulties: str = typer.Option("", "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
+    difficulties: Optional[str] = typer.Option(None, "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
     runs_dir: str = RunsDirOption,
 ):
     """Held-out loss, exact-match accuracy per difficulty (or bits per byte) and tokens/s per r."""
@@ -28,13 +30,13 @@ def sweep(
         from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs, run_sweep
 
         cfg = run_config(rundir)
-        if r:
+        if r is not None:  # given, even empty: parsed (an empty value is an error, not the default)
             rs = parse_rs(r)
         else:
             top, rs = 4 * cfg.train.r_mean, [1]
             while rs[-1] * 2 <= top:
                 rs.append(rs[-1] * 2)
-        levels = parse_levels(difficulties) if difficulties else None
+        levels = parse_levels(difficulties) if difficulties is not None else None
         shown = []
 
         def progress(row: dict) -> None:
