@@ -24,6 +24,10 @@ SAMPLERS = ("lognormal_poisson", "fixed", "uniform", "curriculum")
 SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "bfloat16")
 SOURCES = ("task", "hub", "local")
+BLOCKS = ("sandwich", "peri", "prenorm")
+ROTARY = ("pairs", "half")
+INJECTIONS = ("adapter", "none")
+STATE_INITS = ("random", "embedding")
 
 
 class ConfigError(ValueError):
@@ -47,10 +51,27 @@ class ModelConfig:
     init_scale: float = 1.0  # std of the random latent start; 0 starts at zeros
     norm_eps: float = 1e-6
     matched_r: int = 0  # fixed_depth_matched: core layers = n_core * matched_r (0: train.r_mean)
+    # ---- family options (the defaults are recurlab's own models and Huginn-0125) ----
+    block: str = "sandwich"  # sandwich: n2(x + f(n1 x)); peri (Ouro): x + n2(f(n1 x)); prenorm (Llama): x + f(n1 x)
+    n_kv_head: int = 0  # key/value heads for grouped-query attention (0: n_head, plain multi-head)
+    rotary: str = "pairs"  # pairs: rotate adjacent channels (Huginn); half: rotate the two halves (Llama, Ouro)
+    injection: str = "adapter"  # adapter: s = Core(A[s; e]); none: s = Core(s) (Ouro)
+    state_init: str = "random"  # random (init_scale 0: zeros), or embedding: start from e (Ouro)
+    step_norm: bool = False  # ln_f after every core step, feeding the next one (Ouro)
+    coda_norm: bool = True  # ln_f on the last state before the coda (Huginn)
+    final_norm: bool = True  # ln_f after the coda, before the head
+    tie_head: bool = True  # the head shares the embedding matrix
+    exit_gate: bool = False  # a learned exit gate lambda = sigmoid(w . s + b) after every step (Ouro)
+    init_from: str = ""  # retrofit: a Llama-format Hugging Face folder whose layers start the model
+    layers: str = ""  # retrofit: source layer ranges prelude,core,coda, e.g. 0-3,10-17,18-21
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     @property
     def mlp_size(self) -> int:
@@ -280,6 +301,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.n_embd > 0 and m.n_head > 0, "model.n_embd and model.n_head must be positive")
     need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
     need(m.head_dim % 2 == 0, f"model.n_embd / model.n_head must be even for rotary positions, got {m.head_dim}")
+    for key, value, allowed in (("block", m.block, BLOCKS), ("rotary", m.rotary, ROTARY),
+                                ("injection", m.injection, INJECTIONS), ("state_init", m.state_init, STATE_INITS)):
+        need(value in allowed, f"model.{key}: {value!r} is not one of {', '.join(allowed)}")
+    need(m.n_kv_head >= 0 and m.n_head % m.kv_heads == 0,
+         f"model.n_kv_head ({m.n_kv_head}) must divide model.n_head ({m.n_head}) (0: same as n_head)")
+    need(m.injection == "adapter" or m.state_init == "embedding",
+         "model.injection=none needs model.state_init=embedding: without an adapter the input enters only as the start state")
     need(m.n_prelude >= 0 and m.n_coda >= 0, "model.n_prelude and model.n_coda must be >= 0")
     need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
     need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")

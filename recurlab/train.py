@@ -22,7 +22,7 @@ from recurlab.config import RunConfig
 from recurlab.data import make_data
 from recurlab.distributed import Dist
 from recurlab.flops import mfu, train_flops_per_token
-from recurlab.model import RecurrentLM, SandwichBlock
+from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
 from recurlab.sampler import sample_depth
 
@@ -86,7 +86,7 @@ class Trainer:
             # compile each block, not the whole forward: the sampled iteration count changes
             # every step and would otherwise trigger recompiles
             for m in self.model.modules():
-                if isinstance(m, SandwichBlock):
+                if isinstance(m, Block):
                     m.compile()
         self.model = self.dist.wrap(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
