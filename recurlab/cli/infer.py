@@ -22,19 +22,19 @@ from recurlab.rundir import RunDir
 
 
 RunArgument = typer.Argument(None, help="Run name, unique prefix, or run directory (or use --model).")
-ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Huginn format instead of a run.")
+ModelOption = typer.Option(None, "--model", help="A Hugging Face folder (Huginn, Ouro or retrofitted recurrence) instead of a run.")
 
 
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
-    """-> (model, tokenizer, run directory or None, source fields for --json) for a run or a Huginn folder."""
+    """-> (model, tokenizer, run directory or None, source fields for --json) for a run or a model folder."""
     if bool(run) == bool(model_path):
         from recurlab.errors import InferenceError
 
-        raise InferenceError("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
+        raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
     if model_path:
-        from recurlab.huginn import open_huginn
+        from recurlab.families import open_folder
 
-        model, tok, _cfg = open_huginn(model_path, device=device)
+        model, tok, _cfg = open_folder(model_path, device=device)
         return model, tok, None, {"model": model_path}
     from recurlab.engine import open_run
 

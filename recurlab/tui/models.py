@@ -63,9 +63,9 @@ class ModelCache:
             ck = run.latest_checkpoint()
             key = (str(path.resolve()), ck.step if ck else None)
         elif (path / "config.json").exists():
-            key = (str(path.resolve()), "huginn")
+            key = (str(path.resolve()), "folder")
         else:
-            raise RunError(f"{path} is neither a run directory (run.yaml) nor a Huginn model folder (config.json)")
+            raise RunError(f"{path} is neither a run directory (run.yaml) nor a Hugging Face model folder (config.json)")
         with self._lock:
             if key not in self._models:
                 self._models[key] = self._load(path, run)
@@ -83,9 +83,9 @@ class ModelCache:
             model, tok, cfg, ckpt = open_run(run, device=device)
             label = f"{run.name} @ step {ckpt.step}"
         else:
-            from recurlab.huginn import open_huginn
+            from recurlab.families import open_folder
 
-            model, tok, cfg = open_huginn(path, device=device)
+            model, tok, cfg = open_folder(path, device=device)
             label = path.name
         return LoadedModel(model, tok, cfg, Engine(model, tok, device=device), label, device)
 
