@@ -287,3 +287,79 @@ def test_plain_llama_folder_gets_the_conversion_command(tmp_path):
     with pytest.raises(ModelFormatError) as exc:
         open_folder(folder)
     assert "retrofit" in one_line(exc) and "model.init_from" in one_line(exc)
+
+
+# ---- Ouro's exit gate as an exit criterion -------------------------------------------------------
+
+def ref_gate_exit(W, idx, steps, threshold):
+    """The reference's exit rule at every position: (exit step 1-based (T,), logits at that step (T, V), pdf (steps, T))."""
+    states = ouro_states(W, idx, steps)
+    lam = torch.stack([torch.sigmoid((h[0] @ W["model.early_exit_gate.weight"].T).squeeze(-1) + W["model.early_exit_gate.bias"])
+                       for h in states])  # (steps, T)
+    remaining, pdf = torch.ones(lam.shape[1], dtype=lam.dtype), []
+    for k in range(steps):
+        pdf.append(lam[k] * remaining if k < steps - 1 else remaining)
+        remaining = remaining * (1 - lam[k])
+    pdf = torch.stack(pdf)
+    reached = pdf.cumsum(0) >= threshold
+    step = torch.where(reached.any(0), reached.float().argmax(0), torch.full_like(reached[0], steps - 1, dtype=torch.long))
+    logits = torch.stack([states[int(k)][0, t] for t, k in enumerate(step)]) @ W["lm_head.weight"].T
+    return step + 1, logits, pdf
+
+
+@pytest.fixture(scope="module")
+def ouro_gated(tmp_path_factory):
+    folder = write_random_ouro(tmp_path_factory.mktemp("ouro-gate") / "tiny", seed=11, gate_bias=-1.0, **OURO)
+    return open_folder(folder), read_raw(folder)
+
+
+def test_gate_exit_skips_steps_and_matches_the_reference_rule(ouro_gated):
+    from recurlab.engine import Engine, GenerateOptions
+
+    (model, tok, _), W = ouro_gated
+    engine = Engine(model, tok)
+    prompts = ["12 + 34 = 46", "The quick brown fox", "def add(a, b):", "Question: what is"]
+    seen = set()
+    for prompt in prompts:
+        ids = torch.tensor([tok.encode(prompt)])
+        want_step, want_logits, _ = ref_gate_exit(W, ids, 4, 0.5)
+        res = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=1, exit="gate:0.5", stop_ids=[]))
+        # the first generated token comes from the last prompt position's pass: same exit step, same token
+        assert res.iterations[0][0] == int(want_step[-1])
+        assert res.token_ids[0] == int(want_logits[-1].argmax())
+        seen.add(res.iterations[0][0])
+    assert len(seen) > 1 and min(seen) < 4  # the gate really stops early, and not always at the same step
+
+
+def test_gate_threshold_one_runs_every_step(ouro_gated):
+    from recurlab.engine import Engine, GenerateOptions
+
+    (model, tok, _), _ = ouro_gated
+    res = Engine(model, tok).generate("12 + 34", GenerateOptions(r=4, max_new_tokens=5, exit="gate:1", stop_ids=[]))
+    full = Engine(model, tok).generate("12 + 34", GenerateOptions(r=4, max_new_tokens=5, stop_ids=[]))
+    assert res.token_ids == full.token_ids
+
+
+def test_trace_shows_the_gate_exit_distribution(ouro_gated):
+    from recurlab.engine import latent_trace
+
+    (model, tok, _), W = ouro_gated
+    prompt = "12 + 34 ="
+    trace = latent_trace(model, tok, prompt, r=4, criterion="gate:0.5")
+    step, _, pdf = ref_gate_exit(W, torch.tensor([tok.encode(prompt)]), 4, 0.5)
+    for t, token in enumerate(trace["tokens"]):
+        assert sum(token["exit_pdf"]) == pytest.approx(1.0, abs=1e-5)
+        assert token["exit_pdf"] == pytest.approx(pdf[:, t].tolist(), abs=1e-5)
+        assert token["exit_iteration"] == int(step[t])
+
+
+def test_gate_exit_needs_a_gate(retro):
+    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.errors import InferenceError
+
+    (model, tok, _), _ = retro
+    with pytest.raises(InferenceError) as exc:
+        Engine(model, tok).generate("12", GenerateOptions(r=4, exit="gate:0.9"))
+    assert "exit gate" in one_line(exc)
+    with pytest.raises(InferenceError):
+        GenerateOptions(r=4, exit="gate:1.5").validate()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recurlab.engine.cache import KVCache
+from recurlab.engine.exits import check_exit_support
 from recurlab.engine.loading import check_device
 from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
@@ -162,6 +163,7 @@ class Engine:
         if not prompt_list:
             raise InferenceError("no prompt given; pass at least one")
         opts.validate()
+        check_exit_support(self.model, opts.exit)
         encoded = [self.encode(p) for p in prompt_list]  # errors surface here, before any iteration
         if opts.speculative is not None and len(encoded) > 1:
             raise InferenceError("speculative decoding takes one prompt at a time; drop --speculative for a batch")

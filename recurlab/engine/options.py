@@ -19,8 +19,9 @@ EXIT_KINDS = {
     "latent": "relative latent change ||s_i - s_prev|| / ||s_i|| below the threshold",
     "argmax": "the argmax token unchanged for `threshold` successive checks",
     "cosine": "cosine similarity of successive states at or above the threshold",
+    "gate": "a learned exit gate (Ouro): the cumulative exit probability reaches the threshold",
 }
-EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3 or cosine:0.999"
+EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 or gate:0.9"
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ExitCriterion:
             raise InferenceError(f"exit threshold must be >= 0 (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.threshold > 1:
+            raise InferenceError(f"gate exit threshold is a cumulative probability in (0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.check_every != 1:
+            raise InferenceError("the gate exit accumulates its probability at every step: drop every= from --exit gate:...")
         if self.kind == "argmax" and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"argmax exit needs a whole number of checks (e.g. argmax:3), got {self.threshold:g}")
         if self.min_iterations < 1:
@@ -92,7 +97,7 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
 
 
 def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
+    return {"kl": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999", "gate": "0.9"}[kind]
 
 
 @dataclass
