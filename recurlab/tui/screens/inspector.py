@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
+from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION, heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -51,6 +51,7 @@ class InspectorScreen(LabScreen):
     def __init__(self):
         super().__init__()
         self.criterion = 0
+        self.criteria = EXIT_CRITERIA  # plus gate:0.9 once a model with an exit gate (Ouro) is loaded
         self.starts = 0
         self.examples: list[tuple[str, str]] = []
         self.example = -1
@@ -104,6 +105,10 @@ class InspectorScreen(LabScreen):
 
     def _loaded(self, lm, examples) -> None:
         self.lm = lm
+        if lm.cfg.model.exit_gate:  # the model's own exit rule comes first
+            self.criteria, self.criterion = (GATE_CRITERION, *EXIT_CRITERIA), 0
+        else:
+            self.criteria, self.criterion = EXIT_CRITERIA, min(self.criterion, len(EXIT_CRITERIA) - 1)
         slider = self.query_one("#insp-r", Slider)
         slider.set_range(1, max(4 * lm.r_mean, 8))
         slider.value = lm.r_mean
@@ -153,7 +158,7 @@ class InspectorScreen(LabScreen):
             return
         r = self.query_one("#insp-r", Slider).value
         self._detail(f"tracing {prompt!r} at r = {r} ...")
-        self.run_trace(self.lm, prompt, r, EXIT_CRITERIA[self.criterion], self.starts)
+        self.run_trace(self.lm, prompt, r, self.criteria[self.criterion], self.starts)
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
@@ -200,6 +205,12 @@ class InspectorScreen(LabScreen):
         for cand in tok["top"][i]:
             bar = "█" * max(1, round(cand["p"] * 16))
             lines.append(f"  {cand['text']!r:>6} {cand['p']:6.3f} [cyan]{bar}[/cyan]")
+        pdf = tok.get("exit_pdf")
+        if pdf:
+            lines.append("exit gate: P(exit at iteration k)")
+            for k, p in enumerate(pdf):
+                mark = "▶" if k == i else " "
+                lines.append(f" {mark}{k + 1:>3} {p:6.3f} [magenta]{'█' * max(1 if p > 0.005 else 0, round(p * 16))}[/magenta]")
         pi = trace.get("path_independence")
         if pi:
             lines.append(f"{pi['starts']} starts: spread {pi['distance'][t][i]:.3g} (at start {pi['distance_at_start'][t]:.3g})")
@@ -233,8 +244,8 @@ class InspectorScreen(LabScreen):
             self._describe(grid.token, grid.iteration)
 
     def action_criterion(self) -> None:
-        self.criterion = (self.criterion + 1) % len(EXIT_CRITERIA)
-        self.app.notify(f"exit criterion: {EXIT_CRITERIA[self.criterion]}")
+        self.criterion = (self.criterion + 1) % len(self.criteria)
+        self.app.notify(f"exit criterion: {self.criteria[self.criterion]}")
         if self.trace:
             self.action_trace()
 
