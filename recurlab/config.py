@@ -308,6 +308,8 @@ def validate(cfg: RunConfig) -> RunConfig:
          f"model.n_kv_head ({m.n_kv_head}) must divide model.n_head ({m.n_head}) (0: same as n_head)")
     need(m.injection == "adapter" or m.state_init == "embedding",
          "model.injection=none needs model.state_init=embedding: without an adapter the input enters only as the start state")
+    need(not m.layers or bool(m.init_from),
+         "model.layers picks layers of a source model: set model.init_from=PATH to a Llama-format folder")
     need(m.n_prelude >= 0 and m.n_coda >= 0, "model.n_prelude and model.n_coda must be >= 0")
     need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
     need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")
@@ -402,6 +404,12 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     cfg.profile = path.stem
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
+    if cfg.model.init_from:
+        # retrofit: the model's shape comes from the source folder, read once here; the run's
+        # run.yaml then stands alone
+        from recurlab.families.retrofit import apply_init_from
+
+        apply_init_from(cfg)
     return validate(cfg)
 
 

@@ -100,6 +100,7 @@ class Trainer:
     def restore(self) -> int:
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
+            self.init_from_source()
             if self.dist.is_main:
                 self.run.truncate_metrics_after(0)  # starting over: the dead worker's rows would repeat
             return 0
@@ -111,6 +112,13 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.state.step)
         return self.state.step
+
+    def init_from_source(self) -> None:
+        """Retrofit: a fresh run starts from the chosen layers of model.init_from (the adapter stays fresh)."""
+        if self.cfg.model.init_from:
+            from recurlab.families.retrofit import init_from_llama
+
+            init_from_llama(self.raw_model, self.cfg.model)
 
     # ---- pieces of a step -----------------------------------------------------------
     def global_batch_slices(self) -> list[tuple[int, int]]:
@@ -185,6 +193,8 @@ class Trainer:
         cfg, run, s = self.cfg, self.run, self.state
         if resume:
             self.restore()
+        else:
+            self.init_from_source()
         main = self.dist.is_main
         if main:
             run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,
