@@ -377,5 +377,16 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     return validate(cfg)
 
 
+def run_config(run) -> RunConfig:
+    """The validated config of a run directory (its run.yaml); raises RunError naming the run.
+    Here, beside the dataclasses, so that readers of a run's config never import torch."""
+    from recurlab.rundir import RunError
+
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
+
+
 def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -24,7 +24,7 @@ from pathlib import Path
 # slow imports below so that a launcher dying meanwhile is noticed, not mistaken for another parent.
 LAUNCHER_PID = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") else None
 
-from recurlab.checkpoint import run_config  # noqa: E402
+from recurlab.config import run_config  # noqa: E402
 from recurlab.rundir import RunDir  # noqa: E402
 
 

@@ -123,7 +123,8 @@ def test_real_process_prints_one_line_without_traceback(run_dir, cli):
 
 
 def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
-    from recurlab.checkpoint import load_model, run_config
+    from recurlab.checkpoint import load_model
+    from recurlab.config import run_config
     from recurlab.data import TaskData
 
     res = invoke("sweep", run_dir.path, "--r", "1,3")

@@ -337,7 +337,7 @@ def resume(
         fail(f"run {rd.name} already finished at step {st.get('step')}; start a new run with `recurlab train`")
     launch = None
     if nproc > 1 or nnodes > 1 or rdzv_endpoint:
-        from recurlab.checkpoint import run_config
+        from recurlab.config import run_config
 
         with user_errors():
             launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)

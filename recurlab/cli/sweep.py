@@ -24,7 +24,7 @@ def sweep(
     """Held-out loss, exact-match accuracy per difficulty (or bits per byte) and tokens/s per r."""
     rundir = get_run(run, runs_dir)
     with user_errors():
-        from recurlab.checkpoint import run_config
+        from recurlab.config import run_config
         from recurlab.sweep import format_table, parse_levels, parse_rs, run_sweep
 
         cfg = run_config(rundir)

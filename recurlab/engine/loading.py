@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recurlab.checkpoint import load_model, run_config
+from recurlab.checkpoint import load_model
+from recurlab.config import run_config
 from recurlab.errors import InferenceError
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 from recurlab.tokenizer import run_tokenizer

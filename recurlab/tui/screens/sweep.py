@@ -72,7 +72,7 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.checkpoint import run_config
+        from recurlab.config import run_config
 
         try:
             cfg = run_config(run)
