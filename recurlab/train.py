@@ -29,15 +29,6 @@ from recurlab.sampler import sample_depth
 HEARTBEAT_S = 2.0
 
 
-def resolve_device(spec: str) -> torch.device:
-    if spec in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
-    return dev
-
-
 def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
     """Warmup, then cosine decay over whichever budget is used up faster: steps or minutes."""
     t = cfg.train
@@ -74,7 +65,7 @@ class Trainer:
     def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
         self.run, self.cfg = run, cfg
         self.dist = dist or Dist.single()
-        self.device = self.dist.device if self.dist.group else resolve_device(device or cfg.hardware.device)
+        self.device = self.dist.device if self.dist.group else torch.device(resolve_device(device or cfg.hardware.device))
         self.progress_bar = progress_bar
         if cfg.hardware.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.hardware.threads)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from recurlab.checkpoint import load_model
 from recurlab.config import run_config
-from recurlab.errors import InferenceError
+from recurlab.devices import check_device
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 from recurlab.tokenizer import run_tokenizer
 
@@ -24,12 +24,3 @@ def open_run(run_dir: str | Path | RunDir, step: int | None = None, device: str 
     tokenizer = run_tokenizer(run)
     model, ckpt = load_model(run, step=step, device=device)
     return model, tokenizer, cfg, ckpt
-
-
-def check_device(device: str) -> None:
-    import torch
-
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise InferenceError(f"device {device!r} is not cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError(f"device {device!r} asked for but CUDA is not available here; use --device cpu")

@@ -34,12 +34,6 @@ class LoadedModel:
         return int(getattr(self.cfg.train, "r_mean", 8) or 8)
 
 
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def model_key(path: Path | None):
     """What identifies a loaded model: the directory and, for runs, the latest checkpoint step
     (a screen that sees a newer checkpoint on return loads it)."""
@@ -74,9 +68,10 @@ class ModelCache:
             return self._models[key]
 
     def _load(self, path: Path, run: RunDir) -> LoadedModel:
+        from recurlab.devices import resolve_device
         from recurlab.engine import Engine
 
-        device = pick_device()
+        device = resolve_device("auto")
         if run.exists():
             from recurlab.engine import open_run
 

@@ -132,10 +132,10 @@ class SweepScreen(LabScreen):
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel) -> None:
         from recurlab.sweep import run_sweep
-        from recurlab.tui.models import pick_device
+        from recurlab.devices import resolve_device
 
         try:
-            result = run_sweep(run, rs, step=step, device=pick_device(),
+            result = run_sweep(run, rs, step=step, device=resolve_device("auto"),
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
