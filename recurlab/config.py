@@ -377,6 +377,24 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     return validate(cfg)
 
 
+# r values offered by default reach R_REACH x r_mean: past the training depth, where a model that
+# cannot extrapolate in depth would show its collapse
+R_REACH = 4
+
+
+def default_rs(r_mean: int) -> list[int]:
+    """The default r values of a sweep: powers of two up to R_REACH x r_mean."""
+    rs = [1]
+    while rs[-1] * 2 <= R_REACH * max(r_mean, 1):
+        rs.append(rs[-1] * 2)
+    return rs
+
+
+def slider_max_r(r_mean: int) -> int:
+    """The top of an r slider (Generate, Inspector): R_REACH x r_mean, at least 8."""
+    return max(R_REACH * r_mean, 8)
+
+
 def run_config(run) -> RunConfig:
     """The validated config of a run directory (its run.yaml); raises RunError naming the run.
     Here, beside the dataclasses, so that readers of a run's config never import torch."""

@@ -20,6 +20,7 @@ import torch
 from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot, read_state, save_checkpoint
 from recurlab.config import RunConfig
 from recurlab.data import make_data
+from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM, SandwichBlock

@@ -22,14 +22,6 @@ from recurlab.errors import USER_ERRORS
 from recurlab.tui.screens.base import LabScreen
 
 
-def default_rs(r_mean: int) -> list[int]:
-    rs, r = [], 1
-    while r <= 4 * max(r_mean, 1):
-        rs.append(r)
-        r *= 2
-    return rs
-
-
 class SweepScreen(LabScreen):
     TITLE_SHORT = "Sweep"
     MODE = "sweep"
@@ -72,7 +64,7 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.config import run_config
+        from recurlab.config import default_rs, run_config
 
         try:
             cfg = run_config(run)
