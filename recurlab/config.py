@@ -320,11 +320,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
     if d.source == "task":
-        from recurlab.tasks import CharVocab, UnknownTaskError, get_task
+        from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task
 
         try:
-            get_task(d.task)
-        except UnknownTaskError as exc:
+            check_levels(get_task(d.task), d.difficulties)
+        except UnknownTaskError as exc:  # also a level without held-out prompts
             raise ConfigError(f"data.task: {exc}") from None
         m.vocab_size = len(CharVocab.default())
     elif m.vocab_size == 0:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot, read_state, save_checkpoint
+from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapshot, read_state, remove_stale_temporaries,
+                                 save_checkpoint)
 from recurlab.config import RunConfig
 from recurlab.data import make_data
 from recurlab.devices import resolve_device
@@ -90,6 +91,8 @@ class Trainer:
 
     # ---- resume ----------------------------------------------------------------------
     def restore(self) -> int:
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run)
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
             if self.dist.is_main:

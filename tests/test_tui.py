@@ -398,6 +398,33 @@ async def test_sweep_runs_saves_and_shows_again(runs):
         await pilot.press("left_square_bracket")
 
 
+async def test_a_second_sweep_keeps_the_first_and_the_screen_shows_the_newest(runs):
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    run.sweeps_dir.mkdir()
+    # an older saved sweep whose name sorts after the new one's
+    (run.sweeps_dir / "step_00000040_levels_3.json").write_text(json.dumps(
+        {"run": "tiny-a", "step": 40, "rs": [7], "complete": True, "time": time.time() - 100,
+         "rows": [{"r": 7, "loss": 1.0, "tokens_per_s": 1.0, "acc@3": 0.5, "acc": 0.5}]}))
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        for rs in ("1,2,4", "1,2"):
+            screen.query_one("#sweep-rs").value = rs
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.cancel_event is None and len(screen.saved) >= 2, timeout=60)
+            await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
+            table = screen.query_one(DataTable)
+            assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == rs.split(",")
+        status = str(screen.query_one("#sweep-status").render())
+        assert "saved sweep 3/3 of step 40" in status and "step_00000040_2.csv" in status
+    first = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
+    second = json.loads((run.sweeps_dir / "step_00000040_2.json").read_text())
+    assert [r["r"] for r in first["rows"]] == [1, 2, 4] and [r["r"] for r in second["rows"]] == [1, 2]
+
+
 async def test_sweep_can_be_cancelled(runs):
     run = RunDir(runs / "tiny-a")
     app = make_app(runs, run=run.path)

@@ -25,7 +25,7 @@ def sweep(
     rundir = get_run(run, runs_dir)
     with user_errors():
         from recurlab.config import default_rs, run_config
-        from recurlab.sweep import format_table, parse_levels, parse_rs, run_sweep
+        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs, run_sweep
 
         cfg = run_config(rundir)
         rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
@@ -42,4 +42,6 @@ def sweep(
         result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
     typer.echo(format_table(result.rows))
+    if result.heldout:
+        typer.echo(format_heldout(result.heldout))
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")

@@ -3,8 +3,9 @@
 s starts a sweep over the r values in the box (default: powers of two up to 4 x r_mean) on the
 chosen checkpoint, in a background worker; each r appears in the table and the plot as soon as
 it finishes; c cancels after the current r (the rows done so far are kept). Results are saved
-as sweeps/step_NNNNNNNN.csv and .json in the run directory and shown again next time; [ and ]
-page through the saved sweeps.
+as sweeps/step_NNNNNNNN.csv and .json in the run directory (a later sweep of the same
+checkpoint gets step_NNNNNNNN_2.*, and so on: none replaces another) and shown again next time,
+the newest first; [ and ] page through the saved sweeps.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ class SweepScreen(LabScreen):
         res = self.saved[index]
         self.rows = list(res.rows)
         done = "" if res.complete else " (cancelled part way)"
-        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}")
+        from recurlab.sweep import format_heldout
+
+        counts = format_heldout(res.heldout)
+        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
+                     + (f"\n{counts}" if counts else ""))
         self.draw()
 
     def _status(self, text: str) -> None:
@@ -148,6 +153,10 @@ class SweepScreen(LabScreen):
         state = "finished" if result.complete else "cancelled"
         self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
         self.load_saved(show_last=True)
+        # the sweep just run, even if another one was saved meanwhile
+        just_run = [i for i, saved in enumerate(self.saved) if saved.path == result.path]
+        if just_run:
+            self.show_result(just_run[-1])
 
     def action_cancel(self) -> None:
         if self.cancel_event is None:
