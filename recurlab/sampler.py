@@ -60,7 +60,7 @@ def progressive_split(total: int, k: int, step: int, seed: int, level: int | Non
     """The progressive loss's depths (Bansal et al. 2022): n ~ U{0..total-1} iterations without
     gradient from the random start, then m ~ U{1..min(k, total-n)} with gradient, so the core
     learns to improve whatever partial state it is handed rather than a fixed iteration schedule."""
-    rng = np.random.default_rng([seed, step, 0xB4C, -1 if level is None else level])
+    rng = np.random.default_rng([seed, step, 0xB4C, level or 0])  # levels start at 1
     n = int(rng.integers(0, total))
     m = int(rng.integers(1, min(k, total - n) + 1))
     return n, m

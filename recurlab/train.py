@@ -159,7 +159,8 @@ class Trainer:
             n_t = counts[i]
             # the latent start is seeded by the micro-batch's place in the global batch, not by
             # rank: 2 ranks x 8 sequences draw what 1 process with micro_batch 8 draws
-            gen = torch.Generator(device=self.device).manual_seed(t.seed * 1_000_003 + step * 65_537 + offset)
+            seed = t.seed * 1_000_003 + step * 65_537 + offset
+            gen = torch.Generator(device=self.device).manual_seed(seed)
             last = i == len(pieces) - 1
             # each loss term gets its own backward, so that DDP sees one forward per backward and
             # synchronises gradients only after the step's very last one
@@ -176,6 +177,8 @@ class Trainer:
                 n, m = progressive_split(n_ng + n_g, t.k, step, t.seed, level)
                 sync = self.dist.no_sync(self.model) if not last else contextlib.nullcontext()
                 with sync, self.autocast():
+                    # from the same latent start as the standard pass
+                    gen = torch.Generator(device=self.device).manual_seed(seed)
                     prog = self.model(idx, n, m, tgt, activation_checkpointing=ckpt, generator=gen).loss
                     (alpha * prog * n_t * weight).backward()
                 extra["prog_loss"] += prog.item() * n_t
