@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from recurlab.errors import CheckpointError
 from recurlab.config import run_config
 from recurlab.model import RecurrentLM
-from recurlab.rundir import Checkpoint, RunDir, RunError, atomic_write_json, fsync_dir
+from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
 
 
 TIED = ("lm_head.weight",)
