@@ -72,7 +72,10 @@ def _open_family(path: Path, device: str):
 
 
 # config.json model_type -> loader(folder, device) -> (model, tokenizer, RunConfig)
-FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {"huginn_raven": _open_family, "ouro": _open_family}
+# (a plain `llama` folder is refused there with the command that retrofits it)
+FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {
+    "huginn_raven": _open_family, "ouro": _open_family, "llama": _open_family,
+}
 
 
 def folder_model_type(path: Path) -> str:
