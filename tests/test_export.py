@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def exported(tmp_path_factory):
     run_cli("train", "--profile", "tiny", "--runs-dir", runs, "--name", "ex", "--foreground",
             "train.max_steps=10", "train.checkpoint_every=10", "model.qk_bias=true", cwd=home, timeout=300, check=True)
     res = run_cli("export", "ex", home / "hf", "--runs-dir", runs, cwd=home, timeout=300, check=True)
-    assert "wrote" in res.stdout
+    assert "wrote" in res.stdout and "sqrt(n_embd)" in res.stderr  # the tiny profile keeps embed_scale 1
     return home, runs, home / "hf"
 
 
@@ -75,10 +76,13 @@ def test_non_empty_out_dir_is_refused_untouched(exported):
 
 
 def test_layouts_outside_huginns_format_are_refused():
-    from recurlab.families.export import check_exportable
+    from recurlab.families.export import check_exportable, reference_note
 
     cfg = RunConfig()
     check_exportable(cfg)
+    assert reference_note(cfg) is not None
+    cfg.model.embed_scale = math.sqrt(cfg.model.n_embd)
+    assert reference_note(cfg) is None
     for key, value in (("block", "prenorm"), ("tie_head", False), ("n_kv_head", 2), ("arch", "fixed_depth")):
         bad = RunConfig()
         setattr(bad.model, key, value)

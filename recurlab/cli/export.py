@@ -28,5 +28,7 @@ def export(
     with user_errors():
         from recurlab.families.export import export_run
 
-        out = export_run(rundir, out_dir, step=step)
+        out, note = export_run(rundir, out_dir, step=step)
     typer.echo(f"wrote {out} (Huginn format); open it with --model {out}")
+    if note:
+        typer.echo(f"note: {note}", err=True)

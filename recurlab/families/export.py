@@ -9,7 +9,9 @@ scale and start std in `init_values`), model.safetensors with Huginn's tensor na
 freqs_cis), tokenizer.json and special_tokens_map.json. A task run's character vocabulary is
 written as a `tokenizers` file (one token per character; <bos> must then be written at the start
 of a prompt). Only models inside Huginn's format export: recurrent, sandwich blocks, adapter,
-random start, tied head, multi-head attention, adjacent-pair rotary. The folder is written beside
+random start, tied head, multi-head attention, adjacent-pair rotary. Huginn's reference code also
+always scales embeddings by sqrt(n_embd): runs trained with another model.embed_scale export
+exactly for recurlab, and `reference_note` says so. The folder is written beside
 OUT_DIR under a temporary name, fsynced and renamed, and an existing non-empty OUT_DIR is refused,
 so nothing is overwritten.
 """
@@ -17,6 +19,7 @@ so nothing is overwritten.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +39,17 @@ def check_exportable(cfg) -> None:
             raise ModelFormatError(f"model.{key}={getattr(m, key)!r} has no place in Huginn's format (it needs {want!r})")
     if m.kv_heads != m.n_head:
         raise ModelFormatError("grouped-query attention has no place in Huginn's format (num_key_value_heads = n_heads)")
+
+
+def reference_note(cfg) -> str | None:
+    """Why Huginn's reference code would read this export differently from recurlab, if it would:
+    the reference always multiplies embeddings (and the random start) by sqrt(n_embd)."""
+    m = cfg.model
+    if abs(m.embed_scale - math.sqrt(m.n_embd)) > 1e-6 * math.sqrt(m.n_embd):
+        return (f"model.embed_scale={m.embed_scale:g} is not sqrt(n_embd)={math.sqrt(m.n_embd):g}: recurlab opens this export "
+                "exactly, but Huginn's reference code always scales embeddings by sqrt(n_embd) (train with "
+                f"model.embed_scale={math.sqrt(m.n_embd)!r} for a reference-compatible export)")
+    return None
 
 
 def _tokenizer_json(tok) -> tuple[str, dict]:
@@ -83,7 +97,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs") -> Path:
+def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs") -> tuple[Path, str | None]:
+    """-> (the folder, reference_note or None)."""
     import torch
     from safetensors.torch import save_file
 
@@ -124,4 +139,4 @@ def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)
     _fsync_dir(out.parent)
-    return out
+    return out, reference_note(cfg)
