@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from recurlab.engine.parallel_options import ParallelConfig, parse_sampler
 from recurlab.errors import InferenceError
 
 EXIT_KINDS = {
@@ -140,6 +141,7 @@ class GenerateOptions:
     kv_budget: int | None = None  # None: one slot per iteration
     continuous: bool = False
     speculative: SpeculativeConfig | str | None = None
+    sampler: ParallelConfig | str | None = None  # None / "sequential", or "parallel[:inner=2,...]"
 
     def validate(self) -> "GenerateOptions":
         """Parse the spec strings in place and reject impossible values."""
@@ -159,6 +161,15 @@ class GenerateOptions:
             raise InferenceError(f"kv_budget must be >= 1 cache slot per token, got {self.kv_budget}")
         self.exit = parse_exit(self.exit)
         self.speculative = parse_speculative(self.speculative)
+        self.sampler = parse_sampler(self.sampler)
+        if self.sampler is not None:
+            self.sampler.validate(self.r)
+            if self.speculative is not None:
+                raise InferenceError("the parallel sampler and speculative decoding are two samplers: drop one")
+            if self.exit is not None and self.exit.enabled:
+                raise InferenceError("the parallel sampler freezes positions by its own rule: drop --exit (use freeze=...)")
+            if self.kv_budget is not None:
+                raise InferenceError("the parallel sampler has its own cache layout (kv=latest|aligned): drop --kv-budget")
         if self.speculative is not None:
             self.speculative.validate(self.r)
             if self.exit is not None and self.exit.enabled:
@@ -179,5 +190,6 @@ class GenerateOptions:
         d["exit"] = self.exit.spec() if isinstance(self.exit, ExitCriterion) else self.exit
         if isinstance(self.speculative, SpeculativeConfig):
             d["speculative"] = f"draft={self.speculative.draft},lookahead={self.speculative.lookahead}"
+        d["sampler"] = self.sampler.spec() if isinstance(self.sampler, ParallelConfig) else self.sampler
         d["stop_ids"] = list(self.stop_ids) if self.stop_ids is not None else None
         return d
