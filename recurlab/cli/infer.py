@@ -2,6 +2,7 @@
 
     recurlab generate RUN --prompt "12345678+87654321=" --r 16 --exit kl:5e-4
     recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
+    recurlab generate RUN --prompt "12+34=" --r 32 --sampler parallel:inner=4,headway=1,freeze=latent:0.03
     recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
     recurlab generate --model models/huginn-0125 --device cuda --prompt "<|begin_text|>Hi" --r 32
 
@@ -62,6 +63,7 @@ def generate(
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
     continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
     speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="sequential (default) or parallel[:inner=2,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,wavefront=128,steps=4096,kv=latest]; freeze rules latent:T, stable:N, iterations[:N]."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", help="0 is off."),
     top_p: float = typer.Option(1.0, "--top-p", help="1 is off."),
@@ -81,7 +83,7 @@ def generate(
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
-            speculative=speculative,
+            speculative=speculative, sampler=sampler,
         ).validate()
         model, tok, _run_dir, source = _open(run, model_path, runs_dir, step, device)
         engine = Engine(model, tok, device=device)
@@ -111,7 +113,20 @@ def generate(
             sp = res.speculative
             parts.append(f"speculative acceptance {res.acceptance_rate:.0%} over {sp['rounds']} rounds, "
                          f"{sp['serial_iteration_speedup']:.2f}x fewer sequential core iterations")
+        if res.parallel:
+            parts.append(_parallel_summary(res.parallel))
         typer.echo(typer.style(" | ".join(parts), dim=True), err=True)
+        if res.parallel:
+            for b, row in enumerate(res.parallel["rows"]):
+                label = f"row {b} " if not single else ""
+                typer.echo(typer.style(f"{label}outer step at freeze per token: {' '.join(map(str, row['frozen_at']))}",
+                                       dim=True), err=True)
+
+
+def _parallel_summary(p: dict) -> str:
+    return (f"parallel: {p['outer_steps']} outer steps, {p['core_passes']} core passes ({p['prefill_core_passes']} prefill), "
+            f"{p['passes_per_token']:.2f} sequential core passes per token (sequential: {p['r']}, "
+            f"{p['speedup_in_passes']:.2f}x fewer)")
 
 
 def _cell_color(kl_final: float) -> str:

@@ -69,8 +69,11 @@ class WavefrontCache:
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.prelude + self.core + self.coda)
 
-    def begin(self, cols: Tensor, real: Tensor) -> None:
-        """cols (B, W): the pass's columns (scratch where `real` is False)."""
+    def begin(self, cols: Tensor, real: Tensor, in_step: bool = False) -> None:
+        """cols (B, W): the pass's columns (scratch where `real` is False). `in_step`: every position
+        runs the same iteration (the prefill), so attention needs no gather. The choice never
+        depends on the other rows of a batch, whose rounding would then differ from a row alone."""
+        self.gather = self.slots > 1 and not in_step
         self.cols = torch.where(real, cols, self.trash_col)
         self.length = int(cols.masked_fill(~real, -1).max()) + 1
         k = torch.arange(self.length, device=cols.device)
@@ -94,7 +97,7 @@ class WavefrontCache:
         buf[write, :, rows, :, self.cols, :] = torch.stack((k, v), dim=2).to(buf.dtype)  # (B, W, 2, H, D)
         L = self.length
         qh = q.transpose(1, 2)  # (B, H, W, D)
-        if bool((read == read.view(-1)[0]).all()):
+        if kind != "core" or not self.gather:
             s = int(read.view(-1)[0])
             keys, values = buf[s, 0, :B, :, :L], buf[s, 1, :B, :, :L]
             return F.scaled_dot_product_attention(qh, keys.to(q.dtype), values.to(q.dtype), attn_mask=self.mask)
@@ -180,10 +183,14 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
             ids = pack([p or [0] for p in pre], 0)
             real = pack([[True] * len(p) for p in pre], False)
             cols = torch.arange(ids.shape[1], device=device).expand_as(ids)
-            cache.begin(cols, real)
+            cache.begin(cols, real, in_step=True)
             rope = model.rope(cache.cols)
             e = model.embed(ids, rope, cache)
-            s = torch.cat([fresh(b, ids.shape[1])[None] for b in range(B)])
+            # each row draws its own start, as much as it would alone
+            s = torch.zeros(B, ids.shape[1], d, device=device, dtype=engine.dtype)
+            for b in range(B):
+                if pre[b]:
+                    s[b, :len(pre[b])] = fresh(b, len(pre[b]))
             for i in range(r):
                 cache.set_slots(torch.full_like(cols, min(i, slots - 1)), real)
                 s = model.core_step(s, e, rope, cache, i)
