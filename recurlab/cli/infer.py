@@ -74,6 +74,7 @@ def generate(
     device: str = typer.Option("cpu", "--device"),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+    save_wavefront: bool = typer.Option(False, "--save-wavefront", help="Parallel sampler: write each row's wavefront to the run's wavefronts/ folder (./wavefronts/ for --model), for the TUI's replay."),
     model_path: Optional[str] = ModelOption,
 ):
     """Generate text from a run's checkpoint (or a Huginn folder), streaming it, then print a summary."""
@@ -85,7 +86,11 @@ def generate(
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
             speculative=speculative, sampler=sampler,
         ).validate()
-        model, tok, _run_dir, source = _open(run, model_path, runs_dir, step, device)
+        if save_wavefront and opts.sampler is None:
+            from recurlab.errors import InferenceError
+
+            raise InferenceError("--save-wavefront needs the parallel sampler: add --sampler parallel")
+        model, tok, run_dir, source = _open(run, model_path, runs_dir, step, device)
         engine = Engine(model, tok, device=device)
         stream = engine.stream(prompt, opts)
         single = len(prompt) == 1
@@ -95,8 +100,14 @@ def generate(
             if not as_json and single:
                 typer.echo(ev.text, nl=False)
         res = stream.result
+        saved = []
+        if save_wavefront:
+            from recurlab.engine.wavefronts import save_wavefront as save, wavefront_record
+
+            folder = run_dir.path if run_dir is not None else "."
+            saved = [str(save(folder, wavefront_record(res, tok, b))) for b in range(len(prompt))]
         if as_json:
-            out = {**source, "text": res.text if single else None, **res.to_dict()}
+            out = {**source, "text": res.text if single else None, **res.to_dict(), "wavefront_files": saved}
             typer.echo(json.dumps(out))
             return
         if single:
@@ -121,6 +132,8 @@ def generate(
                 label = f"row {b} " if not single else ""
                 typer.echo(typer.style(f"{label}outer step at freeze per token: {' '.join(map(str, row['frozen_at']))}",
                                        dim=True), err=True)
+        for path in saved:
+            typer.echo(f"wavefront written to {path}", err=True)
 
 
 def _parallel_summary(p: dict) -> str:

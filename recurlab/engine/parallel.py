@@ -137,6 +137,7 @@ class _Row:
     passes: int = 0
     frozen_at: list | None = None
     record: list | None = None  # StepEvent fields per outer step (the saved wavefront)
+    committed: list | None = None  # (token, iterations) per frozen position, a stop token included
 
     @property
     def width(self) -> int:
@@ -206,7 +207,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
             u = [float(torch.rand((), generator=gens[b], device=device))] if opts.temperature > 0 else [0.0]
             rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=gens[b], tokens=[x[-1]],
                              states=init, embeds=None, prev=None, n=[0], stable=[0], last_pred=[-1], u=u,
-                             last_state=last_states[b], next_token=x[-1], frozen_at=[], record=[]))
+                             last_state=last_states[b], next_token=x[-1], frozen_at=[], record=[], committed=[]))
     t1 = time.perf_counter()
 
     step = passes = col_iters = 0
@@ -281,6 +282,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
         "sequential_passes_per_token": r,
         "rows": [{"outer_steps": row.steps, "core_passes": row.passes, "tokens": produced[b],
                   "passes_per_token": row.passes / max(produced[b], 1), "frozen_at": row.frozen_at,
+                  "token_ids": [c[0] for c in row.committed], "iterations": [c[1] for c in row.committed],
                   "wavefront": row.record}
                  for b, row in enumerate(rows)],
     }
@@ -324,6 +326,7 @@ def _advance(row: _Row, b: int, step: int, s: Tensor, logits: Tensor, n: Tensor,
     for i in range(k):
         cache.spread(b, row.lo + i, n_list[i])
         row.frozen_at.append(step)
+        row.committed.append((preds[i], n_list[i]))
         ev = rows_out.add(b, preds[i], n_list[i])
         if ev is not None:
             events.append(ev)
