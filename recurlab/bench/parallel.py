@@ -3,6 +3,7 @@
     python -m recurlab.bench.parallel runs/text-run huginn-random --r 32 --new-tokens 64
     python -m recurlab.bench.parallel runs/cpu-demo --samplers parallel,parallel:inner=4 --threads 1
     python -m recurlab.bench.parallel huginn-random --device cuda
+    python -m recurlab.bench.parallel runs/cpu-demo --heldout 200 --samplers parallel --speed 0   # accuracy only
 
 A model is a run directory (or name in --runs-dir), a Huginn-format folder, or `huginn-random`: a
 random checkpoint written in the Huginn folder format at the reference benchmark's shape (width
@@ -13,6 +14,9 @@ timed calls after one untimed warm-up. For each parallel setting it reports the 
 sequential core passes per token (sequential decoding: r) and the quality cost: the fraction of
 positions whose token differs from sequential greedy decoding, and how many agree before the first
 difference. The load average is recorded with the numbers (ratios matter on a shared machine).
+With `--heldout N` on an embedded-task run it also decodes N held-out prompts per level at the
+run's r_mean (or --heldout-r), sequentially and with each parallel setting, in batches of 64
+prompts of mixed lengths, and reports exact match per level and sequential core passes per token.
 Results are printed and written as JSON to --out (a new file when it exists, never replaced).
 """
 
@@ -36,7 +40,7 @@ PROMPTS = {
 
 
 def open_model(name: str, args, workdir: Path):
-    """-> (model, tokenizer, label, prompt)."""
+    """-> (model, tokenizer, label, prompt, run config or None)."""
     from recurlab.engine import open_run
     from recurlab.huginn import open_huginn
     from recurlab.rundir import RunDir
@@ -47,15 +51,15 @@ def open_model(name: str, args, workdir: Path):
         folder = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         model, tok, _ = open_huginn(folder, device=args.device)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
-        return model, tok, f"random Huginn-format checkpoint ({shape})", PROMPTS["text"]
+        return model, tok, f"random Huginn-format checkpoint ({shape})", PROMPTS["text"], None
     path = Path(name)
     if (path / "config.json").exists():
         model, tok, _ = open_huginn(path, device=args.device)
-        return model, tok, f"Huginn folder {path}", PROMPTS["text"]
+        return model, tok, f"Huginn folder {path}", PROMPTS["text"], None
     run = RunDir(path) if RunDir(path).exists() else RunDir(Path(args.runs_dir) / name)
     model, tok, cfg, ckpt = open_run(run, device=args.device)
     prompt = PROMPTS["task"] if cfg.data.source == "task" else PROMPTS["text"]
-    return model, tok, f"run {run.name} step {ckpt.step} ({cfg.data.source} data)", prompt
+    return model, tok, f"run {run.name} step {ckpt.step} ({cfg.data.source} data)", prompt, cfg
 
 
 def timed(engine, prompt: str, opts, repeats: int):
@@ -98,6 +102,43 @@ def bench_model(engine, label: str, prompt: str, args) -> dict:
             "sequential_text": seq.text, "load_average_after": round(os.getloadavg()[0], 2)}
 
 
+def accuracy_table(engine, cfg, args) -> dict:
+    """Held-out exact match per level, sequential against each parallel setting, at r_mean."""
+    from recurlab.engine import GenerateOptions
+    from recurlab.tasks import get_task
+
+    task = get_task(cfg.data.task)
+    r = args.heldout_r or cfg.train.r_mean
+    levels = list(cfg.data.difficulties)
+    rows = []
+    print(f"\nheld-out exact match at r={r}, {args.heldout} prompts per level, load average {os.getloadavg()[0]:.1f}", flush=True)
+    for spec in [None, *args.samplers]:
+        acc, passes, tokens, t0 = {}, 0.0, 0, time.perf_counter()
+        for level in levels:
+            examples = task.heldout(level, args.heldout)
+            correct = 0
+            for i in range(0, len(examples), 64):
+                chunk = examples[i:i + 64]
+                opts = GenerateOptions(r=r, init_scale=0.0, sampler=spec, max_new_tokens=max(len(ex.answer) for ex in chunk) + 1)
+                res = engine.generate([ex.prompt for ex in chunk], opts)
+                correct += sum(task.score(ex, text) for ex, text in zip(chunk, res.texts))
+                if res.parallel:
+                    passes += sum(row["core_passes"] for row in res.parallel["rows"])
+                    tokens += sum(row["tokens"] for row in res.parallel["rows"])
+            acc[level] = correct / len(examples)
+        ppt = passes / tokens if spec else float(r)
+        name = "sequential" if spec is None else GenerateOptions(r=r, sampler=spec).validate().sampler.spec()
+        rows.append({"sampler": name, "accuracy": {str(k): round(v, 4) for k, v in acc.items()},
+                     "passes_per_token": round(ppt, 3), "fewer_passes": round(r / ppt, 2),
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  {name[:60]:<60} " + "  ".join(f"acc@{k} {v:6.1%}" for k, v in acc.items())
+              + f"  passes/token {ppt:5.2f} ({r / ppt:.2f}x fewer)", flush=True)
+    base = rows[0]["accuracy"]
+    for row in rows[1:]:
+        row["max_drop_points"] = round(max(100 * (base[k] - v) for k, v in row["accuracy"].items()), 2)
+    return {"r": r, "per_level": args.heldout, "levels": levels, "rows": rows}
+
+
 def fresh_path(path: Path) -> Path:
     """`path`, or path-2, path-3 ... when it exists: a benchmark never replaces an earlier result."""
     n, out = 1, path
@@ -118,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="parallel sampler specs separated by commas; each starts with 'parallel'")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--speed", type=int, default=1, help="0 skips the speed comparison")
+    p.add_argument("--heldout", type=int, default=0, help="held-out prompts per level for the accuracy table (task runs)")
+    p.add_argument("--heldout-r", type=int, default=0, help="r for the accuracy table (default: the run's r_mean)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench-results/parallel.json")
     args = p.parse_args(argv)
@@ -126,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from recurlab.engine import Engine, GenerateOptions
-    from recurlab.errors import USER_ERRORS
+    from recurlab.errors import USER_ERRORS, InferenceError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
@@ -142,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             GenerateOptions(r=args.r, sampler=spec).validate()  # bad specs fail before any model loads
         with tempfile.TemporaryDirectory(prefix="recurlab-bench-parallel-") as tmp:
             for name in args.models:
-                model, tok, label, prompt = open_model(name, args, Path(tmp))
-                result["models"].append(bench_model(Engine(model, tok, device=args.device), label, prompt, args))
+                model, tok, label, prompt, cfg = open_model(name, args, Path(tmp))
+                engine = Engine(model, tok, device=args.device)
+                entry = bench_model(engine, label, prompt, args) if args.speed else {"model": label}
+                if args.heldout:
+                    if cfg is None or cfg.data.source != "task":
+                        raise InferenceError(f"--heldout needs an embedded-task run; {name} is not one")
+                    entry["accuracy"] = accuracy_table(engine, cfg, args)
+                result["models"].append(entry)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

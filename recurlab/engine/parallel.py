@@ -159,6 +159,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
     model, device, cfg = engine.model, engine.device, opts.sampler
     r = opts.r
     cap = cfg.freeze_iterations(r)
+    inner = cfg.inner_for(r)
     B = len(encoded)
     lens = [len(x) for x in encoded]
     total = max(lens) - 1 + opts.max_new_tokens
@@ -247,7 +248,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
                     rand = fresh(b, w)
                     s[b, :w] = s[b, :w] * (1 - beta[:, None]) + beta[:, None] * rand
             row_active = torch.zeros(B, dtype=torch.bool, device=device)
-            for _ in range(cfg.inner):
+            for _ in range(inner):
                 active = real & (n < cap)
                 if not bool(active.any()):
                     break
@@ -273,7 +274,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
             rows_out.reasons[b] = "steps"
     produced = [len(rows_out.ids[b]) + (rows_out.reasons[b] == "stop") for b in range(B)]
     stats = {
-        "config": cfg.to_dict(), "r": r, "cap": cap,
+        "config": cfg.to_dict(), "r": r, "cap": cap, "inner": inner,
         "outer_steps": step, "prefill_core_passes": r if max(lens) > 1 else 0, "decode_core_passes": passes,
         "core_passes": passes + (r if max(lens) > 1 else 0), "column_iterations": col_iters,
         # per row: the passes in which it had a position iterating, over the tokens it produced

@@ -33,13 +33,13 @@ KV_MODES = {
     "aligned": "a position at iteration i reads iteration i's entries, like sequential decoding (r slots)",
 }
 KEYS = ("inner", "headway", "freeze", "noise", "smoothing", "damped", "wavefront", "steps", "kv")
-SPEC_HELP = ("parallel[:inner=2,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,"
+SPEC_HELP = ("parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,"
              "wavefront=128,steps=4096,kv=latest]")
 
 
 @dataclass
 class ParallelConfig:
-    inner: int = 2  # core iterations per outer step over the whole wavefront
+    inner: int | None = None  # core iterations per outer step over the whole wavefront; None: max(1, r // 8)
     headway: int = 1  # new positions appended per outer step
     freeze: str = "latent"
     threshold: float = 0.03  # latent: relative change; stable: outer steps; iterations: N (0 = r)
@@ -54,6 +54,11 @@ class ParallelConfig:
     def strict(self) -> bool:
         return self.freeze == "iterations"
 
+    def inner_for(self, r: int) -> int:
+        """`auto` takes the reference's ratio (4 inner iterations at r = 32): a token then needs at
+        least 8 outer steps' worth of iterations to reach r, and passes per token stay near r / 8."""
+        return self.inner if self.inner is not None else max(1, r // 8)
+
     def freeze_iterations(self, r: int) -> int:
         """The rule's N for `iterations`, else the cap r."""
         return int(self.threshold) if self.strict and self.threshold else r
@@ -61,7 +66,7 @@ class ParallelConfig:
     def validate(self, r: int | None = None) -> "ParallelConfig":
         if self.freeze not in FREEZE_RULES:
             raise InferenceError(f"unknown freeze rule {self.freeze!r}: use latent:0.03, stable:3 or iterations[:N]")
-        if not isinstance(self.inner, int) or self.inner < 1:
+        if self.inner is not None and (not isinstance(self.inner, int) or self.inner < 1):
             raise InferenceError(f"parallel inner iterations must be >= 1 (core passes per outer step), got {self.inner}")
         if self.headway < 1:
             raise InferenceError(f"parallel headway must be >= 1 new position per outer step, got {self.headway}")
@@ -90,7 +95,7 @@ class ParallelConfig:
 
     def spec(self) -> str:
         freeze = self.freeze if self.strict and not self.threshold else f"{self.freeze}:{self.threshold:g}"
-        return (f"parallel:inner={self.inner},headway={self.headway},freeze={freeze},noise={self.noise:g},"
+        return (f"parallel:inner={self.inner if self.inner is not None else 'auto'},headway={self.headway},freeze={freeze},noise={self.noise:g},"
                 f"smoothing={self.smoothing:g},damped={int(self.damped)},wavefront={self.wavefront},"
                 f"steps={self.max_steps},kv={self.kv}")
 
@@ -144,6 +149,8 @@ def parse_sampler(spec) -> ParallelConfig | None:
             cfg.kv = value.lower()
         elif key == "steps":
             cfg.max_steps = _value(key, value, int)
+        elif key == "inner" and value.lower() == "auto":
+            cfg.inner = None
         else:
             setattr(cfg, key, _value(key, value, kinds[key]))
     return cfg

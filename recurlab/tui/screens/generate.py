@@ -36,7 +36,7 @@ EXITS = (None, *EXIT_CRITERIA)
 KV_BUDGETS = (None, 1, 2, 4, 8)
 MAX_NEW_TOKENS = 48
 HISTORY = 6
-PARALLEL_DEFAULT = "inner=2,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,wavefront=128,kv=latest"
+PARALLEL_DEFAULT = "inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,wavefront=128,kv=latest"
 
 
 class GenerateScreen(LabScreen):
