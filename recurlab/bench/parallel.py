@@ -39,27 +39,25 @@ PROMPTS = {
 }
 
 
-def open_model(name: str, args, workdir: Path):
+def open_bench_model(name: str, args, workdir: Path):
     """-> (model, tokenizer, label, prompt, run config or None)."""
-    from recurlab.engine import open_run
-    from recurlab.huginn import open_huginn
-    from recurlab.rundir import RunDir
+    from recurlab.engine import open_model
 
     if name == "huginn-random":
-        from recurlab.huginn.writer import write_random_huginn
+        from recurlab.huginn import write_random_huginn
 
-        folder = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
-        model, tok, _ = open_huginn(folder, device=args.device)
+        path = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
-        return model, tok, f"random Huginn-format checkpoint ({shape})", PROMPTS["text"], None
-    path = Path(name)
-    if (path / "config.json").exists():
-        model, tok, _ = open_huginn(path, device=args.device)
-        return model, tok, f"Huginn folder {path}", PROMPTS["text"], None
-    run = RunDir(path) if RunDir(path).exists() else RunDir(Path(args.runs_dir) / name)
-    model, tok, cfg, ckpt = open_run(run, device=args.device)
-    prompt = PROMPTS["task"] if cfg.data.source == "task" else PROMPTS["text"]
-    return model, tok, f"run {run.name} step {ckpt.step} ({cfg.data.source} data)", prompt, cfg
+        label = f"random Huginn-format checkpoint ({shape})"
+    else:
+        path = Path(name) if Path(name).exists() else Path(args.runs_dir) / name
+        label = None
+    opened = open_model(path, device=args.device)
+    cfg = opened.cfg if opened.run is not None else None
+    if label is None:
+        label = f"run {opened.label} ({cfg.data.source} data)" if cfg is not None else f"model folder {path}"
+    prompt = PROMPTS["task"] if cfg is not None and cfg.data.source == "task" else PROMPTS["text"]
+    return opened.model, opened.tokenizer, label, prompt, cfg
 
 
 def timed(engine, prompt: str, opts, repeats: int):
@@ -186,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             GenerateOptions(r=args.r, sampler=spec).validate()  # bad specs fail before any model loads
         with tempfile.TemporaryDirectory(prefix="recurlab-bench-parallel-") as tmp:
             for name in args.models:
-                model, tok, label, prompt, cfg = open_model(name, args, Path(tmp))
+                model, tok, label, prompt, cfg = open_bench_model(name, args, Path(tmp))
                 engine = Engine(model, tok, device=args.device)
                 entry = bench_model(engine, label, prompt, args) if args.speed else {"model": label}
                 if args.heldout:
