@@ -107,7 +107,9 @@ class WavefrontView(Widget, can_focus=True):
 
     def render(self) -> Text:
         d = self.data
-        out = Text(self.describe(), style="bold")
+        line = self.describe()
+        width = max(self.size.width, 20)
+        out = Text(line if len(line) <= width else line[: width - 1] + "…", style="bold")
         if not d or not d["steps"]:
             return out
         steps, r = d["steps"], d["r"]
@@ -125,9 +127,12 @@ class WavefrontView(Widget, can_focus=True):
             out.append(mark, style="reverse bold" if t == self.step else "dim")
         texts = d["token_texts"]
         for g in range(top, min(top + nrows, n)):
-            label = texts[g] if g < len(texts) else ""
+            committed = g < len(texts)
+            i = g - cur["first"]
+            # a token not committed yet is labelled with its draft at the selected step
+            label = texts[g] if committed else (cur["texts"][i] if 0 <= i < len(cur["texts"]) else " ")
             out.append(f"\n{g:>2} ", style="dim")
-            out.append(show_token(label or "⏹", LABEL_W - 4) + " ", style="bold green" if g < len(texts) else "dim")
+            out.append(show_token(label or "⏹", LABEL_W - 4) + " ", style="bold green" if committed else "dim italic")
             for t in cols:
                 out.append(*self._cell(steps[t - 1], g, r, t == self.step))
         out.append("\n")
