@@ -130,7 +130,7 @@ class WavefrontView(Widget, can_focus=True):
             committed = g < len(texts)
             i = g - cur["first"]
             # a token not committed yet is labelled with its draft at the selected step
-            label = texts[g] if committed else (cur["texts"][i] if 0 <= i < len(cur["texts"]) else " ")
+            label = texts[g] if committed else (cur["texts"][i] if 0 <= i < len(cur["texts"]) else "·")
             out.append(f"\n{g:>2} ", style="dim")
             out.append(show_token(label or "⏹", LABEL_W - 4) + " ", style="bold green" if committed else "dim italic")
             for t in cols:
