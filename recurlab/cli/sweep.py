@@ -25,7 +25,8 @@ def sweep(
     rundir = get_run(run, runs_dir)
     with user_errors():
         from recurlab.config import default_rs, run_config
-        from recurlab.sweep import format_table, parse_levels, parse_rs, run_sweep
+        from recurlab.engine import run_sweep
+        from recurlab.sweep import format_table, parse_levels, parse_rs
 
         cfg = run_config(rundir)
         rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
