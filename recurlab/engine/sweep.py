@@ -108,7 +108,8 @@ def run_sweep(
     if difficulties:
         _check_levels_fit(cfg, data, difficulties)
     rows = evaluate(model, data, rs, device, on_row=on_row, cancel=cancel)
-    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
+    counts = dict(getattr(data, "heldout_counts", {}))
+    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs), heldout=counts)
     if rows:
         result.path = save_sweep(run, result, rs, difficulties or cfg.data.difficulties, difficulties)
     return result
