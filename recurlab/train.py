@@ -23,6 +23,7 @@ from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
+from recurlab.engine.sweep import evaluate
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM, SandwichBlock
 from recurlab.rundir import RunDir
@@ -203,7 +204,7 @@ class Trainer:
         rows = []
         # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
         if self.dist.is_main or self.dist.sharded:
-            for row in self.data.evaluate(self.raw_model, self.cfg.eval_rs, self.device, self.autocast()):
+            for row in evaluate(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
         if not self.dist.is_main:
             rows = []

@@ -300,14 +300,16 @@ def profiles(ctx: typer.Context) -> None:
     """List the profiles with their descriptions."""
     if ctx.invoked_subcommand is not None:
         return
-    from recurlab.config import from_dict, load_yaml, profile_names, profile_path
+    from recurlab.config import BUILTIN_PROFILES, from_dict, load_yaml, profile_names, profile_path
 
     rows = []
     for pname in profile_names():
+        path = profile_path(pname)
         with user_errors():
-            cfg = from_dict(load_yaml(profile_path(pname)), source=pname)
-        rows.append([pname, cfg.description])
-    _print_table(["PROFILE", "DESCRIPTION"], rows)
+            cfg = from_dict(load_yaml(path), source=pname)
+        where = "built-in" if path.parent.resolve() == BUILTIN_PROFILES.resolve() else str(path)
+        rows.append([pname, where, cfg.description])
+    _print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
 @profiles_app.command("show")

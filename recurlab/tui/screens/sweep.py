@@ -149,11 +149,10 @@ class SweepScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
-        from recurlab.sweep import run_sweep
-        from recurlab.devices import resolve_device
+        from recurlab.engine import run_sweep
 
         try:
-            result = run_sweep(run, rs, step=step, device=resolve_device("auto"), difficulties=levels,
+            result = run_sweep(run, rs, step=step, device="auto", difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
