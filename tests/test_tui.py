@@ -275,6 +275,8 @@ async def test_inspector_grid_and_cell_details(runs):
         await wait_for(pilot, lambda: (screen.trace or {}).get("path_independence") is not None)
         assert screen.trace["path_independence"]["starts"] == 4
         await pilot.press("c")
+        await wait_for(pilot, lambda: screen.trace["criterion"].startswith("kl-rev"))
+        await pilot.press("c")
         await wait_for(pilot, lambda: screen.trace["criterion"].startswith("entropy"))
         # a typed prompt, and a bad one (a character outside the vocabulary) is a notice
         await pilot.press("slash")
