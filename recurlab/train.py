@@ -14,6 +14,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -21,6 +22,7 @@ from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
 from recurlab.distributed import Dist
+from recurlab.errors import CheckpointError
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM, SandwichBlock
 from recurlab.rundir import RunDir
@@ -36,6 +38,18 @@ def resolve_device(spec: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
     return dev
+
+
+def init_checkpoint(spec: str) -> Path:
+    """train.init_from: a run directory (its latest complete checkpoint) or one checkpoint directory."""
+    path = Path(spec)
+    if (path / "model.safetensors").exists():
+        return path
+    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
+    if ckpt is None:
+        raise CheckpointError(f"train.init_from: {spec} is neither a run directory with a complete checkpoint "
+                              f"nor a checkpoint directory (one holding model.safetensors)")
+    return ckpt.path
 
 
 def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
@@ -234,6 +248,8 @@ class Trainer:
         cfg, run, s = self.cfg, self.run, self.state
         if resume:
             self.restore()
+        if s.step == 0 and cfg.train.init_from:  # a warm start: weights only; optimizer and schedule start afresh
+            self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main
         if main:
             run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,

@@ -165,6 +165,11 @@ def train(
         overrides.append(f"hardware.device={device}")
     with user_errors():
         cfg = load_profile(profile, overrides)
+        if cfg.train.init_from:  # checked before the run directory exists
+            from recurlab.train import init_checkpoint
+
+            init_checkpoint(cfg.train.init_from)
+            cfg.train.init_from = str(Path(cfg.train.init_from).resolve())  # the worker may run elsewhere
     if name is not None and not NAME_RE.match(name):
         fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     name = name or new_run_name(cfg.profile, runs_dir)
