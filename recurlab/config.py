@@ -337,11 +337,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
     if d.source == "task":
-        from recurlab.tasks import CharVocab, UnknownTaskError, get_task
+        from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task
 
         try:
-            get_task(d.task)
-        except UnknownTaskError as exc:
+            check_levels(get_task(d.task), d.difficulties)
+        except UnknownTaskError as exc:  # also a level without held-out prompts
             raise ConfigError(f"data.task: {exc}") from None
         m.vocab_size = len(CharVocab.default())
     elif m.vocab_size == 0:
@@ -392,6 +392,35 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
     return validate(cfg)
+
+
+# r values offered by default reach R_REACH x r_mean: past the training depth, where a model that
+# cannot extrapolate in depth would show its collapse
+R_REACH = 4
+
+
+def default_rs(r_mean: int) -> list[int]:
+    """The default r values of a sweep: powers of two up to R_REACH x r_mean."""
+    rs = [1]
+    while rs[-1] * 2 <= R_REACH * max(r_mean, 1):
+        rs.append(rs[-1] * 2)
+    return rs
+
+
+def slider_max_r(r_mean: int) -> int:
+    """The top of an r slider (Generate, Inspector): R_REACH x r_mean, at least 8."""
+    return max(R_REACH * r_mean, 8)
+
+
+def run_config(run) -> RunConfig:
+    """The validated config of a run directory (its run.yaml); raises RunError naming the run.
+    Here, beside the dataclasses, so that readers of a run's config never import torch."""
+    from recurlab.rundir import RunError
+
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def to_yaml(cfg: RunConfig) -> str:

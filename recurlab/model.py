@@ -175,12 +175,18 @@ class RecurrentLM(nn.Module):
             x = block(x, rope, cache, ("prelude", i))
         return x
 
-    def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """Random latent start: truncated normal with std `scale` (0 gives zeros)."""
+    def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None,
+                   noise: Tensor | None = None) -> Tensor:
+        """Random latent start: truncated normal with std `scale` (0 gives zeros). `noise`, a
+        standard normal draw of e's shape, replaces the draw from `generator` (the engine seeds it
+        per position, so that a token's start does not depend on how it was decoded)."""
         scale = self.cfg.init_scale if scale is None else scale
         if scale == 0 or not self.cfg.is_recurrent:
             return torch.zeros_like(e)
-        s = torch.randn(e.shape, generator=generator, device=e.device, dtype=torch.float32)
+        if noise is not None:
+            s = noise.to(device=e.device, dtype=torch.float32).clone()
+        else:
+            s = torch.randn(e.shape, generator=generator, device=e.device, dtype=torch.float32)
         s = s.clamp_(-3, 3) * scale  # truncation at 3 std; clamping keeps it cheap and reproducible
         if self.cfg.embed_scale != 1.0:
             s = s * self.cfg.embed_scale

@@ -18,38 +18,19 @@ from pathlib import Path
 
 import torch
 
-from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot, read_state, save_checkpoint
+from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapshot, read_state, remove_stale_temporaries,
+                                 save_checkpoint)
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
+from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
-from recurlab.errors import CheckpointError
 from recurlab.flops import mfu, train_flops_per_token
+from recurlab.lifecycle import init_checkpoint
 from recurlab.model import RecurrentLM, SandwichBlock
 from recurlab.rundir import RunDir
 from recurlab.sampler import progressive_split, sample_depth
 
 HEARTBEAT_S = 2.0
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
-    return dev
-
-
-def init_checkpoint(spec: str) -> Path:
-    """train.init_from: a run directory (its latest complete checkpoint) or one checkpoint directory."""
-    path = Path(spec)
-    if (path / "model.safetensors").exists():
-        return path
-    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
-    if ckpt is None:
-        raise CheckpointError(f"train.init_from: {spec} is neither a run directory with a complete checkpoint "
-                              f"nor a checkpoint directory (one holding model.safetensors)")
-    return ckpt.path
 
 
 def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
@@ -88,7 +69,7 @@ class Trainer:
     def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
         self.run, self.cfg = run, cfg
         self.dist = dist or Dist.single()
-        self.device = self.dist.device if self.dist.group else resolve_device(device or cfg.hardware.device)
+        self.device = self.dist.device if self.dist.group else torch.device(resolve_device(device or cfg.hardware.device))
         self.progress_bar = progress_bar
         if cfg.hardware.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.hardware.threads)
@@ -112,6 +93,8 @@ class Trainer:
 
     # ---- resume ----------------------------------------------------------------------
     def restore(self) -> int:
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run)
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
             if self.dist.is_main:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,11 +121,15 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
 
     live = copy_run(runs, "tiny-a", "tiny-live", state="running", pid=os.getpid(), heartbeat=time.time())
     stopped = copy_run(runs, "tiny-a", "tiny-stopped", state="stopped", pid=None)
+    shutil.rmtree(stopped.checkpoint_dir_for(40))  # stopped at step 20, before max_steps (40)
+    # a worker to kill with K: a process whose command line names recurlab, in its own session
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "recurlab"], start_new_session=True)
+    doomed = copy_run(runs, "tiny-a", "tiny-doomed", state="running", pid=victim.pid, heartbeat=time.time())
     app = make_app(runs)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = app.screen.query_one(DataTable)
-            await wait_for(pilot, lambda: table.row_count == 3)
+            await wait_for(pilot, lambda: table.row_count == 4)
             table.move_cursor(row=table.get_row_index("tiny-live"))
             await pilot.press("s")
             assert live.stop_requested()
@@ -131,7 +138,18 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             table.move_cursor(row=table.get_row_index("tiny-a"))
             await pilot.press("s")
             assert any("not running" in m for m in notices(app))
-            # resume spawns a real worker that continues from the step-40 checkpoint
+            # K kills a worker at once (its process group), as `recurlab stop --now` does
+            table.move_cursor(row=table.get_row_index("tiny-doomed"))
+            await pilot.press("K")
+            await wait_for(pilot, lambda: victim.poll() is not None and doomed.read_status().get("state") == "stopped")
+            assert victim.returncode == -signal.SIGKILL and "killed by the TUI" in doomed.read_status()["error"]
+            assert any("tiny-doomed: killed" in m for m in notices(app))
+            # a run whose checkpoint reached max_steps is finished, whatever its status says
+            table.move_cursor(row=table.get_row_index("tiny-a"))
+            RunDir(runs / "tiny-a").status_path.write_text("garbage{{")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: any("reached train.max_steps=40" in m for m in notices(app)))
+            # resume spawns a real worker that continues from the step-20 checkpoint
             table.move_cursor(row=table.get_row_index("tiny-stopped"))
             await pilot.press("u")
             await wait_for(pilot, lambda: stopped.read_status().get("pid") is not None)
@@ -153,6 +171,9 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             fresh = RunDir(runs / "fresh")
             assert fresh.read_status().get("pid")
     finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
         kill_workers(runs)
 
 
@@ -375,6 +396,33 @@ async def test_sweep_runs_saves_and_shows_again(runs):
         assert screen.query_one(DataTable).row_count == 3
         assert "saved sweep 1/1 of step 40" in str(screen.query_one("#sweep-status").render())
         await pilot.press("left_square_bracket")
+
+
+async def test_a_second_sweep_keeps_the_first_and_the_screen_shows_the_newest(runs):
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    run.sweeps_dir.mkdir()
+    # an older saved sweep whose name sorts after the new one's
+    (run.sweeps_dir / "step_00000040_levels_3.json").write_text(json.dumps(
+        {"run": "tiny-a", "step": 40, "rs": [7], "complete": True, "time": time.time() - 100,
+         "rows": [{"r": 7, "loss": 1.0, "tokens_per_s": 1.0, "acc@3": 0.5, "acc": 0.5}]}))
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        for rs in ("1,2,4", "1,2"):
+            screen.query_one("#sweep-rs").value = rs
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.cancel_event is None and len(screen.saved) >= 2, timeout=60)
+            await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
+            table = screen.query_one(DataTable)
+            assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == rs.split(",")
+        status = str(screen.query_one("#sweep-status").render())
+        assert "saved sweep 3/3 of step 40" in status and "step_00000040_2.csv" in status
+    first = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
+    second = json.loads((run.sweeps_dir / "step_00000040_2.json").read_text())
+    assert [r["r"] for r in first["rows"]] == [1, 2, 4] and [r["r"] for r in second["rows"]] == [1, 2]
 
 
 async def test_sweep_can_be_cancelled(runs):

@@ -33,16 +33,11 @@ def sweep(
         return
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
-        from recurlab.checkpoint import run_config
-        from recurlab.sweep import format_table, parse_levels, parse_rs, run_sweep
+        from recurlab.config import default_rs, run_config
+        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs, run_sweep
 
         cfg = run_config(rundir)
-        if r:
-            rs = parse_rs(r)
-        else:
-            top, rs = 4 * cfg.train.r_mean, [1]
-            while rs[-1] * 2 <= top:
-                rs.append(rs[-1] * 2)
+        rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
         levels = parse_levels(difficulties) if difficulties else None
         shown = []
 
@@ -56,6 +51,8 @@ def sweep(
         result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
     typer.echo(format_table(result.rows))
+    if result.heldout:
+        typer.echo(format_heldout(result.heldout))
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")
 
 

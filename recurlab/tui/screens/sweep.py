@@ -4,9 +4,11 @@ s starts a sweep over the r values in the box (default: powers of two up to 4 x 
 chosen checkpoint, in a background worker; each r appears in the table and the plot as soon as
 it finishes; c cancels after the current r (the rows done so far are kept). The levels box
 sweeps task levels other than the run's, e.g. 5,6,7,8 beyond the trained ones (empty: the
-run's own). Results are saved in the run's sweeps/ folder and shown again next time; [ and ]
-page through the saved sweeps. Below, the heatmap merges every saved sweep of the shown
-checkpoint: accuracy per level (rows) and r (columns), trained levels and harder ones together.
+run's own). Results are saved as sweeps/step_NNNNNNNN.csv and .json in the run directory (a
+later sweep of the same checkpoint gets step_NNNNNNNN_2.*, and so on: none replaces another)
+and shown again next time, the newest first; [ and ] page through the saved sweeps. Below, the
+heatmap merges every saved sweep of the shown checkpoint: accuracy per level (rows) and r
+(columns), trained levels and harder ones together.
 """
 
 from __future__ import annotations
@@ -23,14 +25,6 @@ from textual_plotext import PlotextPlot
 from recurlab.errors import USER_ERRORS
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
-
-
-def default_rs(r_mean: int) -> list[int]:
-    rs, r = [], 1
-    while r <= 4 * max(r_mean, 1):
-        rs.append(r)
-        r *= 2
-    return rs
 
 
 class SweepScreen(LabScreen):
@@ -80,7 +74,7 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.checkpoint import run_config
+        from recurlab.config import default_rs, run_config
 
         try:
             cfg = run_config(run)
@@ -112,7 +106,11 @@ class SweepScreen(LabScreen):
         self.rows = list(res.rows)
         self.heat_step = res.step
         done = "" if res.complete else " (cancelled part way)"
-        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}")
+        from recurlab.sweep import format_heldout
+
+        counts = format_heldout(res.heldout)
+        self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
+                     + (f"\n{counts}" if counts else ""))
         self.draw()
 
     def _status(self, text: str) -> None:
@@ -152,10 +150,10 @@ class SweepScreen(LabScreen):
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
         from recurlab.sweep import run_sweep
-        from recurlab.tui.models import pick_device
+        from recurlab.devices import resolve_device
 
         try:
-            result = run_sweep(run, rs, step=step, device=pick_device(), difficulties=levels,
+            result = run_sweep(run, rs, step=step, device=resolve_device("auto"), difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
@@ -176,6 +174,10 @@ class SweepScreen(LabScreen):
         state = "finished" if result.complete else "cancelled"
         self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
         self.load_saved(show_last=True)
+        # the sweep just run, even if another one was saved meanwhile
+        just_run = [i for i, saved in enumerate(self.saved) if saved.path == result.path]
+        if just_run:
+            self.show_result(just_run[-1])
 
     def action_cancel(self) -> None:
         if self.cancel_event is None:
