@@ -109,6 +109,7 @@ class TrainConfig:
     progressive_alpha: float = 0.0  # >0: mix in the progressive loss with this weight (Bansal et al.)
     jacobian_penalty: float = 0.0  # >0: weight of the recurrence's finite-difference contraction penalty
     jacobian_eps: float = 0.01  # size of the state perturbation the penalty measures, relative to the state's norm
+    init_from: str = ""  # warm start: weights of this run's latest checkpoint (or a checkpoint dir); fresh optimizer, step 0
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
