@@ -17,6 +17,7 @@ left padding, exit, KV budget), in batches of `batch_size`, longest first.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -105,6 +106,12 @@ class RecurlabLM(LM):
         from recurlab.engine.options import parse_exit
 
         device = str(device or "cpu")
+        if source is None and device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():  # lm-eval's CLI asks for cuda:0 unless told otherwise
+                logging.getLogger(__name__).warning("CUDA is not available here; evaluating on the CPU")
+                device = "cpu"
         self.source = source or open_source(run, model, checkpoint, device, dtype, runs_dir)
         self._device = next(self.source.model.parameters()).device
         self.r = _int(r if r not in (None, "") else self.source.default_r, "r")

@@ -13,7 +13,6 @@ setting `cancel` stops within a batch and keeps the r values already finished.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -71,7 +70,6 @@ def default_out_dir(model_path: str | Path) -> Path:
 
 def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, runs_dir="runs", source=None,
              on_progress=None, on_row=None, cancel: threading.Event | None = None) -> EvalResult:
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's and datasets' bars would tear our own
     settings.validate()
     if bool(run) == bool(model_path) and source is None:
         raise InferenceError("give either a RUN or --model PATH, not both or neither")
@@ -114,7 +112,7 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
         lm.reset_records()
         lm.on_progress = (lambda done, total, kind, r=r: on_progress(r, done, total, kind)) if on_progress else None
         try:
-            with _quiet_git():
+            with _quiet_lm_eval():
                 res = simple_evaluate(model=lm, tasks=list(plan.names), task_manager=plan.manager,
                                       limit=settings.limit, num_fewshot=settings.num_fewshot, log_samples=False,
                                       random_seed=settings.seed, numpy_random_seed=settings.seed,
@@ -139,14 +137,19 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
 
 
 @contextmanager
-def _quiet_git():
-    """lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
-    repository" outside one; the same lookup with git's stderr discarded."""
+def _quiet_lm_eval():
+    """Keep lm-eval's terminal output out of ours (a progress bar or the TUI): its per-task tqdm bar
+    goes, datasets' bars go, and `git describe` (which lm-eval records, and which prints "fatal:
+    not a git repository" outside one) runs with git's stderr discarded."""
+    import functools
     import subprocess
 
+    import datasets
     from lm_eval import evaluator
+    from lm_eval.api import task as lm_task
 
-    original = evaluator.get_git_commit_hash
+    datasets.disable_progress_bars()
+    original, original_tqdm = evaluator.get_git_commit_hash, lm_task.tqdm
 
     def quiet() -> str | None:
         try:
@@ -155,10 +158,11 @@ def _quiet_git():
             return None
 
     evaluator.get_git_commit_hash = quiet
+    lm_task.tqdm = functools.partial(original_tqdm, disable=True)
     try:
         yield
     finally:
-        evaluator.get_git_commit_hash = original
+        evaluator.get_git_commit_hash, lm_task.tqdm = original, original_tqdm
 
 
 def _leaves_of(task: str, plan) -> list[str]:

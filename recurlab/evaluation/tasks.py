@@ -15,6 +15,7 @@ is a YAML file over a JSON lines file (README: "Writing a local task").
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ def resolve_tasks(spec: str | list[str], run=None, cfg=None) -> TaskPlan:
         names += sorted(found)
     missing = [n for n in names if manager is None or n not in manager.all_tasks]
     if missing:  # lm-eval's own tasks: indexing them takes seconds, so only when needed
-        manager = TaskManager(include_path=include or None, include_defaults=True)
+        manager = _full_manager(tuple(include))
         for n in missing:
             if n not in manager.all_tasks:
                 near = difflib.get_close_matches(n, manager.all_tasks, n=3)
@@ -172,6 +173,14 @@ def resolve_tasks(spec: str | list[str], run=None, cfg=None) -> TaskPlan:
     for n in names:
         _build(plan, n)
     return plan
+
+
+@functools.lru_cache(maxsize=2)
+def _full_manager(include: tuple[str, ...]):
+    """lm-eval's task index with its built-in tasks (about 15,000 YAML files), kept for the process."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include) or None, include_defaults=True)
 
 
 def _build(plan: TaskPlan, name: str) -> None:
@@ -230,3 +239,6 @@ def _quiet_lm_eval() -> None:
     """lm-eval, datasets and the hub client log at INFO and retry noisily; a CLI line says it all."""
     for name in ("lm_eval", "datasets", "huggingface_hub", "fsspec"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import datasets
+
+    datasets.disable_progress_bars()
