@@ -50,29 +50,23 @@ class Source:
 
 
 def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None, runs_dir="runs") -> Source:
-    """Open a run directory (latest or given checkpoint) or a Huginn-format folder on `device`."""
+    """Open a run (name, path or RunDir; latest or given checkpoint) or a model folder through the
+    engine's door to a model, on `device`, optionally cast to `dtype`."""
     if bool(run) == bool(model):
         raise InferenceError("give either a run (run=...) or a model folder (model=...), not both or neither")
+    from recurlab.engine import open_model
+
     torch_dtype = _dtype(dtype)
-    if model:
-        from recurlab.huginn import open_huginn
+    if run:
+        from recurlab.rundir import RunDir, resolve_run
 
-        net, tok, cfg = open_huginn(model, device=device, dtype=torch_dtype)
-        from pathlib import Path
-
-        return Source(net, tok, cfg, Path(model).name, None, None, int(cfg.train.r_mean or 32))
-    from recurlab.engine import open_run
-
-    net, tok, cfg, ckpt = open_run(run, step=None if checkpoint in (None, "") else int(checkpoint), device=device,
-                                   runs_dir=runs_dir)
-    if torch_dtype is not None:
-        net = net.to(torch_dtype)
-    run_dir = run if hasattr(run, "path") else None
-    if run_dir is None:
-        from recurlab.rundir import resolve_run
-
-        run_dir = resolve_run(str(run), runs_dir)
-    return Source(net, tok, cfg, f"{run_dir.name} @ step {ckpt.step}", run_dir, ckpt.step, int(cfg.train.r_mean))
+        target = run if isinstance(run, RunDir) else resolve_run(str(run), runs_dir)
+    else:
+        target = model
+    step = None if checkpoint in (None, "") else _int(checkpoint, "checkpoint", minimum=0)
+    opened = open_model(target, step=step, device=device)
+    net = opened.model.to(torch_dtype) if torch_dtype is not None else opened.model
+    return Source(net, opened.tokenizer, opened.cfg, opened.label, opened.run, opened.step, opened.r_mean)
 
 
 def _dtype(name):
