@@ -65,8 +65,14 @@ def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None,
         target = model
     step = None if checkpoint in (None, "") else _int(checkpoint, "checkpoint", minimum=0)
     opened = open_model(target, step=step, device=device)
-    net = opened.model.to(torch_dtype) if torch_dtype is not None else opened.model
-    return Source(net, opened.tokenizer, opened.cfg, opened.label, opened.run, opened.step, opened.r_mean)
+    if torch_dtype is not None:
+        opened.model = opened.model.to(torch_dtype)
+    return source_from_opened(opened)
+
+
+def source_from_opened(opened) -> Source:
+    """A Source over a model the engine already opened (engine.OpenedModel), e.g. from the TUI's cache."""
+    return Source(opened.model, opened.tokenizer, opened.cfg, opened.label, opened.run, opened.step, opened.r_mean)
 
 
 def _dtype(name):
