@@ -4,7 +4,7 @@
     recurlab tui runs/cpu-1122-1015   # open one run's curves directly
     python -c "from recurlab.tui import RecurlabApp; RecurlabApp('runs').run()"
 
-Screens (keys 1-5): Runs, Curves, Inspector, Generate, Sweep; `?` shows a screen's keys, ctrl+p
+Screens (keys 1-6): Runs, Curves, Inspector, Generate, Sweep, Eval; `?` shows a screen's keys, ctrl+p
 the command palette. The Runs and Curves screens import no torch; the model screens load it in
 background workers.
 """
