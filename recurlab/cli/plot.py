@@ -1,0 +1,96 @@
+"""`recurlab plot KIND RUN...`: publication figures (PNG, SVG, PDF) and CSV from run directories.
+
+    recurlab plot curves cpu-demo cpu-fixed --metric eval-acc --smooth 0.05     # runs overlaid
+    recurlab plot curves cpu-demo --metric train-loss --logy --csv
+    recurlab plot sweep cpu-demo                     # exact match vs r, one line per level
+    recurlab plot sweep cpu-demo cpu-fixed --y loss --step 1600
+    recurlab plot exits cpu-demo --groups 'level1-*,level4-*' --tokens answer
+    recurlab plot heatmap cpu-demo --trace demo --value kl-final
+    recurlab plot pca cpu-demo --trace demo --token 19
+
+Files go to RUN/figures/ (the first run's) unless --out says otherwise, and never replace an
+existing file: a second figure of the same name gets -2, -3, ...
+Needs matplotlib: `pip install 'recurlab[plot]'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from recurlab.cli.app import app
+from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+
+KINDS = ("curves", "sweep", "exits", "heatmap", "pca")
+
+
+def _size(spec: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        fail(f"--size {spec!r} must be WIDTHxHEIGHT in pixels, e.g. 960x600")
+    return w, h
+
+
+def build(kind: str, runs: list, *, metric: str, smooth: float, logy: bool, y: str, step: int | None,
+          trace: str | None, value: str, token: int | None, groups: str, tokens: str):
+    """The figure spec of `kind` for the given RunDirs (no matplotlib needed)."""
+    from recurlab import figures
+    from recurlab.figures.spec import FigureError
+
+    one = runs[0]
+    if kind in ("exits", "heatmap", "pca") and len(runs) > 1:
+        raise FigureError(f"plot {kind} takes one run, got {len(runs)}")
+    if kind == "curves":
+        series = {r.name: figures.load_series(r) for r in runs}
+        steps = {r.name: (r.read_status() or {}).get("step") for r in runs}
+        return figures.curves_figure(series, metric, smooth=smooth, logy=logy, steps=steps)
+    if kind == "sweep":
+        return figures.sweep_figure(runs, y=y, step=step)
+    if kind == "exits":
+        return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
+    data, name = figures.load_trace(one, trace)
+    if kind == "heatmap":
+        return figures.heatmap_figure(data, value, run=one.name, trace_name=name)
+    return figures.pca_figure(data, token, run=one.name, trace_name=name)
+
+
+@app.command()
+def plot(
+    kind: str = typer.Argument(..., help=f"What to plot: {', '.join(KINDS)}."),
+    runs: list[str] = typer.Argument(..., help="Run names, unique prefixes or paths (curves and sweep overlay several)."),
+    metric: str = typer.Option("train-loss", "--metric", help="curves: train-loss, eval-loss, eval-acc, lr, tokens-per-s, grad-norm."),
+    smooth: float = typer.Option(0.0, "--smooth", help="curves: EMA span as a fraction of the steps, as the TUI's e (0.05); 0 = raw."),
+    logy: bool = typer.Option(False, "--logy", help="curves: logarithmic y axis."),
+    y: str = typer.Option("acc", "--y", help="sweep: acc (one line per level), loss or bpb."),
+    step: int = typer.Option(None, "--step", help="sweep: checkpoint step (default: the latest swept one)."),
+    trace: str = typer.Option(None, "--trace", help="heatmap, pca: trace name in traces/ (default: the newest)."),
+    value: str = typer.Option("rel-change", "--value", help="heatmap: rel-change, kl-final or flips."),
+    token: int = typer.Option(None, "--token", help="pca: token position (default: the first generated token)."),
+    groups: str = typer.Option("", "--groups", help="exits: comma-separated globs over trace names, one panel each (default: one per trace)."),
+    tokens: str = typer.Option("all", "--tokens", help="exits: all, prompt or answer tokens."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: RUN/figures)."),
+    fmt: str = typer.Option("png,svg,pdf", "--format", help="Comma-separated: png, svg, pdf."),
+    csv: bool = typer.Option(False, "--csv", help="Also write the plotted series as CSV."),
+    size: str = typer.Option("960x600", "--size", help="Figure size in pixels, WIDTHxHEIGHT."),
+    dpi: int = typer.Option(150, "--dpi", help="Dots per inch (the size in pixels stays as given)."),
+    runs_dir: str = RunsDirOption,
+):
+    """Figures for a paper from run directories, as PNG, SVG and PDF (and CSV with --csv)."""
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}, e.g. `recurlab plot sweep RUN`")
+    rundirs = [get_run(r, runs_dir) for r in runs]
+    with user_errors():
+        from recurlab.figures.render import check_formats, matplotlib_modules
+        from recurlab.figures.save import run_figures_dir, save_figure
+
+        formats = check_formats([f.strip().lower() for f in fmt.split(",") if f.strip()])
+        pixels = _size(size)
+        matplotlib_modules()  # a missing extra is reported before anything is read
+        spec = build(kind, rundirs, metric=metric, smooth=smooth, logy=logy, y=y, step=step, trace=trace,
+                     value=value, token=token, groups=groups, tokens=tokens)
+        folder = out if out is not None else run_figures_dir(rundirs[0])
+        paths = save_figure(spec, folder, formats, csv=csv, size=pixels, dpi=dpi)
+    for p in paths:
+        typer.echo(str(p))

@@ -1,0 +1,82 @@
+"""Accuracy, loss or bits per byte against r from a run's saved sweeps: one line per task level
+(every sweep file of the checkpoint, so that `--difficulties 5,6` sweeps join the standard one).
+
+    fig = sweep_figure([RunDir("runs/cpu-demo")], y="acc")            # latest swept checkpoint
+    fig = sweep_figure([RunDir("runs/cpu-demo"), RunDir("runs/cpu-fixed")], y="acc", step=1600)
+
+With several runs each line is named "<run> level <d>" (or "<run>" for loss and bpb).
+"""
+
+from __future__ import annotations
+
+from recurlab.figures.curves import _slug
+from recurlab.figures.spec import FigureError, Line, LineFigure
+from recurlab.rundir import RunDir
+
+Y_CHOICES = ("acc", "loss", "bpb")
+Y_LABELS = {
+    "acc": "held-out exact match (fraction)",
+    "loss": "held-out loss (nats per token)",
+    "bpb": "held-out bits per byte",
+}
+
+
+def _sweeps_of(run: RunDir, step: int | None):
+    from recurlab.sweep import load_sweeps
+
+    saved = [s for s in load_sweeps(run) if s.rows]
+    if not saved:
+        raise FigureError(f"run {run.name} has no saved sweeps: run `recurlab sweep {run.name}` first "
+                          "(or press s on the TUI's Sweep screen)")
+    steps = sorted({s.step for s in saved})
+    if step is None:
+        step = steps[-1]
+    chosen = [s for s in saved if s.step == step]
+    if not chosen:
+        raise FigureError(f"run {run.name} has no sweep of step {step}: swept steps are {', '.join(map(str, steps))}")
+    return step, chosen
+
+
+def _tag(result) -> str:
+    """What distinguishes one sweep file of a step from another, e.g. "levels_5-6"."""
+    stem = result.path.stem if result.path is not None else ""
+    return stem.split("_", 2)[2] if stem.count("_") >= 2 else stem
+
+
+def sweep_figure(runs: list[RunDir], y: str = "acc", step: int | None = None) -> LineFigure:
+    if y not in Y_CHOICES:
+        raise FigureError(f"unknown --y {y!r}: use one of {', '.join(Y_CHOICES)}")
+    lines, where, all_rs = [], [], set()
+    for run in runs:
+        got_step, chosen = _sweeps_of(run, step)
+        where.append(f"{run.name} (checkpoint step {got_step})")
+        prefix = f"{run.name} " if len(runs) > 1 else ""
+        seen: dict[str, int] = {}
+        for res in chosen:
+            rows = sorted(res.rows, key=lambda row: row["r"])
+            note = "" if res.complete else " (cancelled part way)"
+            if y == "acc":
+                keys = sorted((k for k in rows[0] if k.startswith("acc@")), key=lambda k: float(k[4:]))
+                if not keys:
+                    raise FigureError(f"the sweeps of {run.name} have no accuracy (a text run): use --y loss or --y bpb")
+                series = [(f"level {k[4:]}", k) for k in keys]
+            else:
+                if y == "bpb" and "bpb" not in rows[0]:
+                    raise FigureError(f"the sweeps of {run.name} have no bits per byte (a task run): use --y acc or --y loss")
+                levels = [k[4:] for k in rows[0] if k.startswith("acc@")]
+                series = [(f"levels {', '.join(levels)}" if levels else "validation", y)]
+            for label, key in series:
+                seen[label] = seen.get(label, 0) + 1
+                # a level swept twice at one step (two files) keeps both lines, told apart by file
+                label = label if seen[label] == 1 else f"{label} [{_tag(res)}]"
+                pts = [(row["r"], row[key]) for row in rows if row.get(key) is not None]
+                all_rs.update(r for r, _ in pts)
+                lines.append(Line(prefix + label + note, [float(r) for r, _ in pts], [float(v) for _, v in pts]))
+    rs = sorted(all_rs)
+    logx = len(rs) > 1 and rs[-1] / max(rs[0], 1) >= 8
+    names = "-".join(_slug(r.name) for r in runs[:3])
+    return LineFigure(
+        kind="sweep", name=f"sweep-{y}-{names}", title=f"{Y_LABELS[y].split(' (')[0]} vs r",
+        subtitle=", ".join(where), xlabel="r (core iterations at test time)", ylabel=Y_LABELS[y],
+        lines=lines, logx=logx, xticks=[float(r) for r in rs] if logx else None,
+    )
