@@ -44,8 +44,7 @@ def build(kind: str, runs: list, *, metric: str, smooth: float, logy: bool, y: s
         raise FigureError(f"plot {kind} takes one run, got {len(runs)}")
     if kind == "curves":
         series = {r.name: figures.load_series(r) for r in runs}
-        steps = {r.name: (r.read_status() or {}).get("step") for r in runs}
-        return figures.curves_figure(series, metric, smooth=smooth, logy=logy, steps=steps)
+        return figures.curves_figure(series, metric, smooth=smooth, logy=logy, steps=figures.run_steps(runs))
     if kind == "sweep":
         return figures.sweep_figure(runs, y=y, step=step)
     if kind == "exits":

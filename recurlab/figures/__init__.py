@@ -12,7 +12,7 @@ imported only when a figure is drawn.
     save_figure(sweep_figure([run]), run_figures_dir(run), csv=True)
 """
 
-from recurlab.figures.curves import METRIC_NAMES, curves_figure, load_series
+from recurlab.figures.curves import METRIC_NAMES, curves_figure, load_series, run_steps
 from recurlab.figures.save import run_figures_dir, save_figure, write_new
 from recurlab.figures.spec import FigureError, HeatFigure, HistFigure, Line, LineFigure, csv_text
 from recurlab.figures.sweeps import sweep_figure
@@ -20,6 +20,6 @@ from recurlab.figures.traces import exits_figure, heatmap_figure, load_trace, pc
 
 __all__ = [
     "METRIC_NAMES", "FigureError", "HeatFigure", "HistFigure", "Line", "LineFigure", "csv_text", "curves_figure",
-    "exits_figure", "heatmap_figure", "load_series", "load_trace", "pca_figure", "run_figures_dir", "save_figure",
+    "exits_figure", "heatmap_figure", "load_series", "load_trace", "pca_figure", "run_figures_dir", "run_steps", "save_figure",
     "sweep_figure", "write_new",
 ]

@@ -46,16 +46,28 @@ def load_series(run: RunDir) -> RunSeries:
     return series
 
 
+def run_steps(runs: list[RunDir]) -> dict[str, str]:
+    """Per run, where it stands, e.g. "step 1600, checkpoint 1600", for the subtitle."""
+    out = {}
+    for run in runs:
+        step = (run.read_status() or {}).get("step")
+        ck = run.latest_checkpoint()
+        parts = ([f"step {step}"] if step is not None else []) + ([f"checkpoint {ck.step}"] if ck is not None else [])
+        out[run.name] = ", ".join(parts)
+    return out
+
+
 def shape_line(xs: np.ndarray, ys: np.ndarray, *, smooth: float, logy: bool, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """One line as the Curves screen draws it: positive values only on a log axis; smoothed with
-    the time-weighted EMA over `buckets` bucket means, or else min/max downsampled to `buckets`."""
+    the time-weighted EMA over `buckets` bucket means (the TUI uses 4 per column of its plot), or
+    else min/max downsampled to at least MAX_POINTS buckets."""
     if logy:
         keep = ys > 0
         xs, ys = xs[keep], ys[keep]
     if smooth > 0 and len(xs) > 1:
         xs, ys = bucket_mean(xs, ys, buckets)
         return xs, ema(xs, ys, smooth * (xs[-1] - xs[0]))
-    return downsample(xs, ys, buckets)
+    return downsample(xs, ys, max(buckets, MAX_POINTS))  # a file can hold more points than a terminal
 
 
 def _slug(text: str) -> str:
@@ -63,9 +75,9 @@ def _slug(text: str) -> str:
 
 
 def curves_figure(series: dict[str, RunSeries], metric: str, *, smooth: float = 0.0, logy: bool = False,
-                  steps: dict[str, int | None] | None = None, buckets: int = MAX_POINTS) -> LineFigure:
-    """Lines of `metric` for every run in `series` (in order). `steps` names each run's latest
-    checkpoint (or step) in the subtitle. Raises FigureError when no run has a point to plot."""
+                  steps: dict[str, str] | None = None, buckets: int = MAX_POINTS) -> LineFigure:
+    """Lines of `metric` for every run in `series` (in order). `steps` says where each run stands
+    (`run_steps`), for the subtitle. Raises FigureError when no run has a point to plot."""
     title, kind, field = METRICS[metric_index(metric)]
     if smooth < 0:
         raise FigureError(f"--smooth must be >= 0 (a fraction of the step range, e.g. 0.05), got {smooth}")
@@ -84,7 +96,7 @@ def curves_figure(series: dict[str, RunSeries], metric: str, *, smooth: float = 
         raise FigureError(f"no {title} to plot: {', '.join(names)} has no {what} in metrics.jsonl"
                           + ("; positive values are needed for --logy" if logy else ""))
     steps = steps or {}
-    runs = ", ".join(f"{n} (step {steps[n]})" if steps.get(n) is not None else n for n in names)
+    runs = ", ".join(f"{n} ({steps[n]})" if steps.get(n) else n for n in names)
     extras = [f"EMA span {smooth:g} of the steps"] if smooth > 0 else []
     return LineFigure(
         kind="curves", name=f"curves-{metric}-{'-'.join(_slug(n) for n in names[:3])}",

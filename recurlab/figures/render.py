@@ -83,7 +83,12 @@ def _lines(mfig, fig: LineFigure) -> None:
         else:  # about a dozen markers per line, whatever its length
             ax.plot(ln.xs, ln.ys, marker=MARKERS[k % len(MARKERS)], markevery=max(1, math.ceil(n / 12)), markersize=5, **kw)
     if fig.logy:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")  # 0.5, not 5 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
     if fig.logx:
         ax.set_xscale("log", base=2)
     if fig.xticks:
@@ -98,10 +103,20 @@ def _lines(mfig, fig: LineFigure) -> None:
     ax.legend(loc="best", ncols=2 if len(fig.lines) > 8 else 1, framealpha=0.85)
 
 
+def _minor_label(v: float, _pos) -> str:
+    """Label the 2 and 5 of each decade on a log axis, so that short ranges still get numbers."""
+    if v <= 0:
+        return ""
+    m = v / 10 ** math.floor(math.log10(v))
+    return f"{v:g}" if abs(m - 2) < 1e-6 or abs(m - 5) < 1e-6 else ""
+
+
 def _hists(mfig, fig: HistFigure) -> None:
     n = max(len(fig.groups), 1)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
+    from matplotlib.ticker import MaxNLocator
+
     axes = mfig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     xs = list(range(1, fig.max_value + 1))
     for i, (label, values) in enumerate(fig.groups):
@@ -113,6 +128,7 @@ def _hists(mfig, fig: HistFigure) -> None:
             ax.axvline(mean, color="black", linestyle="--", linewidth=1)
             ax.text(0.97, 0.95, f"mean {mean:.2f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
         ax.set_title(label, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if i // cols == rows - 1:
             ax.set_xlabel(fig.xlabel)
         if i % cols == 0:

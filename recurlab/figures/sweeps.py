@@ -37,46 +37,78 @@ def _sweeps_of(run: RunDir, step: int | None):
     return step, chosen
 
 
+def trained_levels(run: RunDir) -> set[str] | None:
+    """The task levels the run trained on (from run.yaml), or None for a text run or no config."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(run.config_path.read_text()) or {}
+        data = cfg.get("data") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    if data.get("source", "task") != "task" or not isinstance(data.get("difficulties"), list):
+        return None
+    return {str(d) for d in data["difficulties"]}
+
+
 def _tag(result) -> str:
     """What distinguishes one sweep file of a step from another, e.g. "levels_5-6"."""
     stem = result.path.stem if result.path is not None else ""
     return stem.split("_", 2)[2] if stem.count("_") >= 2 else stem
 
 
+def sweep_lines(results: list, y: str, trained: set[str] | None, run: str, prefix: str = "") -> tuple[list[Line], set]:
+    """Lines of `y` vs r from sweep results of one run and checkpoint (SweepResult-like: rows,
+    complete, path), and the r values they cover."""
+    lines, all_rs, seen = [], set(), {}
+    for res in results:
+        rows = sorted(res.rows, key=lambda row: row["r"])
+        note = "" if res.complete else " (cancelled part way)"
+        levels = sorted((k[4:] for k in rows[0] if k.startswith("acc@")), key=float)
+        if y == "acc":
+            if not levels:
+                raise FigureError(f"the sweeps of {run} have no accuracy (a text run): use --y loss or --y bpb")
+            series = [(f"level {d}" + (" (not trained)" if trained and d not in trained else ""), f"acc@{d}") for d in levels]
+        else:
+            if y == "bpb" and "bpb" not in rows[0]:
+                raise FigureError(f"the sweeps of {run} have no bits per byte (a task run): use --y acc or --y loss")
+            series = [(f"levels {', '.join(levels)}" if levels else "validation", y)]
+        for label, key in series:
+            seen[label] = seen.get(label, 0) + 1
+            # a level swept twice at one step (two files) keeps both lines, told apart by file
+            label = label if seen[label] == 1 else f"{label} [{_tag(res)}]"
+            pts = [(row["r"], row[key]) for row in rows if row.get(key) is not None]
+            all_rs.update(r for r, _ in pts)
+            lines.append(Line(prefix + label + note, [float(r) for r, _ in pts], [float(v) for _, v in pts]))
+    return lines, all_rs
+
+
+def _figure(y: str, name: str, where: list[str], lines: list[Line], rs: set) -> LineFigure:
+    rs = sorted(rs)
+    logx = len(rs) > 1 and rs[-1] / max(rs[0], 1) >= 8
+    return LineFigure(
+        kind="sweep", name=f"sweep-{y}-{name}", title=f"{Y_LABELS[y].split(' (')[0]} vs r",
+        subtitle=", ".join(where), xlabel="r (core iterations at test time)", ylabel=Y_LABELS[y],
+        lines=lines, logx=logx, xticks=[float(r) for r in rs] if logx else None,
+    )
+
+
 def sweep_figure(runs: list[RunDir], y: str = "acc", step: int | None = None) -> LineFigure:
+    """`y` vs r from the saved sweeps of each run's checkpoint `step` (default: its latest swept one)."""
     if y not in Y_CHOICES:
         raise FigureError(f"unknown --y {y!r}: use one of {', '.join(Y_CHOICES)}")
     lines, where, all_rs = [], [], set()
     for run in runs:
         got_step, chosen = _sweeps_of(run, step)
         where.append(f"{run.name} (checkpoint step {got_step})")
-        prefix = f"{run.name} " if len(runs) > 1 else ""
-        seen: dict[str, int] = {}
-        for res in chosen:
-            rows = sorted(res.rows, key=lambda row: row["r"])
-            note = "" if res.complete else " (cancelled part way)"
-            if y == "acc":
-                keys = sorted((k for k in rows[0] if k.startswith("acc@")), key=lambda k: float(k[4:]))
-                if not keys:
-                    raise FigureError(f"the sweeps of {run.name} have no accuracy (a text run): use --y loss or --y bpb")
-                series = [(f"level {k[4:]}", k) for k in keys]
-            else:
-                if y == "bpb" and "bpb" not in rows[0]:
-                    raise FigureError(f"the sweeps of {run.name} have no bits per byte (a task run): use --y acc or --y loss")
-                levels = [k[4:] for k in rows[0] if k.startswith("acc@")]
-                series = [(f"levels {', '.join(levels)}" if levels else "validation", y)]
-            for label, key in series:
-                seen[label] = seen.get(label, 0) + 1
-                # a level swept twice at one step (two files) keeps both lines, told apart by file
-                label = label if seen[label] == 1 else f"{label} [{_tag(res)}]"
-                pts = [(row["r"], row[key]) for row in rows if row.get(key) is not None]
-                all_rs.update(r for r, _ in pts)
-                lines.append(Line(prefix + label + note, [float(r) for r, _ in pts], [float(v) for _, v in pts]))
-    rs = sorted(all_rs)
-    logx = len(rs) > 1 and rs[-1] / max(rs[0], 1) >= 8
-    names = "-".join(_slug(r.name) for r in runs[:3])
-    return LineFigure(
-        kind="sweep", name=f"sweep-{y}-{names}", title=f"{Y_LABELS[y].split(' (')[0]} vs r",
-        subtitle=", ".join(where), xlabel="r (core iterations at test time)", ylabel=Y_LABELS[y],
-        lines=lines, logx=logx, xticks=[float(r) for r in rs] if logx else None,
-    )
+        more, rs = sweep_lines(chosen, y, trained_levels(run), run.name, f"{run.name} " if len(runs) > 1 else "")
+        lines += more
+        all_rs |= rs
+    return _figure(y, "-".join(_slug(r.name) for r in runs[:3]), where, lines, all_rs)
+
+
+def shown_sweep_figure(run: RunDir, step: int | None, result, y: str) -> LineFigure:
+    """The one sweep a screen shows (saved or still running), e.g. the TUI's Sweep screen."""
+    lines, rs = sweep_lines([result], y, trained_levels(run), run.name)
+    where = [f"{run.name} (checkpoint step {step})" if step is not None else run.name]
+    return _figure(y, _slug(run.name), where, lines, rs)

@@ -49,6 +49,8 @@ class SweepScreen(LabScreen):
         self.shown = -1
         self.cancel_event: threading.Event | None = None
         self._run = None
+        self.rows_step: int | None = None  # the checkpoint the shown rows belong to
+        self.rows_complete = True
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -99,6 +101,7 @@ class SweepScreen(LabScreen):
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
+        self.rows_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
         self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}")
         self.draw()
@@ -123,6 +126,8 @@ class SweepScreen(LabScreen):
             return
         step = self.query_one("#sweep-ckpt", Select).value
         step = step if isinstance(step, int) else None  # no choice: the latest checkpoint
+        latest = self._run.latest_checkpoint()
+        self.rows_step, self.rows_complete = step if step is not None else latest.step if latest else None, True
         self.rows = []
         self.draw()
         self.cancel_event = threading.Event()
@@ -169,6 +174,20 @@ class SweepScreen(LabScreen):
             self.app.notify("no saved sweeps for this run")
             return
         self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
+
+    def figure_specs(self) -> list:
+        """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows shown."""
+        from types import SimpleNamespace
+
+        from recurlab.figures import FigureError
+        from recurlab.figures.sweeps import shown_sweep_figure
+
+        if not self.rows or self._run is None:
+            raise FigureError("no sweep shown yet: press s to run one")
+        first = self.rows[0]
+        ys = (["acc"] if any(k.startswith("acc@") for k in first) else []) + ["loss"] + (["bpb"] if "bpb" in first else [])
+        shown = SimpleNamespace(rows=list(self.rows), complete=self.rows_complete, path=None)
+        return [shown_sweep_figure(self._run, self.rows_step, shown, y) for y in ys]
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
