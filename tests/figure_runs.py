@@ -60,6 +60,7 @@ def make_figure_runs(root: Path) -> Path:
     atomic_write_json(alpha.sweeps_dir / "step_00000120_levels_4.json", {"run": "alpha", "step": 120, "rs": [1, 4, 16],
                                                                          "complete": True, "rows": harder})
 
+    write_eval(alpha)
     torch.manual_seed(0)
     model, tok = random_model(1.0, seed=3)
     for name, prompt in (("short-a", "1+2="), ("long-a", "12+34="), ("long-b", "56+78=")):
@@ -67,6 +68,26 @@ def make_figure_runs(root: Path) -> Path:
                              generate=GenerateOptions(r=6, init_scale=0.0, max_new_tokens=3, stop_ids=()))
         save_trace(alpha, name, trace)
     return root
+
+
+EVAL_RS = (1, 4, 16)
+
+
+def write_eval(run: RunDir) -> None:
+    """An evaluation as `recurlab eval` saves it: rows (task, r, metric, value, stderr, ...) and, per
+    task and r, a histogram {iteration: tokens} of exit iterations."""
+    rows, hists = [], {}
+    for task, base in (("perm_l1", 0.6), ("perm_l4", 0.1)):
+        for r in EVAL_RS:
+            value = min(1.0, base * r ** 0.5)
+            rows.append({"task": task, "r": r, "metric": "exact_match,none", "value": value, "stderr": 0.02 + 0.01 * r / 16,
+                         "n": 50, "mean_iterations": None, "tokens": 100})
+            hists.setdefault(task, {})[str(r)] = {str(i): (i * 7 + len(task)) % 11 for i in range(1, r + 1)}
+    record = {"source": {"run": str(run.path), "model": None, "label": run.name, "checkpoint_step": 120},
+              "rs": list(EVAL_RS), "tasks": ["perm_l1", "perm_l4"], "exit": "kl:5e-4", "settings": {"limit": 50},
+              "time": 1000.0, "complete": True, "rows": rows, "histograms": hists, "name": "eval-20261130-150000"}
+    (run.path / "evals").mkdir()
+    atomic_write_json(run.path / "evals" / "eval-20261130-150000.json", record)
 
 
 def png_size(path: Path) -> tuple[int, int]:

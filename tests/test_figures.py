@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from figure_runs import SWEEP_RS, make_figure_runs, png_size
+from figure_runs import EVAL_RS, SWEEP_RS, make_figure_runs, png_size
 
 pytest.importorskip("matplotlib")
 
@@ -100,7 +100,7 @@ def test_sweep_loss_of_two_runs_and_missing_sweeps(runs, tmp_path):
 
 
 def test_exit_histograms_per_group(runs):
-    paths = plot(runs, "exits", "alpha", "--groups", "short-*,long-*", "--csv")
+    paths = plot(runs, "exits", "alpha", "--source", "traces", "--groups", "short-*,long-*", "--csv")
     check_files(paths, (960, 600), ["short-* (1 traces", "long-* (2 traces", "exit iteration", "share of tokens (%)",
                                     "exit rule kl:0.01"])
     rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
@@ -143,6 +143,29 @@ def test_pca_trajectories_with_random_starts(runs):
     assert main == [tuple(p) for p in trace["tokens"][2]["pca"]]
     second = [(float(x), float(y)) for label, x, y in rows[1:] if label.startswith("random start 2")]
     assert second == [tuple(p) for p in trace["path_independence"]["pca"][1][2]]
+
+
+def test_evaluation_metric_per_task_vs_r_with_standard_errors(runs):
+    paths = plot(runs, "sweep", "alpha", "--source", "evals", "--csv")
+    check_files(paths, (960, 600), ["perm_l1", "perm_l4", "exact_match (fraction), ± 1 standard error",
+                                    "alpha (checkpoint step 120), evaluation eval-20261130-150000, exit kl:5e-4"])
+    record = json.loads((runs / "alpha" / "evals" / "eval-20261130-150000.json").read_text())
+    rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
+    assert rows[0][-1] == "standard error"
+    want = [(row["task"], row["r"], row["value"], row["stderr"]) for row in record["rows"]]
+    assert [(t, int(r), float(v), float(e)) for t, r, v, e in rows[1:]] == want
+
+
+def test_exit_histograms_per_task_from_an_evaluation(runs):
+    paths = plot(runs, "exits", "alpha", "--r", "4", "--csv")  # auto: the evaluation's exits before traces
+    check_files(paths, (960, 600), ["perm_l1 (", "perm_l4 (", "at most r = 4", "exit iteration"])
+    record = json.loads((runs / "alpha" / "evals" / "eval-20261130-150000.json").read_text())
+    rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
+    for task in ("perm_l1", "perm_l4"):
+        hist = record["histograms"][task]["4"]
+        got = {int(it): int(n) for label, it, n, _s in rows[1:] if label.startswith(task + " ")}
+        assert got == {i: hist.get(str(i), 0) for i in range(1, 5)}
+    assert max(EVAL_RS) == 16 and plot(runs, "exits", "alpha", "--format", "png")[0].name == "exits-alpha-eval-20261130-150000-r16.png"
 
 
 # ---- CSV against metrics.jsonl -------------------------------------------------------------------
@@ -206,7 +229,9 @@ def run_plot(runs: Path, *args, hide_matplotlib: bool = False) -> subprocess.Com
     (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, exits, heatmap, pca"),
     (["sweep", "beta"], "run beta has no saved sweeps: run `recurlab sweep beta` first"),
     (["heatmap", "beta"], "run beta has no saved traces: run `recurlab inspect beta"),
-    (["exits", "beta"], "run beta has no saved traces"),
+    (["exits", "beta"], "run beta has no saved traces or evaluations to take exits from"),
+    (["exits", "alpha", "--r", "3"], "has exits at r = 1, 4, 16, not at 3"),
+    (["curves", "alpha", "--source", "evals"], "--source evals does not apply to plot curves"),
     (["pca", "alpha", "--trace", "nope"], "run alpha has no trace 'nope'"),
     (["curves", "alpha", "--metric", "perplexity"], "unknown metric 'perplexity': use one of train-loss"),
     (["sweep", "alpha", "--step", "7"], "run alpha has no sweep of step 7: swept steps are 120"),

@@ -4,7 +4,9 @@
     recurlab plot curves cpu-demo --metric train-loss --logy --csv
     recurlab plot sweep cpu-demo                     # exact match vs r, one line per level
     recurlab plot sweep cpu-demo cpu-fixed --y loss --step 1600
-    recurlab plot exits cpu-demo --groups 'level1-*,level4-*' --tokens answer
+    recurlab plot sweep cpu-demo --source evals      # each task's metric vs r from `recurlab eval`
+    recurlab plot exits cpu-demo --source evals --r 32   # exit histograms per task
+    recurlab plot exits cpu-demo --source traces --groups 'level1-*,level4-*' --tokens answer
     recurlab plot heatmap cpu-demo --trace demo --value kl-final
     recurlab plot pca cpu-demo --trace demo --token 19
 
@@ -33,20 +35,54 @@ def _size(spec: str) -> tuple[int, int]:
     return w, h
 
 
-def build(kind: str, runs: list, *, metric: str, smooth: float, logy: bool, y: str, step: int | None,
-          trace: str | None, value: str, token: int | None, groups: str, tokens: str):
+def _source(kind: str, source: str, run) -> str:
+    """sweeps or evals for `sweep`, evals or traces for `exits`; "auto" takes what the run has."""
+    from recurlab.figures import evals
+    from recurlab.figures.spec import FigureError
+
+    allowed = {"sweep": ("sweeps", "evals"), "exits": ("evals", "traces")}.get(kind, ())
+    if source != "auto":
+        if source not in allowed:
+            raise FigureError(f"--source {source} does not apply to plot {kind}: use "
+                              + (" or ".join(allowed) if allowed else "no --source (only sweep and exits take one)"))
+        return source
+    if not allowed:
+        return ""
+    if kind == "sweep":
+        return "evals" if not run.sweeps_dir.is_dir() and evals.has_evals(run) else "sweeps"
+    if evals.has_evals(run, with_exits=True):
+        return "evals"
+    if not run.traces_dir.is_dir() and not evals.has_evals(run):
+        raise FigureError(f"run {run.name} has no saved traces or evaluations to take exits from: run "
+                          f"`recurlab eval {run.name} --tasks ... --exit kl:5e-4` or `recurlab inspect {run.name} --prompt ...` first")
+    return "traces"
+
+
+def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 0.0, logy: bool = False, y: str = "acc",
+          step: int | None = None, trace: str | None = None, value: str = "rel-change", token: int | None = None,
+          groups: str = "", tokens: str = "all", source: str = "auto", evaluation: str | None = None, r: int | None = None):
     """The figure spec of `kind` for the given RunDirs (no matplotlib needed)."""
     from recurlab import figures
+    from recurlab.figures import evals
     from recurlab.figures.spec import FigureError
 
     one = runs[0]
     if kind in ("exits", "heatmap", "pca") and len(runs) > 1:
         raise FigureError(f"plot {kind} takes one run, got {len(runs)}")
+    src = _source(kind, source, one)
     if kind == "curves":
         series = {r.name: figures.load_series(r) for r in runs}
         return figures.curves_figure(series, metric, smooth=smooth, logy=logy, steps=figures.run_steps(runs))
+    if kind == "sweep" and src == "evals":
+        if len(runs) > 1:
+            raise FigureError(f"plot sweep --source evals takes one run, got {len(runs)}")
+        record, name = evals.load_eval(one, evaluation)
+        return evals.eval_vs_r_figure(record, run=one.name, name=name)
     if kind == "sweep":
         return figures.sweep_figure(runs, y=y, step=step)
+    if kind == "exits" and src == "evals":
+        record, name = evals.load_eval(one, evaluation, with_exits=evaluation is None)
+        return evals.eval_exits_figure(record, run=one.name, name=name, r=r)
     if kind == "exits":
         return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
     data, name = figures.load_trace(one, trace)
@@ -68,7 +104,10 @@ def plot(
     value: str = typer.Option("rel-change", "--value", help="heatmap: rel-change, kl-final or flips."),
     token: int = typer.Option(None, "--token", help="pca: token position (default: the first generated token)."),
     groups: str = typer.Option("", "--groups", help="exits: comma-separated globs over trace names, one panel each (default: one per trace)."),
-    tokens: str = typer.Option("all", "--tokens", help="exits: all, prompt or answer tokens."),
+    tokens: str = typer.Option("all", "--tokens", help="exits from traces: all, prompt or answer tokens."),
+    source: str = typer.Option("auto", "--source", help="sweep: sweeps or evals; exits: evals or traces (auto: what the run has)."),
+    evaluation: str = typer.Option(None, "--eval", help="sweep, exits from evals: evaluation name in evals/ (default: the newest)."),
+    r: int = typer.Option(None, "--r", help="exits from evals: the r whose exits to show (default: the largest)."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: RUN/figures)."),
     fmt: str = typer.Option("png,svg,pdf", "--format", help="Comma-separated: png, svg, pdf."),
     csv: bool = typer.Option(False, "--csv", help="Also write the plotted series as CSV."),
@@ -87,8 +126,8 @@ def plot(
         formats = check_formats([f.strip().lower() for f in fmt.split(",") if f.strip()])
         pixels = _size(size)
         matplotlib_modules()  # a missing extra is reported before anything is read
-        spec = build(kind, rundirs, metric=metric, smooth=smooth, logy=logy, y=y, step=step, trace=trace,
-                     value=value, token=token, groups=groups, tokens=tokens)
+        spec = build(kind, rundirs, metric=metric, smooth=smooth, logy=logy, y=y, step=step, trace=trace, value=value,
+                     token=token, groups=groups, tokens=tokens, source=source, evaluation=evaluation, r=r)
         folder = out if out is not None else run_figures_dir(rundirs[0])
         paths = save_figure(spec, folder, formats, csv=csv, size=pixels, dpi=dpi)
     for p in paths:

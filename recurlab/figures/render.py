@@ -82,6 +82,8 @@ def _lines(mfig, fig: LineFigure) -> None:
             ax.plot(ln.xs[-1:], ln.ys[-1:], marker="*", markersize=10, color=kw["color"], linestyle="")
         else:  # about a dozen markers per line, whatever its length
             ax.plot(ln.xs, ln.ys, marker=MARKERS[k % len(MARKERS)], markevery=max(1, math.ceil(n / 12)), markersize=5, **kw)
+        if ln.yerr:
+            ax.errorbar(ln.xs, ln.ys, yerr=ln.yerr, fmt="none", ecolor=kw["color"], elinewidth=0.9, capsize=3)
     if fig.logy:
         from matplotlib.ticker import FuncFormatter
 

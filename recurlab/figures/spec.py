@@ -27,6 +27,7 @@ class Line:
     ys: list[float]
     faint: bool = False  # drawn thinner and lighter (random starts behind the main trajectory)
     mark_ends: bool = False  # a marker at the first and the last point (trajectories)
+    yerr: list[float] | None = None  # error bars, e.g. lm-eval's standard errors
 
 
 @dataclass
@@ -104,10 +105,12 @@ def csv_text(fig: Figure) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if isinstance(fig, LineFigure):
-        w.writerow(["series", fig.xlabel, fig.ylabel])
+        errs = any(line.yerr for line in fig.lines)
+        w.writerow(["series", fig.xlabel, fig.ylabel] + (["standard error"] if errs else []))
         for line in fig.lines:
-            for x, y in zip(line.xs, line.ys):
-                w.writerow([line.label, _num(x), _num(y)])
+            for i, (x, y) in enumerate(zip(line.xs, line.ys)):
+                err = [_num(line.yerr[i]) if line.yerr else ""] if errs else []
+                w.writerow([line.label, _num(x), _num(y)] + err)
     elif isinstance(fig, HistFigure):
         w.writerow(["group", fig.xlabel, "count", fig.ylabel])
         for label, values in fig.groups:
