@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 
 from recurlab.figures.spec import FigureError, HeatFigure, HistFigure, LineFigure
 
@@ -60,7 +61,10 @@ def render(fig, fmt: str, size: tuple[int, int] = (960, 600), dpi: int = 150) ->
             _heat(mfig, fig)
         else:
             raise TypeError(f"not a figure spec: {type(fig).__name__}")
-        mfig.suptitle(f"{fig.title}\n{fig.subtitle}", fontsize=9)
+        # wrap to the figure's width: about 0.6 em per character at 9 pt
+        chars = max(30, int(w / (dpi * 9 / 72 * 0.6)))
+        head = [textwrap.fill(fig.title, chars), textwrap.fill(fig.subtitle, chars)]
+        mfig.suptitle("\n".join(head), fontsize=9)
         buf = io.BytesIO()
         meta = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else {}
         mfig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
@@ -125,11 +129,10 @@ def _hists(mfig, fig: HistFigure) -> None:
         ax = axes[i // cols][i % cols]
         ax.bar(xs, fig.shares(values), width=0.85, color=COLORS[i % len(COLORS)], alpha=0.75,
                hatch=HATCHES[i % len(HATCHES)], edgecolor="black", linewidth=0.5)
-        if values:
-            mean = sum(values) / len(values)
+        mean = sum(values) / len(values) if values else None
+        if mean is not None:
             ax.axvline(mean, color="black", linestyle="--", linewidth=1)
-            ax.text(0.97, 0.95, f"mean {mean:.2f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label + (f", mean {mean:.2f}" if mean is not None else ""), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if i // cols == rows - 1:
             ax.set_xlabel(fig.xlabel)
