@@ -83,6 +83,8 @@ class LabScreen(Screen):
             specs = []
         # the screenshot is taken now, on the UI thread; the files are written in a worker
         screen_svg = self.app.export_screenshot(title=f"recurlab {self.TITLE_SHORT}")
+        if specs:  # drawing takes a moment: say that it started
+            self.app.notify(f"saving {len(specs)} figure{'s' if len(specs) > 1 else ''} to {out} ...", timeout=3)
         self._write_figures(specs, screen_svg, out)
 
     @work(thread=True, group="save-figure")
