@@ -19,9 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recurlab.errors import CheckpointError
-from recurlab.config import ConfigError, from_dict, load_yaml, validate
+from recurlab.config import run_config
 from recurlab.model import RecurrentLM
-from recurlab.rundir import Checkpoint, RunDir, RunError, atomic_write_json
+from recurlab.rundir import Checkpoint, RunDir, atomic_write_json
 
 
 TIED = ("lm_head.weight",)
@@ -118,13 +118,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path) -> None:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"optimizer state in {ckpt} is corrupt ({exc}); delete that checkpoint to use an older one") from None
-
-
-def run_config(run: RunDir):
-    try:
-        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
-    except ConfigError as exc:
-        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def pick_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:

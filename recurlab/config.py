@@ -377,5 +377,34 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     return validate(cfg)
 
 
+# r values offered by default reach R_REACH x r_mean: past the training depth, where a model that
+# cannot extrapolate in depth would show its collapse
+R_REACH = 4
+
+
+def default_rs(r_mean: int) -> list[int]:
+    """The default r values of a sweep: powers of two up to R_REACH x r_mean."""
+    rs = [1]
+    while rs[-1] * 2 <= R_REACH * max(r_mean, 1):
+        rs.append(rs[-1] * 2)
+    return rs
+
+
+def slider_max_r(r_mean: int) -> int:
+    """The top of an r slider (Generate, Inspector): R_REACH x r_mean, at least 8."""
+    return max(R_REACH * r_mean, 8)
+
+
+def run_config(run) -> RunConfig:
+    """The validated config of a run directory (its run.yaml); raises RunError naming the run.
+    Here, beside the dataclasses, so that readers of a run's config never import torch."""
+    from recurlab.rundir import RunError
+
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
+
+
 def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

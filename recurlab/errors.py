@@ -21,6 +21,10 @@ class CheckpointError(ValueError):
     """A missing or corrupt checkpoint."""
 
 
+class DeviceError(ValueError):
+    """A device that is not cpu, cuda or cuda:N, or one this machine does not have."""
+
+
 class ModelFormatError(ValueError):
     """A model folder of a different architecture, missing shards or mismatched shapes."""
 
@@ -31,4 +35,4 @@ class FigureError(ValueError):
 
 
 USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
-               FigureError)
+               DeviceError, FigureError)

@@ -134,7 +134,8 @@ def run_sweep(
     `difficulties` evaluates task levels other than the run's own, e.g. harder than any trained.
     A cancelled sweep keeps and saves the rows finished so far, marked incomplete.
     """
-    from recurlab.checkpoint import load_model, run_config
+    from recurlab.checkpoint import load_model
+    from recurlab.config import run_config
     from recurlab.data import make_data
     from recurlab.errors import InferenceError
 

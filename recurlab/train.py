@@ -20,6 +20,7 @@ import torch
 from recurlab.checkpoint import load_optimizer, load_weights, optimizer_snapshot, read_state, save_checkpoint
 from recurlab.config import RunConfig
 from recurlab.data import make_data
+from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM, SandwichBlock
@@ -27,15 +28,6 @@ from recurlab.rundir import RunDir
 from recurlab.sampler import sample_depth
 
 HEARTBEAT_S = 2.0
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
-    return dev
 
 
 def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
@@ -74,7 +66,7 @@ class Trainer:
     def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
         self.run, self.cfg = run, cfg
         self.dist = dist or Dist.single()
-        self.device = self.dist.device if self.dist.group else resolve_device(device or cfg.hardware.device)
+        self.device = self.dist.device if self.dist.group else torch.device(resolve_device(device or cfg.hardware.device))
         self.progress_bar = progress_bar
         if cfg.hardware.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.hardware.threads)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,11 +121,15 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
 
     live = copy_run(runs, "tiny-a", "tiny-live", state="running", pid=os.getpid(), heartbeat=time.time())
     stopped = copy_run(runs, "tiny-a", "tiny-stopped", state="stopped", pid=None)
+    shutil.rmtree(stopped.checkpoint_dir_for(40))  # stopped at step 20, before max_steps (40)
+    # a worker to kill with K: a process whose command line names recurlab, in its own session
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "recurlab"], start_new_session=True)
+    doomed = copy_run(runs, "tiny-a", "tiny-doomed", state="running", pid=victim.pid, heartbeat=time.time())
     app = make_app(runs)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = app.screen.query_one(DataTable)
-            await wait_for(pilot, lambda: table.row_count == 3)
+            await wait_for(pilot, lambda: table.row_count == 4)
             table.move_cursor(row=table.get_row_index("tiny-live"))
             await pilot.press("s")
             assert live.stop_requested()
@@ -131,7 +138,18 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             table.move_cursor(row=table.get_row_index("tiny-a"))
             await pilot.press("s")
             assert any("not running" in m for m in notices(app))
-            # resume spawns a real worker that continues from the step-40 checkpoint
+            # K kills a worker at once (its process group), as `recurlab stop --now` does
+            table.move_cursor(row=table.get_row_index("tiny-doomed"))
+            await pilot.press("K")
+            await wait_for(pilot, lambda: victim.poll() is not None and doomed.read_status().get("state") == "stopped")
+            assert victim.returncode == -signal.SIGKILL and "killed by the TUI" in doomed.read_status()["error"]
+            assert any("tiny-doomed: killed" in m for m in notices(app))
+            # a run whose checkpoint reached max_steps is finished, whatever its status says
+            table.move_cursor(row=table.get_row_index("tiny-a"))
+            RunDir(runs / "tiny-a").status_path.write_text("garbage{{")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: any("reached train.max_steps=40" in m for m in notices(app)))
+            # resume spawns a real worker that continues from the step-20 checkpoint
             table.move_cursor(row=table.get_row_index("tiny-stopped"))
             await pilot.press("u")
             await wait_for(pilot, lambda: stopped.read_status().get("pid") is not None)
@@ -153,6 +171,9 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             fresh = RunDir(runs / "fresh")
             assert fresh.read_status().get("pid")
     finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
         kill_workers(runs)
 
 

@@ -24,16 +24,11 @@ def sweep(
     """Held-out loss, exact-match accuracy per difficulty (or bits per byte) and tokens/s per r."""
     rundir = get_run(run, runs_dir)
     with user_errors():
-        from recurlab.checkpoint import run_config
+        from recurlab.config import default_rs, run_config
         from recurlab.sweep import format_table, parse_levels, parse_rs, run_sweep
 
         cfg = run_config(rundir)
-        if r:
-            rs = parse_rs(r)
-        else:
-            top, rs = 4 * cfg.train.r_mean, [1]
-            while rs[-1] * 2 <= top:
-                rs.append(rs[-1] * 2)
+        rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
         levels = parse_levels(difficulties) if difficulties else None
         shown = []
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.loading import check_device
+from recurlab.devices import check_device
 from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
 from recurlab.engine.steps import run_pass

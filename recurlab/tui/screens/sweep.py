@@ -22,14 +22,6 @@ from recurlab.errors import USER_ERRORS
 from recurlab.tui.screens.base import LabScreen
 
 
-def default_rs(r_mean: int) -> list[int]:
-    rs, r = [], 1
-    while r <= 4 * max(r_mean, 1):
-        rs.append(r)
-        r *= 2
-    return rs
-
-
 class SweepScreen(LabScreen):
     TITLE_SHORT = "Sweep"
     MODE = "sweep"
@@ -74,7 +66,7 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.checkpoint import run_config
+        from recurlab.config import default_rs, run_config
 
         try:
             cfg = run_config(run)
@@ -137,10 +129,10 @@ class SweepScreen(LabScreen):
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel) -> None:
         from recurlab.sweep import run_sweep
-        from recurlab.tui.models import pick_device
+        from recurlab.devices import resolve_device
 
         try:
-            result = run_sweep(run, rs, step=step, device=pick_device(),
+            result = run_sweep(run, rs, step=step, device=resolve_device("auto"),
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
