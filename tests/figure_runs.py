@@ -61,6 +61,7 @@ def make_figure_runs(root: Path) -> Path:
                                                                          "complete": True, "rows": harder})
 
     write_eval(alpha)
+    write_wavefront(alpha)
     torch.manual_seed(0)
     model, tok = random_model(1.0, seed=3)
     for name, prompt in (("short-a", "1+2="), ("long-a", "12+34="), ("long-b", "56+78=")):
@@ -88,6 +89,24 @@ def write_eval(run: RunDir) -> None:
               "time": 1000.0, "complete": True, "rows": rows, "histograms": hists, "name": "eval-20261130-150000"}
     (run.path / "evals").mkdir()
     atomic_write_json(run.path / "evals" / "eval-20261130-150000.json", record)
+
+
+def write_wavefront(run: RunDir) -> None:
+    """A wavefront in the parallel sampler's schema: per outer step the first generated position of
+    the wavefront, each position's iterations so far, and how many of its first positions froze."""
+    steps, first, iters = [], 0, []
+    for step in range(1, 9):
+        iters = [min(8, n + 2) for n in iters] + [2]  # two iterations a step, a new position each step
+        frozen = sum(1 for n in iters if n >= 8)
+        steps.append({"step": step, "first": first, "iterations": iters, "tokens": [3] * len(iters),
+                      "texts": ["3"] * len(iters), "frozen": frozen})
+        first, iters = first + frozen, iters[frozen:]
+    record = {"version": 1, "kind": "wavefront", "created": 1000.0, "prompt": "12+34=", "r": 8,
+              "sampler": "parallel:iters=2", "token_ids": [3] * first, "token_texts": ["3"] * first,
+              "frozen_at": [], "iterations": [8] * first, "steps": steps,
+              "summary": {"outer_steps": 8, "core_passes": 16, "passes_per_token": 4.0, "speedup_in_passes": 2.0}}
+    (run.path / "wavefronts").mkdir()
+    atomic_write_json(run.path / "wavefronts" / "wavefront-1.json", record)
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -168,6 +168,18 @@ def test_exit_histograms_per_task_from_an_evaluation(runs):
     assert max(EVAL_RS) == 16 and plot(runs, "exits", "alpha", "--format", "png")[0].name == "exits-alpha-eval-20261130-150000-r16.png"
 
 
+def test_parallel_sampler_wavefront(runs):
+    paths = plot(runs, "wavefront", "alpha", "--csv")
+    check_files(paths, (960, 600), ["generated position", "outer step", "frozen (token committed)", "core iterations so far",
+                                    "alpha, wavefront-1", "2.00x fewer passes than sequential"])
+    record = json.loads((runs / "alpha" / "wavefronts" / "wavefront-1.json").read_text())
+    rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
+    assert rows[0] == ["row", "outer step", "generated position", "core iterations so far"]
+    got = {(int(i), int(pos)): float(v) for i, _label, pos, v in rows[1:] if v != ""}
+    want = {(i, s["first"] + j): float(n) for i, s in enumerate(record["steps"]) for j, n in enumerate(s["iterations"])}
+    assert got == want
+
+
 # ---- CSV against metrics.jsonl -------------------------------------------------------------------
 
 
@@ -226,7 +238,8 @@ def run_plot(runs: Path, *args, hide_matplotlib: bool = False) -> subprocess.Com
 
 
 @pytest.mark.parametrize("args,message", [
-    (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, exits, heatmap, pca"),
+    (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, exits, heatmap, pca, wavefront"),
+    (["wavefront", "beta"], "run beta has no saved wavefronts: generate with `recurlab generate beta --sampler parallel"),
     (["sweep", "beta"], "run beta has no saved sweeps: run `recurlab sweep beta` first"),
     (["heatmap", "beta"], "run beta has no saved traces: run `recurlab inspect beta"),
     (["exits", "beta"], "run beta has no saved traces or evaluations to take exits from"),

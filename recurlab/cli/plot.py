@@ -9,6 +9,7 @@
     recurlab plot exits cpu-demo --source traces --groups 'level1-*,level4-*' --tokens answer
     recurlab plot heatmap cpu-demo --trace demo --value kl-final
     recurlab plot pca cpu-demo --trace demo --token 19
+    recurlab plot wavefront cpu-demo                 # the newest saved parallel-sampler wavefront
 
 Files go to RUN/figures/ (the first run's) unless --out says otherwise, and never replace an
 existing file: a second figure of the same name gets -2, -3, ...
@@ -24,7 +25,7 @@ import typer
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 
-KINDS = ("curves", "sweep", "exits", "heatmap", "pca")
+KINDS = ("curves", "sweep", "exits", "heatmap", "pca", "wavefront")
 
 
 def _size(spec: str) -> tuple[int, int]:
@@ -67,11 +68,11 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
     from recurlab.figures.spec import FigureError
 
     one = runs[0]
-    if kind in ("exits", "heatmap", "pca") and len(runs) > 1:
+    if kind != "curves" and kind != "sweep" and len(runs) > 1:
         raise FigureError(f"plot {kind} takes one run, got {len(runs)}")
     src = _source(kind, source, one)
     if kind == "curves":
-        series = {r.name: figures.load_series(r) for r in runs}
+        series = {run.name: figures.load_series(run) for run in runs}
         return figures.curves_figure(series, metric, smooth=smooth, logy=logy, steps=figures.run_steps(runs))
     if kind == "sweep" and src == "evals":
         if len(runs) > 1:
@@ -85,6 +86,11 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
         return evals.eval_exits_figure(record, run=one.name, name=name, r=r)
     if kind == "exits":
         return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
+    if kind == "wavefront":
+        from recurlab.figures.wavefront import load_wavefront, wavefront_figure
+
+        record, name = load_wavefront(one, trace)
+        return wavefront_figure(record, run=one.name, name=name)
     data, name = figures.load_trace(one, trace)
     if kind == "heatmap":
         return figures.heatmap_figure(data, value, run=one.name, trace_name=name)
@@ -100,7 +106,7 @@ def plot(
     logy: bool = typer.Option(False, "--logy", help="curves: logarithmic y axis."),
     y: str = typer.Option("acc", "--y", help="sweep: acc (one line per level), loss or bpb."),
     step: int = typer.Option(None, "--step", help="sweep: checkpoint step (default: the latest swept one)."),
-    trace: str = typer.Option(None, "--trace", help="heatmap, pca: trace name in traces/ (default: the newest)."),
+    trace: str = typer.Option(None, "--trace", help="heatmap, pca, wavefront: file name in traces/ or wavefronts/ (default: the newest)."),
     value: str = typer.Option("rel-change", "--value", help="heatmap: rel-change, kl-final or flips."),
     token: int = typer.Option(None, "--token", help="pca: token position (default: the first generated token)."),
     groups: str = typer.Option("", "--groups", help="exits: comma-separated globs over trace names, one panel each (default: one per trace)."),

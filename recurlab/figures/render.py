@@ -158,8 +158,9 @@ def _heat(mfig, fig: HeatFigure) -> None:
             hi = max(float(finite.max()), lo * 10) if finite.size else 1.0
             data = np.where(np.isfinite(data), np.clip(data, lo, None), np.nan)
             norm = LogNorm(vmin=lo, vmax=hi)
+    c0 = fig.first_column
     img = ax.imshow(data, aspect="auto", interpolation="nearest", cmap=cmap, norm=norm,
-                    extent=(0.5, data.shape[1] + 0.5, data.shape[0] - 0.5, -0.5))
+                    extent=(c0 - 0.5, c0 + data.shape[1] - 0.5, data.shape[0] - 0.5, -0.5))
     bar = mfig.colorbar(img, ax=ax, shrink=0.9)
     bar.set_label(fig.value_label)
     if fig.binary:
@@ -173,13 +174,10 @@ def _heat(mfig, fig: HeatFigure) -> None:
     if fig.divider is not None:
         ax.axhline(fig.divider - 0.5, color="white", linewidth=1.5)
         ax.axhline(fig.divider - 0.5, color="black", linewidth=0.8, linestyle="--", label="prompt | generated")
-    if fig.exits:
-        pts = [(e, i) for i, e in enumerate(fig.exits) if e is not None]
-        if pts:
-            # a black cross on a white halo stays visible on every colour of the map
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="", marker="x", color="white",
-                    markersize=5, markeredgewidth=1.8)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="", marker="x", color="black",
-                    markersize=5, markeredgewidth=0.9, label="exit iteration")
-    if fig.divider is not None or fig.exits:
+    if fig.marks:
+        xs, ys = [m[0] for m in fig.marks], [m[1] for m in fig.marks]
+        # a black cross on a white halo stays visible on every colour of the map
+        ax.plot(xs, ys, linestyle="", marker="x", color="white", markersize=5, markeredgewidth=1.8)
+        ax.plot(xs, ys, linestyle="", marker="x", color="black", markersize=5, markeredgewidth=0.9, label=fig.mark_label)
+    if fig.divider is not None or fig.marks:
         ax.legend(loc="upper right", fontsize=7, framealpha=0.85)

@@ -72,7 +72,7 @@ class HistFigure:
 
 @dataclass
 class HeatFigure:
-    """Rows are tokens, columns iterations 1..n; None is a cell with no value."""
+    """Rows (tokens, outer steps) by columns (iterations, positions); None is a cell with no value."""
 
     kind: str
     name: str
@@ -86,7 +86,9 @@ class HeatFigure:
     log_values: bool = False
     binary: bool = False  # top-1 flips: 0 or 1
     divider: int | None = None  # rows from here on are generated (drawn as a line)
-    exits: list[int | None] | None = None  # per row, the exit iteration to mark
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (column, row) cells to mark, e.g. exits
+    mark_label: str = ""
+    first_column: int = 1  # the number of the first column (iterations count from 1, positions from 0)
 
 
 Figure = LineFigure | HistFigure | HeatFigure
@@ -119,6 +121,6 @@ def csv_text(fig: Figure) -> str:
     else:
         w.writerow(["row", fig.ylabel, fig.xlabel, fig.value_label])
         for i, (label, row) in enumerate(zip(fig.row_labels, fig.matrix)):
-            for it, v in enumerate(row, start=1):
+            for it, v in enumerate(row, start=fig.first_column):
                 w.writerow([i, label, it, _num(v)])
     return buf.getvalue()

@@ -87,7 +87,8 @@ def heatmap_figure(trace: dict, value: str = "rel-change", *, run: str, trace_na
         matrix=matrix, row_labels=[_row_label(i, t) for i, t in enumerate(toks)],
         log_values=value != "flips", binary=value == "flips",
         divider=n_prompt if 0 < n_prompt < len(toks) else None,
-        exits=[t.get("exit_iteration") for t in toks] if trace.get("criterion") else None,
+        marks=[(t["exit_iteration"], i) for i, t in enumerate(toks) if t.get("exit_iteration") is not None]
+        if trace.get("criterion") else [], mark_label="exit iteration",
     )
 
 
