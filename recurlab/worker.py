@@ -85,8 +85,9 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         follow_launcher(LAUNCHER_PID)
     if rank == 0:
-        run.write_status(state="starting", pid=LAUNCHER_PID or os.getpid(), host=socket.gethostname(), started=time.time(),
-                         heartbeat=time.time(), ended=None, error=None)
+        # from here on this process keeps the status in memory and rewrites status.json whole
+        run.own_status(state="starting", pid=LAUNCHER_PID or os.getpid(), host=socket.gethostname(), started=time.time(),
+                       heartbeat=time.time(), ended=None, error=None)
         log(f"worker pid {os.getpid()} {'resuming' if resume else 'starting'} run {run.name} (profile {cfg.profile})")
     try:
         import torch  # noqa: F401  (imported here so a broken install fails inside the try)
@@ -113,7 +114,7 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
             sys.stderr.write(f"rank {rank} failed:\n{traceback.format_exc()}")
         return 1
     if rank == 0:
-        status = run.read_status()
+        status = run.status_snapshot()
         log(f"worker {outcome} at step {status.get('step')} (last checkpoint {status.get('last_checkpoint')})")
     return 0
 

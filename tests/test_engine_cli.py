@@ -181,6 +181,15 @@ def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
         assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
     assert f"{100 * saved['rows'][1]['acc@3']:.1f}%" in res.output
+    # level 1 of addition has 100 prompts, 10 of them held out: the report says so
+    assert saved["heldout_prompts"] == {"1": 10, "3": 256}
+    assert "distinct held-out prompts per level: 1: 10 (few: its accuracy says little), 3: 256" in res.output
+
+    # the same sweep again gets a new file; neither earlier one changes
+    res = invoke("sweep", run_dir.path, "--r", "1")
+    assert res.exit_code == 0, res.output
+    assert standard.read_bytes() == before
+    assert read_json(run_dir.sweeps_dir / "step_00000100_2.json")["rs"] == [1]
 
 
 def test_sweep_bad_levels_exit_2_and_write_nothing(run_dir):

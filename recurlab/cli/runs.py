@@ -27,10 +27,10 @@ from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 from recurlab.config import run_config
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
-    GRACEFUL_STOP_WAIT_S, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
+    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs
+from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")
@@ -97,8 +97,14 @@ def train(
     nproc: int = NprocOption,
     nnodes: int = NnodesOption,
     rdzv_endpoint: str = RdzvOption,
+    seeds: str = typer.Option("", "--seeds", help="Train one run per seed, NAME-s0, NAME-s1, ... (e.g. 0,1,2): "
+                                                  "detached they all start at once, --foreground one after another."),
 ) -> None:
     """Create a run directory from a profile and start training it in a detached worker."""
+    if seeds:
+        _train_seeds(seeds, list(overrides or []), profile, name, runs_dir, device, foreground, nproc, nnodes,
+                     rdzv_endpoint)
+        return
     with user_errors():
         plan = plan_run(runs_dir, profile, list(overrides or []), name=name, device=device)
     launch = _torchrun(plan.path, plan.cfg, False, device, nproc, nnodes, rdzv_endpoint)
@@ -123,6 +129,34 @@ def train(
             fail(str(exc), code=1)
     typer.echo(run.name)
     typer.echo(f"started worker pid {pid} in {run.path}; {_watch_hint(run, runs_dir)}", err=True)
+
+
+def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
+                 foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
+    """One run per seed; every name and config is checked before the first run is created."""
+    from recurlab.config import load_profile
+    from recurlab.seeds import parse_seeds, seed_run_name
+
+    with user_errors():
+        seed_list = parse_seeds(spec)
+        if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in overrides):
+            fail("--seeds sets train.seed for each run; drop the train.seed override")
+        for s in seed_list:
+            cfg = load_profile(profile, overrides + [f"train.seed={s}"] + ([f"hardware.device={device}"] if device else []))
+    if name is not None and not NAME_RE.match(name):
+        fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+    name = name or new_run_name(cfg.profile, runs_dir)
+    names = [seed_run_name(name, s) for s in seed_list]
+    taken = [n for n in names if (Path(runs_dir) / n).exists()]
+    if taken:
+        fail(f"run {taken[0]!r} already exists in {runs_dir}; pick another --name")
+    for s, run_name in zip(seed_list, names):
+        try:
+            train(overrides + [f"train.seed={s}"], profile, run_name, runs_dir, device, foreground, nproc, nnodes, rdzv, "")
+        except typer.Exit as exc:  # a failed foreground run ends the series; the runs before it are kept
+            if exc.exit_code:
+                fail(f"{run_name} did not finish; runs {', '.join(names[: names.index(run_name)]) or 'none'} "
+                     f"are complete", code=exc.exit_code)
 
 
 def _exit_for_state(run: RunDir) -> None:
