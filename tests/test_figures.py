@@ -94,6 +94,19 @@ def test_sweep_accuracy_per_level_vs_r(runs):
     assert level3 == [(row["r"], row["acc@3"]) for row in saved]
 
 
+def test_sweep_heatmap_merges_every_sweep_of_the_checkpoint(runs):
+    paths = plot(runs, "sweep-heatmap", "alpha", "--csv")
+    check_files(paths, (960, 600), ["level 2", "level 4 (not trained)", "task level", "trained with r_mean = 4",
+                                    "alpha (checkpoint step 120)"])
+    want = {}
+    for name in ("step_00000120.json", "step_00000120_levels_4.json"):
+        for row in json.loads((runs / "alpha" / "sweeps" / name).read_text())["rows"]:
+            want.update({(f"level {k[4:]}", row["r"]): v for k, v in row.items() if k.startswith("acc@")})
+    rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
+    got = {(label.replace(" (not trained)", ""), int(r)): float(v) for _i, label, r, v in rows[1:] if v != ""}
+    assert got == want and len(rows) - 1 == 3 * len(SWEEP_RS)  # levels 2, 3, 4 x every swept r; blanks where unmeasured
+
+
 def test_sweep_loss_of_two_runs_and_missing_sweeps(runs, tmp_path):
     paths = plot(runs, "sweep", "alpha", "--y", "loss", "--format", "png,svg,pdf")
     check_files(paths, (960, 600), ["levels 2, 3", "levels 4", "held-out loss (nats per token)"])
@@ -238,7 +251,7 @@ def run_plot(runs: Path, *args, hide_matplotlib: bool = False) -> subprocess.Com
 
 
 @pytest.mark.parametrize("args,message", [
-    (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, exits, heatmap, pca, wavefront"),
+    (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, sweep-heatmap, exits, heatmap, pca, wavefront"),
     (["wavefront", "beta"], "run beta has no saved wavefronts: generate with `recurlab generate beta --sampler parallel"),
     (["sweep", "beta"], "run beta has no saved sweeps: run `recurlab sweep beta` first"),
     (["heatmap", "beta"], "run beta has no saved traces: run `recurlab inspect beta"),

@@ -99,6 +99,7 @@ async def test_ctrl_s_on_sweep_saves_accuracy_and_loss_vs_r_and_never_overwrites
             await wait_for(pilot, lambda: saved_notice(app))
         notice = saved_notice(app)
     assert "sweep-acc-alpha-2.{png,svg,pdf,csv}" in notice and "sweep-loss-alpha-2" in notice and "screen-sweep-2.svg" in notice
+    assert "sweep-heatmap-alpha-step120-2" in notice  # the Sweep screen's level x r heatmap too
     for stem in ("sweep-acc-alpha", "sweep-acc-alpha-2", "sweep-loss-alpha"):
         assert png_size(figs / f"{stem}.png") == (960, 600)
         assert (figs / f"{stem}.pdf").stat().st_size > 0
@@ -108,6 +109,12 @@ async def test_ctrl_s_on_sweep_saves_accuracy_and_loss_vs_r_and_never_overwrites
     rows = csv_rows(figs / "sweep-acc-alpha.csv")
     assert [(float(x), float(y)) for s, x, y in rows[1:] if s == "level 2"] == [(row["r"], row["acc@2"]) for row in saved]
     assert (figs / "screen-sweep.svg").exists() and (figs / "screen-sweep-2.svg").exists()
+    # the screen's heatmap is the one `recurlab plot sweep-heatmap` draws from the same files
+    from recurlab.figures import csv_text
+    from recurlab.figures.sweeps import saved_level_heatmap
+    from recurlab.rundir import RunDir
+
+    assert (figs / "sweep-heatmap-alpha-step120.csv").read_text() == csv_text(saved_level_heatmap(RunDir(runs / "alpha")))
 
 
 async def test_ctrl_s_on_inspector_saves_heatmap_and_pca_and_is_inert_without_a_plot(runs):

@@ -4,6 +4,7 @@
     recurlab plot curves cpu-demo --metric train-loss --logy --csv
     recurlab plot sweep cpu-demo                     # exact match vs r, one line per level
     recurlab plot sweep cpu-demo cpu-fixed --y loss --step 1600
+    recurlab plot sweep-heatmap cpu-demo             # accuracy per level x r over every sweep of the checkpoint
     recurlab plot sweep cpu-demo --source evals      # each task's metric vs r from `recurlab eval`
     recurlab plot exits cpu-demo --source evals --r 32   # exit histograms per task
     recurlab plot exits cpu-demo --source traces --groups 'level1-*,level4-*' --tokens answer
@@ -25,7 +26,7 @@ import typer
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 
-KINDS = ("curves", "sweep", "exits", "heatmap", "pca", "wavefront")
+KINDS = ("curves", "sweep", "sweep-heatmap", "exits", "heatmap", "pca", "wavefront")
 
 
 def _size(spec: str) -> tuple[int, int]:
@@ -81,6 +82,10 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
         return evals.eval_vs_r_figure(record, run=one.name, name=name)
     if kind == "sweep":
         return figures.sweep_figure(runs, y=y, step=step)
+    if kind == "sweep-heatmap":
+        from recurlab.figures.sweeps import saved_level_heatmap
+
+        return saved_level_heatmap(one, step)
     if kind == "exits" and src == "evals":
         record, name = evals.load_eval(one, evaluation, with_exits=evaluation is None)
         return evals.eval_exits_figure(record, run=one.name, name=name, r=r)
@@ -105,7 +110,7 @@ def plot(
     smooth: float = typer.Option(0.0, "--smooth", help="curves: EMA span as a fraction of the steps, as the TUI's e (0.05); 0 = raw."),
     logy: bool = typer.Option(False, "--logy", help="curves: logarithmic y axis."),
     y: str = typer.Option("acc", "--y", help="sweep: acc (one line per level), loss or bpb."),
-    step: int = typer.Option(None, "--step", help="sweep: checkpoint step (default: the latest swept one)."),
+    step: int = typer.Option(None, "--step", help="sweep, sweep-heatmap: checkpoint step (default: the latest swept one)."),
     trace: str = typer.Option(None, "--trace", help="heatmap, pca, wavefront: file name in traces/ or wavefronts/ (default: the newest)."),
     value: str = typer.Option("rel-change", "--value", help="heatmap: rel-change, kl-final or flips."),
     token: int = typer.Option(None, "--token", help="pca: token position (default: the first generated token)."),

@@ -4,9 +4,12 @@ imported only when a figure is drawn.
 
     recurlab plot curves cpu-demo cpu-fixed --metric eval-acc --smooth 0.05
     recurlab plot sweep cpu-demo --y acc --csv
+    recurlab plot sweep-heatmap cpu-demo
+    recurlab plot sweep cpu-demo --source evals        # from `recurlab eval`
     recurlab plot exits cpu-demo --groups 'level1-*,level4-*'
     recurlab plot heatmap cpu-demo --value flips        # the newest trace in traces/
     recurlab plot pca cpu-demo --token 19
+    recurlab plot wavefront cpu-demo
 
     from recurlab.figures import sweep_figure, save_figure, run_figures_dir
     save_figure(sweep_figure([run]), run_figures_dir(run), csv=True)

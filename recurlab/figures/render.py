@@ -152,6 +152,10 @@ def _heat(mfig, fig: HeatFigure) -> None:
         cmap, norm = ListedColormap(["#f0f0f0", "#303030"]), BoundaryNorm([-0.5, 0.5, 1.5], 2)
     else:
         cmap, norm = "viridis", None
+        if fig.value_range is not None:
+            from matplotlib.colors import Normalize
+
+            norm = Normalize(*fig.value_range)
         if fig.log_values:
             finite = data[np.isfinite(data) & (data > 0)]
             lo = max(float(finite.min()), 1e-8) if finite.size else 1e-8
@@ -165,6 +169,15 @@ def _heat(mfig, fig: HeatFigure) -> None:
     bar.set_label(fig.value_label)
     if fig.binary:
         bar.set_ticks([0, 1], labels=["same", "changed"])
+    if fig.col_labels:
+        ax.set_xticks(range(c0, c0 + len(fig.col_labels)), fig.col_labels)
+    if fig.annotate:  # the value in each cell, dark on light colours and light on dark ones
+        for (i, j), v in np.ndenumerate(data):
+            if np.isfinite(v):
+                shade = img.cmap(img.norm(v))
+                light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
+                ax.text(c0 + j, i, f"{100 * v:.3g}" if fig.value_range == (0.0, 1.0) else f"{v:.3g}",
+                        ha="center", va="center", fontsize=7, color="black" if light else "white")
     rows = len(fig.row_labels)
     step = max(1, math.ceil(rows / 40))  # at most ~40 token labels
     ax.set_yticks(range(0, rows, step), fig.row_labels[::step], fontsize=6 if rows > 20 else 8)

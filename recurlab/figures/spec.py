@@ -89,6 +89,9 @@ class HeatFigure:
     marks: list[tuple[int, int]] = field(default_factory=list)  # (column, row) cells to mark, e.g. exits
     mark_label: str = ""
     first_column: int = 1  # the number of the first column (iterations count from 1, positions from 0)
+    col_labels: list[str] | None = None  # named columns (e.g. r values) instead of numbered ones
+    value_range: tuple[float, float] | None = None  # fixed colour scale, e.g. (0, 1) for accuracy
+    annotate: bool = False  # write each cell's value in it
 
 
 Figure = LineFigure | HistFigure | HeatFigure
@@ -121,6 +124,7 @@ def csv_text(fig: Figure) -> str:
     else:
         w.writerow(["row", fig.ylabel, fig.xlabel, fig.value_label])
         for i, (label, row) in enumerate(zip(fig.row_labels, fig.matrix)):
-            for it, v in enumerate(row, start=fig.first_column):
-                w.writerow([i, label, it, _num(v)])
+            for j, v in enumerate(row):
+                col = fig.col_labels[j] if fig.col_labels else j + fig.first_column
+                w.writerow([i, label, col, _num(v)])
     return buf.getvalue()

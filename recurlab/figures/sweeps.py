@@ -10,7 +10,7 @@ With several runs each line is named "<run> level <d>" (or "<run>" for loss and 
 from __future__ import annotations
 
 from recurlab.figures.curves import _slug
-from recurlab.figures.spec import FigureError, Line, LineFigure
+from recurlab.figures.spec import FigureError, HeatFigure, Line, LineFigure
 from recurlab.rundir import RunDir
 
 Y_CHOICES = ("acc", "loss", "bpb")
@@ -112,3 +112,51 @@ def shown_sweep_figure(run: RunDir, step: int | None, result, y: str) -> LineFig
     lines, rs = sweep_lines([result], y, trained_levels(run), run.name)
     where = [f"{run.name} (checkpoint step {step})" if step is not None else run.name]
     return _figure(y, _slug(run.name), where, lines, rs)
+
+
+def level_grid(results: list, step: int) -> tuple[list[int], list[int], dict[tuple[int, int], float]]:
+    """(levels, rs, {(level, r): accuracy}) over every sweep of checkpoint `step`; a later sweep
+    wins where two measured the same cell (the rule of the Sweep screen's heatmap)."""
+    acc: dict[tuple[int, int], float] = {}
+    for res in results:
+        if res.step != step:
+            continue
+        for row in res.rows:
+            for key, value in row.items():
+                if key.startswith("acc@") and value is not None:
+                    acc[(int(key[4:]), int(row["r"]))] = float(value)
+    return sorted({lv for lv, _ in acc}), sorted({r for _, r in acc}), acc
+
+
+def level_heatmap_figure(run: RunDir, step: int, levels: list[int], rs: list[int],
+                         acc: dict[tuple[int, int], float]) -> HeatFigure:
+    """Accuracy per task level (rows) and r (columns), values written in the cells."""
+    if not levels:
+        raise FigureError(f"the sweeps of {run.name} at step {step} have no task-level accuracy (text runs have none)")
+    trained = trained_levels(run) or set()
+    r_mean = _r_mean(run)
+    return HeatFigure(
+        kind="sweep-heatmap", name=f"sweep-heatmap-{_slug(run.name)}-step{step}",
+        title="held-out exact match per task level and r (percent in the cells)",
+        subtitle=f"{run.name} (checkpoint step {step}), every saved sweep of the checkpoint",
+        xlabel="r (core iterations at test time" + (f"; trained with r_mean = {r_mean})" if r_mean else ")"),
+        ylabel="task level", value_label="held-out exact match (fraction)",
+        matrix=[[acc.get((lv, r)) for r in rs] for lv in levels],
+        row_labels=[f"level {lv}" + ("" if not trained or str(lv) in trained else " (not trained)") for lv in levels],
+        col_labels=[str(r) for r in rs], value_range=(0.0, 1.0), annotate=True,
+    )
+
+
+def _r_mean(run: RunDir) -> int | None:
+    import yaml
+
+    try:
+        return int(((yaml.safe_load(run.config_path.read_text()) or {}).get("train") or {}).get("r_mean"))
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def saved_level_heatmap(run: RunDir, step: int | None = None) -> HeatFigure:
+    """The heatmap of every saved sweep of checkpoint `step` (default: the latest swept one)."""
+    step, chosen = _sweeps_of(run, step)
+    return level_heatmap_figure(run, step, *level_grid(chosen, step))

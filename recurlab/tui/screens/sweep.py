@@ -195,18 +195,26 @@ class SweepScreen(LabScreen):
         self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
 
     def figure_specs(self) -> list:
-        """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows shown."""
+        """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
+        shown, and the level x r heatmap of the checkpoint's sweeps."""
         from types import SimpleNamespace
 
         from recurlab.figures import FigureError
-        from recurlab.figures.sweeps import shown_sweep_figure
+        from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
+        from recurlab.sweep import SweepResult
 
         if not self.rows or self._run is None:
             raise FigureError("no sweep shown yet: press s to run one")
         first = self.rows[0]
         ys = (["acc"] if any(k.startswith("acc@") for k in first) else []) + ["loss"] + (["bpb"] if "bpb" in first else [])
         shown = SimpleNamespace(rows=list(self.rows), complete=self.rows_complete, path=None)
-        return [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
+        specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
+        if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
+            live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
+            grid = merge_sweeps(self.saved + live, self.heat_step)
+            if grid.levels:
+                specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
+        return specs
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
