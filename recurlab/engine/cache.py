@@ -68,7 +68,9 @@ class KVCache:
         if self.length + n_new > self.max_len:
             raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")
         self.n_new = n_new
-        self._pass_mask = self._mask(self.length, self.length + n_new)
+        # one new column of unpadded rows sees every cached column: no mask, which lets attention
+        # skip building and applying one per layer and iteration
+        self._pass_mask = None if n_new == 1 and not self.padded else self._mask(self.length, self.length + n_new)
 
     def commit(self) -> None:
         self.length += self.n_new
@@ -108,15 +110,19 @@ class KVCache:
         if self._static_pos is not None:
             return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
-        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
+        kbuf, vbuf = buf[slot]  # (B, H, max_len, D) views, no copy
         if is_core and self.active is not None:
+            kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
             keep = self.active[None, :, None, None, None]
-            kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
-        buf[slot, :, :, :, lo:hi] = kv
+            buf[slot, :, :, :, lo:hi] = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
+        else:  # written in place: no stacked temporary per layer and step
+            kbuf[:, :, lo:hi] = k.transpose(1, 2)
+            vbuf[:, :, lo:hi] = v.transpose(1, 2)
         # an inactive row attends to its kept entry; its output is discarded by the engine
-        keys, values = buf[slot, 0, :, :, :hi], buf[slot, 1, :, :, :hi]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.to(q.dtype), values.to(q.dtype),
-                                              attn_mask=self._pass_mask)
+        keys, values = kbuf[:, :, :hi], vbuf[:, :, :hi]
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=self._pass_mask)
 
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
