@@ -51,12 +51,19 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     for r in rs:
         opts = GenerateOptions(r=r, max_new_tokens=new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
         engine.generate(prompt, opts)  # warm-up
-        runs = [engine.generate(prompt, opts) for _ in range(repeats)]
+        runs, cpu = [], []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            runs.append(engine.generate(prompt, opts))
+            cpu.append(time.process_time() - c0)
         best = min(runs, key=lambda res: res.seconds)
         out["rs"][str(r)] = {
             "tokens_per_s": round(best.tokens_per_s, 2),
             "decode_tokens_per_s": round(best.n_tokens / best.decode_seconds, 2),
             "all_tokens_per_s": [round(res.tokens_per_s, 2) for res in runs],
+            # process CPU seconds per generation: less sensitive to other processes than wall time
+            # with one thread (with more, threads spinning at barriers count too)
+            "cpu_seconds_best": round(min(cpu), 3),
             "token_ids": best.token_ids,
         }
     return out
