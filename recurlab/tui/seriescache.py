@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -81,7 +82,7 @@ class SeriesCache:
                     if _fingerprint(f, offset) != meta["crc"]:
                         return None
                 columns = {name: z[name] for name in z.files if name != "meta"}
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error, zipfile.BadZipFile):
             return None
         lengths = {}
         for name, values in columns.items():
