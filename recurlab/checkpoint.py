@@ -19,9 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recurlab.errors import CheckpointError
-from recurlab.config import ConfigError, from_dict, load_yaml, validate
+from recurlab.config import run_config
 from recurlab.model import RecurrentLM
-from recurlab.rundir import Checkpoint, RunDir, RunError, atomic_write_json
+from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
 
 
 TIED = ("lm_head.weight",)
@@ -61,7 +61,11 @@ def save_checkpoint(
     state: dict,
     keep: int = 3,
 ) -> Path:
-    """Write a complete checkpoint directory atomically and prune old ones (keeping `keep`)."""
+    """Write a complete checkpoint directory atomically and prune old ones (keeping `keep`).
+
+    Durable against a power loss, not only a crash: every file and the directory are fsynced
+    before the rename, the parent directory after it, and only then are older ones deleted.
+    """
     final = run.checkpoint_dir_for(step)
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -71,18 +75,34 @@ def save_checkpoint(
         tensors, meta = optimizer_state
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "optimizer.json").write_text(json.dumps(meta))
-    atomic_write_json(tmp / "state.json", {"step": step, **state})
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for name in ("model.safetensors", "optimizer.safetensors", "optimizer.json"):
+        if (tmp / name).exists():
+            fsync_file(tmp / name)
+    atomic_write_json(tmp / "state.json", {"step": step, **state})  # fsyncs itself and tmp
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_dir(final.parent)
     for old in run.checkpoints()[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
     return final
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def remove_stale_temporaries(run: RunDir) -> list[Path]:
+    """Delete `.tmp-step_N` directories left by a worker killed while saving (on resume: no
+    other worker writes the run then). Returns what was removed."""
+    removed = []
+    if run.checkpoints_dir.is_dir():
+        for p in run.checkpoints_dir.glob(".tmp-step_*"):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -118,13 +138,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path) -> None:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"optimizer state in {ckpt} is corrupt ({exc}); delete that checkpoint to use an older one") from None
-
-
-def run_config(run: RunDir):
-    try:
-        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
-    except ConfigError as exc:
-        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def pick_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:

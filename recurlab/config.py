@@ -103,6 +103,11 @@ class TrainConfig:
     r_min: int = 1  # uniform sampler
     r_max: int = 16  # uniform sampler
     curriculum_steps: int = 0  # curriculum: steps to ramp r_mean from 1 to r_mean
+    # extrapolation options (0 = off, today's recipe)
+    depth_per_level: float = 0.0  # >0: each task level draws its own depth around depth_per_level * level (Fan et al.)
+    progressive_alpha: float = 0.0  # >0: mix in the progressive loss with this weight (Bansal et al.)
+    jacobian_penalty: float = 0.0  # >0: weight of the recurrence's finite-difference contraction penalty
+    jacobian_eps: float = 0.01  # size of the state perturbation the penalty measures, relative to the state's norm
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
@@ -289,6 +294,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(t.k <= t.r_mean, f"train.k ({t.k}) must be <= train.r_mean ({t.r_mean})")
     need(t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}")
     need(1 <= t.r_min <= t.r_max, f"train.r_min/r_max must satisfy 1 <= r_min <= r_max, got {t.r_min}, {t.r_max}")
+    need(t.depth_per_level >= 0, f"train.depth_per_level must be >= 0 (0 = one depth per step), got {t.depth_per_level}")
+    need(0 <= t.progressive_alpha <= 1, f"train.progressive_alpha must be in [0, 1] (0 = off), got {t.progressive_alpha}")
+    need(t.jacobian_penalty >= 0, f"train.jacobian_penalty must be >= 0 (0 = off), got {t.jacobian_penalty}")
+    need(t.jacobian_eps > 0, f"train.jacobian_eps must be > 0, got {t.jacobian_eps}")
+    if t.depth_per_level:
+        need(d.source == "task", "train.depth_per_level needs an embedded task (data.source=task): text has no levels")
+        need(t.sampler != "uniform", "train.depth_per_level works with the fixed, lognormal_poisson and curriculum "
+                                     "samplers, not uniform (its r_min/r_max do not scale with the level)")
+    if t.depth_per_level or t.progressive_alpha or t.jacobian_penalty:
+        need(m.is_recurrent, f"train.depth_per_level, progressive_alpha and jacobian_penalty need a recurrent model, "
+                             f"not model.arch={m.arch}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     need(t.micro_batch >= 0, f"train.micro_batch must be >= 0, got {t.micro_batch}")
     if t.micro_batch:
@@ -320,11 +336,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
     if d.source == "task":
-        from recurlab.tasks import CharVocab, UnknownTaskError, get_task
+        from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task
 
         try:
-            get_task(d.task)
-        except UnknownTaskError as exc:
+            check_levels(get_task(d.task), d.difficulties)
+        except UnknownTaskError as exc:  # also a level without held-out prompts
             raise ConfigError(f"data.task: {exc}") from None
         m.vocab_size = len(CharVocab.default())
     elif m.vocab_size == 0:
@@ -375,6 +391,35 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
     return validate(cfg)
+
+
+# r values offered by default reach R_REACH x r_mean: past the training depth, where a model that
+# cannot extrapolate in depth would show its collapse
+R_REACH = 4
+
+
+def default_rs(r_mean: int) -> list[int]:
+    """The default r values of a sweep: powers of two up to R_REACH x r_mean."""
+    rs = [1]
+    while rs[-1] * 2 <= R_REACH * max(r_mean, 1):
+        rs.append(rs[-1] * 2)
+    return rs
+
+
+def slider_max_r(r_mean: int) -> int:
+    """The top of an r slider (Generate, Inspector): R_REACH x r_mean, at least 8."""
+    return max(R_REACH * r_mean, 8)
+
+
+def run_config(run) -> RunConfig:
+    """The validated config of a run directory (its run.yaml); raises RunError naming the run.
+    Here, beside the dataclasses, so that readers of a run's config never import torch."""
+    from recurlab.rundir import RunError
+
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def to_yaml(cfg: RunConfig) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from recurlab.config import RunConfig
 from recurlab.rundir import RunDir, atomic_write_text
-from recurlab.tasks import CharVocab, Example, get_task
+from recurlab.tasks import CharVocab, Example, check_levels, get_task
 
 IGNORE = -100
 
@@ -47,7 +47,10 @@ class TaskData:
         self.tokenizer = CharVocab.default()
         self.levels = sorted(cfg.data.train_difficulties or cfg.data.difficulties)
         self.eval_levels = sorted(cfg.data.difficulties)
+        check_levels(self.task, self.eval_levels)
+        # distinct prompts, so a small level has fewer than eval_examples (heldout_counts says how many)
         self._heldout = {d: self.task.heldout(d, cfg.data.eval_examples, cfg.train.seed) for d in self.eval_levels}
+        self.heldout_counts = {d: len(exs) for d, exs in self._heldout.items()}
         if run is not None and not run.vocab_path.exists():
             atomic_write_text(run.vocab_path, self.tokenizer.to_json())
 

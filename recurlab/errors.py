@@ -21,8 +21,13 @@ class CheckpointError(ValueError):
     """A missing or corrupt checkpoint."""
 
 
+class DeviceError(ValueError):
+    """A device that is not cpu, cuda or cuda:N, or one this machine does not have."""
+
+
 class ModelFormatError(ValueError):
     """A model folder of a different architecture, missing shards or mismatched shapes."""
 
 
-USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError)
+USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
+               DeviceError)

@@ -134,6 +134,7 @@ class ModelOutput:
     logits: Tensor
     loss: Tensor | None = None
     state: Tensor | None = None
+    gain: Tensor | None = None  # squared gain of the last core step along a random direction (jacobian_eps)
 
 
 class RecurrentLM(nn.Module):
@@ -179,12 +180,18 @@ class RecurrentLM(nn.Module):
             x = block(x, rope, cache, ("prelude", i))
         return x
 
-    def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """Random latent start: truncated normal with std `scale` (0 gives zeros)."""
+    def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None,
+                   noise: Tensor | None = None) -> Tensor:
+        """Random latent start: truncated normal with std `scale` (0 gives zeros). `noise`, a
+        standard normal draw of e's shape, replaces the draw from `generator` (the engine seeds it
+        per position, so that a token's start does not depend on how it was decoded)."""
         scale = self.cfg.init_scale if scale is None else scale
         if scale == 0 or not self.cfg.is_recurrent:
             return torch.zeros_like(e)
-        s = torch.randn(e.shape, generator=generator, device=e.device, dtype=torch.float32)
+        if noise is not None:
+            s = noise.to(device=e.device, dtype=torch.float32).clone()
+        else:
+            s = torch.randn(e.shape, generator=generator, device=e.device, dtype=torch.float32)
         s = s.clamp_(-3, 3) * scale  # truncation at 3 std; clamping keeps it cheap and reproducible
         if self.cfg.embed_scale != 1.0:
             s = s * self.cfg.embed_scale
@@ -218,10 +225,14 @@ class RecurrentLM(nn.Module):
         init_scale: float | None = None,
         activation_checkpointing: bool = False,
         generator: torch.Generator | None = None,
+        jacobian_eps: float = 0.0,
     ) -> ModelOutput:
         """Run `n_no_grad` iterations without gradient, then `n_grad` with it (truncated backprop).
 
         Models without recurrence run their core exactly once whatever the counts say.
+        `jacobian_eps` > 0 also measures the last core step's squared gain
+        ||f(s + d) - f(s)||^2 / ||d||^2 for a random d of relative size jacobian_eps per token: a
+        finite-difference, one-sample estimate of ||J||_F^2 / n_embd that training can penalize.
         """
         if not self.cfg.is_recurrent:
             n_no_grad, n_grad = 0, 1
@@ -233,16 +244,28 @@ class RecurrentLM(nn.Module):
             with torch.no_grad():
                 for i in range(n_no_grad):
                     s = self.core_step(s, e, rope, None, i)
+        gain = None
         for i in range(n_no_grad, n_no_grad + n_grad):
+            s_in = s
             if activation_checkpointing and self.training:
                 s = checkpoint(self.core_step, s, e, rope, None, i, use_reentrant=False)
             else:
                 s = self.core_step(s, e, rope, None, i)
+            if jacobian_eps and i == n_no_grad + n_grad - 1:
+                gain = self._step_gain(s_in, s, e, rope, i, jacobian_eps, generator)
         logits = self.decode(s, rope)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, state=s)
+        return ModelOutput(logits=logits, loss=loss, state=s, gain=gain)
+
+    def _step_gain(self, s_in: Tensor, s_out: Tensor, e: Tensor, rope, i: int, eps: float, generator) -> Tensor:
+        s_in = s_in.detach()
+        d = torch.randn(s_in.shape, generator=generator, device=s_in.device, dtype=torch.float32).to(s_in.dtype)
+        # per token, d has eps times the norm of the state it perturbs
+        d = d * (eps * s_in.norm(dim=-1, keepdim=True) / d.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        moved = self.core_step(s_in + d, e, rope, None, i) - s_out
+        return (moved.float().pow(2).sum(-1) / d.float().pow(2).sum(-1).clamp_min(1e-12)).mean()
 
     def num_params(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

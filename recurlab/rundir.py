@@ -25,7 +25,7 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
     vocab.json          character vocabulary of embedded-task runs
     tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
     stop                present while a stop is requested; the worker checkpoints and exits
-    sweeps/step_NNNNNNNN.{csv,json}   r sweeps of a checkpoint
+    sweeps/step_NNNNNNNN[_K].{csv,json}   r sweeps of a checkpoint; the K-th sweep of a step gets _K, none is replaced
     traces/*.json       latent traces
 
 States: starting, running, finished, failed, stopped. A reader reports "lost" for a running
@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,22 +49,41 @@ ACTIVE_STATES = ("starting", "running")
 DEFAULT_RUNS_DIR = "runs"
 
 
+STATUS_FIELDS = ("contract", "name", "state", "pid", "host", "device", "world_size", "created", "started", "heartbeat",
+                 "ended", "step", "max_steps", "tokens", "loss", "tokens_per_s", "last_checkpoint", "error")
+
+
 class RunError(ValueError):
     """A user-facing problem with a run name or run directory; the message is one line."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable (a power loss may otherwise undo it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "w") as f:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text`: temp file, fsync, rename, fsync of the directory.
+
+    The temp file is created with open(), not mkstemp, so the result has the mode every other
+    file gets (0666 less the umask): another user or a watcher with another uid can read a run.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}.tmp")
+    try:
+        with open(tmp, "x") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -153,6 +172,7 @@ class Checkpoint:
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._status: dict | None = None  # the writer's own copy, once it owns the status
 
     # ---- paths ------------------------------------------------------------------------
     @property
@@ -226,11 +246,35 @@ class RunDir:
     def read_status(self) -> dict:
         return read_json(self.status_path) or {}
 
+    def own_status(self, **fields) -> dict:
+        """Make this process the status's writer: from now on it keeps the status in memory and
+        rewrites the file whole, so a file that another process garbled or truncated is repaired
+        at the next write instead of stripping the run of its state. The file is read once, here,
+        only for what the writer does not know itself (created, device); the run's name and the
+        contract come from the directory."""
+        on_disk = self.read_status()
+        status = {key: None for key in STATUS_FIELDS}
+        status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
+        status.update(contract=CONTRACT_VERSION, name=self.name)
+        status.update(fields)
+        self._status = status
+        atomic_write_json(self.status_path, status)
+        return dict(status)
+
     def write_status(self, **fields) -> dict:
-        status = self.read_status()
+        """Update the status. The writer (after own_status) rewrites its in-memory copy whole;
+        any other process (the CLI marking a dead worker stopped) merges into what is on disk."""
+        if self._status is not None:
+            status = self._status
+        else:
+            status = self.read_status()
         status.update(fields)
         atomic_write_json(self.status_path, status)
-        return status
+        return dict(status)
+
+    def status_snapshot(self) -> dict:
+        """The writer's in-memory status, or what is on disk for a reader."""
+        return dict(self._status) if self._status is not None else self.read_status()
 
     def effective_state(self, status: dict | None = None) -> str:
         """The state a reader should show: 'lost' or 'failed' for dead workers that did not say so."""
@@ -261,8 +305,21 @@ class RunDir:
         """On resume: drop rows past the checkpoint's step so that no step appears twice."""
         rows = self.read_metrics()
         keep = [r for r in rows if int(r.get("step", 0)) <= step]
-        if len(keep) != len(rows):
+        if len(keep) != len(rows) or self._metrics_torn():
+            # a worker killed mid-append leaves a fragment without its newline; the next append
+            # would be glued to it and a reader would drop both
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    def _metrics_torn(self) -> bool:
+        try:
+            with open(self.metrics_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() == 0:
+                    return False
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 20) -> list[str]:
         try:

@@ -2,8 +2,9 @@
 
     from recurlab.sweep import run_sweep, load_sweeps
     result = run_sweep(run, rs=[1, 2, 4, 8, 16, 32])     # writes sweeps/step_NNNNNNNN.{csv,json}
+    run_sweep(run, rs=[1, 3])                             # a second sweep never replaces it: step_NNNNNNNN_2.*
     run_sweep(run, rs=[8, 32], difficulties=[5, 6])       # levels never trained: sweeps/step_NNNNNNNN_levels_5-6.*
-    load_sweeps(run)                                      # saved sweeps, newest checkpoint last
+    load_sweeps(run)                                      # every saved sweep, the newest last
 
 The CSV is a stable interface: one row per r, columns `r`, `loss`, `tokens_per_s`, then
 `acc@<difficulty>` in increasing difficulty (task runs) or `bpb` (text runs).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ class SweepResult:
     rows: list[dict] = field(default_factory=list)
     complete: bool = True
     path: Path | None = None
+    heldout: dict[int, int] = field(default_factory=dict)  # distinct held-out prompts per level (task runs)
 
     @property
     def columns(self) -> list[str]:
@@ -81,6 +84,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
 
 
+def format_heldout(counts: dict[int, int]) -> str:
+    """One line saying how many distinct held-out prompts each level's accuracy rests on."""
+    from recurlab.tasks import FEW_HELDOUT
+
+    if not counts:
+        return ""
+    parts = [f"{d}: {n}" + (" (few: its accuracy says little)" if n < FEW_HELDOUT else "")
+             for d, n in sorted(counts.items(), key=lambda kv: int(kv[0]))]
+    return "distinct held-out prompts per level: " + ", ".join(parts)
+
+
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
     """A comma-separated option value as integers >= 1, or one user-facing error line."""
     from recurlab.errors import InferenceError
@@ -103,10 +117,26 @@ def parse_levels(spec: str) -> list[int]:
 
 
 def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -> tuple[Path, Path]:
-    # a sweep at other levels than the run's gets its own file, so it never replaces the standard one
+    """Fresh (csv, json) paths for a new sweep of `step`, never those of a saved one.
+
+    The first sweep of a checkpoint is `step_N.*`, later ones `step_N_2.*`, `step_N_3.*`, ...; a
+    sweep at other levels than the run's is `step_N_levels_5-6[_K].*`. The name is claimed by
+    creating the JSON exclusively (an empty file, which readers skip), so two sweeps started at
+    once (the TUI and the shell) cannot pick the same one.
+    """
+    run.sweeps_dir.mkdir(exist_ok=True)
     tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
-    base = run.sweeps_dir / f"step_{step:08d}{tag}"
-    return base.with_suffix(".csv"), base.with_suffix(".json")
+    n = 1
+    while True:
+        base = run.sweeps_dir / (f"step_{step:08d}{tag}" + (f"_{n}" if n > 1 else ""))
+        csv_path, json_path = base.with_suffix(".csv"), base.with_suffix(".json")
+        if not csv_path.exists():
+            try:
+                os.close(os.open(json_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                return csv_path, json_path
+            except FileExistsError:
+                pass
+        n += 1
 
 
 def _check_levels_fit(cfg, data, difficulties: list[int]) -> None:
@@ -134,7 +164,8 @@ def run_sweep(
     `difficulties` evaluates task levels other than the run's own, e.g. harder than any trained.
     A cancelled sweep keeps and saves the rows finished so far, marked incomplete.
     """
-    from recurlab.checkpoint import load_model, run_config
+    from recurlab.checkpoint import load_model
+    from recurlab.config import run_config
     from recurlab.data import make_data
     from recurlab.errors import InferenceError
 
@@ -148,24 +179,31 @@ def run_sweep(
     if difficulties:
         _check_levels_fit(cfg, data, difficulties)
     rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
-    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs))
+    counts = dict(getattr(data, "heldout_counts", {}))
+    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs), heldout=counts)
     if rows:
-        run.sweeps_dir.mkdir(exist_ok=True)
         csv_path, json_path = sweep_paths(run, ckpt.step, difficulties)
         atomic_write_text(csv_path, to_csv(rows))
         atomic_write_json(json_path, {"run": run.name, "step": ckpt.step, "rs": rs, "complete": result.complete,
                                       "difficulties": difficulties or cfg.data.difficulties,
+                                      "heldout_prompts": {str(d): n for d, n in counts.items()},
                                       "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
         result.path = csv_path
     return result
 
 
 def load_sweeps(run: RunDir) -> list[SweepResult]:
-    out = []
+    """Every saved sweep of the run, oldest first (by the time each was saved), so the last one
+    is the newest."""
+    found = []
     if run.sweeps_dir.is_dir():
-        for p in sorted(run.sweeps_dir.glob("step_*.json")):
+        for p in run.sweeps_dir.glob("step_*.json"):
             data = read_json(p)
             if isinstance(data, dict) and isinstance(data.get("rows"), list):
-                out.append(SweepResult(run=data.get("run", run.name), step=int(data.get("step", 0)), rows=data["rows"],
-                                       complete=bool(data.get("complete", True)), path=p.with_suffix(".csv")))
-    return out
+                counts = data.get("heldout_prompts")
+                counts = {int(d): int(n) for d, n in counts.items()} if isinstance(counts, dict) else {}
+                res = SweepResult(run=data.get("run", run.name), step=int(data.get("step", 0)), rows=data["rows"],
+                                  complete=bool(data.get("complete", True)), path=p.with_suffix(".csv"), heldout=counts)
+                when = data.get("time")
+                found.append((when if isinstance(when, (int, float)) else p.stat().st_mtime, p.name, res))
+    return [res for _, _, res in sorted(found, key=lambda t: (t[0], t[1]))]

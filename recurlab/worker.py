@@ -5,8 +5,9 @@
 
 It marks the run running, trains, and leaves the status finished, stopped or failed (with the
 error's last line). SIGTERM and SIGINT are turned into a graceful stop: finish the step,
-checkpoint, exit "stopped". Log lines go to worker.log; stdout and stderr of a detached worker
-are pointed there as well by the CLI, so a crash's traceback ends up in the same file.
+checkpoint, exit "stopped". Log lines go to worker.log; recurlab.launch points the stdout and
+stderr of a detached worker there as well, so a crash's traceback ends up in the same file. A
+failure's traceback always goes to worker.log; in the foreground the CLI prints one line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 # slow imports below so that a launcher dying meanwhile is noticed, not mistaken for another parent.
 LAUNCHER_PID = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") else None
 
-from recurlab.checkpoint import run_config  # noqa: E402
+from recurlab.config import run_config  # noqa: E402
 from recurlab.rundir import RunDir  # noqa: E402
 
 
@@ -32,11 +33,11 @@ class WorkerLog:
     def __init__(self, run: RunDir, echo: bool):
         self.path, self.echo = run.log_path, echo
 
-    def __call__(self, msg: str) -> None:
+    def __call__(self, msg: str, echo: bool = True) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
         with open(self.path, "a") as f:
             f.write(line)
-        if self.echo:
+        if self.echo and echo:
             sys.stdout.write(line)
             sys.stdout.flush()
 
@@ -84,8 +85,9 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         follow_launcher(LAUNCHER_PID)
     if rank == 0:
-        run.write_status(state="starting", pid=LAUNCHER_PID or os.getpid(), host=socket.gethostname(), started=time.time(),
-                         heartbeat=time.time(), ended=None, error=None)
+        # from here on this process keeps the status in memory and rewrites status.json whole
+        run.own_status(state="starting", pid=LAUNCHER_PID or os.getpid(), host=socket.gethostname(), started=time.time(),
+                       heartbeat=time.time(), ended=None, error=None)
         log(f"worker pid {os.getpid()} {'resuming' if resume else 'starting'} run {run.name} (profile {cfg.profile})")
     try:
         import torch  # noqa: F401  (imported here so a broken install fails inside the try)
@@ -106,13 +108,13 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     except Exception as exc:
         if rank == 0:
             summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log("worker failed:\n" + traceback.format_exc())
+            log("worker failed:\n" + traceback.format_exc(), echo=False)  # the foreground CLI prints one line
             run.write_status(state="failed", error=summary, ended=time.time(), heartbeat=time.time())
         else:  # stderr of every rank goes to the launcher's, which is worker.log for detached runs
             sys.stderr.write(f"rank {rank} failed:\n{traceback.format_exc()}")
         return 1
     if rank == 0:
-        status = run.read_status()
+        status = run.status_snapshot()
         log(f"worker {outcome} at step {status.get('step')} (last checkpoint {status.get('last_checkpoint')})")
     return 0
 

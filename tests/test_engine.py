@@ -10,7 +10,7 @@ import torch
 from recurlab.engine import Engine, GenerateOptions, KVCache, latent_trace, parse_exit, save_trace
 from recurlab.engine.options import EXIT_KINDS
 from recurlab.engine.steps import run_pass
-from recurlab.errors import InferenceError
+from recurlab.errors import DeviceError, InferenceError
 from recurlab.rundir import RunDir, read_json
 from recurlab.tasks import CharVocab, VocabError
 from test_engine_utils import encode, random_model, trained_model
@@ -141,6 +141,28 @@ def test_speculative_greedy_equals_plain_greedy(trained, spec):
         assert spec_res.token_ids == plain.token_ids
         assert spec_res.speculative["drafted"] > 0
         assert 0.0 <= spec_res.acceptance_rate <= 1.0
+
+
+@pytest.mark.parametrize("r,spec", [(2, "draft=1,lookahead=4"), (3, "draft=2,lookahead=3")])
+def test_speculative_greedy_equals_plain_greedy_with_random_starts(trained, r, spec):
+    """At init scale 1 each token's start is drawn from (seed, position), whatever the path."""
+    model, tok = trained
+    engine = Engine(model, tok)
+    outputs = set()
+    for seed in range(6):
+        for p in ["12+34=", "99+01=3", "7+8="]:
+            opts = dict(r=r, max_new_tokens=12, stop_ids=(), init_scale=1.0, seed=seed)
+            plain = engine.generate(p, GenerateOptions(**opts))
+            spec_res = engine.generate(p, GenerateOptions(**opts, speculative=spec))
+            assert spec_res.token_ids == plain.token_ids, (seed, p)
+            outputs.add((p, tuple(plain.token_ids)))
+    assert len(outputs) > 3  # the starts change the output at this r, so the equality is not vacuous
+
+
+def test_speculative_with_a_kv_budget_is_refused():
+    with pytest.raises(InferenceError, match="exact only with a full KV cache"):
+        GenerateOptions(r=8, kv_budget=4, speculative="draft=2,lookahead=4").validate()
+    GenerateOptions(r=8, kv_budget=8, speculative="draft=2,lookahead=4").validate()  # budget = r: no sharing
 
 
 def test_speculative_rejects_some_drafts(trained):
@@ -310,7 +332,7 @@ def test_bad_prompts_give_one_line():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_gives_one_line():
     model, tok = random_model()
-    with pytest.raises(InferenceError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
         Engine(model, tok, device="cuda")
 
 

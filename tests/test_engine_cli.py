@@ -51,6 +51,38 @@ def test_open_run_loads_the_checkpoint(run_dir):
         assert torch.equal(a, b), name
 
 
+def test_open_model_is_one_door_for_runs_and_model_folders(run_dir, tmp_path, monkeypatch):
+    from recurlab.engine import FOLDER_LOADERS, open_model
+    from recurlab.errors import ModelFormatError
+    from recurlab.huginn import write_random_huginn
+    from recurlab.rundir import RunError
+
+    opened = open_model(run_dir.path, device="cpu")
+    assert opened.run.path == run_dir.path and opened.step == 100 and opened.kind == "run"
+    assert opened.source == {"run": "add-test", "step": 100} and opened.label == "add-test @ step 100"
+    assert opened.engine is opened.engine and opened.engine.device.type == "cpu"
+
+    folder = write_random_huginn(tmp_path / "hf", seed=1, n_embd=32, n_heads=2, vocab_size=300, block_size=32,
+                                 tokenizer_vocab=290)
+    hf = open_model(folder, device="cpu")
+    assert hf.kind == "huginn_raven" and hf.run is None and hf.step is None and hf.source == {"model": str(folder)}
+    assert hf.cfg.train.r_mean == hf.r_mean and hf.label == "hf"
+
+    # a family added later registers a loader for its model_type; the same door opens it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "ouro", "architectures": ["OuroForCausalLM"]}))
+    with pytest.raises(ModelFormatError, match="holds a ouro model .OuroForCausalLM.; recurlab opens run directories"):
+        open_model(other)
+    monkeypatch.setitem(FOLDER_LOADERS, "ouro", lambda path, device: (opened.model, opened.tokenizer, opened.cfg))
+    assert open_model(other, device="cpu").kind == "ouro"
+
+    with pytest.raises(RunError, match="neither a run directory"):
+        open_model(tmp_path)
+    with pytest.raises(RunError, match="does not exist"):
+        open_model(tmp_path / "missing")
+
+
 def test_generate_json_matches_the_engine(run_dir):
     res = invoke("generate", run_dir.path, "--prompt", "12+34=", "--r", 4, "--init-scale", 0, "--json",
                  "--exit", "kl:1e-3", "--kv-budget", 2)
@@ -123,7 +155,8 @@ def test_real_process_prints_one_line_without_traceback(run_dir, cli):
 
 
 def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
-    from recurlab.checkpoint import load_model, run_config
+    from recurlab.checkpoint import load_model
+    from recurlab.config import run_config
     from recurlab.data import TaskData
 
     res = invoke("sweep", run_dir.path, "--r", "1,3")
@@ -148,6 +181,15 @@ def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
         assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
     assert f"{100 * saved['rows'][1]['acc@3']:.1f}%" in res.output
+    # level 1 of addition has 100 prompts, 10 of them held out: the report says so
+    assert saved["heldout_prompts"] == {"1": 10, "3": 256}
+    assert "distinct held-out prompts per level: 1: 10 (few: its accuracy says little), 3: 256" in res.output
+
+    # the same sweep again gets a new file; neither earlier one changes
+    res = invoke("sweep", run_dir.path, "--r", "1")
+    assert res.exit_code == 0, res.output
+    assert standard.read_bytes() == before
+    assert read_json(run_dir.sweeps_dir / "step_00000100_2.json")["rs"] == [1]
 
 
 def test_sweep_bad_levels_exit_2_and_write_nothing(run_dir):

@@ -88,3 +88,62 @@ def test_exact_match_uses_every_answer_position():
 
     assert data.evaluate(Oracle(False), [1], "cpu", batch_size=16)[0]["acc@2"] == 1.0
     assert data.evaluate(Oracle(True), [1], "cpu", batch_size=16)[0]["acc@2"] == 0.0
+
+
+# ---- held-out sets: distinct, without replacement, counted ------------------------------------
+
+def test_heldout_sets_are_distinct_heldout_prompts_counted_exactly():
+    import hashlib
+    import itertools
+
+    perm4 = get_task("permutation4")
+    perms = ["".join(map(str, p)) for p in itertools.permutations(range(4))]
+    for level in (1, 2):
+        # an independent count: every prompt of the level, hashed the way the split is defined
+        everything = [".".join(c) + "=" for c in itertools.product(perms, repeat=level)]
+        expected = {p for p in everything if int(hashlib.blake2b(p.encode(), digest_size=4).hexdigest(), 16) % 10 == 0}
+        held = perm4.heldout(level, 200)
+        assert len(held) == len({ex.prompt for ex in held}) == len(expected) == perm4.heldout_count(level)
+        assert {ex.prompt for ex in held} == expected
+    assert [ex.prompt for ex in perm4.heldout(1, 200)] == ["2103="]  # one prompt, not 200 copies of it
+    for name in task_names():
+        task = get_task(name)
+        for level in (1, 2, 3, 4):
+            count = task.heldout_count(level)
+            if count == 0:
+                continue
+            held = task.heldout(level, 150)
+            assert len(held) == len({ex.prompt for ex in held}) == min(150, count if count is not None else 150)
+            assert task.heldout(level, 150) == held  # deterministic
+
+
+def test_a_level_without_heldout_prompts_is_refused_not_measured_on_training_data():
+    from recurlab.tasks import SplitError, check_levels
+
+    perm3 = get_task("permutation3")
+    assert perm3.heldout_count(1) == 0 and perm3.heldout(1, 200) == []
+    with pytest.raises(SplitError, match="level 1 of permutation3 has no held-out prompt"):
+        check_levels(perm3, [1, 2])
+    with pytest.raises(SplitError, match="no heldout instance"):
+        perm3.example(1, 0, 0, "heldout")  # never a training instance in its place
+
+
+def test_profile_with_a_level_without_heldout_prompts_is_refused_by_the_cli(cli, tmp_path):
+    res = cli("train", "--profile", "tiny", "--runs-dir", tmp_path / "runs", "data.task=permutation3",
+              "data.difficulties=1,2", "--name", "p3")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "error: data.task: level 1 of permutation3 has no held-out prompt (all 6 of its prompts are training data), "
+        "so it cannot be evaluated; drop it from the difficulties"]
+    assert not (tmp_path / "runs" / "p3").exists()
+
+
+def test_inspector_examples_are_distinct():
+    from types import SimpleNamespace
+
+    from recurlab.config import load_profile
+    from recurlab.tui.models import heldout_examples
+
+    cfg = load_profile("cpu")
+    pairs = heldout_examples(SimpleNamespace(cfg=cfg), 6)
+    assert len(pairs) == len(set(pairs)) == 1 + 6 + 6 + 6  # level 1 holds one held-out prompt

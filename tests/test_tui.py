@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,11 +121,15 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
 
     live = copy_run(runs, "tiny-a", "tiny-live", state="running", pid=os.getpid(), heartbeat=time.time())
     stopped = copy_run(runs, "tiny-a", "tiny-stopped", state="stopped", pid=None)
+    shutil.rmtree(stopped.checkpoint_dir_for(40))  # stopped at step 20, before max_steps (40)
+    # a worker to kill with K: a process whose command line names recurlab, in its own session
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "recurlab"], start_new_session=True)
+    doomed = copy_run(runs, "tiny-a", "tiny-doomed", state="running", pid=victim.pid, heartbeat=time.time())
     app = make_app(runs)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = app.screen.query_one(DataTable)
-            await wait_for(pilot, lambda: table.row_count == 3)
+            await wait_for(pilot, lambda: table.row_count == 4)
             table.move_cursor(row=table.get_row_index("tiny-live"))
             await pilot.press("s")
             assert live.stop_requested()
@@ -131,7 +138,18 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             table.move_cursor(row=table.get_row_index("tiny-a"))
             await pilot.press("s")
             assert any("not running" in m for m in notices(app))
-            # resume spawns a real worker that continues from the step-40 checkpoint
+            # K kills a worker at once (its process group), as `recurlab stop --now` does
+            table.move_cursor(row=table.get_row_index("tiny-doomed"))
+            await pilot.press("K")
+            await wait_for(pilot, lambda: victim.poll() is not None and doomed.read_status().get("state") == "stopped")
+            assert victim.returncode == -signal.SIGKILL and "killed by the TUI" in doomed.read_status()["error"]
+            assert any("tiny-doomed: killed" in m for m in notices(app))
+            # a run whose checkpoint reached max_steps is finished, whatever its status says
+            table.move_cursor(row=table.get_row_index("tiny-a"))
+            RunDir(runs / "tiny-a").status_path.write_text("garbage{{")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: any("reached train.max_steps=40" in m for m in notices(app)))
+            # resume spawns a real worker that continues from the step-20 checkpoint
             table.move_cursor(row=table.get_row_index("tiny-stopped"))
             await pilot.press("u")
             await wait_for(pilot, lambda: stopped.read_status().get("pid") is not None)
@@ -153,6 +171,9 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             fresh = RunDir(runs / "fresh")
             assert fresh.read_status().get("pid")
     finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
         kill_workers(runs)
 
 
@@ -377,6 +398,33 @@ async def test_sweep_runs_saves_and_shows_again(runs):
         await pilot.press("left_square_bracket")
 
 
+async def test_a_second_sweep_keeps_the_first_and_the_screen_shows_the_newest(runs):
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    run.sweeps_dir.mkdir()
+    # an older saved sweep whose name sorts after the new one's
+    (run.sweeps_dir / "step_00000040_levels_3.json").write_text(json.dumps(
+        {"run": "tiny-a", "step": 40, "rs": [7], "complete": True, "time": time.time() - 100,
+         "rows": [{"r": 7, "loss": 1.0, "tokens_per_s": 1.0, "acc@3": 0.5, "acc": 0.5}]}))
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        for rs in ("1,2,4", "1,2"):
+            screen.query_one("#sweep-rs").value = rs
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.cancel_event is None and len(screen.saved) >= 2, timeout=60)
+            await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
+            table = screen.query_one(DataTable)
+            assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == rs.split(",")
+        status = str(screen.query_one("#sweep-status").render())
+        assert "saved sweep 3/3 of step 40" in status and "step_00000040_2.csv" in status
+    first = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
+    second = json.loads((run.sweeps_dir / "step_00000040_2.json").read_text())
+    assert [r["r"] for r in first["rows"]] == [1, 2, 4] and [r["r"] for r in second["rows"]] == [1, 2]
+
+
 async def test_sweep_can_be_cancelled(runs):
     run = RunDir(runs / "tiny-a")
     app = make_app(runs, run=run.path)
@@ -391,6 +439,40 @@ async def test_sweep_can_be_cancelled(runs):
         saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
         assert not saved["complete"] and 1 <= len(saved["rows"]) < 40
         assert any("sweep cancelled" in m for m in notices(app))
+
+
+async def test_sweep_heatmap_shows_trained_and_harder_levels(runs):
+    from recurlab.sweep import load_sweeps
+    from recurlab.tui.widgets.heatmap import SweepHeatmap
+
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        screen.query_one("#sweep-rs").value = "1,4"
+        screen.query_one("#sweep-levels").value = "0"
+        await pilot.press("s")
+        assert screen.cancel_event is None and any(">= 1" in m for m in notices(app))
+        screen.query_one("#sweep-levels").value = ""
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.cancel_event is None and screen.saved, timeout=60)
+        screen.query_one("#sweep-rs").value = "1,4,16"
+        screen.query_one("#sweep-levels").value = "5,4"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.cancel_event is None and len(screen.saved) == 2, timeout=60)
+        text = str(screen.query_one(SweepHeatmap).render())
+    saved = {lv: {row["r"]: row[f"acc@{lv}"] for row in res.rows for k in row if k == f"acc@{lv}"}
+             for res in load_sweeps(run) for lv in (2, 3, 4, 5) if f"acc@{lv}" in res.rows[0]}
+    assert sorted(saved) == [2, 3, 4, 5] and sorted(saved[5]) == [1, 4, 16]
+    lines = {line.split("level ")[1].split()[0]: line for line in text.splitlines() if "level " in line}
+    for lv, by_r in saved.items():
+        line = lines[str(lv)]
+        assert line.startswith("▸" if lv > 3 else " "), line  # tiny trains levels 2 and 3
+        cells = line.split()[2:]
+        want = [f"{100 * by_r[r]:.1f}" if r in by_r else "·" for r in (1, 4, 16)]
+        assert cells == want, (line, want)
+    assert "never trained: 4, 5" in text and "4▾" in text  # r_mean 4 is marked
 
 
 # ---- every screen: help, palette, small terminals -----------------------------------------------

@@ -50,6 +50,12 @@ def fixed_runs(tmp_path, monkeypatch) -> str:
     atomic_write_json(sweep / "step_00000200.json", {"run": "add-small", "step": 200, "rs": [1, 2, 4, 8, 16],
                                                     "complete": True, "time": 0, "rows": rows})
     (sweep / "step_00000200.csv").write_text("r,loss\n")
+    # and levels never trained, as `recurlab sweep --difficulties 4,5` saves them: the heatmap merges both
+    harder = [{"r": r, "loss": 2.0 / r ** 0.3, "tokens_per_s": 9000.0, "acc@4": min(1, 0.05 * r), "acc@5": min(1, 0.02 * r),
+               "acc": min(1, 0.035 * r)} for r in (4, 16, 64)]
+    atomic_write_json(sweep / "step_00000200_levels_4-5.json", {"run": "add-small", "step": 200, "rs": [4, 16, 64],
+                                                               "complete": True, "time": 0, "rows": harder})
+    (sweep / "step_00000200_levels_4-5.csv").write_text("r,loss\n")
     return "runs"
 
 
@@ -90,7 +96,8 @@ def test_curves_screen_eval_per_r_smoothed(snap_compare, fixed_runs):
 
 
 def test_sweep_screen_shows_saved_sweep(snap_compare, fixed_runs):
-    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=SIZE, press=["5"])
+    # the newest sweep (levels 4-5) in the table; [ shows the run's own levels; the heatmap holds both
+    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=SIZE, press=["5", "left_square_bracket"])
 
 
 def test_help_screen(snap_compare, fixed_runs):

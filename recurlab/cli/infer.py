@@ -26,21 +26,14 @@ ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Hugin
 
 
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
-    """-> (model, tokenizer, run directory or None, source fields for --json) for a run or a Huginn folder."""
+    """The OpenedModel of a run (by name, prefix or path) or of a model folder (--model)."""
     if bool(run) == bool(model_path):
         from recurlab.errors import InferenceError
 
         raise InferenceError("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
-    if model_path:
-        from recurlab.huginn import open_huginn
+    from recurlab.engine import open_model
 
-        model, tok, _cfg = open_huginn(model_path, device=device)
-        return model, tok, None, {"model": model_path}
-    from recurlab.engine import open_run
-
-    run_dir = get_run(run, runs_dir)
-    model, tok, _cfg, ckpt = open_run(run_dir, step=step, device=device)
-    return model, tok, run_dir, {"run": run_dir.name, "step": ckpt.step}
+    return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
 
 
 def _fmt_bytes(n: float) -> str:
@@ -76,16 +69,15 @@ def generate(
 ):
     """Generate text from a run's checkpoint (or a Huginn folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import Engine, GenerateOptions
+        from recurlab.engine import GenerateOptions
 
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
             speculative=speculative,
         ).validate()
-        model, tok, _run_dir, source = _open(run, model_path, runs_dir, step, device)
-        engine = Engine(model, tok, device=device)
-        stream = engine.stream(prompt, opts)
+        opened = _open(run, model_path, runs_dir, step, device)
+        stream = opened.engine.stream(prompt, opts)
         single = len(prompt) == 1
         if not as_json and single:
             typer.echo(prompt[0], nl=False)
@@ -94,7 +86,7 @@ def generate(
                 typer.echo(ev.text, nl=False)
         res = stream.result
         if as_json:
-            out = {**source, "text": res.text if single else None, **res.to_dict()}
+            out = {**opened.source, "text": res.text if single else None, **res.to_dict()}
             typer.echo(json.dumps(out))
             return
         if single:
@@ -168,13 +160,13 @@ def inspect(
             from recurlab.errors import InferenceError
 
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
-        model, tok, run_dir, _source = _open(run, model_path, runs_dir, step, device)
+        opened = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None
-        trace = latent_trace(model, tok, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
+        trace = latent_trace(opened.model, opened.tokenizer, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
                              seed=seed, generate=gen)
         name = name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}"
         # a Huginn folder is not a run directory: its traces go to ./traces/
-        path = save_trace(run_dir or RunDir("."), name, trace)
+        path = save_trace(opened.run or RunDir("."), name, trace)
         for line in _table(trace):
             typer.echo(line)
         exits = [t["exit_iteration"] for t in trace["tokens"] if t["exit_iteration"] is not None]

@@ -5,10 +5,10 @@ drives only the model's public steps (rope, embed, init_state, core_step, decode
 Importing this package imports torch: a TUI should import it inside the worker or screen that
 needs the model, not at start-up.
 
-    from recurlab.engine import Engine, GenerateOptions, open_run, latent_trace, save_trace
+    from recurlab.engine import Engine, GenerateOptions, open_model, latent_trace, save_trace
 
-    model, tok, cfg, ckpt = open_run("runs/add-1", step=None, device="cpu")
-    engine = Engine(model, tok, device="cpu")
+    opened = open_model("runs/add-1", step=None, device="cpu")   # or a Huginn folder
+    engine = opened.engine            # = Engine(opened.model, opened.tokenizer, device="cpu")
 
     # blocking, one or several prompts (several are left-padded into one batch)
     res = engine.generate("12345678+87654321=", GenerateOptions(r=16, exit="kl:5e-4"))
@@ -26,6 +26,9 @@ needs the model, not at start-up.
 
 Public API (stable):
 
+    open_model(run_dir_or_model_folder, step=None, device="auto") -> OpenedModel
+        .model .tokenizer .cfg .device .label .run .checkpoint .step .source .r_mean .engine
+        (the one door to a model; a model family registers a loader in FOLDER_LOADERS by model_type)
     open_run(run_dir, step=None, device="cpu", runs_dir="runs") -> (model, tokenizer, RunConfig, Checkpoint)
 
     GenerateOptions(r=16, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
@@ -72,11 +75,11 @@ All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-
 from recurlab.engine.cache import KVCache
 from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
 from recurlab.engine.graphs import StaticDecoder
-from recurlab.engine.loading import open_run
+from recurlab.engine.loading import FOLDER_LOADERS, OpenedModel, open_model, open_run
 from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
 
 __all__ = [
-    "Engine", "ExitCriterion", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
+    "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
     "TRACE_VERSION", "TokenEvent", "latent_trace", "open_run", "parse_exit", "parse_speculative", "save_trace",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.loading import check_device
+from recurlab.devices import check_device
 from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
 from recurlab.engine.steps import run_pass
@@ -196,12 +196,13 @@ class Engine:
         cache = KVCache(self.model.cfg, B, Tp + opts.max_new_tokens, opts.max_iterations, opts.kv_budget,
                         self.device, self.dtype, start)
         init_scale = opts.init_scale if opts.init_scale is not None else self.model.cfg.init_scale
-        gen_init = torch.Generator(device=self.device).manual_seed(opts.seed)
         gen_sample = torch.Generator().manual_seed(opts.seed)
         stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {tok.eos_id}
         rows = _Rows(tok, stop_ids, opts.max_new_tokens)
         rows.start(B)
-        common = dict(init_scale=init_scale, generator=gen_init)
+        # random starts seeded by (seed, position): plain and speculative decoding give each token
+        # the same start, so greedy speculative output equals plain greedy at any init scale
+        common = dict(init_scale=init_scale, start_seed=opts.seed)
 
         t0 = time.perf_counter()
         # run_pass enters inference mode itself: holding it here would leak it, through the yields,

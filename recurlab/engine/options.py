@@ -165,6 +165,10 @@ class GenerateOptions:
                 raise InferenceError("speculative decoding verifies at a fixed r: drop --exit or --speculative")
             if self.continuous:
                 raise InferenceError("speculative decoding verifies many tokens in one pass: drop --continuous or --speculative")
+            if self.kv_budget is not None and self.kv_budget < self.max_iterations:
+                # a verify pass writes a shared slot for all its tokens at once, so later tokens of the
+                # pass would read other iterations' entries than one-token-at-a-time decoding does
+                raise InferenceError("speculative decoding is exact only with a full KV cache: drop --kv-budget or --speculative")
         return self
 
     @property

@@ -21,6 +21,18 @@ from recurlab.engine.exits import ExitTracker
 from recurlab.engine.options import ExitCriterion
 
 
+def position_noise(seed: int, positions: Tensor, shape: torch.Size) -> Tensor:
+    """A standard normal (B, T, d) draw whose row for a token depends only on (seed, position)."""
+    B, T, d = shape
+    pos = positions if positions.dim() == 2 else positions[None].expand(B, T)
+    pos = pos.cpu()
+    table = {}
+    for p in pos.unique().tolist():
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + p) % (2**63))
+        table[p] = torch.randn(d, generator=gen)
+    return torch.stack([torch.stack([table[p] for p in row]) for row in pos.tolist()])
+
+
 @dataclass
 class PassOutput:
     logits: Tensor  # (B, T, V) from each row's final state
@@ -37,16 +49,25 @@ def run_pass(
     *,
     init_scale: float | None = None,
     generator: torch.Generator | None = None,
+    start_seed: int | None = None,
     s0: Tensor | None = None,
     exit: ExitCriterion | None = None,
     skip: Tensor | None = None,
 ) -> PassOutput:
-    """`skip` (B,) marks rows that need no result (finished sequences): they do not iterate."""
+    """`skip` (B,) marks rows that need no result (finished sequences): they do not iterate.
+    `start_seed` draws each column's random start from (seed, its position) instead of from
+    `generator`, so the same token gets the same start in a prefill, a decode step, a draft or a
+    verify pass."""
     B, T = ids.shape
     cache.begin(T)
     rope = model.rope(cache.positions())
     e = model.embed(ids, rope, cache)
-    s = s0 if s0 is not None else model.init_state(e, init_scale, generator)
+    if s0 is not None:
+        s = s0
+    elif start_seed is not None:
+        s = model.init_state(e, init_scale, noise=position_noise(start_seed, cache.positions(), e.shape))
+    else:
+        s = model.init_state(e, init_scale, generator)
     done = skip.clone() if skip is not None else torch.zeros(B, dtype=torch.bool, device=ids.device)
     exited = torch.zeros_like(done)
     iterations = torch.full((B,), r, dtype=torch.long, device=ids.device)

@@ -9,7 +9,8 @@ All tasks share one character vocabulary (`recurlab.tasks.vocab.CharVocab`), so 
 on one task can be prompted with any string over that alphabet.
 """
 
-from recurlab.tasks.base import Example, Task, UnknownTaskError, get_task, task_names
+from recurlab.tasks.base import FEW_HELDOUT, Example, SplitError, Task, UnknownTaskError, check_levels, get_task, task_names
 from recurlab.tasks.vocab import CharVocab, VocabError
 
-__all__ = ["CharVocab", "Example", "Task", "UnknownTaskError", "VocabError", "get_task", "task_names"]
+__all__ = ["FEW_HELDOUT", "CharVocab", "Example", "SplitError", "Task", "UnknownTaskError", "VocabError", "check_levels",
+           "get_task", "task_names"]

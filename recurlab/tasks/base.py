@@ -2,20 +2,38 @@
 
 Each task maps (difficulty, seed, index) to one Example deterministically. The held-out split is
 fixed by a hash of the prompt (1 in 10 prompts), so train and held-out never share an instance.
+
+A held-out set holds distinct prompts, drawn without replacement. Easy levels have few: level 1
+of `permutation4` has 24 prompts, of which exactly one is held out, so `heldout(1, 200)` returns
+one example, not 200 copies of it; `heldout_count` says how many a level holds, and a level with
+none (level 1 of `permutation3`) is refused by `check_levels`.
+
+    task.heldout(difficulty=2, n=200)          # distinct held-out examples, at most n
+    task.heldout_count(1)                      # 1 (None: too many prompts to count)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import random
 from dataclasses import dataclass
 
 HELDOUT_MOD = 10
 MAX_SPLIT_TRIES = 200
+# levels with at most this many prompts are enumerated, so their held-out sets are exact
+ENUMERATE_LIMIT = 50_000
+# fewer distinct held-out prompts than this and a level's accuracy says little: reports flag it
+FEW_HELDOUT = 20
 
 
 class UnknownTaskError(ValueError):
     pass
+
+
+class SplitError(UnknownTaskError):
+    """A level with no instance in the requested split (one line, for the user)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,10 @@ class Task:
         """The exact answer for a prompt of this task (used for scoring and tests)."""
         raise NotImplementedError
 
+    def all_prompts(self, difficulty: int) -> list[str] | None:
+        """Every prompt of a level, when the level is small enough to list (None otherwise)."""
+        return None
+
     def example(self, difficulty: int, seed: int, index: int, split: str = "train") -> Example:
         """The `index`-th example of a split; identical for identical arguments."""
         rng = random.Random(f"{self.name}/{split}/{seed}/{difficulty}/{index}")
@@ -47,11 +69,35 @@ class Task:
             ex = self.generate(rng, difficulty)
             if _is_heldout(ex.prompt) == (split == "heldout"):
                 return ex
-        # a level with only a handful of distinct instances cannot be split; it is memorized anyway
-        return ex
+        # never an instance of the other split: that would leak held-out data into training, or
+        # measure training data as held-out
+        raise SplitError(f"level {difficulty} of {self.name} has no {split} instance in {MAX_SPLIT_TRIES} draws; "
+                         "choose other data.difficulties")
+
+    def heldout_count(self, difficulty: int) -> int | None:
+        """Distinct held-out prompts of a level, or None when the level is too large to count."""
+        return _heldout_count(self, difficulty)
 
     def heldout(self, difficulty: int, n: int, seed: int = 0) -> list[Example]:
-        return [self.example(difficulty, seed, i, "heldout") for i in range(n)]
+        """Up to `n` distinct held-out examples, in a fixed order for (difficulty, seed); fewer
+        when the level holds fewer."""
+        prompts = self.all_prompts(difficulty)
+        if prompts is not None:
+            held = [p for p in prompts if _is_heldout(p)]
+            random.Random(f"{self.name}/heldout/{seed}/{difficulty}").shuffle(held)
+            return [Example(p, self.solve(p), difficulty) for p in held[:n]]
+        out, seen, index, stale = [], set(), 0, 0
+        # a large level: draw until n distinct, or until draws stop finding new prompts
+        while len(out) < n and stale < 20 * n + 1000:
+            ex = self.example(difficulty, seed, index, "heldout")
+            index += 1
+            if ex.prompt in seen:
+                stale += 1
+                continue
+            seen.add(ex.prompt)
+            out.append(ex)
+            stale = 0
+        return out
 
     def score(self, example: Example, predicted: str) -> bool:
         return predicted.strip() == example.answer
@@ -74,6 +120,12 @@ class MSBAddition(Task):
         a, b = prompt.rstrip("=").split("+")
         return f"{int(a) + int(b):0{len(a) + 1}d}"
 
+    def all_prompts(self, difficulty):
+        n = difficulty
+        if 100**n > ENUMERATE_LIMIT:
+            return None
+        return [f"{a:0{n}d}+{b:0{n}d}=" for a in range(10**n) for b in range(10**n)]
+
 
 class PermutationComposition(Task):
     """k permutations of 0..n-1 applied in order; the answer is where each element ends up.
@@ -93,6 +145,12 @@ class PermutationComposition(Task):
             perms.append("".join(map(str, p)))
         prompt = ".".join(perms) + "="
         return Example(prompt, self.solve(prompt), difficulty)
+
+    def all_prompts(self, difficulty):
+        perms = ["".join(map(str, p)) for p in itertools.permutations(range(self.n))]
+        if len(perms) ** difficulty > ENUMERATE_LIMIT:
+            return None
+        return [".".join(c) + "=" for c in itertools.product(perms, repeat=difficulty)]
 
     def solve(self, prompt):
         perms = prompt.rstrip("=").split(".")
@@ -135,6 +193,22 @@ class VariableChain(Task):
 
 TASKS = {t.name: t for t in (MSBAddition(), PermutationComposition(5), PermutationComposition(4),
                              PermutationComposition(3), VariableChain())}
+
+
+@functools.lru_cache(maxsize=256)
+def _heldout_count(task: Task, difficulty: int) -> int | None:
+    prompts = task.all_prompts(difficulty)
+    return None if prompts is None else sum(_is_heldout(p) for p in prompts)
+
+
+def check_levels(task: Task, difficulties) -> None:
+    """Refuse levels with no held-out prompt: their "held-out" accuracy would be training data."""
+    for d in difficulties:
+        count = task.heldout_count(d)
+        if count == 0:
+            total = len(task.all_prompts(d))
+            raise SplitError(f"level {d} of {task.name} has no held-out prompt (all {total} of its prompts are training "
+                             "data), so it cannot be evaluated; drop it from the difficulties")
 
 
 def task_names() -> list[str]:

@@ -32,17 +32,10 @@ class ComparisonError(ValueError):
     """One of the four runs failed; the message names the run and how to read its log."""
 
 
-def _device(spec: str) -> str:
-    import torch
-
-    if spec in ("", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return spec
-
-
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
                    device: str = "", progress: bool = False, log=print) -> dict:
     from recurlab.config import load_profile, to_yaml
+    from recurlab.devices import resolve_device
     from recurlab.rundir import new_run_name
     from recurlab.sweep import run_sweep
     from recurlab.worker import run_worker
@@ -59,7 +52,7 @@ def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs:
         if code != 0 or status.get("state") != "finished":
             raise ComparisonError(f"run {run.name} ended {status.get('state')}: {status.get('error') or 'stopped'}; "
                                   f"see `recurlab logs {run.name} --runs-dir {runs_dir}`")
-        result = run_sweep(run, rs, device=_device(device or cfg.hardware.device))
+        result = run_sweep(run, rs, device=resolve_device(device or cfg.hardware.device))
         runs[arch], sweeps[arch], params[arch] = run.name, result.rows, status.get("params")
         log(f"[{ARCHS[arch]}] {status.get('tokens'):,} tokens in {time.time() - t0:.0f}s; "
             + ", ".join(f"r={row['r']}: {row['loss']:.4f}" for row in result.rows))

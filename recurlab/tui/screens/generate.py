@@ -17,8 +17,8 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
-from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
-from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
 
@@ -29,11 +29,13 @@ MAX_NEW_TOKENS = 48
 HISTORY = 6
 
 
-class GenerateScreen(LabScreen):
+class GenerateScreen(ModelScreen):
     TITLE_SHORT = "Generate"
     MODE = "generate"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#gen-r"  # not a text box: digits and ? must reach the app
+    R_SLIDER = "#gen-r"
+    EXAMPLES_PER_LEVEL = 1
     BINDINGS = [
         Binding("g", "generate", "Generate"),
         Binding("s", "cycle('sampling')", "Sampling"),
@@ -50,7 +52,6 @@ class GenerateScreen(LabScreen):
         super().__init__()
         self.choice = {"sampling": 0, "exit": 0, "kv": 0, "continuous": 0, "speculative": 0}
         self.results = []  # GenerationResult of every finished generation, oldest first
-        self._model_key = None
         self._stop = False
 
     def compose(self) -> ComposeResult:
@@ -65,41 +66,15 @@ class GenerateScreen(LabScreen):
         self._show_options()
         self.on_screen_resume()
 
-    def on_screen_resume(self) -> None:
-        path = self.app.model_dir()
-        key = model_key(path)
-        if key != self._model_key:
-            self._model_key = key
-            if path is None:
-                self.notify_status("no run selected: pick one on the Runs screen (1, enter), or start with --model")
-            else:
-                self.notify_status(f"loading the model of {path.name} ...")
-                self.load_model(path)
-
-    def notify_status(self, text: str) -> None:
+    def show_status(self, text: str) -> None:
         self.query_one("#gen-options", Static).update(text)
 
-    @work(thread=True, exclusive=True, group="gen-load")
-    def load_model(self, path) -> None:
-        try:
-            lm = self.app.model_cache.get(path)
-            examples = heldout_examples(lm, 1)
-        except Exception as exc:
-            self.app.call_from_thread(self.report, exc, "loading the model")
-            self.app.call_from_thread(self.notify_status, f"could not load {path}; see the notice")
-            return
-        self.app.call_from_thread(self._loaded, lm, examples)
-
-    def _loaded(self, lm, examples) -> None:
-        self.lm = lm
-        slider = self.query_one("#gen-r", Slider)
-        slider.set_range(1, max(4 * lm.r_mean, 8))
-        slider.value = lm.r_mean
+    def on_model(self, lm, examples) -> None:
         self._show_options()
         prompt = self.query_one("#gen-prompt", Input)
         if examples and not prompt.value:
             prompt.value = examples[0][0]  # a held-out task prompt, so g works at once
-        slider.focus()
+        self.query_one("#gen-r", Slider).focus()
 
     # ---- options -------------------------------------------------------------------------------
     def options(self, r: int):
@@ -127,8 +102,8 @@ class GenerateScreen(LabScreen):
 
     def _show_options(self) -> None:
         c = self.choice
-        model = getattr(self, "lm", None)
-        self.notify_status(
+        model = self.lm
+        self.show_status(
             f"[b]s[/b] sampling: {SAMPLING[c['sampling']][0]}   [b]e[/b] exit: {EXITS[c['exit']] or 'off'}   "
             f"[b]v[/b] kv: {KV_BUDGETS[c['kv']] or 'full'}   [b]t[/b] continuous: {'on' if c['continuous'] else 'off'}   "
             f"[b]d[/b] speculative: {'on' if c['speculative'] else 'off'}"
@@ -151,7 +126,7 @@ class GenerateScreen(LabScreen):
     def action_generate(self) -> None:
         from recurlab.errors import USER_ERRORS
 
-        if not hasattr(self, "lm"):
+        if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
         prompt = self.query_one("#gen-prompt", Input).value

@@ -19,22 +19,23 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
-from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
 
 STARTS = 4
 ANSWER_TOKENS = 12
 PLAY_S = 0.35
-EXAMPLES_PER_LEVEL = 6
 
 
-class InspectorScreen(LabScreen):
+class InspectorScreen(ModelScreen):
     TITLE_SHORT = "Inspector"
     MODE = "inspect"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#insp-grid"  # not a text box: digits and ? must reach the app
+    R_SLIDER = "#insp-r"
+    EXAMPLES_PER_LEVEL = 6
     BINDINGS = [
         Binding("ctrl+t", "trace", "Trace"),
         Binding("x", "examples", "Examples"),
@@ -55,7 +56,6 @@ class InspectorScreen(LabScreen):
         self.examples: list[tuple[str, str]] = []
         self.example = -1
         self.trace: dict | None = None
-        self._model_key = None
         self._player = None
 
     def compose(self) -> ComposeResult:
@@ -79,34 +79,11 @@ class InspectorScreen(LabScreen):
     def on_screen_suspend(self) -> None:
         self._stop_play()
 
-    def on_screen_resume(self) -> None:
-        path = self.app.model_dir()
-        key = model_key(path)
-        if key != self._model_key:
-            self._model_key = key
-            if path is None:
-                self._detail("no run selected: pick one on the Runs screen (1, enter), or start with --model")
-            else:
-                self._detail(f"loading the model of {path.name} ...")
-                self.load_model(path)
-
     # ---- loading -------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="inspect-load")
-    def load_model(self, path) -> None:
-        try:
-            lm = self.app.model_cache.get(path)
-            examples = heldout_examples(lm, EXAMPLES_PER_LEVEL)
-        except Exception as exc:
-            self.app.call_from_thread(self.report, exc, "loading the model")
-            self.app.call_from_thread(self._detail, f"could not load {path}; see the notice")
-            return
-        self.app.call_from_thread(self._loaded, lm, examples)
+    def show_status(self, text: str) -> None:
+        self._detail(text)
 
-    def _loaded(self, lm, examples) -> None:
-        self.lm = lm
-        slider = self.query_one("#insp-r", Slider)
-        slider.set_range(1, max(4 * lm.r_mean, 8))
-        slider.value = lm.r_mean
+    def on_model(self, lm, examples) -> None:
         self.examples = examples
         sel = self.query_one("#insp-examples", Select)
         sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
@@ -144,7 +121,7 @@ class InspectorScreen(LabScreen):
         self.query_one("#insp-prompt", Input).focus()
 
     def action_trace(self) -> None:
-        if not hasattr(self, "lm"):
+        if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
         prompt = self.query_one("#insp-prompt", Input).value
