@@ -13,6 +13,11 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
                         last_checkpoint, error
     metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
                         "step" and "time"; a reader skips a torn last line
+    metrics.jsonl.derived.npz   derived, disposable: the TUI's parsed series of the log's first N
+                        bytes (numpy columns + the log's identity, N and a checksum of samples of
+                        those bytes). Written by readers (atomically), never by the worker, never
+                        trusted over the log: used only while the log still starts with those bytes,
+                        else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors

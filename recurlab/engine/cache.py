@@ -80,7 +80,10 @@ class KVCache:
         if self.length + n_new > self.max_len:
             raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")
         self.n_new = n_new
-        self._pass_mask = self._mask(self.length, self.length + n_new)
+        # one new column of unpadded rows sees every cached column: no mask, which lets attention
+        # skip building and applying one per layer and iteration ("existing" lookup needs one)
+        plain = n_new == 1 and not self.padded and not self.shallow
+        self._pass_mask = None if plain else self._mask(self.length, self.length + n_new)
         self.depth[:, self.length:self.length + n_new] = self.iterations
 
     def commit(self) -> None:
@@ -121,21 +124,26 @@ class KVCache:
         if self._static_pos is not None:
             return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
-        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
+        kbuf, vbuf = buf[slot]  # (B, H, max_len, D) views, no copy
         if is_core and self.active is not None:
+            kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
             keep = self.active[None, :, None, None, None]
-            kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
-        buf[slot, :, :, :, lo:hi] = kv
+            buf[slot, :, :, :, lo:hi] = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
+        else:  # written in place: no stacked temporary per layer and step
+            kbuf[:, :, lo:hi] = k.transpose(1, 2)
+            vbuf[:, :, lo:hi] = v.transpose(1, 2)
         # an inactive row attends to its kept entry; its output is discarded by the engine
-        keys, values = buf[slot, 0, :, :, :hi], buf[slot, 1, :, :, :hi]
+        keys, values = kbuf[:, :, :hi], vbuf[:, :, :hi]
         mask = self._pass_mask
-        if is_core and self.shallow:
-            # "existing": earlier tokens that did not run this iteration are not read
+        if is_core and self.shallow and mask is not None:
+            # "existing": earlier tokens that did not run this iteration are not read (with no mask,
+            # this pass began before any token exited early, so every earlier column ran)
             ran = self.depth[:, :hi] > layer_key[1]
             ran[:, lo:hi] = True
             mask = mask & ran[:, None, None, :]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.to(q.dtype), values.to(q.dtype),
-                                              attn_mask=mask)
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask)
 
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
