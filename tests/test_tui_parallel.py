@@ -57,7 +57,7 @@ async def test_parallel_generation_wavefront_save_and_replay(runs):  # noqa: F81
         folder = runs / "tiny-a" / "wavefronts"
         files = sorted(folder.glob("*.json"))
         assert len(files) == 2 and all(load_wavefront(f)["steps"] == load_wavefront(files[0])["steps"] for f in files)
-        await pilot.press("l")
+        await pilot.press("o")
         assert wave.has_focus and not wave.live and wave.step == 1
         await pilot.press("right")
         assert wave.step == 2

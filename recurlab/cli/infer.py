@@ -54,6 +54,7 @@ def generate(
     r: int = typer.Option(16, "--r", help="Iterations of the recurrent core per token."),
     exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
+    cache_lookup: str = typer.Option("latest", "--cache-lookup", help="How later tokens read an exited token: latest (its last entry, the reference's latest-m4) or existing (only entries of the current iteration, the reference's default)."),
     continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
     speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="sequential (default) or parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,wavefront=128,steps=4096,kv=latest]; freeze rules latent:T, stable:N, iterations[:N]."),
@@ -77,7 +78,7 @@ def generate(
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
-            speculative=speculative, sampler=sampler,
+            speculative=speculative, cache_lookup=cache_lookup, sampler=sampler,
         ).validate()
         if save_wavefront and opts.sampler is None:
             from recurlab.errors import InferenceError
