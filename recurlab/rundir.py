@@ -254,6 +254,7 @@ class RunDir:
         contract come from the directory."""
         on_disk = self.read_status()
         status = {key: None for key in STATUS_FIELDS}
+        status.update(step=0, tokens=0)  # until the first step (or the resumed checkpoint) says otherwise
         status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
         status.update(contract=CONTRACT_VERSION, name=self.name)
         status.update(fields)

@@ -129,19 +129,23 @@ def exit_table(engine, cfg, args) -> list[dict]:
     task = get_task(cfg.data.task)
     examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
     rows = []
-    for spec in [None] + [f"kl:{t}" for t in args.thresholds]:
+    variants = [(None, "latest")] + [(f"{kind}:{t}", lookup) for kind in args.exit_kinds for t in args.thresholds
+                                     for lookup in args.lookups]
+    for spec, lookup in variants:
         correct, iters = 0, []
         for i in range(0, len(examples), 64):
             chunk = examples[i:i + 64]
-            opts = GenerateOptions(r=args.exit_r, init_scale=0.0, exit=spec,
+            opts = GenerateOptions(r=args.exit_r, init_scale=0.0, exit=spec, cache_lookup=lookup,
                                    max_new_tokens=max(len(ex.answer) for ex in chunk) + 1)
             res = engine.generate([ex.prompt for ex in chunk], opts)
             correct += sum(task.score(ex, text) for ex, text in zip(chunk, res.texts))
             iters += [it for row in res.iterations for it in row]
-        rows.append({"exit": spec or f"fixed r={args.exit_r}", "mean_iterations": round(sum(iters) / len(iters), 3),
-                     "accuracy": round(correct / len(examples), 4), "examples": len(examples)})
-        print(f"{rows[-1]['exit']:<14} mean iterations {rows[-1]['mean_iterations']:6.2f}  "
-              f"exact match {rows[-1]['accuracy']:.2%}", flush=True)
+        rows.append({"exit": spec or f"fixed r={args.exit_r}", "cache_lookup": lookup,
+                     "mean_iterations": round(sum(iters) / len(iters), 3),
+                     "accuracy": round(correct / len(examples), 4), "examples": len(examples),
+                     "distinct_per_level": {d: len(task.heldout(d, args.exit_table)) for d in cfg.data.difficulties}})
+        print(f"{rows[-1]['exit']:<14} lookup {lookup:<8} mean iterations {rows[-1]['mean_iterations']:6.2f}  "
+              f"exact match {rows[-1]['accuracy']:.2%} ({len(examples)} distinct prompts)", flush=True)
     return rows
 
 
@@ -276,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-table", type=int, default=0, help="held-out examples per difficulty (0: skip)")
     p.add_argument("--exit-r", type=int, default=32)
     p.add_argument("--thresholds", default="5e-4,1e-3,1e-2")
+    p.add_argument("--exit-kinds", default="kl", help="exit criteria of the exit table, e.g. kl,kl-rev")
+    p.add_argument("--lookups", default="latest", help="cache lookups of the exit table: latest, existing or both")
     p.add_argument("--budgets", default="1,2,4,8")
     p.add_argument("--reference", action="store_true", help="plain decode on the reference configuration (no run)")
     p.add_argument("--baseline", default="", help="with --reference: another recurlab checkout to time in alternation")
@@ -297,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.run) == args.random:
         p.error("give a RUN or --random (not both)")
     args.thresholds = [float(x) for x in args.thresholds.split(",")]
+    args.exit_kinds = [x for x in args.exit_kinds.split(",") if x]
+    args.lookups = [x for x in args.lookups.split(",") if x]
     args.budgets = [int(x) for x in args.budgets.split(",")]
 
     import torch

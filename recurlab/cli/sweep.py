@@ -34,7 +34,8 @@ def sweep(
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
         from recurlab.config import default_rs, run_config
-        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs, run_sweep
+        from recurlab.engine import run_sweep
+        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs
 
         cfg = run_config(rundir)
         rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
@@ -63,7 +64,8 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
 
     from recurlab.errors import InferenceError
     from recurlab.seeds import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
-    from recurlab.sweep import parse_levels, parse_rs, run_sweep
+    from recurlab.engine import run_sweep
+    from recurlab.sweep import parse_levels, parse_rs
 
     with user_errors():
         rundirs = expand_runs(specs, runs_dir)

@@ -62,6 +62,11 @@ Public API (stable):
         lookahead, rounds, drafted, accepted, acceptance_rate, serial_iteration_speedup),
         options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
 
+    run_sweep(run, rs=None, step=None, device="cpu", on_row=None, cancel=None, difficulties=None) -> SweepResult
+        held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);
+        rs=None: powers of two up to 4 x r_mean
+    evaluate(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows   (the loop training uses too)
+
     latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,
                  init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)
     save_trace(run, name, trace) -> Path
@@ -76,10 +81,11 @@ from recurlab.engine.cache import KVCache
 from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
 from recurlab.engine.graphs import StaticDecoder
 from recurlab.engine.loading import FOLDER_LOADERS, OpenedModel, open_model, open_run
+from recurlab.engine.sweep import evaluate, run_sweep
 from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
 
 __all__ = [
     "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
-    "TRACE_VERSION", "TokenEvent", "latent_trace", "open_run", "parse_exit", "parse_speculative", "save_trace",
+    "TRACE_VERSION", "TokenEvent", "evaluate", "latent_trace", "run_sweep", "open_run", "parse_exit", "parse_speculative", "save_trace",
 ]

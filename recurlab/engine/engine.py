@@ -194,7 +194,7 @@ class Engine:
         ids = ids.to(self.device)
         start = torch.tensor([Tp - len(x) for x in encoded], dtype=torch.long)
         cache = KVCache(self.model.cfg, B, Tp + opts.max_new_tokens, opts.max_iterations, opts.kv_budget,
-                        self.device, self.dtype, start)
+                        self.device, self.dtype, start, lookup=opts.cache_lookup)
         init_scale = opts.init_scale if opts.init_scale is not None else self.model.cfg.init_scale
         gen_sample = torch.Generator().manual_seed(opts.seed)
         stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {tok.eos_id}

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from recurlab.errors import InferenceError
 
 EXIT_KINDS = {
-    "kl": "KL divergence between successive output distributions below the threshold",
+    "kl": "KL(p_prev || p_cur) of successive output distributions below the threshold (the paper's)",
+    "kl-rev": "KL(p_cur || p_prev), the other direction, below the threshold",
     "entropy": "absolute change of the output entropy below the threshold",
     "latent": "relative latent change ||s_i - s_prev|| / ||s_i|| below the threshold",
     "argmax": "the argmax token unchanged for `threshold` successive checks",
     "cosine": "cosine similarity of successive states at or above the threshold",
+}
+CACHE_LOOKUPS = {
+    "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
+    "existing": "only entries that exist at the current iteration are read (the reference's default)",
 }
 EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3 or cosine:0.999"
 
@@ -80,7 +85,7 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     crit = ExitCriterion(kind=kind)
     if sep:
         crit.threshold = _number(value, f"exit threshold in {spec!r}")
-    elif kind != "kl":
+    elif kind not in ("kl", "kl-rev"):
         raise InferenceError(f"exit criterion {kind!r} needs a threshold, e.g. {kind}:{_default_threshold(kind)}")
     names = {"min": "min_iterations", "max": "max_iterations", "every": "check_every"}
     for extra in extras:
@@ -92,7 +97,7 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
 
 
 def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
+    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
 
 
 @dataclass
@@ -138,6 +143,8 @@ class GenerateOptions:
     seed: int = 0
     exit: ExitCriterion | str | None = None
     kv_budget: int | None = None  # None: one slot per iteration
+    # how later tokens read a token that exited early, at the iterations it skipped (see KVCache)
+    cache_lookup: str = "latest"
     continuous: bool = False
     speculative: SpeculativeConfig | str | None = None
 
@@ -157,6 +164,8 @@ class GenerateOptions:
             raise InferenceError(f"init_scale must be >= 0 (0 = zero start), got {self.init_scale}")
         if self.kv_budget is not None and self.kv_budget < 1:
             raise InferenceError(f"kv_budget must be >= 1 cache slot per token, got {self.kv_budget}")
+        if self.cache_lookup not in CACHE_LOOKUPS:
+            raise InferenceError(f"cache lookup must be one of {', '.join(CACHE_LOOKUPS)}, got {self.cache_lookup!r}")
         self.exit = parse_exit(self.exit)
         self.speculative = parse_speculative(self.speculative)
         if self.speculative is not None:

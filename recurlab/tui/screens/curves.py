@@ -300,6 +300,18 @@ class CurvesScreen(LabScreen):
             self._info_text = text
             self.query_one("#curves-info", Static).update(text)
 
+    def figure_specs(self) -> list:
+        """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
+        from recurlab.figures import curves_figure, run_steps
+        from recurlab.figures.curves import METRIC_NAMES
+
+        names = [n for n in self.app.overlay if n in self.sources]
+        width = max(self.query_one(PlotextPlot).size.width, 40)
+        fig = curves_figure({n: _Locked(self.sources[n]) for n in names}, METRIC_NAMES[self.metric],
+                            smooth=SPANS[self.span] if self.smooth else 0.0, logy=self.logy,
+                            steps=run_steps([self.sources[n].run for n in names]), buckets=4 * width)
+        return [fig]
+
     # ---- keys ---------------------------------------------------------------------------------
     def action_metric(self, delta: int) -> None:
         self.metric = (self.metric + delta) % len(METRICS)
@@ -318,3 +330,16 @@ class CurvesScreen(LabScreen):
     def action_logy(self) -> None:
         self.logy = not self.logy
         self.redraw()
+
+
+class _Locked:
+    """A MetricsSource read under its lock, in the shape curves_figure reads (series, eval_rs)."""
+
+    def __init__(self, src: MetricsSource):
+        self.src = src
+
+    def series(self, kind: str, field: str, r: int | None = None):
+        return self.src.snapshot(kind, field, r)
+
+    def eval_rs(self) -> list[int]:
+        return self.src.eval_rs()

@@ -4,8 +4,9 @@ Type a prompt and press enter (or g) to generate; the answer streams in with eac
 by the iterations it used (dark = few, hot = many), then tokens/s, mean iterations and cache
 size. Move the r slider (left/right when it has focus, or click it) and press g again: every
 answer stays in the history side by side, so answers at different r can be compared. s cycles
-sampling, e the exit criterion, v the KV-cache budget, t continuous chain of thought, d
-speculative decoding; escape stops a generation (and leaves the prompt box), x clears the
+sampling, e the exit criterion, l how later tokens read a token that exited early (latest: its
+last cache entry; existing: only entries of the current iteration, the reference's default), v
+the KV-cache budget, t continuous chain of thought, d speculative decoding; escape stops a generation (and leaves the prompt box), x clears the
 history.
 """
 
@@ -25,6 +26,7 @@ from recurlab.tui.widgets.slider import Slider
 SAMPLING = (("greedy", 0.0, 0, 1.0), ("t=0.7 top-k 20", 0.7, 20, 1.0), ("t=1.0 top-p 0.9", 1.0, 0, 0.9))
 EXITS = (None, *EXIT_CRITERIA)
 KV_BUDGETS = (None, 1, 2, 4, 8)
+LOOKUPS = ("latest", "existing")
 MAX_NEW_TOKENS = 48
 HISTORY = 6
 
@@ -40,6 +42,7 @@ class GenerateScreen(ModelScreen):
         Binding("g", "generate", "Generate"),
         Binding("s", "cycle('sampling')", "Sampling"),
         Binding("e", "cycle('exit')", "Exit"),
+        Binding("l", "cycle('lookup')", "Lookup"),
         Binding("v", "cycle('kv')", "KV budget"),
         Binding("t", "cycle('continuous')", "Continuous"),
         Binding("d", "cycle('speculative')", "Speculative"),
@@ -50,7 +53,7 @@ class GenerateScreen(ModelScreen):
 
     def __init__(self):
         super().__init__()
-        self.choice = {"sampling": 0, "exit": 0, "kv": 0, "continuous": 0, "speculative": 0}
+        self.choice = {"sampling": 0, "exit": 0, "lookup": 0, "kv": 0, "continuous": 0, "speculative": 0}
         self.results = []  # GenerationResult of every finished generation, oldest first
         self._stop = False
 
@@ -84,6 +87,7 @@ class GenerateScreen(ModelScreen):
         return GenerateOptions(
             r=r, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature, top_k=top_k, top_p=top_p,
             exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
+            cache_lookup=LOOKUPS[self.choice["lookup"]],
             continuous=bool(self.choice["continuous"]),
             speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
         )
@@ -92,6 +96,8 @@ class GenerateScreen(ModelScreen):
         parts = [f"r={r}", SAMPLING[self.choice["sampling"]][0]]
         if EXITS[self.choice["exit"]]:
             parts.append(f"exit {EXITS[self.choice['exit']]}")
+            if self.choice["lookup"]:
+                parts.append(f"lookup {LOOKUPS[self.choice['lookup']]}")
         if KV_BUDGETS[self.choice["kv"]]:
             parts.append(f"kv {KV_BUDGETS[self.choice['kv']]}")
         if self.choice["continuous"]:
@@ -105,13 +111,15 @@ class GenerateScreen(ModelScreen):
         model = self.lm
         self.show_status(
             f"[b]s[/b] sampling: {SAMPLING[c['sampling']][0]}   [b]e[/b] exit: {EXITS[c['exit']] or 'off'}   "
+            f"[b]l[/b] lookup: {LOOKUPS[c['lookup']]}   "
             f"[b]v[/b] kv: {KV_BUDGETS[c['kv']] or 'full'}   [b]t[/b] continuous: {'on' if c['continuous'] else 'off'}   "
             f"[b]d[/b] speculative: {'on' if c['speculative'] else 'off'}"
             + (f"   model: {model.label}" if model else "")
         )
 
     def action_cycle(self, what: str) -> None:
-        sizes = {"sampling": len(SAMPLING), "exit": len(EXITS), "kv": len(KV_BUDGETS), "continuous": 2, "speculative": 2}
+        sizes = {"sampling": len(SAMPLING), "exit": len(EXITS), "lookup": len(LOOKUPS), "kv": len(KV_BUDGETS),
+                 "continuous": 2, "speculative": 2}
         self.choice[what] = (self.choice[what] + 1) % sizes[what]
         self._show_options()
 
