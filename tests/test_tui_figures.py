@@ -141,3 +141,26 @@ async def test_ctrl_s_on_inspector_saves_heatmap_and_pca_and_is_inert_without_a_
     assert png_size(figs / f"pca-inspector-token{t}.png") == (960, 600)
     assert "core iteration" in (figs / "heatmap-rel-change-inspector.svg").read_text()
     assert (figs / "screen-inspect.svg").exists() and (figs / "screen-inspect-2.svg").exists()
+
+
+async def test_ctrl_s_on_eval_saves_metric_vs_r_and_exit_histograms(runs):
+    from recurlab.tui import RecurlabApp
+
+    figs = runs / "alpha" / "figures"
+    record = json.loads((runs / "alpha" / "evals" / "eval-20261130-150000.json").read_text())
+    app = RecurlabApp(runs_dir=runs, run=runs / "alpha")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        screen = app.screen
+        await wait_for(pilot, lambda: len(getattr(screen, "rows", [])) == len(record["rows"]))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: saved_notice(app))
+        notice = saved_notice(app)
+    assert "evals-alpha-eval-20261130-150000.{png" in notice and "exits-alpha-eval-20261130-150000-r16.{png" in notice
+    assert "screen-eval.svg" in notice
+    assert png_size(figs / "exits-alpha-eval-20261130-150000-r16.png") == (960, 600)
+    rows = csv_rows(figs / "exits-alpha-eval-20261130-150000-r16.csv")
+    hist = record["histograms"]["perm_l4"]["16"]
+    assert {int(it): int(n) for label, it, n, _s in rows[1:] if label.startswith("perm_l4")} == \
+        {i: hist.get(str(i), 0) for i in range(1, 17)}
+    assert "perm_l1" in (figs / "evals-alpha-eval-20261130-150000.svg").read_text()

@@ -9,7 +9,6 @@ exited under the evaluation's exit rule (the paper's figure).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from recurlab.figures.curves import _slug
@@ -20,18 +19,10 @@ ACCURACY_METRICS = ("exact_match", "acc", "acc_norm")
 
 
 def eval_files(run: RunDir) -> list[tuple[dict, Path]]:
-    """The run's saved evaluations, oldest first."""
-    folder = run.path / "evals"
-    out = []
-    if folder.is_dir():
-        for p in folder.glob("*.json"):
-            try:
-                data = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue  # a half-written file of an evaluation still running
-            if isinstance(data, dict) and isinstance(data.get("rows"), list) and data["rows"] and "rs" in data:
-                out.append((data, p))
-    return sorted(out, key=lambda dp: (dp[0].get("time", 0), dp[1].name))
+    """The run's saved evaluations with at least one row, oldest first."""
+    from recurlab.evaluation.results import load_evals
+
+    return [(rec, Path(rec["path"])) for rec in load_evals(run.path / "evals") if rec["rows"]]
 
 
 def has_evals(run: RunDir, with_exits: bool = False) -> bool:
