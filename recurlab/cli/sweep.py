@@ -12,7 +12,7 @@ from typing import List
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, get_run, user_errors
+from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 
 
 @app.command()
@@ -35,7 +35,7 @@ def sweep(
     with user_errors():
         from recurlab.config import default_rs, run_config
         from recurlab.engine import run_sweep
-        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
 
         cfg = run_config(rundir)
         rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
@@ -51,7 +51,7 @@ def sweep(
 
         result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
-    typer.echo(format_table(result.rows))
+    print_table(*table_cells(result.rows), right=True)
     if result.heldout:
         typer.echo(format_heldout(result.heldout))
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")
