@@ -8,7 +8,13 @@
 
 Each check compares the current state (and its coda distribution) with the previous check's, so
 with `check_every` c the criteria compare states c iterations apart. The first check only
-records. A disabled criterion (threshold 0) never fires, so output equals fixed r.
+records (the reference compares it with a uniform distribution, which in practice never exits
+a token at its first iteration either). A disabled criterion (threshold 0) never fires, so
+output equals fixed r.
+
+`kl` is KL(p_{i-1} || p_i) with p_i the coda's distribution after iteration i, the direction of
+the reference implementation (seal-rg/recurrent-pretraining, `generate_with_adaptive_compute`,
+criterion "kl", threshold 5e-4) used for the paper's numbers; `kl-rev` is KL(p_i || p_{i-1}).
 
 The `gate` criterion is Ouro's learned exit: after step k the model's gate gives lambda_k, the
 exit probability is p_k = lambda_k * prod_{j<k} (1 - lambda_j), and a token exits at the first
@@ -59,7 +65,7 @@ class ExitTracker:
 
     @property
     def needs_logits(self) -> bool:
-        return self.crit.kind in ("kl", "entropy", "argmax")
+        return self.crit.kind in ("kl", "kl-rev", "entropy", "argmax")
 
     @property
     def needs_gate(self) -> bool:
@@ -86,7 +92,9 @@ class ExitTracker:
             self.remaining = self.remaining * (1 - lam)
             converged = self.cdf >= thr
         elif not first:
-            if kind == "kl":
+            if kind == "kl":  # KL(p_{i-1} || p_i): the reference implementation's (and the paper's) `kl`
+                converged = kl_div(self.prev_logp, logp) < thr
+            elif kind == "kl-rev":  # KL(p_i || p_{i-1}): the other direction (recurlab's `kl` before)
                 converged = kl_div(logp, self.prev_logp) < thr
             elif kind == "entropy":
                 converged = (entropy(logp) - entropy(self.prev_logp)).abs() < thr
