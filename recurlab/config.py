@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# built-in profiles are package data, so that every install (not only an editable one) has them
+BUILTIN_PROFILES = Path(__file__).resolve().parent / "profiles"
 
 ARCHS = ("recurrent", "fixed_depth", "fixed_depth_matched", "token_recurrent")
 SAMPLERS = ("lognormal_poisson", "fixed", "uniform", "curriculum")
@@ -108,6 +109,7 @@ class TrainConfig:
     progressive_alpha: float = 0.0  # >0: mix in the progressive loss with this weight (Bansal et al.)
     jacobian_penalty: float = 0.0  # >0: weight of the recurrence's finite-difference contraction penalty
     jacobian_eps: float = 0.01  # size of the state perturbation the penalty measures, relative to the state's norm
+    init_from: str = ""  # warm start: weights of this run's latest checkpoint (or a checkpoint dir); fresh optimizer, step 0
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
@@ -348,18 +350,34 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def profile_dirs() -> list[Path]:
+    """Where profiles are found, first match wins: ./profiles (the user's own), the checkout's
+    top-level profiles/ when recurlab runs from a source tree, then the built-in ones."""
+    checkout = BUILTIN_PROFILES.parent.parent
+    dirs = [Path.cwd() / "profiles"]
+    if (checkout / "pyproject.toml").is_file():
+        dirs.append(checkout / "profiles")
+    dirs.append(BUILTIN_PROFILES)
+    out = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
 
 
 def profile_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    path = PROFILES_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
-    return path
+    for d in profile_dirs():
+        path = d / f"{name}.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
 
 
 def load_yaml(path: Path) -> dict:

@@ -14,6 +14,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -23,7 +24,9 @@ from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
+from recurlab.engine.sweep import evaluate
 from recurlab.flops import mfu, train_flops_per_token
+from recurlab.lifecycle import init_checkpoint
 from recurlab.model import RecurrentLM, SandwichBlock
 from recurlab.rundir import RunDir
 from recurlab.sampler import progressive_split, sample_depth
@@ -203,7 +206,7 @@ class Trainer:
         rows = []
         # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
         if self.dist.is_main or self.dist.sharded:
-            for row in self.data.evaluate(self.raw_model, self.cfg.eval_rs, self.device, self.autocast()):
+            for row in evaluate(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
         if not self.dist.is_main:
             rows = []
@@ -229,6 +232,8 @@ class Trainer:
         cfg, run, s = self.cfg, self.run, self.state
         if resume:
             self.restore()
+        if s.step == 0 and cfg.train.init_from:  # a warm start: weights only; optimizer and schedule start afresh
+            self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main
         if main:
             run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,

@@ -151,3 +151,33 @@ def test_contraction_penalty_lowers_the_measured_gain(tmp_path):
     assert np.mean(gains[-5:]) < 0.5 * np.mean(gains[:5]), gains
     tr2 = trainer(tmp_path / "off", "train.batch_size=16")
     assert "gain" not in tr2.train_step(1)  # off: not measured, no extra core step
+
+
+def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_path):
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    import recurlab.cli.runs  # noqa: F401
+    from recurlab.cli.app import app
+
+    src = trainer(tmp_path / "src", "train.max_steps=3", "train.checkpoint_every=3")
+    src.fit()
+    source = load_file(str(src.run.latest_checkpoint().path / "model.safetensors"))
+    # lr ~ 0: one step leaves the weights where init_from put them, and the step count starts at 0
+    warm = trainer(tmp_path / "warm", f"train.init_from={src.run.path}", "train.max_steps=1", "train.lr=1e-30",
+                   "train.checkpoint_every=1")
+    warm.fit()
+    assert warm.run.latest_checkpoint().step == 1
+    got = load_file(str(warm.run.latest_checkpoint().path / "model.safetensors"))
+    for name, tensor in source.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6)
+    cold = trainer(tmp_path / "cold", "train.max_steps=1", "train.lr=1e-30", "train.checkpoint_every=1")
+    cold.fit()
+    cold_w = load_file(str(cold.run.latest_checkpoint().path / "model.safetensors"))
+    assert not torch.equal(cold_w["transformer.adapter.weight"], source["transformer.adapter.weight"])
+    # a path without a checkpoint is refused before any run directory exists
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["train", "--profile", "tiny", "--runs-dir", str(runs), "--name", "x",
+                                   f"train.init_from={tmp_path / 'nothing'}"])
+    assert res.exit_code == 2 and res.output.startswith("error: train.init_from:"), res.output
+    assert not (runs / "x").exists()

@@ -11,7 +11,7 @@ import importlib
 
 from recurlab.cli.app import app
 
-COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate")
+COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot")
 
 
 def main() -> None:

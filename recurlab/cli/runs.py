@@ -23,7 +23,7 @@ from typing import List, Optional
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
 from recurlab.config import run_config
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
@@ -77,12 +77,6 @@ def _fmt(value, spec: str = "") -> str:
         return str(value)
 
 
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    for r in [header] + rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
 # ---- commands -----------------------------------------------------------------------------
 
 
@@ -133,30 +127,27 @@ def train(
 
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
-    """One run per seed; every name and config is checked before the first run is created."""
-    from recurlab.config import load_profile
+    """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
     from recurlab.seeds import parse_seeds, seed_run_name
 
     with user_errors():
         seed_list = parse_seeds(spec)
         if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in overrides):
             fail("--seeds sets train.seed for each run; drop the train.seed override")
-        for s in seed_list:
-            cfg = load_profile(profile, overrides + [f"train.seed={s}"] + ([f"hardware.device={device}"] if device else []))
-    if name is not None and not NAME_RE.match(name):
-        fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
-    name = name or new_run_name(cfg.profile, runs_dir)
-    names = [seed_run_name(name, s) for s in seed_list]
-    taken = [n for n in names if (Path(runs_dir) / n).exists()]
-    if taken:
-        fail(f"run {taken[0]!r} already exists in {runs_dir}; pick another --name")
+        if name is None:
+            name = plan_run(runs_dir, profile, overrides, device=device).name
+        if not NAME_RE.match(name):
+            fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        names = [seed_run_name(name, s) for s in seed_list]
+        for s, run_name in zip(seed_list, names):
+            plan_run(runs_dir, profile, overrides + [f"train.seed={s}"], name=run_name, device=device)
     for s, run_name in zip(seed_list, names):
         try:
             train(overrides + [f"train.seed={s}"], profile, run_name, runs_dir, device, foreground, nproc, nnodes, rdzv, "")
         except typer.Exit as exc:  # a failed foreground run ends the series; the runs before it are kept
             if exc.exit_code:
-                fail(f"{run_name} did not finish; runs {', '.join(names[: names.index(run_name)]) or 'none'} "
-                     f"are complete", code=exc.exit_code)
+                done = ", ".join(names[: names.index(run_name)]) or "none"
+                fail(f"{run_name} did not finish; complete before it: {done}", code=exc.exit_code)
 
 
 def _exit_for_state(run: RunDir) -> None:
@@ -187,7 +178,7 @@ def runs(runs_dir: str = RunsDirOption) -> None:
             run.name, run.effective_state(st), step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
             _age(now - st["created"] if st.get("created") else None),
         ])
-    _print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
+    print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
 
 
 @app.command()
@@ -300,14 +291,16 @@ def profiles(ctx: typer.Context) -> None:
     """List the profiles with their descriptions."""
     if ctx.invoked_subcommand is not None:
         return
-    from recurlab.config import from_dict, load_yaml, profile_names, profile_path
+    from recurlab.config import BUILTIN_PROFILES, from_dict, load_yaml, profile_names, profile_path
 
     rows = []
     for pname in profile_names():
+        path = profile_path(pname)
         with user_errors():
-            cfg = from_dict(load_yaml(profile_path(pname)), source=pname)
-        rows.append([pname, cfg.description])
-    _print_table(["PROFILE", "DESCRIPTION"], rows)
+            cfg = from_dict(load_yaml(path), source=pname)
+        where = "built-in" if path.parent.resolve() == BUILTIN_PROFILES.resolve() else str(path)
+        rows.append([pname, where, cfg.description])
+    print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
 @profiles_app.command("show")

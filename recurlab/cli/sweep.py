@@ -12,7 +12,7 @@ from typing import List
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, get_run, user_errors
+from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 
 
 @app.command()
@@ -34,7 +34,8 @@ def sweep(
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
         from recurlab.config import default_rs, run_config
-        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs, run_sweep
+        from recurlab.engine import run_sweep
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
 
         cfg = run_config(rundir)
         rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
@@ -50,7 +51,7 @@ def sweep(
 
         result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
-    typer.echo(format_table(result.rows))
+    print_table(*table_cells(result.rows), right=True)
     if result.heldout:
         typer.echo(format_heldout(result.heldout))
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")
@@ -63,7 +64,8 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
 
     from recurlab.errors import InferenceError
     from recurlab.seeds import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
-    from recurlab.sweep import parse_levels, parse_rs, run_sweep
+    from recurlab.engine import run_sweep
+    from recurlab.sweep import parse_levels, parse_rs
 
     with user_errors():
         rundirs = expand_runs(specs, runs_dir)

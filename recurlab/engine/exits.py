@@ -8,7 +8,13 @@
 
 Each check compares the current state (and its coda distribution) with the previous check's, so
 with `check_every` c the criteria compare states c iterations apart. The first check only
-records. A disabled criterion (threshold 0) never fires, so output equals fixed r.
+records (the reference compares it with a uniform distribution, which in practice never exits
+a token at its first iteration either). A disabled criterion (threshold 0) never fires, so
+output equals fixed r.
+
+`kl` is KL(p_{i-1} || p_i) with p_i the coda's distribution after iteration i, the direction of
+the reference implementation (seal-rg/recurrent-pretraining, `generate_with_adaptive_compute`,
+criterion "kl", threshold 5e-4) used for the paper's numbers; `kl-rev` is KL(p_i || p_{i-1}).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class ExitTracker:
 
     @property
     def needs_logits(self) -> bool:
-        return self.crit.kind in ("kl", "entropy", "argmax")
+        return self.crit.kind in ("kl", "kl-rev", "entropy", "argmax")
 
     def due(self, done_iterations: int) -> bool:
         """Whether to check after this many iterations of the current token."""
@@ -59,7 +65,9 @@ class ExitTracker:
         converged = torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
         first = self.prev_state is None
         if not first:
-            if kind == "kl":
+            if kind == "kl":  # KL(p_{i-1} || p_i): the reference implementation's (and the paper's) `kl`
+                converged = kl_div(self.prev_logp, logp) < thr
+            elif kind == "kl-rev":  # KL(p_i || p_{i-1}): the other direction (recurlab's `kl` before)
                 converged = kl_div(logp, self.prev_logp) < thr
             elif kind == "entropy":
                 converged = (entropy(logp) - entropy(self.prev_logp)).abs() < thr

@@ -64,8 +64,10 @@ def run_pass(
     e = model.embed(ids, rope, cache)
     if s0 is not None:
         s = s0
-    elif start_seed is not None:
+    elif start_seed is not None and (model.cfg.init_scale if init_scale is None else init_scale) != 0:
         s = model.init_state(e, init_scale, noise=position_noise(start_seed, cache.positions(), e.shape))
+    elif start_seed is not None:  # a zero start: no per-position draws to make on every decode step
+        s = model.init_state(e, 0.0)
     else:
         s = model.init_state(e, init_scale, generator)
     done = skip.clone() if skip is not None else torch.zeros(B, dtype=torch.bool, device=ids.device)

@@ -104,7 +104,7 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
         rel_change = _norm(states - prev) / _norm(states).clamp_min(1e-12)
         dist_final = _norm(states - states[-1:]) / _norm(states[-1:]).clamp_min(1e-12)
         ent = entropy(logp)
-        kl_prev = kl_div(logp[1:], logp[:-1])
+        kl_prev = kl_div(logp[:-1], logp[1:])  # KL(p_{i-1} || p_i), the direction of the `kl` exit
         kl_final = kl_div(logp, logp[-1:].expand_as(logp))
         top_p, top_i = logp.exp().topk(min(TOP, logp.shape[-1]), dim=-1)
         exits = exit_iterations(crit, list(states), list(logits), r) if crit is not None else [None] * T

@@ -293,6 +293,25 @@ class EvalScreen(LabScreen):
         plt.xlabel("r (iterations)")
         plot.refresh()
 
+    def figure_specs(self) -> list:
+        """ctrl+s: each task's metric vs r and, under an exit rule, the exit histograms per task at
+        the largest r (as drawn), for the evaluation shown (saved or still running)."""
+        from recurlab.figures import FigureError
+        from recurlab.figures.evals import eval_exits_figure, eval_vs_r_figure
+
+        if not self.rows:
+            raise FigureError("no evaluation shown yet: press s to run one")
+        saved = self.saved[self.shown] if self.cancel_event is None and 0 <= self.shown < len(self.saved) else None
+        record = saved or {"rows": self.rows, "rs": self.rs, "histograms": self.histograms,
+                           "exit": None if self.query_one("#eval-exit", Select).value == "off"
+                           else self.query_one("#eval-exit", Select).value}
+        name = Path(saved["path"]).stem if saved else "running"
+        run = self.app.current_run.name if self.app.model_path is None and self.app.current_run else str(self._target)
+        specs = [eval_vs_r_figure(record, run=run, name=name)]
+        if any(sum(h.values()) for per_r in self.histograms.values() for h in per_r.values()):
+            specs.append(eval_exits_figure(record, run=run, name=name))
+        return specs
+
     def _draw_histograms(self, tasks: list[str]) -> None:
         box = self.query_one("#eval-hists", Horizontal)
         with_data = [t for t in tasks if any(sum(h.values()) for h in self.histograms.get(t, {}).values())]

@@ -199,6 +199,18 @@ class InspectorScreen(ModelScreen):
         plt.title(f"PCA of token {t}" + (f" + {pi['starts']} starts" if pi else ""))
         plot.refresh()
 
+    def figure_specs(self) -> list:
+        """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+
+        if not self.trace:
+            raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")
+        grid = self.query_one(TokenGrid)
+        run = self.app.current_run.name if self.app.current_run is not None else str(self.app.model_dir())
+        value = grid.metric.replace("_", "-")
+        return [heatmap_figure(self.trace, value, run=run, trace_name="inspector"),
+                pca_figure(self.trace, grid.token, run=run, trace_name="inspector")]
+
     def _detail(self, text: str) -> None:
         self.query_one("#insp-detail", Static).update(text)
 
