@@ -100,6 +100,7 @@ class DataConfig:
     difficulties: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     train_difficulties: list[int] = field(default_factory=list)  # empty: all of `difficulties`
     eval_examples: int = 256  # held-out examples per difficulty
+    identity_pad_to: int = 0  # permutation tasks: pad training prompts with identities to up to this many (0: off)
     # real text (hub or local files)
     name: str = ""  # hub dataset name, or a local file / folder for source=local
     subset: str = ""
@@ -362,6 +363,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         need(len(d.difficulties) > 0, "data.difficulties must list at least one level, e.g. data.difficulties=2,4,6")
         need(all(x >= 1 for x in d.difficulties), f"data.difficulties must all be >= 1, got {d.difficulties}")
         need(d.eval_examples >= 1, f"data.eval_examples must be >= 1, got {d.eval_examples}")
+        if d.identity_pad_to:
+            need(d.task.startswith("permutation"), f"data.identity_pad_to applies to the permutation tasks, not {d.task!r}")
+            need(d.identity_pad_to >= 1, f"data.identity_pad_to must be >= 1 (0 = off), got {d.identity_pad_to}")
     else:
         need(bool(d.name), f"data.name: data.source={d.source} needs a dataset name or a local path")
         need(d.seq_len >= 2, f"data.seq_len must be >= 2, got {d.seq_len}")
