@@ -19,17 +19,24 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recurlab.errors import CheckpointError
-from recurlab.config import ConfigError, from_dict, load_yaml, validate
+from recurlab.config import run_config
 from recurlab.model import RecurrentLM
-from recurlab.rundir import Checkpoint, RunDir, RunError, atomic_write_json, fsync_dir
+from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
 
 
 TIED = ("lm_head.weight",)
 
 
+def tied_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """Names that alias another tensor and are not stored (the head, when it is tied)."""
+    cfg = getattr(model, "cfg", None)
+    return TIED if cfg is None or cfg.tie_head else ()
+
+
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     sd = model.state_dict()
-    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in TIED}
+    tied = tied_names(model)
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in tied}
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -123,7 +130,7 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc}); delete that directory to use an older one") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if k not in TIED]
+    missing = [k for k in missing if k not in tied_names(model)]
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
@@ -138,13 +145,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, ckpt: Path) -> None:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"optimizer state in {ckpt} is corrupt ({exc}); delete that checkpoint to use an older one") from None
-
-
-def run_config(run: RunDir):
-    try:
-        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
-    except ConfigError as exc:
-        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def pick_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:

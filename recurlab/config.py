@@ -17,13 +17,18 @@ from pathlib import Path
 
 import yaml
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# built-in profiles are package data, so that every install (not only an editable one) has them
+BUILTIN_PROFILES = Path(__file__).resolve().parent / "profiles"
 
 ARCHS = ("recurrent", "fixed_depth", "fixed_depth_matched", "token_recurrent")
 SAMPLERS = ("lognormal_poisson", "fixed", "uniform", "curriculum")
 SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "bfloat16")
 SOURCES = ("task", "hub", "local")
+BLOCKS = ("sandwich", "peri", "prenorm")
+ROTARY = ("pairs", "half")
+INJECTIONS = ("adapter", "none")
+STATE_INITS = ("random", "embedding")
 
 
 class ConfigError(ValueError):
@@ -47,10 +52,27 @@ class ModelConfig:
     init_scale: float = 1.0  # std of the random latent start; 0 starts at zeros
     norm_eps: float = 1e-6
     matched_r: int = 0  # fixed_depth_matched: core layers = n_core * matched_r (0: train.r_mean)
+    # ---- family options (the defaults are recurlab's own models and Huginn-0125) ----
+    block: str = "sandwich"  # sandwich: n2(x + f(n1 x)); peri (Ouro): x + n2(f(n1 x)); prenorm (Llama): x + f(n1 x)
+    n_kv_head: int = 0  # key/value heads for grouped-query attention (0: n_head, plain multi-head)
+    rotary: str = "pairs"  # pairs: rotate adjacent channels (Huginn); half: rotate the two halves (Llama, Ouro)
+    injection: str = "adapter"  # adapter: s = Core(A[s; e]); none: s = Core(s) (Ouro)
+    state_init: str = "random"  # random (init_scale 0: zeros), or embedding: start from e (Ouro)
+    step_norm: bool = False  # ln_f after every core step, feeding the next one (Ouro)
+    coda_norm: bool = True  # ln_f on the last state before the coda (Huginn)
+    final_norm: bool = True  # ln_f after the coda, before the head
+    tie_head: bool = True  # the head shares the embedding matrix
+    exit_gate: bool = False  # a learned exit gate lambda = sigmoid(w . s + b) after every step (Ouro)
+    init_from: str = ""  # retrofit: a Llama-format Hugging Face folder whose layers start the model
+    layers: str = ""  # retrofit: source layer ranges prelude,core,coda, e.g. 0-3,10-17,18-21
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     @property
     def mlp_size(self) -> int:
@@ -78,6 +100,7 @@ class DataConfig:
     difficulties: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     train_difficulties: list[int] = field(default_factory=list)  # empty: all of `difficulties`
     eval_examples: int = 256  # held-out examples per difficulty
+    identity_pad_to: int = 0  # permutation tasks: pad training prompts with identities to up to this many (0: off)
     # real text (hub or local files)
     name: str = ""  # hub dataset name, or a local file / folder for source=local
     subset: str = ""
@@ -103,6 +126,12 @@ class TrainConfig:
     r_min: int = 1  # uniform sampler
     r_max: int = 16  # uniform sampler
     curriculum_steps: int = 0  # curriculum: steps to ramp r_mean from 1 to r_mean
+    # extrapolation options (0 = off, today's recipe)
+    depth_per_level: float = 0.0  # >0: each task level draws its own depth around depth_per_level * level (Fan et al.)
+    progressive_alpha: float = 0.0  # >0: mix in the progressive loss with this weight (Bansal et al.)
+    jacobian_penalty: float = 0.0  # >0: weight of the recurrence's finite-difference contraction penalty
+    jacobian_eps: float = 0.01  # size of the state perturbation the penalty measures, relative to the state's norm
+    init_from: str = ""  # warm start: weights of this run's latest checkpoint (or a checkpoint dir); fresh optimizer, step 0
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
@@ -280,6 +309,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.n_embd > 0 and m.n_head > 0, "model.n_embd and model.n_head must be positive")
     need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
     need(m.head_dim % 2 == 0, f"model.n_embd / model.n_head must be even for rotary positions, got {m.head_dim}")
+    for key, value, allowed in (("block", m.block, BLOCKS), ("rotary", m.rotary, ROTARY),
+                                ("injection", m.injection, INJECTIONS), ("state_init", m.state_init, STATE_INITS)):
+        need(value in allowed, f"model.{key}: {value!r} is not one of {', '.join(allowed)}")
+    need(m.n_kv_head >= 0 and m.n_head % m.kv_heads == 0,
+         f"model.n_kv_head ({m.n_kv_head}) must divide model.n_head ({m.n_head}) (0: same as n_head)")
+    need(not (m.qk_bias and m.kv_heads != m.n_head), "model.qk_bias needs multi-head attention (model.n_kv_head=0)")
+    need(m.injection == "adapter" or m.state_init == "embedding",
+         "model.injection=none needs model.state_init=embedding: without an adapter the input enters only as the start state")
+    need(not m.layers or bool(m.init_from),
+         "model.layers picks layers of a source model: set model.init_from=PATH to a Llama-format folder")
     need(m.n_prelude >= 0 and m.n_coda >= 0, "model.n_prelude and model.n_coda must be >= 0")
     need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
     need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")
@@ -289,6 +328,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(t.k <= t.r_mean, f"train.k ({t.k}) must be <= train.r_mean ({t.r_mean})")
     need(t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}")
     need(1 <= t.r_min <= t.r_max, f"train.r_min/r_max must satisfy 1 <= r_min <= r_max, got {t.r_min}, {t.r_max}")
+    need(t.depth_per_level >= 0, f"train.depth_per_level must be >= 0 (0 = one depth per step), got {t.depth_per_level}")
+    need(0 <= t.progressive_alpha <= 1, f"train.progressive_alpha must be in [0, 1] (0 = off), got {t.progressive_alpha}")
+    need(t.jacobian_penalty >= 0, f"train.jacobian_penalty must be >= 0 (0 = off), got {t.jacobian_penalty}")
+    need(t.jacobian_eps > 0, f"train.jacobian_eps must be > 0, got {t.jacobian_eps}")
+    if t.depth_per_level:
+        need(d.source == "task", "train.depth_per_level needs an embedded task (data.source=task): text has no levels")
+        need(t.sampler != "uniform", "train.depth_per_level works with the fixed, lognormal_poisson and curriculum "
+                                     "samplers, not uniform (its r_min/r_max do not scale with the level)")
+    if t.depth_per_level or t.progressive_alpha or t.jacobian_penalty:
+        need(m.is_recurrent, f"train.depth_per_level, progressive_alpha and jacobian_penalty need a recurrent model, "
+                             f"not model.arch={m.arch}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     need(t.micro_batch >= 0, f"train.micro_batch must be >= 0, got {t.micro_batch}")
     if t.micro_batch:
@@ -313,6 +363,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         need(len(d.difficulties) > 0, "data.difficulties must list at least one level, e.g. data.difficulties=2,4,6")
         need(all(x >= 1 for x in d.difficulties), f"data.difficulties must all be >= 1, got {d.difficulties}")
         need(d.eval_examples >= 1, f"data.eval_examples must be >= 1, got {d.eval_examples}")
+        if d.identity_pad_to:
+            need(d.task.startswith("permutation"), f"data.identity_pad_to applies to the permutation tasks, not {d.task!r}")
+            need(d.identity_pad_to >= 1, f"data.identity_pad_to must be >= 1 (0 = off), got {d.identity_pad_to}")
     else:
         need(bool(d.name), f"data.name: data.source={d.source} needs a dataset name or a local path")
         need(d.seq_len >= 2, f"data.seq_len must be >= 2, got {d.seq_len}")
@@ -332,18 +385,34 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def profile_dirs() -> list[Path]:
+    """Where profiles are found, first match wins: ./profiles (the user's own), the checkout's
+    top-level profiles/ when recurlab runs from a source tree, then the built-in ones."""
+    checkout = BUILTIN_PROFILES.parent.parent
+    dirs = [Path.cwd() / "profiles"]
+    if (checkout / "pyproject.toml").is_file():
+        dirs.append(checkout / "profiles")
+    dirs.append(BUILTIN_PROFILES)
+    out = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    return sorted({p.stem for d in profile_dirs() for p in d.glob("*.yaml")})
 
 
 def profile_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    path = PROFILES_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
-    return path
+    for d in profile_dirs():
+        path = d / f"{name}.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -400,7 +469,42 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     cfg.profile = path.stem
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
+    if cfg.model.init_from:
+        # retrofit: the model's shape comes from the source folder, read once here; the run's
+        # run.yaml then stands alone
+        from recurlab.families.retrofit import apply_init_from
+
+        apply_init_from(cfg)
     return validate(cfg)
+
+
+# r values offered by default reach R_REACH x r_mean: past the training depth, where a model that
+# cannot extrapolate in depth would show its collapse
+R_REACH = 4
+
+
+def default_rs(r_mean: int) -> list[int]:
+    """The default r values of a sweep: powers of two up to R_REACH x r_mean."""
+    rs = [1]
+    while rs[-1] * 2 <= R_REACH * max(r_mean, 1):
+        rs.append(rs[-1] * 2)
+    return rs
+
+
+def slider_max_r(r_mean: int) -> int:
+    """The top of an r slider (Generate, Inspector): R_REACH x r_mean, at least 8."""
+    return max(R_REACH * r_mean, 8)
+
+
+def run_config(run) -> RunConfig:
+    """The validated config of a run directory (its run.yaml); raises RunError naming the run.
+    Here, beside the dataclasses, so that readers of a run's config never import torch."""
+    from recurlab.rundir import RunError
+
+    try:
+        return validate(from_dict(load_yaml(run.config_path), source=str(run.config_path)))
+    except ConfigError as exc:
+        raise RunError(f"run {run.name}: {exc}") from None
 
 
 def to_yaml(cfg: RunConfig) -> str:

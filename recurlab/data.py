@@ -2,7 +2,7 @@
 
     data = make_data(cfg, run)                        # TaskData, or TextData for text sources
     idx, targets = data.train_batch(step, n=64)       # deterministic in (seed, step): resumes exactly
-    rows = data.evaluate(model, rs=[1, 4, 8], device="cpu")
+    rows = recurlab.engine.sweep.evaluate(model, data, rs=[1, 4, 8], device="cpu")
 
 A sequence is <bos> prompt answer <eos>; only the answer and <eos> are supervised (targets are
 -100 elsewhere), so every answer position carries a loss. Exact match under teacher forcing
@@ -11,8 +11,7 @@ A sequence is <bos> prompt answer <eos>; only the answer and <eos> are supervise
 
 from __future__ import annotations
 
-import contextlib
-import time
+import random
 
 import torch
 
@@ -59,7 +58,12 @@ class TaskData:
         out = []
         for i in range(offset, offset + n):
             level = self.levels[(step * 7919 + i) % len(self.levels)]
-            out.append(self.task.example(level, seed, step * 1_000_003 + i))
+            ex = self.task.example(level, seed, step * 1_000_003 + i)
+            pad_to = self.cfg.data.identity_pad_to
+            if pad_to:  # a random length between the level's own and pad_to permutations
+                rng = random.Random(f"pad/{seed}/{step}/{i}")
+                ex = self.task.pad_with_identities(ex, rng.randint(level, max(level, pad_to)), rng)
+            out.append(ex)
         return out
 
     def train_batch(self, step: int, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,41 +73,24 @@ class TaskData:
     def heldout(self, difficulty: int) -> list[Example]:
         return self._heldout[difficulty]
 
-    @torch.no_grad()
-    def evaluate(self, model, rs: list[int], device, autocast=None, batch_size: int = 256, on_row=None, cancel=None) -> list[dict]:
-        """Held-out loss and exact-match accuracy per difficulty, for each r; one row per r."""
-        model.eval()
-        rows = []
-        for r in rs:
-            if cancel is not None and cancel.is_set():
-                break
-            total_loss, total_tokens, n_tok, t0 = 0.0, 0, 0, time.perf_counter()
-            row = {"r": r}
-            for d in self.eval_levels:
-                exs = self._heldout[d]
-                correct = 0
-                for b in range(0, len(exs), batch_size):
-                    idx, tgt = encode_examples(exs[b : b + batch_size], self.tokenizer)
-                    idx, tgt = idx.to(device), tgt.to(device)
-                    gen = torch.Generator(device=device).manual_seed(1234 + b)
-                    with autocast or contextlib.nullcontext():
-                        logits = model(idx, n_no_grad=r, n_grad=0, generator=gen).logits.float()
-                    mask = tgt != IGNORE
-                    loss = torch.nn.functional.cross_entropy(logits[mask], tgt[mask], reduction="sum")
-                    total_loss += loss.item()
-                    total_tokens += int(mask.sum())
-                    n_tok += idx.numel()
-                    right = (logits.argmax(-1) == tgt) | ~mask
-                    correct += int(right.all(dim=1).sum())
-                row[f"acc@{d}"] = correct / len(exs)
-            row["loss"] = total_loss / max(total_tokens, 1)
-            row["acc"] = sum(row[f"acc@{d}"] for d in self.eval_levels) / len(self.eval_levels)
-            row["tokens_per_s"] = n_tok / max(time.perf_counter() - t0, 1e-9)
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-        model.train()
-        return rows
+    # ---- held-out evaluation (the loop is recurlab.engine.sweep.evaluate) -----------------------
+    token_bytes = None  # text runs weigh targets by bytes; tasks score exact matches instead
+
+    def eval_batches(self, batch_size: int | None = None):
+        """(level, offset within the level, inputs, targets) for every held-out batch."""
+        batch_size = batch_size or 256
+        for d in self.eval_levels:
+            exs = self._heldout[d]
+            for b in range(0, len(exs), batch_size):
+                idx, tgt = encode_examples(exs[b : b + batch_size], self.tokenizer)
+                yield d, b, idx, tgt
+
+    def eval_row(self, total, groups) -> dict:
+        """Exact match per level, the loss per supervised token, and the mean accuracy over levels."""
+        row = {f"acc@{d}": groups[d]["exact"] / groups[d]["sequences"] for d in self.eval_levels}
+        row["loss"] = total["nats"] / max(total["targets"], 1)
+        row["acc"] = sum(row[f"acc@{d}"] for d in self.eval_levels) / len(self.eval_levels)
+        return row
 
 
 def make_data(cfg: RunConfig, run: RunDir | None = None):

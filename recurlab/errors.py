@@ -21,8 +21,18 @@ class CheckpointError(ValueError):
     """A missing or corrupt checkpoint."""
 
 
+class DeviceError(ValueError):
+    """A device that is not cpu, cuda or cuda:N, or one this machine does not have."""
+
+
 class ModelFormatError(ValueError):
     """A model folder of a different architecture, missing shards or mismatched shapes."""
 
 
-USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError)
+class FigureError(ValueError):
+    """A figure that cannot be made: an unknown kind, a run with nothing to plot, an unwritable
+    output folder, matplotlib missing (`pip install 'recurlab[plot]'`)."""
+
+
+USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
+               DeviceError, FigureError)

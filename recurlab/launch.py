@@ -20,6 +20,10 @@ import time
 from recurlab.rundir import RunDir, RunError
 
 
+class WorkerStartError(RunError):
+    """The worker process could not be started (the run is marked failed)."""
+
+
 def spawn_worker(run: RunDir, resume: bool = False, device: str = "", launch: list[str] | None = None) -> int:
     """Start the worker (or `launch`, its torchrun line) and record its pid; raises RunError."""
     cmd = launch or [sys.executable, "-m", "recurlab.worker", str(run.path.resolve())]
@@ -34,7 +38,7 @@ def spawn_worker(run: RunDir, resume: bool = False, device: str = "", launch: li
             )
         except OSError as exc:
             run.write_status(state="failed", ended=time.time(), error=f"could not start the worker: {exc}")
-            raise RunError(f"could not start the worker for {run.name}: {exc}") from None
+            raise WorkerStartError(f"could not start the worker for {run.name}: {exc}") from None
     # The worker imports torch before its first status write, so this pid update lands first.
     run.write_status(pid=proc.pid, host=socket.gethostname())
     return proc.pid

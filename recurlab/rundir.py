@@ -13,6 +13,11 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
                         last_checkpoint, error
     metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
                         "step" and "time"; a reader skips a torn last line
+    metrics.jsonl.derived.npz   derived, disposable: the TUI's parsed series of the log's first N
+                        bytes (numpy columns + the log's identity, N and a checksum of samples of
+                        those bytes). Written by readers (atomically), never by the worker, never
+                        trusted over the log: used only while the log still starts with those bytes,
+                        else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
@@ -250,6 +255,7 @@ class RunDir:
         contract come from the directory."""
         on_disk = self.read_status()
         status = {key: None for key in STATUS_FIELDS}
+        status.update(step=0, tokens=0)  # until the first step (or the resumed checkpoint) says otherwise
         status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
         status.update(contract=CONTRACT_VERSION, name=self.name)
         status.update(fields)

@@ -1,14 +1,15 @@
-"""Evaluate one checkpoint at several r: held-out loss, accuracy per difficulty, tokens/s.
+"""Sweep results on disk: the files a sweep of r writes into a run, and reading them back. No torch.
 
-    from recurlab.sweep import run_sweep, load_sweeps
-    result = run_sweep(run, rs=[1, 2, 4, 8, 16, 32])     # writes sweeps/step_NNNNNNNN.{csv,json}
-    run_sweep(run, rs=[1, 3])                             # a second sweep never replaces it: step_NNNNNNNN_2.*
-    run_sweep(run, rs=[8, 32], difficulties=[5, 6])       # levels never trained: sweeps/step_NNNNNNNN_levels_5-6.*
-    load_sweeps(run)                                      # every saved sweep, the newest last
+    from recurlab.sweep import load_sweeps, table_cells, parse_rs
+    load_sweeps(run)                     # every saved sweep, the newest last
+    save_sweep(run, result, rs, levels, difficulties)   # sweeps/step_NNNNNNNN.{csv,json}; a later
+                                         # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
+                                         # step_NNNNNNNN_levels_5-6.*
 
-The CSV is a stable interface: one row per r, columns `r`, `loss`, `tokens_per_s`, then
-`acc@<difficulty>` in increasing difficulty (task runs) or `bpb` (text runs).
-Rows arrive one by one through `on_row`; setting `cancel` stops after the current r.
+Running a sweep is the engine's job: `recurlab.engine.run_sweep(run, rs)` loads the checkpoint,
+evaluates each r and saves through `save_sweep`. The CSV is a stable interface: one row per r,
+columns `r`, `loss`, `tokens_per_s`, then `acc@<difficulty>` in increasing difficulty (task runs)
+or `bpb` (text runs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +62,11 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def format_table(rows: list[dict]) -> str:
-    """The sweep as an aligned text table (what the CLI prints)."""
+def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The sweep as a header and rows of formatted cells (what the CLI prints as a table)."""
     cols = sweep_columns(rows)
     head = {"tokens_per_s": "tok/s"}
-    cells = [[head.get(c, c) for c in cols]]
+    cells = []
     for row in rows:
         line = []
         for c in cols:
@@ -80,8 +80,7 @@ def format_table(rows: list[dict]) -> str:
             else:
                 line.append(f"{v:.4f}")
         cells.append(line)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+    return [head.get(c, c) for c in cols], cells
 
 
 def format_heldout(counts: dict[int, int]) -> str:
@@ -140,56 +139,17 @@ def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -
         n += 1
 
 
-def _check_levels_fit(cfg, data, difficulties: list[int]) -> None:
-    """Every held-out example of the requested levels must fit the model's context."""
-    from recurlab.errors import InferenceError
-
-    for d in difficulties:
-        longest = max(len(ex.prompt) + len(ex.answer) + 1 for ex in data.heldout(d))
-        if longest > cfg.model.block_size:
-            raise InferenceError(f"--difficulties: level {d} needs {longest} tokens but the model's block_size is "
-                                 f"{cfg.model.block_size}; choose lower levels")
-
-
-def run_sweep(
-    run: RunDir,
-    rs: list[int],
-    step: int | None = None,
-    device: str = "cpu",
-    on_row=None,
-    cancel: threading.Event | None = None,
-    difficulties: list[int] | None = None,
-) -> SweepResult:
-    """Evaluate the checkpoint (latest complete one by default) at each r and save the result.
-
-    `difficulties` evaluates task levels other than the run's own, e.g. harder than any trained.
-    A cancelled sweep keeps and saves the rows finished so far, marked incomplete.
-    """
-    from recurlab.checkpoint import load_model, run_config
-    from recurlab.data import make_data
-    from recurlab.errors import InferenceError
-
-    cfg = run_config(run)
-    if difficulties:
-        if cfg.data.source != "task":  # refused before loading anything
-            raise InferenceError("--difficulties applies to runs on an embedded task, not to text runs")
-        cfg.data.difficulties = list(difficulties)
-    model, ckpt = load_model(run, step, device)
-    data = make_data(cfg, run)  # text runs: the tokenizer saved in the run, not a fresh one
-    if difficulties:
-        _check_levels_fit(cfg, data, difficulties)
-    rows = data.evaluate(model, rs, device, on_row=on_row, cancel=cancel)
-    counts = dict(getattr(data, "heldout_counts", {}))
-    result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs), heldout=counts)
-    if rows:
-        csv_path, json_path = sweep_paths(run, ckpt.step, difficulties)
-        atomic_write_text(csv_path, to_csv(rows))
-        atomic_write_json(json_path, {"run": run.name, "step": ckpt.step, "rs": rs, "complete": result.complete,
-                                      "difficulties": difficulties or cfg.data.difficulties,
-                                      "heldout_prompts": {str(d): n for d, n in counts.items()},
-                                      "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
-        result.path = csv_path
-    return result
+def save_sweep(run: RunDir, result: SweepResult, rs: list[int], levels: list[int], difficulties: list[int] | None) -> Path:
+    """Write a sweep's CSV and JSON into the run's sweeps/ folder under a fresh name; -> the CSV path.
+    `levels` are the task levels evaluated; `difficulties` names the file when they are not the run's own."""
+    rows, counts = result.rows, result.heldout
+    csv_path, json_path = sweep_paths(run, result.step, difficulties)
+    atomic_write_text(csv_path, to_csv(rows))
+    atomic_write_json(json_path, {"run": run.name, "step": result.step, "rs": rs, "complete": result.complete,
+                                  "difficulties": levels,
+                                  "heldout_prompts": {str(d): n for d, n in counts.items()},
+                                  "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
+    return csv_path
 
 
 def load_sweeps(run: RunDir) -> list[SweepResult]:

@@ -14,29 +14,24 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapshot, read_state, remove_stale_temporaries,
                                  save_checkpoint)
 from recurlab.config import RunConfig
-from recurlab.data import make_data
+from recurlab.data import encode_examples, make_data
+from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
+from recurlab.engine.sweep import evaluate
 from recurlab.flops import mfu, train_flops_per_token
-from recurlab.model import RecurrentLM, SandwichBlock
+from recurlab.lifecycle import init_checkpoint
+from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.sampler import sample_depth
+from recurlab.sampler import progressive_split, sample_depth
 
 HEARTBEAT_S = 2.0
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec} requested but CUDA is not available; use hardware.device=cpu")
-    return dev
 
 
 def lr_at(cfg: RunConfig, step: int, elapsed: float = 0.0) -> float:
@@ -75,7 +70,7 @@ class Trainer:
     def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
         self.run, self.cfg = run, cfg
         self.dist = dist or Dist.single()
-        self.device = self.dist.device if self.dist.group else resolve_device(device or cfg.hardware.device)
+        self.device = self.dist.device if self.dist.group else torch.device(resolve_device(device or cfg.hardware.device))
         self.progress_bar = progress_bar
         if cfg.hardware.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.hardware.threads)
@@ -87,7 +82,7 @@ class Trainer:
             # compile each block, not the whole forward: the sampled iteration count changes
             # every step and would otherwise trigger recompiles
             for m in self.model.modules():
-                if isinstance(m, SandwichBlock):
+                if isinstance(m, Block):
                     m.compile()
         self.model = self.dist.wrap(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
@@ -103,6 +98,7 @@ class Trainer:
             remove_stale_temporaries(self.run)
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
+            self.init_from_source()
             if self.dist.is_main:
                 self.run.truncate_metrics_after(0)  # starting over: the dead worker's rows would repeat
             return 0
@@ -115,6 +111,13 @@ class Trainer:
             self.run.truncate_metrics_after(self.state.step)
         return self.state.step
 
+    def init_from_source(self) -> None:
+        """Retrofit: a fresh run starts from the chosen layers of model.init_from (the adapter stays fresh)."""
+        if self.cfg.model.init_from:
+            from recurlab.families.retrofit import init_from_llama
+
+            init_from_llama(self.raw_model, self.cfg.model)
+
     # ---- pieces of a step -----------------------------------------------------------
     def global_batch_slices(self) -> list[tuple[int, int]]:
         """(offset, size) micro-batches of this rank's slice of the global batch."""
@@ -124,45 +127,94 @@ class Trainer:
         micro = t.micro_batch or per_rank
         return [(start + o, min(micro, per_rank - o)) for o in range(0, per_rank, micro)]
 
+    def pieces(self, step: int, slices: list[tuple[int, int]]) -> list[tuple]:
+        """(idx, targets, n_no_grad, n_grad, level, seed offset) forward passes of this step.
+
+        One per micro-batch; with train.depth_per_level one per (micro-batch, task level), since
+        each level runs its own depth."""
+        t, recurrent = self.cfg.train, self.cfg.model.is_recurrent
+        if not t.depth_per_level:
+            depth = sample_depth(t, step, t.seed, recurrent)
+            return [(*self.data.train_batch(step, size, offset), *depth, None, offset) for offset, size in slices]
+        out = []
+        for offset, size in slices:
+            examples = self.data.train_examples(step, size, offset)
+            for level in sorted({ex.difficulty for ex in examples}):
+                group = [ex for ex in examples if ex.difficulty == level]
+                idx, tgt = encode_examples(group, self.data.tokenizer)
+                # the seed offset keeps each group's latent start distinct from the other groups'
+                out.append((idx, tgt, *sample_depth(t, step, t.seed, recurrent, level), level, offset * 1_009 + level))
+        return out
+
     def train_step(self, step: int) -> dict:
-        cfg = self.cfg
+        cfg, t = self.cfg, self.cfg.train
         lr = lr_at(cfg, step, self.state.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        n_ng, n_g = sample_depth(cfg.train, step, cfg.train.seed, cfg.model.is_recurrent)
-        slices = self.global_batch_slices()
+        pieces = self.pieces(step, self.global_batch_slices())
         loss_sum, n_tokens, n_targets = torch.zeros((), device=self.device), 0, 0
-        batches = [self.data.train_batch(step, size, offset) for offset, size in slices]
+        extra = {"r_sum": 0, "prog_loss": 0.0, "gain": 0.0}
         # DDP and FSDP average gradients over ranks; weighting by world / global targets turns that
         # average into the token-weighted mean over the whole global batch, however it is split
-        counts = [int((tgt != -100).sum()) for _, tgt in batches]
+        counts = [int((tgt != -100).sum()) for _, tgt, *_ in pieces]
         weight = self.dist.world / max(self.dist.sum_int(sum(counts)), 1)
-        for i, (idx, tgt) in enumerate(batches):
+        alpha = t.progressive_alpha
+        ckpt = cfg.hardware.activation_checkpointing
+        for i, (idx, tgt, n_ng, n_g, level, offset) in enumerate(pieces):
             idx, tgt = idx.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+            n_t = counts[i]
             # the latent start is seeded by the micro-batch's place in the global batch, not by
             # rank: 2 ranks x 8 sequences draw what 1 process with micro_batch 8 draws
-            offset = slices[i][0]
-            gen = torch.Generator(device=self.device).manual_seed(cfg.train.seed * 1_000_003 + step * 65_537 + offset)
-            sync = self.dist.no_sync(self.model) if i < len(batches) - 1 else contextlib.nullcontext()
+            seed = t.seed * 1_000_003 + step * 65_537 + offset
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            last = i == len(pieces) - 1
+            # each loss term gets its own backward, so that DDP sees one forward per backward and
+            # synchronises gradients only after the step's very last one
+            sync = self.dist.no_sync(self.model) if not (last and not alpha) else contextlib.nullcontext()
             with sync, self.autocast():
-                out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=cfg.hardware.activation_checkpointing, generator=gen)
-            n_t = counts[i]
-            (out.loss * n_t * weight).backward()
+                out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=ckpt, generator=gen,
+                                 jacobian_eps=t.jacobian_eps if t.jacobian_penalty else 0.0)
+                objective = (1 - alpha) * out.loss
+                if out.gain is not None:
+                    objective = objective + t.jacobian_penalty * out.gain
+                    extra["gain"] += out.gain.item() * n_t
+                (objective * n_t * weight).backward()
+            if alpha:
+                n, m = progressive_split(n_ng + n_g, t.k, step, t.seed, level)
+                sync = self.dist.no_sync(self.model) if not last else contextlib.nullcontext()
+                with sync, self.autocast():
+                    # from the same latent start as the standard pass
+                    gen = torch.Generator(device=self.device).manual_seed(seed)
+                    prog = self.model(idx, n, m, tgt, activation_checkpointing=ckpt, generator=gen).loss
+                    (alpha * prog * n_t * weight).backward()
+                extra["prog_loss"] += prog.item() * n_t
             loss_sum += out.loss.detach() * n_t
             n_tokens += idx.numel()
             n_targets += n_t
+            extra["r_sum"] += (n_ng + n_g) * n_t
         grad_norm = self.dist.clip_grad(self.model, cfg.train.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        local_targets = max(n_targets, 1)
         loss, n_targets, n_tokens = self.dist.reduce_loss(loss_sum, n_targets, n_tokens)
-        return {"loss": loss, "lr": lr, "r_no_grad": n_ng, "r_grad": n_g, "tokens": n_tokens, "grad_norm": grad_norm,
-                "seq_len": batches[0][0].shape[1]}
+        row = {"loss": loss, "lr": lr, "tokens": n_tokens, "grad_norm": grad_norm, "seq_len": pieces[0][0].shape[1]}
+        if t.depth_per_level:  # depths differ per level: report the split of the target-weighted mean depth
+            r_total = round(extra["r_sum"] / local_targets)
+            row.update(r_no_grad=max(r_total - t.k, 0), r_grad=min(t.k, r_total))
+        else:
+            row.update(r_no_grad=pieces[0][2], r_grad=pieces[0][3])
+        # the two diagnostics are this rank's, not reduced over ranks
+        if alpha:
+            row["progressive_loss"] = extra["prog_loss"] / local_targets
+        if t.jacobian_penalty:
+            row["gain"] = extra["gain"] / local_targets
+        return row
 
     def evaluate(self, step: int) -> list[dict]:
         rows = []
         # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
         if self.dist.is_main or self.dist.sharded:
-            for row in self.data.evaluate(self.raw_model, self.cfg.eval_rs, self.device, self.autocast()):
+            for row in evaluate(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
         if not self.dist.is_main:
             rows = []
@@ -188,6 +240,10 @@ class Trainer:
         cfg, run, s = self.cfg, self.run, self.state
         if resume:
             self.restore()
+        else:
+            self.init_from_source()
+        if s.step == 0 and cfg.train.init_from:  # a warm start: weights only; optimizer and schedule start afresh
+            self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main
         if main:
             run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,
@@ -220,6 +276,7 @@ class Trainer:
                 row = {"kind": "train", "step": step, "time": time.time(), "loss": m["loss"], "lr": m["lr"],
                        "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "tokens": s.tokens,
                        "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
+                row.update({key: m[key] for key in ("progressive_loss", "gain") if key in m})
                 u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name)  # per device
                 if u is not None:
                     row["mfu"] = u

@@ -5,8 +5,9 @@
 
 It marks the run running, trains, and leaves the status finished, stopped or failed (with the
 error's last line). SIGTERM and SIGINT are turned into a graceful stop: finish the step,
-checkpoint, exit "stopped". Log lines go to worker.log; stdout and stderr of a detached worker
-are pointed there as well by the CLI, so a crash's traceback ends up in the same file.
+checkpoint, exit "stopped". Log lines go to worker.log; recurlab.launch points the stdout and
+stderr of a detached worker there as well, so a crash's traceback ends up in the same file. A
+failure's traceback always goes to worker.log; in the foreground the CLI prints one line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 # slow imports below so that a launcher dying meanwhile is noticed, not mistaken for another parent.
 LAUNCHER_PID = os.getppid() if os.environ.get("TORCHELASTIC_RUN_ID") else None
 
-from recurlab.checkpoint import run_config  # noqa: E402
+from recurlab.config import run_config  # noqa: E402
 from recurlab.rundir import RunDir  # noqa: E402
 
 
@@ -32,34 +33,56 @@ class WorkerLog:
     def __init__(self, run: RunDir, echo: bool):
         self.path, self.echo = run.log_path, echo
 
-    def __call__(self, msg: str) -> None:
+    def __call__(self, msg: str, echo: bool = True) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
         with open(self.path, "a") as f:
             f.write(line)
-        if self.echo:
+        if self.echo and echo:
             sys.stdout.write(line)
             sys.stdout.flush()
 
 
-def progress_printer(width: int = 30, budget_s: float = 0.0):
-    """A one-line progress bar on stderr; with a time budget, progress is whichever runs out first."""
-    start = time.time()
-    last = [0.0]
+class ProgressBar:
+    """Training progress for the foreground: rich's live bar on a terminal; on a pipe or a file, a
+    plain line at every tenth of the way, so that a log stays readable. With a time budget,
+    progress is whichever of steps and minutes runs out first."""
 
-    def show(step: int, total: int, loss: float | None) -> None:
-        if step != total and time.time() - last[0] < 0.25:
-            return
-        last[0] = time.time()
-        frac = step / total
-        if budget_s:
-            frac = min(1.0, max(frac, (time.time() - start) / budget_s))
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        eta = (time.time() - start) / max(frac, 1e-9) * (1 - frac)
-        loss_s = f"{loss:.4f}" if loss is not None else "-"
-        sys.stderr.write(f"\r[{bar}] {step}/{total} loss {loss_s} eta {eta:5.0f}s")
-        sys.stderr.flush()
+    PLAIN_EVERY = 0.1
 
-    return show
+    def __init__(self, total: int, budget_s: float = 0.0, stream=None):
+        self.total, self.budget_s, self.start = total, budget_s, time.time()
+        self.stream = stream or sys.stderr
+        self.next_plain = 0.0
+        self.live = None
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.live = Progress(TextColumn("step {task.fields[step]}/{task.fields[total_steps]}"), BarColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TextColumn("eta"), TimeRemainingColumn(),
+                                 console=Console(file=self.stream), transient=False)
+            self.task = self.live.add_task("train", total=1.0, step=0, total_steps=total, loss="-")
+            self.live.start()
+
+    def fraction(self, step: int) -> float:
+        frac = step / self.total
+        if self.budget_s:
+            frac = max(frac, (time.time() - self.start) / self.budget_s)
+        return min(frac, 1.0)
+
+    def __call__(self, step: int, total: int, loss: float | None) -> None:
+        frac, loss_s = self.fraction(step), (f"{loss:.4f}" if loss is not None else "-")
+        if self.live is not None:
+            self.live.update(self.task, completed=frac, step=step, loss=loss_s)
+        elif frac >= self.next_plain or step == total:
+            eta = (time.time() - self.start) / max(frac, 1e-9) * (1 - frac)
+            self.stream.write(f"step {step}/{total} ({frac:.0%}) loss {loss_s} eta {eta:.0f}s\n")
+            self.stream.flush()
+            self.next_plain = frac + self.PLAIN_EVERY
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", progress: bool = False) -> int:
@@ -93,12 +116,12 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         from recurlab.train import train
 
-        bar = progress_printer(budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
+        bar = ProgressBar(cfg.train.max_steps, budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
         try:
             outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
         finally:
             if bar is not None:
-                sys.stderr.write("\n")
+                bar.close()
     except KeyboardInterrupt:
         if rank == 0:
             log("worker aborted by a second Ctrl-C; resume continues from the last complete checkpoint")
@@ -107,7 +130,7 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     except Exception as exc:
         if rank == 0:
             summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log("worker failed:\n" + traceback.format_exc())
+            log("worker failed:\n" + traceback.format_exc(), echo=False)  # the foreground CLI prints one line
             run.write_status(state="failed", error=summary, ended=time.time(), heartbeat=time.time())
         else:  # stderr of every rank goes to the launcher's, which is worker.log for detached runs
             sys.stderr.write(f"rank {rank} failed:\n{traceback.format_exc()}")

@@ -4,6 +4,7 @@ Bad input must exit 2 with one line on stderr, no traceback, and leave every exi
 byte-identical (and create no new one).
 """
 
+import shutil
 import subprocess
 import sys
 
@@ -26,6 +27,8 @@ def existing(tmp_path_factory):
     assert "existing: finished at step 10" in res.stderr
     bad = home / "broken.yaml"
     bad.write_text("model:\n  n_embd: [32\ntrain: {\n")
+    (home / "empty-folder").mkdir()
+    (home / "empty.txt").write_text(" \n\n")
     return home, runs, bad
 
 
@@ -82,12 +85,23 @@ BAD_INPUTS = [
     (["stop", "existing"], "not running"),
     (["resume", "existing"], "already finished"),
     (["profiles", "show", "nope"], "unknown profile"),
+    # checked before the run directory exists: the data source and the device
+    (["train", "--profile", "tiny", "data.source=local", "data.name=/nonexistent"], "no such file or folder"),
+    (["train", "--profile", "tiny", "data.source=local", "data.name=empty-folder"], "no readable text files"),
+    (["train", "--profile", "tiny", "data.source=local", "data.name=empty.txt", "--foreground"], "every file is empty"),
+    (["train", "--profile", "tiny", "hardware.device=cuda", "--foreground"], "CUDA is not available"),
+    (["train", "--profile", "tiny", "--device", "cuda:0"], "CUDA is not available"),
 ]
 
 
 @pytest.mark.parametrize("args, expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(existing, args, expected):
     home, runs, bad = existing
+    if "CUDA is not available" in expected:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
     args = [str(bad) if a == "{bad}" else a for a in args]
     if args[0] != "profiles" and "--runs-dir" not in args:
         args += ["--runs-dir", str(runs)]
@@ -113,3 +127,46 @@ def test_runs_command_does_not_import_torch(existing):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[-1] == "no torch"
     assert "existing" in res.stdout
+
+
+def test_offline_hub_profile_is_one_line_before_anything_is_written(existing, monkeypatch):
+    home, runs, _ = existing
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = snapshot(home)
+    res = run_cli("train", "--profile", "rtx4090", "--foreground", "hardware.device=cpu", "--runs-dir", runs, cwd=home)
+    assert res.returncode == 2 and "Traceback" not in res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: hub dataset nvidia/OpenMathInstruct-1"), res.stderr
+    assert "data.source=local" in lines[0]
+    assert snapshot(home) == before
+
+
+def test_foreground_worker_failure_is_one_line_with_the_traceback_in_the_log(existing):
+    """A failure only the worker finds (here: rows without the text field) is one line in the foreground."""
+    home, runs, _ = existing
+    (home / "rows.jsonl").write_text('{"body": "no text field here"}\n')
+    res = run_cli("train", "--profile", "tiny", "--foreground", "--name", "no-field", "--runs-dir", runs,
+                  "data.source=local", "data.name=rows.jsonl", "data.seq_len=16", "data.tokenizer_vocab=300",
+                  cwd=home, timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: run no-field failed at step 0: DataError:"), res.stderr
+    assert "rows have no field 'text'" in lines[0] and "worker.log" in lines[0]
+    log = (runs / "no-field" / "worker.log").read_text()
+    assert "Traceback (most recent call last)" in log and "rows have no field 'text'" in log
+    assert RunDir(runs / "no-field").read_status()["state"] == "failed"
+    shutil.rmtree(runs / "no-field")  # the module's other tests compare the runs directory
+
+
+def test_resume_refuses_a_finished_run_whose_status_is_garbage(existing, tmp_path):
+    """The checkpoint's state.json knows the run reached max_steps, whatever status.json says."""
+    home, runs, _ = existing
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "existing", copy / "existing")
+    (copy / "existing" / "status.json").write_text("garbage{{")
+    before = snapshot(copy)
+    res = run_cli("resume", "existing", "--runs-dir", copy, cwd=home)
+    assert res.returncode == 2 and "Traceback" not in res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already finished" in lines[0] and "reached train.max_steps=10" in lines[0], res.stderr
+    assert snapshot(copy) == before

@@ -21,8 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recurlab.checkpoint import read_state, run_config
-from recurlab.config import ConfigError, load_profile
+from recurlab.checkpoint import read_state
+from recurlab.config import ConfigError, load_profile, run_config
 from recurlab.distributed import check_world_size, torchrun_command
 from recurlab.rundir import RunDir, pid_alive
 from recurlab.train import Trainer

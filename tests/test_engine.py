@@ -10,7 +10,7 @@ import torch
 from recurlab.engine import Engine, GenerateOptions, KVCache, latent_trace, parse_exit, save_trace
 from recurlab.engine.options import EXIT_KINDS
 from recurlab.engine.steps import run_pass
-from recurlab.errors import InferenceError
+from recurlab.errors import DeviceError, InferenceError
 from recurlab.rundir import RunDir, read_json
 from recurlab.tasks import CharVocab, VocabError
 from test_engine_utils import encode, random_model, trained_model
@@ -430,7 +430,7 @@ def test_bad_prompts_give_one_line():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_gives_one_line():
     model, tok = random_model()
-    with pytest.raises(InferenceError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
         Engine(model, tok, device="cuda")
 
 

@@ -13,7 +13,7 @@ import recurlab.cli.sweep  # noqa: F401
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
-from recurlab.engine import Engine, GenerateOptions, open_run
+from recurlab.engine import Engine, GenerateOptions, evaluate, open_run
 from recurlab.rundir import RunDir, read_json
 from test_engine_utils import encode, tiny_config, trained_model
 
@@ -49,6 +49,38 @@ def test_open_run_loads_the_checkpoint(run_dir):
     assert ckpt.step == 100 and cfg.model.n_embd == 64 and len(tok) == cfg.model.vocab_size
     for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_open_model_is_one_door_for_runs_and_model_folders(run_dir, tmp_path, monkeypatch):
+    from recurlab.engine import FOLDER_LOADERS, open_model
+    from recurlab.errors import ModelFormatError
+    from recurlab.huginn import write_random_huginn
+    from recurlab.rundir import RunError
+
+    opened = open_model(run_dir.path, device="cpu")
+    assert opened.run.path == run_dir.path and opened.step == 100 and opened.kind == "run"
+    assert opened.source == {"run": "add-test", "step": 100} and opened.label == "add-test @ step 100"
+    assert opened.engine is opened.engine and opened.engine.device.type == "cpu"
+
+    folder = write_random_huginn(tmp_path / "hf", seed=1, n_embd=32, n_heads=2, vocab_size=300, block_size=32,
+                                 tokenizer_vocab=290)
+    hf = open_model(folder, device="cpu")
+    assert hf.kind == "huginn_raven" and hf.run is None and hf.step is None and hf.source == {"model": str(folder)}
+    assert hf.cfg.train.r_mean == hf.r_mean and hf.label == "hf"
+
+    # a family added later registers a loader for its model_type; the same door opens it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ModelFormatError, match="holds a gpt2 model .GPT2LMHeadModel.; recurlab opens run directories"):
+        open_model(other)
+    monkeypatch.setitem(FOLDER_LOADERS, "gpt2", lambda path, device: (opened.model, opened.tokenizer, opened.cfg))
+    assert open_model(other, device="cpu").kind == "gpt2"
+
+    with pytest.raises(RunError, match="neither a run directory"):
+        open_model(tmp_path)
+    with pytest.raises(RunError, match="does not exist"):
+        open_model(tmp_path / "missing")
 
 
 def test_generate_json_matches_the_engine(run_dir):
@@ -123,7 +155,8 @@ def test_real_process_prints_one_line_without_traceback(run_dir, cli):
 
 
 def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
-    from recurlab.checkpoint import load_model, run_config
+    from recurlab.checkpoint import load_model
+    from recurlab.config import run_config
     from recurlab.data import TaskData
 
     res = invoke("sweep", run_dir.path, "--r", "1,3")
@@ -143,7 +176,7 @@ def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
     cfg = run_config(run_dir)
     cfg.data.difficulties = [1, 3]
     model, _ = load_model(run_dir)
-    expected = TaskData(cfg).evaluate(model, [1, 3], "cpu")
+    expected = evaluate(model, TaskData(cfg), [1, 3], "cpu")
     for got, want in zip(saved["rows"], expected):
         assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)

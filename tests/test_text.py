@@ -169,7 +169,7 @@ def test_hub_streaming_is_the_same_code_with_another_loader(corpus, tmp_path, mo
 
 
 def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path, monkeypatch):
-    from recurlab.sweep import run_sweep
+    from recurlab.engine import run_sweep
     from recurlab.tokenizer import run_tokenizer
     from recurlab.worker import run_worker
 

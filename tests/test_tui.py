@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,12 +100,12 @@ async def test_runs_table_updates_live_and_opens_a_run(runs):
         other = copy_run(runs, "tiny-a", "tiny-b", state="running", pid=os.getpid(), heartbeat=time.time())
         await wait_for(pilot, lambda: table.row_count == 2 and str(table.get_row("tiny-b")[1]) == "running")
         other.write_status(state="failed", error="RuntimeError: boom")
-        await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed")
-        assert any("tiny-b failed" in m and "boom" in m for m in notices(app))
+        await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed"
+                       and any("tiny-b failed" in m and "boom" in m for m in notices(app)))
         # deleted under the TUI: row removed, notice, no crash
         shutil.rmtree(other.path)
-        await wait_for(pilot, lambda: table.row_count == 1)
-        assert any("tiny-b was deleted" in m for m in notices(app))
+        # the notice is a message the app handles after the row goes: wait for both
+        await wait_for(pilot, lambda: table.row_count == 1 and any("tiny-b was deleted" in m for m in notices(app)))
         # space marks for the overlay, enter opens the curves of the run
         await pilot.press("space")
         assert app.overlay == ["tiny-a"] and str(table.get_row("tiny-a")[0]).startswith("+")
@@ -135,11 +138,15 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
 
     live = copy_run(runs, "tiny-a", "tiny-live", state="running", pid=os.getpid(), heartbeat=time.time())
     stopped = copy_run(runs, "tiny-a", "tiny-stopped", state="stopped", pid=None)
+    shutil.rmtree(stopped.checkpoint_dir_for(40))  # stopped at step 20, before max_steps (40)
+    # a worker to kill with K: a process whose command line names recurlab, in its own session
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "recurlab"], start_new_session=True)
+    doomed = copy_run(runs, "tiny-a", "tiny-doomed", state="running", pid=victim.pid, heartbeat=time.time())
     app = make_app(runs)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = app.screen.query_one(DataTable)
-            await wait_for(pilot, lambda: table.row_count == 3)
+            await wait_for(pilot, lambda: table.row_count == 4)
             table.move_cursor(row=table.get_row_index("tiny-live"))
             await pilot.press("s")
             assert live.stop_requested()
@@ -148,7 +155,18 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             table.move_cursor(row=table.get_row_index("tiny-a"))
             await pilot.press("s")
             assert any("not running" in m for m in notices(app))
-            # resume spawns a real worker that continues from the step-40 checkpoint
+            # K kills a worker at once (its process group), as `recurlab stop --now` does
+            table.move_cursor(row=table.get_row_index("tiny-doomed"))
+            await pilot.press("K")
+            await wait_for(pilot, lambda: victim.poll() is not None and doomed.read_status().get("state") == "stopped")
+            assert victim.returncode == -signal.SIGKILL and "killed by the TUI" in doomed.read_status()["error"]
+            assert any("tiny-doomed: killed" in m for m in notices(app))
+            # a run whose checkpoint reached max_steps is finished, whatever its status says
+            table.move_cursor(row=table.get_row_index("tiny-a"))
+            RunDir(runs / "tiny-a").status_path.write_text("garbage{{")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: any("reached train.max_steps=40" in m for m in notices(app)))
+            # resume spawns a real worker that continues from the step-20 checkpoint
             table.move_cursor(row=table.get_row_index("tiny-stopped"))
             await pilot.press("u")
             await wait_for(pilot, lambda: stopped.read_status().get("pid") is not None)
@@ -170,6 +188,9 @@ async def test_runs_stop_resume_and_new_run_keys(runs):
             fresh = RunDir(runs / "fresh")
             assert fresh.read_status().get("pid")
     finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
         kill_workers(runs)
 
 
@@ -437,6 +458,40 @@ async def test_sweep_can_be_cancelled(runs):
         saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
         assert not saved["complete"] and 1 <= len(saved["rows"]) < 40
         assert any("sweep cancelled" in m for m in notices(app))
+
+
+async def test_sweep_heatmap_shows_trained_and_harder_levels(runs):
+    from recurlab.sweep import load_sweeps
+    from recurlab.tui.widgets.heatmap import SweepHeatmap
+
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs, run=run.path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        screen.query_one("#sweep-rs").value = "1,4"
+        screen.query_one("#sweep-levels").value = "0"
+        await pilot.press("s")
+        assert screen.cancel_event is None and any(">= 1" in m for m in notices(app))
+        screen.query_one("#sweep-levels").value = ""
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.cancel_event is None and screen.saved, timeout=60)
+        screen.query_one("#sweep-rs").value = "1,4,16"
+        screen.query_one("#sweep-levels").value = "5,4"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.cancel_event is None and len(screen.saved) == 2, timeout=60)
+        text = str(screen.query_one(SweepHeatmap).render())
+    saved = {lv: {row["r"]: row[f"acc@{lv}"] for row in res.rows for k in row if k == f"acc@{lv}"}
+             for res in load_sweeps(run) for lv in (2, 3, 4, 5) if f"acc@{lv}" in res.rows[0]}
+    assert sorted(saved) == [2, 3, 4, 5] and sorted(saved[5]) == [1, 4, 16]
+    lines = {line.split("level ")[1].split()[0]: line for line in text.splitlines() if "level " in line}
+    for lv, by_r in saved.items():
+        line = lines[str(lv)]
+        assert line.startswith("▸" if lv > 3 else " "), line  # tiny trains levels 2 and 3
+        cells = line.split()[2:]
+        want = [f"{100 * by_r[r]:.1f}" if r in by_r else "·" for r in (1, 4, 16)]
+        assert cells == want, (line, want)
+    assert "never trained: 4, 5" in text and "4▾" in text  # r_mean 4 is marked
 
 
 # ---- every screen: help, palette, small terminals -----------------------------------------------

@@ -47,9 +47,10 @@ def model_rate(cfg, device: str, steps: int) -> float:
     import torch
 
     from recurlab.model import RecurrentLM
-    from recurlab.train import build_optimizer, resolve_device
+    from recurlab.devices import resolve_device
+    from recurlab.train import build_optimizer
 
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     model = RecurrentLM(cfg.model).to(dev)
     opt = build_optimizer(model, cfg, dev)
     B, L, t = cfg.train.batch_size, cfg.data.seq_len, cfg.train

@@ -26,7 +26,8 @@ from recurlab.data import make_data
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM
 from recurlab.sampler import sample_depth
-from recurlab.train import build_optimizer, resolve_device
+from recurlab.devices import resolve_device
+from recurlab.train import build_optimizer
 
 
 def expected_depth(cfg, steps: int = 4000) -> tuple[float, float]:
@@ -116,7 +117,7 @@ def main(argv=None) -> dict:
     ap.add_argument("overrides", nargs="*", help="key=value profile overrides")
     args = ap.parse_args(argv)
     cfg = load_profile(args.profile, args.overrides)
-    device = resolve_device(args.device)
+    device = torch.device(resolve_device(args.device))
     if device.type == "cpu" and cfg.hardware.threads:
         torch.set_num_threads(cfg.hardware.threads)
     n_ng, n_g = expected_depth(cfg)

@@ -4,7 +4,7 @@
 
 Trains latent recurrence, token recurrence, fixed depth (same parameters) and fixed depth
 (matched compute) one after the other in the foreground, then prints validation loss and bits
-per byte per r and writes RUNS_DIR/compare.csv and compare.json (see recurlab.text.compare).
+per byte per r and writes RUNS_DIR/compare.csv and compare.json (see recurlab.compare).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def compare(
 ) -> None:
     """Train latent recurrence, token recurrence and two fixed-depth baselines on the same data; one table."""
     from recurlab.sweep import parse_rs
-    from recurlab.text.compare import ComparisonError, format_comparison, run_comparison
+    from recurlab.compare import ComparisonError, format_comparison, run_comparison
 
     with user_errors():
         rs = parse_rs(r)

@@ -13,10 +13,7 @@ terminal. No torch at module level: `recurlab runs` must start fast.
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
+import shlex
 import subprocess
 import sys
 import time
@@ -26,15 +23,14 @@ from typing import List, Optional
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
-from recurlab.launch import spawn_worker
-from recurlab.rundir import ACTIVE_STATES, RunDir, RunError, check_runs_dir, list_runs, new_run_name, pid_alive
-
-GRACEFUL_STOP_WAIT_S = 30.0
-KILL_WAIT_S = 10.0
-POLL_S = 0.5
-KILL_SETTLE_S = 2.0  # how long a waiting stop lets a killing stop write its status
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
+from recurlab.config import run_config
+from recurlab.launch import WorkerStartError
+from recurlab.lifecycle import (
+    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
+    train_foreground,
+)
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")
@@ -42,33 +38,16 @@ app.add_typer(profiles_app, name="profiles")
 
 # ---- helpers ------------------------------------------------------------------------------
 
-
-def _spawn_worker(run: RunDir, resume: bool, device: str, launch: list[str] | None = None) -> int:
-    try:
-        return spawn_worker(run, resume=resume, device=device, launch=launch)
-    except RunError as exc:
-        fail(str(exc), code=1)
-
-
-# ---- torchrun: several processes or machines (recurlab/distributed.py) ------------------------
-
 NprocOption = typer.Option(1, "--nproc", help="Processes (GPUs) on this machine; more than 1 runs the worker under torchrun.")
 NnodesOption = typer.Option(1, "--nnodes", help="Machines in the job; run the printed command on each of the others.")
 RdzvOption = typer.Option("", "--rdzv-endpoint", help="HOST:PORT of one machine of the job, for --nnodes > 1.")
 
 
 def _torchrun(run_path: Path, cfg, resume: bool, device: str, nproc: int, nnodes: int, rdzv: str) -> list[str] | None:
-    """The torchrun line for a multi-process run (None for one process); checks it before any run starts."""
-    if nproc == 1 and nnodes == 1 and not rdzv:
-        return None
-    import shlex
-
-    from recurlab.distributed import check_world_size, torchrun_command  # imports torch
-
+    """The torchrun line for a multi-process run (see recurlab/distributed.py), printed for other machines."""
     with user_errors():
-        check_world_size(cfg, nproc * nnodes)
-        cmd = torchrun_command(run_path.resolve(), nproc, nnodes, rdzv, resume, device)
-    if nnodes > 1:
+        cmd = torchrun_launch(run_path, cfg, resume, device, nproc, nnodes, rdzv)
+    if cmd and nnodes > 1:
         typer.echo(f"start the same job on each of the other {nnodes - 1} machines (the run directory must be "
                    f"shared at the same path): {shlex.join(cmd)}", err=True)
     return cmd
@@ -98,44 +77,6 @@ def _fmt(value, spec: str = "") -> str:
         return str(value)
 
 
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    for r in [header] + rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
-def _worker_pid_matches(pid: int) -> bool:
-    """Guard against pid reuse: only signal a process that is a recurlab worker or CLI."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid_alive(pid)  # no /proc (macOS): trust the pid
-    return b"recurlab" in cmdline
-
-
-def _kill(run: RunDir, status: dict, reason: str) -> None:
-    pid = status.get("pid")
-    if status.get("host") not in (None, socket.gethostname()):
-        fail(f"run {run.name} runs on host {status.get('host')}; stop it there")
-    if pid and pid_alive(pid) and _worker_pid_matches(pid):
-        try:
-            # the worker leads its own session, so its group holds any data-loader children too
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + KILL_WAIT_S
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    step = run.read_status().get("step")
-    run.write_status(state="stopped", ended=time.time(), error=f"{reason} at step {step}; resume continues from the last checkpoint")
-    run.clear_stop()
-    ck = run.latest_checkpoint()
-    typer.echo(f"{run.name}: killed (pid {pid}); last checkpoint: {ck.path.name if ck else 'none'}")
-
-
 # ---- commands -----------------------------------------------------------------------------
 
 
@@ -150,51 +91,73 @@ def train(
     nproc: int = NprocOption,
     nnodes: int = NnodesOption,
     rdzv_endpoint: str = RdzvOption,
+    seeds: str = typer.Option("", "--seeds", help="Train one run per seed, NAME-s0, NAME-s1, ... (e.g. 0,1,2): "
+                                                  "detached they all start at once, --foreground one after another."),
 ) -> None:
     """Create a run directory from a profile and start training it in a detached worker."""
-    from recurlab.config import load_profile, to_yaml
-
-    overrides = list(overrides or [])
-    if device:
-        overrides.append(f"hardware.device={device}")
+    if seeds:
+        _train_seeds(seeds, list(overrides or []), profile, name, runs_dir, device, foreground, nproc, nnodes,
+                     rdzv_endpoint)
+        return
     with user_errors():
-        cfg = load_profile(profile, overrides)
-    if name is not None and not NAME_RE.match(name):
-        fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
-    name = name or new_run_name(cfg.profile, runs_dir)
-    launch = _torchrun(Path(runs_dir) / name, cfg, False, device, nproc, nnodes, rdzv_endpoint)
+        plan = plan_run(runs_dir, profile, list(overrides or []), name=name, device=device)
+    launch = _torchrun(plan.path, plan.cfg, False, device, nproc, nnodes, rdzv_endpoint)
+    if foreground:
+        with user_errors():
+            run = create_run(plan)
+            if launch:
+                proc = subprocess.Popen(launch)  # ranks log to this terminal
+                while proc.poll() is None:  # Ctrl-C reaches the ranks through torchrun as a graceful stop; keep waiting
+                    try:
+                        proc.wait()
+                    except KeyboardInterrupt:
+                        pass
+            else:
+                train_foreground(run, device)
+        _exit_for_state(run)
+        return
     with user_errors():
         try:
-            run = RunDir.create(runs_dir, name, to_yaml(cfg), device=cfg.hardware.device)
-        except OSError as exc:  # --runs-dir is a file, read-only, ...
-            fail(f"cannot create run {name!r} in {runs_dir}: {exc.strerror}; pass a writable --runs-dir")
-    if foreground and launch:
-        proc = subprocess.Popen(launch)  # ranks log to this terminal
-        while proc.poll() is None:  # Ctrl-C reaches the ranks through torchrun as a graceful stop; keep waiting
-            try:
-                proc.wait()
-            except KeyboardInterrupt:
-                pass
-        _exit_for_state(run)
-        return
-    if foreground:
-        from recurlab.worker import run_worker
-
-        with user_errors():
-            run_worker(run.path, resume=False, device=device, progress=True)
-        _exit_for_state(run)
-        return
-    pid = _spawn_worker(run, resume=False, device=device, launch=launch)
+            run, pid = start_run(plan, launch=launch)
+        except WorkerStartError as exc:
+            fail(str(exc), code=1)
     typer.echo(run.name)
     typer.echo(f"started worker pid {pid} in {run.path}; {_watch_hint(run, runs_dir)}", err=True)
+
+
+def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
+                 foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
+    """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
+    from recurlab.seeds import parse_seeds, seed_run_name
+
+    with user_errors():
+        seed_list = parse_seeds(spec)
+        if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in overrides):
+            fail("--seeds sets train.seed for each run; drop the train.seed override")
+        if name is None:
+            name = plan_run(runs_dir, profile, overrides, device=device).name
+        if not NAME_RE.match(name):
+            fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        names = [seed_run_name(name, s) for s in seed_list]
+        for s, run_name in zip(seed_list, names):
+            plan_run(runs_dir, profile, overrides + [f"train.seed={s}"], name=run_name, device=device)
+    for s, run_name in zip(seed_list, names):
+        try:
+            train(overrides + [f"train.seed={s}"], profile, run_name, runs_dir, device, foreground, nproc, nnodes, rdzv, "")
+        except typer.Exit as exc:  # a failed foreground run ends the series; the runs before it are kept
+            if exc.exit_code:
+                done = ", ".join(names[: names.index(run_name)]) or "none"
+                fail(f"{run_name} did not finish; complete before it: {done}", code=exc.exit_code)
 
 
 def _exit_for_state(run: RunDir) -> None:
     status = run.read_status()
     state = run.effective_state(status)
-    typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
     if state == "failed":
-        raise typer.Exit(1)
+        # one line; the traceback is in worker.log
+        fail(f"run {run.name} failed at step {status.get('step')}: {status.get('error') or 'see the log'}; "
+             f"the traceback is in {run.log_path}", code=1)
+    typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
 
 
 @app.command()
@@ -217,7 +180,7 @@ def runs(runs_dir: str = RunsDirOption) -> None:
             run.name, run.effective_state(st), step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
             _age(now - st["created"] if st.get("created") else None),
         ])
-    _print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
+    print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
 
 
 @app.command()
@@ -281,40 +244,19 @@ def stop(
 ) -> None:
     """Stop gracefully (finish the step, checkpoint, exit "stopped"); a second stop or --now kills."""
     rd = get_run(run, runs_dir)
-    st = rd.read_status()
-    state = rd.effective_state(st)
-    if state not in ACTIVE_STATES and state != "lost":
-        fail(f"run {rd.name} is not running (state: {state}); nothing to stop")
-    if now:
-        _kill(rd, st, "killed by `recurlab stop --now`")
+    with user_errors():
+        out = stop_run(rd, kill=now, by="`recurlab stop --now`" if now else "`recurlab stop`",
+                       on_wait=lambda: typer.echo(f"{rd.name}: stop requested; waiting for the worker to checkpoint and exit", err=True))
+    if out.killed:
+        typer.echo(f"{rd.name}: killed (pid {out.pid}); last checkpoint: {out.checkpoint or 'none'}")
         return
-    if rd.request_stop():
-        _kill(rd, st, "killed by a second `recurlab stop`")
-        return
-    typer.echo(f"{rd.name}: stop requested; waiting for the worker to checkpoint and exit", err=True)
-    deadline = time.monotonic() + GRACEFUL_STOP_WAIT_S
-    dead_since = None
-    while time.monotonic() < deadline:
-        st = rd.read_status()
-        state = rd.effective_state(st)
-        if state == "failed" and rd.stop_requested():
-            # a second `stop` kills the worker first and writes "stopped" just after: give it that moment
-            dead_since = dead_since or time.monotonic()
-            if time.monotonic() - dead_since < KILL_SETTLE_S:
-                time.sleep(0.1)
-                continue
-        if state not in ACTIVE_STATES:
-            ck = st.get("last_checkpoint") or "none"
-            typer.echo(f"{rd.name}: {state} at step {st.get('step')}; last checkpoint: {ck}")
-            if state != "stopped":
-                raise typer.Exit(1)
-            return
-        time.sleep(POLL_S)
-    typer.echo(
-        f"{rd.name}: still {state} after {GRACEFUL_STOP_WAIT_S:.0f} s; run `recurlab stop {rd.name}` again to kill it",
-        err=True,
-    )
-    raise typer.Exit(1)
+    if out.timed_out:
+        typer.echo(f"{rd.name}: still {out.state} after {GRACEFUL_STOP_WAIT_S:.0f} s; run `recurlab stop {rd.name}` again "
+                   "to kill it", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{rd.name}: {out.state} at step {out.step}; last checkpoint: {out.checkpoint or 'none'}")
+    if out.state != "stopped":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -329,24 +271,15 @@ def resume(
     """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker
     (with any number of processes: checkpoints do not depend on it)."""
     rd = get_run(run, runs_dir)
-    st = rd.read_status()
-    state = rd.effective_state(st)
-    if state in ACTIVE_STATES:
-        fail(f"run {rd.name} is {state} (pid {st.get('pid')}); stop it first with `recurlab stop {rd.name}`")
-    if state == "lost" and st.get("host") == socket.gethostname() and pid_alive(st.get("pid")):
-        fail(f"run {rd.name} has a live but silent worker (pid {st.get('pid')}); end it with `recurlab stop {rd.name} --now`")
-    if state == "finished":
-        fail(f"run {rd.name} already finished at step {st.get('step')}; start a new run with `recurlab train`")
-    launch = None
-    if nproc > 1 or nnodes > 1 or rdzv_endpoint:
-        from recurlab.checkpoint import run_config
-
-        with user_errors():
+    with user_errors():
+        check_resumable(rd)
+        launch = None
+        if nproc > 1 or nnodes > 1 or rdzv_endpoint:
             launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)
-    rd.clear_stop()
-    rd.write_status(state="starting", pid=None, heartbeat=time.time(), ended=None, error=None)
-    pid = _spawn_worker(rd, resume=True, device=device, launch=launch)
-    ck = rd.latest_checkpoint()
+        try:
+            pid, ck = resume_run(rd, device=device, launch=launch)
+        except WorkerStartError as exc:
+            fail(str(exc), code=1)
     typer.echo(rd.name)
     typer.echo(
         f"resuming from {ck.path.name if ck else 'the start (no complete checkpoint)'} in worker pid {pid}; "
@@ -360,14 +293,16 @@ def profiles(ctx: typer.Context) -> None:
     """List the profiles with their descriptions."""
     if ctx.invoked_subcommand is not None:
         return
-    from recurlab.config import from_dict, load_yaml, profile_names, profile_path
+    from recurlab.config import BUILTIN_PROFILES, from_dict, load_yaml, profile_names, profile_path
 
     rows = []
     for pname in profile_names():
+        path = profile_path(pname)
         with user_errors():
-            cfg = from_dict(load_yaml(profile_path(pname)), source=pname)
-        rows.append([pname, cfg.description])
-    _print_table(["PROFILE", "DESCRIPTION"], rows)
+            cfg = from_dict(load_yaml(path), source=pname)
+        where = "built-in" if path.parent.resolve() == BUILTIN_PROFILES.resolve() else str(path)
+        rows.append([pname, where, cfg.description])
+    print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
 @profiles_app.command("show")

@@ -5,10 +5,10 @@ drives only the model's public steps (rope, embed, init_state, core_step, decode
 Importing this package imports torch: a TUI should import it inside the worker or screen that
 needs the model, not at start-up.
 
-    from recurlab.engine import Engine, GenerateOptions, open_run, latent_trace, save_trace
+    from recurlab.engine import Engine, GenerateOptions, open_model, latent_trace, save_trace
 
-    model, tok, cfg, ckpt = open_run("runs/add-1", step=None, device="cpu")
-    engine = Engine(model, tok, device="cpu")
+    opened = open_model("runs/add-1", step=None, device="cpu")   # or a Huginn folder
+    engine = opened.engine            # = Engine(opened.model, opened.tokenizer, device="cpu")
 
     # blocking, one or several prompts (several are left-padded into one batch)
     res = engine.generate("12345678+87654321=", GenerateOptions(r=16, exit="kl:5e-4"))
@@ -26,6 +26,9 @@ needs the model, not at start-up.
 
 Public API (stable):
 
+    open_model(run_dir_or_model_folder, step=None, device="auto") -> OpenedModel
+        .model .tokenizer .cfg .device .label .run .checkpoint .step .source .r_mean .engine
+        (the one door to a model; a model family registers a loader in FOLDER_LOADERS by model_type)
     open_run(run_dir, step=None, device="cpu", runs_dir="runs") -> (model, tokenizer, RunConfig, Checkpoint)
 
     GenerateOptions(r=16, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
@@ -35,7 +38,9 @@ Public API (stable):
                     exit=None,              # None | "kl:5e-4" | ExitCriterion
                     kv_budget=None,         # None: one cache slot per iteration; n: iteration i -> slot i mod n
                     continuous=False,       # warm-start each token from the previous token's final state
-                    speculative=None)       # None | "draft=4,lookahead=8" | SpeculativeConfig
+                    speculative=None,       # None | "draft=4,lookahead=8" | SpeculativeConfig
+                    sampler=None)           # None | "sequential" | "parallel[:inner=4,freeze=latent:0.03,...]"
+                                            #   (recurlab.engine.parallel_options.ParallelConfig)
         .validate() raises InferenceError with one line (r < 1, top_p outside (0, 1], ...)
 
     ExitCriterion(kind="kl", threshold=5e-4, min_iterations=1, max_iterations=None, check_every=1)
@@ -44,8 +49,11 @@ Public API (stable):
     SpeculativeConfig(draft=4, lookahead=8);  parse_speculative("draft=4,lookahead=8")
 
     Engine(model, tokenizer, device="cpu")
-        .generate(prompt_or_prompts, options=None, on_token=None) -> GenerationResult
-        .stream(prompt_or_prompts, options=None) -> Stream  (iterable of TokenEvent; .result after)
+        .generate(prompt_or_prompts, options=None, on_token=None, on_step=None) -> GenerationResult
+        .stream(prompt_or_prompts, options=None, on_step=None) -> Stream  (iterable of TokenEvent; .result after)
+        on_step(StepEvent) follows the parallel sampler's outer steps (recurlab.engine.parallel); its
+        result has .parallel: outer_steps, core_passes, passes_per_token, rows[b].frozen_at / .wavefront;
+        recurlab.engine.wavefronts saves and loads wavefronts (RUN/wavefronts/*.json, never overwritten).
         .encode(prompt) -> list[int]     (<bos> first where tokenizer.prepend_bos; raises VocabError /
                                           InferenceError for bad prompts)
 
@@ -58,6 +66,11 @@ Public API (stable):
         cache_bytes, acceptance_rate (None unless speculative), speculative (dict or None: draft,
         lookahead, rounds, drafted, accepted, acceptance_rate, serial_iteration_speedup),
         options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
+
+    run_sweep(run, rs=None, step=None, device="cpu", on_row=None, cancel=None, difficulties=None) -> SweepResult
+        held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);
+        rs=None: powers of two up to 4 x r_mean
+    evaluate(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows   (the loop training uses too)
 
     latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,
                  init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)
@@ -72,11 +85,12 @@ All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-
 from recurlab.engine.cache import KVCache
 from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
 from recurlab.engine.graphs import StaticDecoder
-from recurlab.engine.loading import open_run
+from recurlab.engine.loading import FOLDER_LOADERS, OpenedModel, open_model, open_run
+from recurlab.engine.sweep import evaluate, run_sweep
 from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
 
 __all__ = [
-    "Engine", "ExitCriterion", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
-    "TRACE_VERSION", "TokenEvent", "latent_trace", "open_run", "parse_exit", "parse_speculative", "save_trace",
+    "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
+    "TRACE_VERSION", "TokenEvent", "evaluate", "latent_trace", "run_sweep", "open_run", "parse_exit", "parse_speculative", "save_trace",
 ]

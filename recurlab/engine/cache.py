@@ -49,7 +49,8 @@ class KVCache:
         self.lookup = lookup
         self.batch, self.max_len, self.iterations = batch, max_len, iterations
         self.slots = min(budget, iterations) if budget else iterations
-        shape = (batch, cfg.n_head, max_len, cfg.head_dim)
+        shape = (batch, cfg.kv_heads, max_len, cfg.head_dim)  # grouped-query: n_kv_head heads
+        self.gqa = cfg.kv_heads != cfg.n_head
 
         def alloc(n: int) -> Tensor:
             return torch.zeros((n, 2, *shape), device=device, dtype=dtype)  # [slot, k|v, B, H, T, D]
@@ -80,7 +81,10 @@ class KVCache:
         if self.length + n_new > self.max_len:
             raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")
         self.n_new = n_new
-        self._pass_mask = self._mask(self.length, self.length + n_new)
+        # one new column of unpadded rows sees every cached column: no mask, which lets attention
+        # skip building and applying one per layer and iteration ("existing" lookup needs one)
+        plain = n_new == 1 and not self.padded and not self.shallow
+        self._pass_mask = None if plain else self._mask(self.length, self.length + n_new)
         self.depth[:, self.length:self.length + n_new] = self.iterations
 
     def commit(self) -> None:
@@ -121,21 +125,27 @@ class KVCache:
         if self._static_pos is not None:
             return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
-        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
+        kbuf, vbuf = buf[slot]  # (B, H, max_len, D) views, no copy
         if is_core and self.active is not None:
+            kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
             keep = self.active[None, :, None, None, None]
-            kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
-        buf[slot, :, :, :, lo:hi] = kv
+            buf[slot, :, :, :, lo:hi] = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
+        else:  # written in place: no stacked temporary per layer and step
+            kbuf[:, :, lo:hi] = k.transpose(1, 2)
+            vbuf[:, :, lo:hi] = v.transpose(1, 2)
         # an inactive row attends to its kept entry; its output is discarded by the engine
-        keys, values = buf[slot, 0, :, :, :hi], buf[slot, 1, :, :, :hi]
+        keys, values = kbuf[:, :, :hi], vbuf[:, :, :hi]
         mask = self._pass_mask
-        if is_core and self.shallow:
-            # "existing": earlier tokens that did not run this iteration are not read
+        if is_core and self.shallow and mask is not None:
+            # "existing": earlier tokens that did not run this iteration are not read (with no mask,
+            # this pass began before any token exited early, so every earlier column ran)
             ran = self.depth[:, :hi] > layer_key[1]
             ran[:, lo:hi] = True
             mask = mask & ran[:, None, None, :]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.to(q.dtype), values.to(q.dtype),
-                                              attn_mask=mask)
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask,
+                                              enable_gqa=self.gqa)
 
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
@@ -164,7 +174,7 @@ class KVCache:
         kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, 1, D)
         buf[slot].index_copy_(3, self._static_pos, kv)
         return F.scaled_dot_product_attention(q.transpose(1, 2), buf[slot, 0].to(q.dtype), buf[slot, 1].to(q.dtype),
-                                              attn_mask=self._pass_mask)
+                                              attn_mask=self._pass_mask, enable_gqa=self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, used: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from recurlab.config import DataConfig, HardwareConfig, RunConfig, TrainConfig
+from recurlab.devices import check_device
 from recurlab.errors import InferenceError
 from recurlab.huginn.config import read_huginn_config
 from recurlab.huginn.tokenizer import load_huginn_tokenizer
@@ -38,9 +39,8 @@ def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
 def open_huginn(path: str | Path, device: str = "cpu", dtype=None):
     """(model in eval mode on `device`, BPETokenizer, RunConfig). Raises ModelFormatError."""
     hc = read_huginn_config(path)
+    check_device(device)
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError("CUDA is not available on this machine; use --device cpu")
     tdtype = _resolve_dtype(dtype, dev)
     shard_map(hc.path)  # a missing or pickle-only weights file is reported before anything is loaded
     tok = load_huginn_tokenizer(hc.path, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})

@@ -3,7 +3,7 @@
     from recurlab.text.data import TextData
     data = TextData(cfg, run)            # cfg.data.source is "hub" or "local"
     idx, targets = data.train_batch(step=1, n=8)
-    rows = data.evaluate(model, rs=[1, 4], device="cpu")   # loss and bits per byte per r
+    data.eval_batches(); data.eval_row(...)   # validation loss and bits per byte (recurlab.engine.evaluate)
 
 Modules: sources (open a hub dataset or local files, pull the text out of rows), bpe (the
 tokenizer), cache (token ids of a finite corpus in memory-mapped files), stream (on-the-fly

@@ -2,7 +2,7 @@
 
     data = TextData(cfg, run)                   # run given on rank 0: writes run/tokenizer.json
     idx, targets = data.train_batch(step, n=64) # deterministic in (seed, step): resumes exactly
-    rows = data.evaluate(model, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
+    rows = recurlab.engine.sweep.evaluate(model, data, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
 
 Sources: local files and hub datasets with streaming off are tokenized once into a memory-mapped
 cache (recurlab.text.cache) under data.cache_dir, keyed by the files' paths, sizes and mtimes (or
@@ -25,10 +25,8 @@ target (end-of-text included) and bits per byte = total nats / ln 2 / UTF-8 byte
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,34 +187,17 @@ class TextData:
         w = torch.from_numpy(self.train_windows(first, n))
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
-    # ---- evaluation -----------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, model, rs: list[int], device, autocast=None, batch_size: int = 64, on_row=None, cancel=None) -> list[dict]:
-        """Validation loss and bits per byte for each r; one row per r."""
-        model.eval()
-        rows = []
-        token_bytes = self.token_bytes.to(device)
-        for r in rs:
-            if cancel is not None and cancel.is_set():
-                break
-            nats, n_targets, n_bytes, n_tok, t0 = 0.0, 0, 0, 0, time.perf_counter()
-            for b in range(0, len(self.val_idx), batch_size):
-                idx, tgt = self.val_idx[b : b + batch_size].to(device), self.val_targets[b : b + batch_size].to(device)
-                gen = torch.Generator(device=device).manual_seed(1234 + b)
-                with autocast or contextlib.nullcontext():
-                    logits = model(idx, n_no_grad=r, n_grad=0, generator=gen).logits.float()
-                mask = tgt != IGNORE
-                nats += torch.nn.functional.cross_entropy(logits[mask], tgt[mask], reduction="sum").item()
-                n_targets += int(mask.sum())
-                n_bytes += int(token_bytes[tgt[mask]].sum())
-                n_tok += idx.numel()
-            row = {"r": r, "loss": nats / max(n_targets, 1), "bpb": nats / math.log(2) / max(n_bytes, 1),
-                   "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9)}
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-        model.train()
-        return rows
+    # ---- held-out evaluation (the loop is recurlab.engine.sweep.evaluate) -------------------
+    def eval_batches(self, batch_size: int | None = None):
+        """(None, offset, inputs, targets) for every validation batch."""
+        batch_size = batch_size or 64
+        for b in range(0, len(self.val_idx), batch_size):
+            yield None, b, self.val_idx[b : b + batch_size], self.val_targets[b : b + batch_size]
+
+    def eval_row(self, total, groups) -> dict:
+        """Validation loss per token and bits per byte."""
+        return {"loss": total["nats"] / max(total["targets"], 1),
+                "bpb": total["nats"] / math.log(2) / max(total["bytes"], 1)}
 
     def close(self) -> None:
         """Stop the background loader of a streamed source (cached sources hold no process)."""

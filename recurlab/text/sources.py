@@ -45,6 +45,36 @@ def local_files(name: str) -> tuple[str, list[Path]]:
     return kinds.pop(), [p.resolve() for p in files]
 
 
+def check_source(d: DataConfig) -> None:
+    """Raise DataError unless the source can be read: local files that exist and hold some text, or
+    a hub dataset whose builder resolves (from the hub, or from the local cache when offline)."""
+    if d.source == "local":
+        _builder, files = local_files(d.name)
+        if not any(_has_text(p) for p in files):
+            raise DataError(f"local files at {d.name}: every file is empty; add text or set {LOCAL_FIX}")
+        return
+    import datasets
+
+    try:
+        datasets.load_dataset_builder(d.name, d.subset or None)
+    except Exception as exc:  # offline, unknown name, bad subset: all surface here, as in load_hub
+        raise DataError(
+            f"hub dataset {d.name} (subset {d.subset or '-'}) could not be found: {_first_line(exc)}; without "
+            f"network, download it elsewhere or point at local files with {LOCAL_FIX}"
+        ) from None
+
+
+def _has_text(path: Path, chunk: int = 1 << 16) -> bool:
+    """Whether a file holds anything but whitespace (parquet: any bytes)."""
+    with open(path, "rb") as f:
+        if path.suffix.lower() == ".parquet":
+            return bool(f.read(1))
+        while block := f.read(chunk):
+            if block.strip():
+                return True
+    return False
+
+
 def files_fingerprint(files: list[Path]) -> list[list]:
     """What decides whether cached token ids are still valid: every file's path, size and mtime."""
     out = []

@@ -1,48 +1,29 @@
-"""Models for the Inspector and Generate screens, loaded once per (directory, checkpoint).
+"""Models for the Inspector and Generate screens, opened once per (directory, checkpoint).
 
     cache = ModelCache()
-    lm = cache.get(Path("runs/add-1"))     # in a worker thread: imports torch, loads weights
+    lm = cache.get(Path("runs/add-1"))     # in a worker thread: imports torch, opens the model
     lm.engine.generate("12+34=", GenerateOptions(r=8)); lm.model, lm.tokenizer, lm.cfg, lm.label
 
-A directory with run.yaml is a run (its latest complete checkpoint); one with config.json is a
-Huginn-format model folder. Anything else raises RunError with a one-line fix.
+Opening goes through the engine's one door (`recurlab.engine.open_model`): a directory with
+run.yaml is a run (its latest complete checkpoint), one with config.json a model folder;
+anything else raises RunError with a one-line fix. No torch at import.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from recurlab.rundir import RunDir, RunError
+from recurlab.rundir import RunDir
 
 # one example setting per exit criterion of the engine, offered by the Inspector and Generate screens
 EXIT_CRITERIA = ("kl:5e-4", "kl-rev:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
-
-
-@dataclass
-class LoadedModel:
-    model: object
-    tokenizer: object
-    cfg: object
-    engine: object
-    label: str
-    device: str
-
-    @property
-    def r_mean(self) -> int:
-        return int(getattr(self.cfg.train, "r_mean", 8) or 8)
-
-
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+GATE_CRITERION = "gate:0.9"  # offered for models with a learned exit gate (Ouro)
 
 
 def model_key(path: Path | None):
-    """What identifies a loaded model: the directory and, for runs, the latest checkpoint step
-    (a screen that sees a newer checkpoint on return loads it)."""
+    """What identifies an opened model: the directory and, for runs, the latest checkpoint step
+    (a screen that sees a newer checkpoint on return opens it)."""
     if path is None:
         return None
     ck = RunDir(path).latest_checkpoint() if RunDir(path).exists() else None
@@ -54,43 +35,22 @@ class ModelCache:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._models: dict[tuple, LoadedModel] = {}
+        self._models: dict[tuple, object] = {}
 
-    def get(self, path: Path) -> LoadedModel:
-        path = Path(path)
-        run = RunDir(path)
-        if run.exists():
-            ck = run.latest_checkpoint()
-            key = (str(path.resolve()), ck.step if ck else None)
-        elif (path / "config.json").exists():
-            key = (str(path.resolve()), "huginn")
-        else:
-            raise RunError(f"{path} is neither a run directory (run.yaml) nor a Huginn model folder (config.json)")
+    def get(self, path: Path):
+        """The OpenedModel of `path` on the best device here (CUDA if present), opened at most once."""
+        from recurlab.engine import open_model
+
+        key = model_key(Path(path))
         with self._lock:
             if key not in self._models:
-                self._models[key] = self._load(path, run)
+                self._models[key] = open_model(Path(path), device="auto")
                 while len(self._models) > self.KEEP:
                     self._models.pop(next(iter(self._models)))
             return self._models[key]
 
-    def _load(self, path: Path, run: RunDir) -> LoadedModel:
-        from recurlab.engine import Engine
 
-        device = pick_device()
-        if run.exists():
-            from recurlab.engine import open_run
-
-            model, tok, cfg, ckpt = open_run(run, device=device)
-            label = f"{run.name} @ step {ckpt.step}"
-        else:
-            from recurlab.huginn import open_huginn
-
-            model, tok, cfg = open_huginn(path, device=device)
-            label = path.name
-        return LoadedModel(model, tok, cfg, Engine(model, tok, device=device), label, device)
-
-
-def heldout_examples(lm: LoadedModel, per_level: int = 6) -> list[tuple[str, str]]:
+def heldout_examples(lm, per_level: int = 6) -> list[tuple[str, str]]:
     """(prompt, answer) pairs from the held-out set of the run's task; [] for text models."""
     if getattr(lm.cfg.data, "source", "") != "task":
         return []

@@ -19,22 +19,23 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, heldout_examples, model_key
-from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
+from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
 
 STARTS = 4
 ANSWER_TOKENS = 12
 PLAY_S = 0.35
-EXAMPLES_PER_LEVEL = 6
 
 
-class InspectorScreen(LabScreen):
+class InspectorScreen(ModelScreen):
     TITLE_SHORT = "Inspector"
     MODE = "inspect"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#insp-grid"  # not a text box: digits and ? must reach the app
+    R_SLIDER = "#insp-r"
+    EXAMPLES_PER_LEVEL = 6
     BINDINGS = [
         Binding("ctrl+t", "trace", "Trace"),
         Binding("x", "examples", "Examples"),
@@ -51,11 +52,11 @@ class InspectorScreen(LabScreen):
     def __init__(self):
         super().__init__()
         self.criterion = 0
+        self.criteria = EXIT_CRITERIA  # plus gate:0.9 once a model with an exit gate (Ouro) is loaded
         self.starts = 0
         self.examples: list[tuple[str, str]] = []
         self.example = -1
         self.trace: dict | None = None
-        self._model_key = None
         self._player = None
 
     def compose(self) -> ComposeResult:
@@ -79,34 +80,15 @@ class InspectorScreen(LabScreen):
     def on_screen_suspend(self) -> None:
         self._stop_play()
 
-    def on_screen_resume(self) -> None:
-        path = self.app.model_dir()
-        key = model_key(path)
-        if key != self._model_key:
-            self._model_key = key
-            if path is None:
-                self._detail("no run selected: pick one on the Runs screen (1, enter), or start with --model")
-            else:
-                self._detail(f"loading the model of {path.name} ...")
-                self.load_model(path)
-
     # ---- loading -------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="inspect-load")
-    def load_model(self, path) -> None:
-        try:
-            lm = self.app.model_cache.get(path)
-            examples = heldout_examples(lm, EXAMPLES_PER_LEVEL)
-        except Exception as exc:
-            self.app.call_from_thread(self.report, exc, "loading the model")
-            self.app.call_from_thread(self._detail, f"could not load {path}; see the notice")
-            return
-        self.app.call_from_thread(self._loaded, lm, examples)
+    def show_status(self, text: str) -> None:
+        self._detail(text)
 
-    def _loaded(self, lm, examples) -> None:
-        self.lm = lm
-        slider = self.query_one("#insp-r", Slider)
-        slider.set_range(1, max(4 * lm.r_mean, 8))
-        slider.value = lm.r_mean
+    def on_model(self, lm, examples) -> None:
+        if lm.cfg.model.exit_gate:  # the model's own exit rule comes first
+            self.criteria, self.criterion = (GATE_CRITERION, *EXIT_CRITERIA), 0
+        else:
+            self.criteria, self.criterion = EXIT_CRITERIA, min(self.criterion, len(EXIT_CRITERIA) - 1)
         self.examples = examples
         sel = self.query_one("#insp-examples", Select)
         sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
@@ -144,7 +126,7 @@ class InspectorScreen(LabScreen):
         self.query_one("#insp-prompt", Input).focus()
 
     def action_trace(self) -> None:
-        if not hasattr(self, "lm"):
+        if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
         prompt = self.query_one("#insp-prompt", Input).value
@@ -153,7 +135,7 @@ class InspectorScreen(LabScreen):
             return
         r = self.query_one("#insp-r", Slider).value
         self._detail(f"tracing {prompt!r} at r = {r} ...")
-        self.run_trace(self.lm, prompt, r, EXIT_CRITERIA[self.criterion], self.starts)
+        self.run_trace(self.lm, prompt, r, self.criteria[self.criterion], self.starts)
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
@@ -200,6 +182,12 @@ class InspectorScreen(LabScreen):
         for cand in tok["top"][i]:
             bar = "█" * max(1, round(cand["p"] * 16))
             lines.append(f"  {cand['text']!r:>6} {cand['p']:6.3f} [cyan]{bar}[/cyan]")
+        pdf = tok.get("exit_pdf")
+        if pdf:
+            lines.append("exit gate: P(exit at iteration k)")
+            for k, p in enumerate(pdf):
+                mark = "▶" if k == i else " "
+                lines.append(f" {mark}{k + 1:>3} {p:6.3f} [magenta]{'█' * max(1 if p > 0.005 else 0, round(p * 16))}[/magenta]")
         pi = trace.get("path_independence")
         if pi:
             lines.append(f"{pi['starts']} starts: spread {pi['distance'][t][i]:.3g} (at start {pi['distance_at_start'][t]:.3g})")
@@ -222,6 +210,18 @@ class InspectorScreen(LabScreen):
         plt.title(f"PCA of token {t}" + (f" + {pi['starts']} starts" if pi else ""))
         plot.refresh()
 
+    def figure_specs(self) -> list:
+        """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+
+        if not self.trace:
+            raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")
+        grid = self.query_one(TokenGrid)
+        run = self.app.current_run.name if self.app.current_run is not None else str(self.app.model_dir())
+        value = grid.metric.replace("_", "-")
+        return [heatmap_figure(self.trace, value, run=run, trace_name="inspector"),
+                pca_figure(self.trace, grid.token, run=run, trace_name="inspector")]
+
     def _detail(self, text: str) -> None:
         self.query_one("#insp-detail", Static).update(text)
 
@@ -233,8 +233,8 @@ class InspectorScreen(LabScreen):
             self._describe(grid.token, grid.iteration)
 
     def action_criterion(self) -> None:
-        self.criterion = (self.criterion + 1) % len(EXIT_CRITERIA)
-        self.app.notify(f"exit criterion: {EXIT_CRITERIA[self.criterion]}")
+        self.criterion = (self.criterion + 1) % len(self.criteria)
+        self.app.notify(f"exit criterion: {self.criteria[self.criterion]}")
         if self.trace:
             self.action_trace()
 

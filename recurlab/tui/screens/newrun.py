@@ -47,13 +47,13 @@ class NewRunScreen(ModalScreen):
         self.dismiss(None)
 
     def start(self) -> None:
-        from recurlab.tui.control import start_run
+        from recurlab.lifecycle import plan_run, start_run
 
         profile = self.query_one("#newrun-profile", Select).value
         overrides = self.query_one("#newrun-overrides", Input).value.split()
         name = self.query_one("#newrun-name", Input).value.strip() or None
         try:
-            run = start_run(self.runs_dir, str(profile), overrides, name=name)
+            run, _pid = start_run(plan_run(self.runs_dir, str(profile), overrides, name=name))
         except USER_ERRORS + (OSError,) as exc:
             self.app.notify(f"new run: {str(exc).splitlines()[0]}", severity="error", timeout=8)
             return

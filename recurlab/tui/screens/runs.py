@@ -2,8 +2,9 @@
 
 Columns: name, state, step, loss, tokens/s and a sparkline of the recent training loss. A run
 that appears, changes state, crashes or is deleted updates the table and, for crashes and
-deletions, gives a notice. Keys: enter opens a run's curves, s stops, u resumes, n starts a new
-run from a profile, space adds or removes the run from the curves overlay.
+deletions, gives a notice. Keys: enter opens a run's curves, s stops gracefully (the worker
+checkpoints and exits), K kills the worker at once (resume continues from the last checkpoint),
+u resumes, n starts a new run from a profile, space adds or removes the run from the curves overlay.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RunsScreen(LabScreen):
         Binding("enter", "open", "Open", priority=True),
         Binding("space", "mark", "Overlay"),
         Binding("s", "stop", "Stop"),
+        Binding("K", "kill", "Kill"),
         Binding("u", "resume", "Resume"),
         Binding("n", "new_run", "New run"),
     ]
@@ -144,15 +146,38 @@ class RunsScreen(LabScreen):
         self.query_one(DataTable).update_cell(row.name, "run", self._styled(row.cells())[0])
 
     def action_stop(self) -> None:
-        from recurlab.tui.control import stop_run
+        from recurlab.lifecycle import stop_run
 
         row = self._selected()
         if row is None:
             return
         try:
-            self.app.notify(stop_run(row.run))
+            out = stop_run(row.run, wait=0, by="the TUI")
         except RunError as exc:
             self.report(exc, "stop")
+            return
+        if out.already_requested:
+            self.app.notify(f"{row.name}: stop already requested; K kills the worker")
+        else:
+            self.app.notify(f"{row.name}: stop requested; the worker checkpoints and exits")
+
+    def action_kill(self) -> None:
+        row = self._selected()
+        if row is not None:
+            self._kill(row.run)
+
+    @work(thread=True, group="control")
+    def _kill(self, run) -> None:
+        from recurlab.lifecycle import stop_run
+
+        try:
+            out = stop_run(run, kill=True, by="the TUI (K)")
+        except (RunError, OSError) as exc:
+            self.app.call_from_thread(self.report, exc, "kill")
+            return
+        self.app.call_from_thread(self.app.notify, f"{run.name}: killed (pid {out.pid}); last checkpoint: "
+                                                   f"{out.checkpoint or 'none'}")
+        self.app.call_from_thread(self.refresh_runs)
 
     def action_resume(self) -> None:
         row = self._selected()
@@ -161,10 +186,10 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, group="control")
     def _resume(self, run) -> None:
-        from recurlab.tui.control import resume_run
+        from recurlab.lifecycle import resume_run
 
         try:
-            pid = resume_run(run)
+            pid, _ck = resume_run(run, how_to_stop="key s")
         except (RunError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "resume")
             return

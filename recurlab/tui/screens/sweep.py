@@ -2,10 +2,13 @@
 
 s starts a sweep over the r values in the box (default: powers of two up to 4 x r_mean) on the
 chosen checkpoint, in a background worker; each r appears in the table and the plot as soon as
-it finishes; c cancels after the current r (the rows done so far are kept). Results are saved
-as sweeps/step_NNNNNNNN.csv and .json in the run directory (a later sweep of the same
-checkpoint gets step_NNNNNNNN_2.*, and so on: none replaces another) and shown again next time,
-the newest first; [ and ] page through the saved sweeps.
+it finishes; c cancels after the current r (the rows done so far are kept). The levels box
+sweeps task levels other than the run's, e.g. 5,6,7,8 beyond the trained ones (empty: the
+run's own). Results are saved as sweeps/step_NNNNNNNN.csv and .json in the run directory (a
+later sweep of the same checkpoint gets step_NNNNNNNN_2.*, and so on: none replaces another)
+and shown again next time, the newest first; [ and ] page through the saved sweeps. Below, the
+heatmap merges every saved sweep of the shown checkpoint: accuracy per level (rows) and r
+(columns), trained levels and harder ones together.
 """
 
 from __future__ import annotations
@@ -21,14 +24,7 @@ from textual_plotext import PlotextPlot
 
 from recurlab.errors import USER_ERRORS
 from recurlab.tui.screens.base import LabScreen
-
-
-def default_rs(r_mean: int) -> list[int]:
-    rs, r = [], 1
-    while r <= 4 * max(r_mean, 1):
-        rs.append(r)
-        r *= 2
-    return rs
+from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
 
 
 class SweepScreen(LabScreen):
@@ -50,16 +46,22 @@ class SweepScreen(LabScreen):
         self.shown = -1
         self.cancel_event: threading.Event | None = None
         self._run = None
+        self.trained: set[int] = set()  # the run's training levels, for the heatmap
+        self.r_mean = 0
+        self.heat_step: int | None = None  # the checkpoint the heatmap (and the shown rows) belong to
+        self.rows_complete = True
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
             Horizontal(
                 Label("checkpoint"), Select([], id="sweep-ckpt", allow_blank=True, prompt="latest"),
                 Label("r"), Input(id="sweep-rs", placeholder="1,2,4,8,16"),
+                Label("levels"), Input(id="sweep-levels", placeholder="the run's"),
                 id="sweep-controls",
             ),
             Static("", id="sweep-status"),
             Horizontal(DataTable(id="sweep-table", cursor_type="row"), PlotextPlot(id="sweep-plot"), id="sweep-body"),
+            SweepHeatmap(id="sweep-heat"),
         )
 
     def on_mount(self) -> None:
@@ -73,7 +75,7 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.checkpoint import run_config
+        from recurlab.config import default_rs, run_config
 
         try:
             cfg = run_config(run)
@@ -81,6 +83,8 @@ class SweepScreen(LabScreen):
             self.report(exc, "sweep")
             return
         self.query_one("#sweep-rs", Input).value = ",".join(map(str, default_rs(cfg.train.r_mean)))
+        self.r_mean = cfg.train.r_mean
+        self.trained = set(cfg.data.train_difficulties or cfg.data.difficulties) if cfg.data.source == "task" else set()
         cks = run.checkpoints()
         self.query_one("#sweep-ckpt", Select).set_options([(f"step {c.step}", c.step) for c in reversed(cks)])
         self.load_saved(show_last=True)
@@ -89,6 +93,7 @@ class SweepScreen(LabScreen):
         from recurlab.sweep import load_sweeps
 
         self.saved = load_sweeps(self._run)
+        self.heat_step = None
         if show_last and self.saved:
             self.show_result(len(self.saved) - 1)
         elif not self.saved:
@@ -100,6 +105,7 @@ class SweepScreen(LabScreen):
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
+        self.heat_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
         from recurlab.sweep import format_heldout
 
@@ -121,26 +127,34 @@ class SweepScreen(LabScreen):
         if self.cancel_event is not None:
             self.app.notify("a sweep is already running; c cancels it", severity="warning")
             return
+        from recurlab.sweep import parse_levels
+
         try:
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
+            levels_spec = self.query_one("#sweep-levels", Input).value.strip()
+            levels = parse_levels(levels_spec) if levels_spec else None
         except USER_ERRORS as exc:
             self.report(exc, "sweep")
             return
         step = self.query_one("#sweep-ckpt", Select).value
         step = step if isinstance(step, int) else None  # no choice: the latest checkpoint
+        latest = self._run.latest_checkpoint()
+        self.heat_step = step if step is not None else (latest.step if latest else None)
+        self.rows_complete = True
         self.rows = []
         self.draw()
         self.cancel_event = threading.Event()
-        self._status(f"sweeping r = {', '.join(map(str, rs))} on {'the latest checkpoint' if step is None else f'step {step}'} ...")
-        self.sweep(self._run, rs, step, self.cancel_event)
+        where = "the latest checkpoint" if step is None else f"step {step}"
+        at = f" at levels {', '.join(map(str, levels))}" if levels else ""
+        self._status(f"sweeping r = {', '.join(map(str, rs))}{at} on {where} ...")
+        self.sweep(self._run, rs, step, self.cancel_event, levels)
 
     @work(thread=True, exclusive=True, group="sweep")
-    def sweep(self, run, rs, step, cancel) -> None:
-        from recurlab.sweep import run_sweep
-        from recurlab.tui.models import pick_device
+    def sweep(self, run, rs, step, cancel, levels=None) -> None:
+        from recurlab.engine import run_sweep
 
         try:
-            result = run_sweep(run, rs, step=step, device=pick_device(),
+            result = run_sweep(run, rs, step=step, device="auto", difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
@@ -179,6 +193,28 @@ class SweepScreen(LabScreen):
             return
         self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
 
+    def figure_specs(self) -> list:
+        """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
+        shown, and the level x r heatmap of the checkpoint's sweeps."""
+        from types import SimpleNamespace
+
+        from recurlab.figures import FigureError
+        from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
+        from recurlab.sweep import SweepResult
+
+        if not self.rows or self._run is None:
+            raise FigureError("no sweep shown yet: press s to run one")
+        first = self.rows[0]
+        ys = (["acc"] if any(k.startswith("acc@") for k in first) else []) + ["loss"] + (["bpb"] if "bpb" in first else [])
+        shown = SimpleNamespace(rows=list(self.rows), complete=self.rows_complete, path=None)
+        specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
+        if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
+            live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
+            grid = merge_sweeps(self.saved + live, self.heat_step)
+            if grid.levels:
+                specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
+        return specs
+
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
         from recurlab.sweep import sweep_columns
@@ -204,6 +240,18 @@ class SweepScreen(LabScreen):
         plt.title("held-out loss and accuracy vs r")
         plt.xlabel("r (iterations)")
         self.query_one(PlotextPlot).refresh()
+        self.draw_heatmap()
+
+    def draw_heatmap(self) -> None:
+        from recurlab.sweep import SweepResult
+
+        heat = self.query_one(SweepHeatmap)
+        if self.heat_step is None or not self.trained:
+            heat.show(None, self.trained, self.r_mean)
+            return
+        # the rows of a sweep still running join the saved ones of the same checkpoint
+        live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
+        heat.show(merge_sweeps(self.saved + live, self.heat_step), self.trained, self.r_mean)
 
     @staticmethod
     def _cell(col: str, v) -> str:

@@ -1,6 +1,7 @@
 """The seeds' four-way comparison: same data, optimizer and token budget, four architectures.
+Orchestration (it trains runs and sweeps them), so it sits beside recurlab.lifecycle, not in text/.
 
-    from recurlab.text.compare import run_comparison
+    from recurlab.compare import run_comparison
     table = run_comparison("compare", ["data.name=/data/math"], runs_dir="runs", rs=[1, 2, 4, 8, 16])
     print(format_comparison(table))     # also written to runs/compare.csv and runs/compare.json
 
@@ -32,26 +33,22 @@ class ComparisonError(ValueError):
     """One of the four runs failed; the message names the run and how to read its log."""
 
 
-def _device(spec: str) -> str:
-    import torch
-
-    if spec in ("", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return spec
-
-
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
                    device: str = "", progress: bool = False, log=print) -> dict:
-    from recurlab.config import load_profile, to_yaml
+    from recurlab.engine import run_sweep
+    from recurlab.lifecycle import create_run, plan_run
     from recurlab.rundir import new_run_name
-    from recurlab.sweep import run_sweep
     from recurlab.worker import run_worker
 
-    cfgs = {arch: load_profile(profile, [*overrides, f"model.arch={arch}"]) for arch in ARCHS}
-    name = name or new_run_name(cfgs["recurrent"].profile, runs_dir)
+    # all four are checked (profile, names, device, data) before the first one is created
+    base = plan_run(runs_dir, profile, [*overrides, "model.arch=recurrent"], device=device)
+    name = name or new_run_name(base.cfg.profile, runs_dir)
+    plans = {arch: plan_run(runs_dir, profile, [*overrides, f"model.arch={arch}"], name=f"{name}-{ARCHS[arch]}",
+                            device=device) for arch in ARCHS}
     runs, sweeps, params = {}, {}, {}
-    for arch, cfg in cfgs.items():
-        run = RunDir.create(runs_dir, f"{name}-{ARCHS[arch]}", to_yaml(cfg), device=cfg.hardware.device)
+    for arch, plan in plans.items():
+        cfg = plan.cfg
+        run = create_run(plan)
         log(f"[{ARCHS[arch]}] training {run.name} (model.arch={arch}, {cfg.train.max_steps} steps)")
         t0 = time.time()
         code = run_worker(run.path, device=device, progress=progress)
@@ -59,7 +56,7 @@ def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs:
         if code != 0 or status.get("state") != "finished":
             raise ComparisonError(f"run {run.name} ended {status.get('state')}: {status.get('error') or 'stopped'}; "
                                   f"see `recurlab logs {run.name} --runs-dir {runs_dir}`")
-        result = run_sweep(run, rs, device=_device(device or cfg.hardware.device))
+        result = run_sweep(run, rs, device=device or cfg.hardware.device)
         runs[arch], sweeps[arch], params[arch] = run.name, result.rows, status.get("params")
         log(f"[{ARCHS[arch]}] {status.get('tokens'):,} tokens in {time.time() - t0:.0f}s; "
             + ", ".join(f"r={row['r']}: {row['loss']:.4f}" for row in result.rows))
