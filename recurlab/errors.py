@@ -29,5 +29,10 @@ class ModelFormatError(ValueError):
     """A model folder of a different architecture, missing shards or mismatched shapes."""
 
 
+class FigureError(ValueError):
+    """A figure that cannot be made: an unknown kind, a run with nothing to plot, an unwritable
+    output folder, matplotlib missing (`pip install 'recurlab[plot]'`)."""
+
+
 USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
-               DeviceError)
+               DeviceError, FigureError)

@@ -68,7 +68,24 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
         raise RunError(f"run {name!r} already exists in {runs_dir}; pick another --name or resume it")
     check_device(cfg.hardware.device)
     check_data_source(cfg)
+    if cfg.train.init_from:
+        init_checkpoint(cfg.train.init_from)
+        cfg.train.init_from = str(Path(cfg.train.init_from).resolve())  # the worker may start elsewhere
     return RunPlan(runs_dir, name or new_run_name(cfg.profile, runs_dir), cfg, device)
+
+
+def init_checkpoint(spec: str) -> Path:
+    """train.init_from: a run directory (its latest complete checkpoint) or one checkpoint directory."""
+    from recurlab.errors import CheckpointError
+
+    path = Path(spec)
+    if (path / "model.safetensors").exists():
+        return path
+    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
+    if ckpt is None:
+        raise CheckpointError(f"train.init_from: {spec} is neither a run directory with a complete checkpoint "
+                              f"nor a checkpoint directory (one holding model.safetensors)")
+    return ckpt.path
 
 
 def check_data_source(cfg: RunConfig) -> None:

@@ -13,6 +13,11 @@ Contract (version CONTRACT_VERSION; the README's "The run directory" section sum
                         last_checkpoint, error
     metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
                         "step" and "time"; a reader skips a torn last line
+    metrics.jsonl.derived.npz   derived, disposable: the TUI's parsed series of the log's first N
+                        bytes (numpy columns + the log's identity, N and a checksum of samples of
+                        those bytes). Written by readers (atomically), never by the worker, never
+                        trusted over the log: used only while the log still starts with those bytes,
+                        else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
@@ -223,6 +228,7 @@ class RunDir:
     # ---- creation (the CLI, once) -----------------------------------------------------
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config_yaml: str, device: str = "") -> "RunDir":
+        check_runs_dir(runs_dir)
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         path = runs_dir / name
@@ -252,6 +258,7 @@ class RunDir:
         contract come from the directory."""
         on_disk = self.read_status()
         status = {key: None for key in STATUS_FIELDS}
+        status.update(step=0, tokens=0)  # until the first step (or the resumed checkpoint) says otherwise
         status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
         status.update(contract=CONTRACT_VERSION, name=self.name)
         status.update(fields)
@@ -363,6 +370,15 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
 
+def check_runs_dir(runs_dir: str | Path) -> None:
+    """A --runs-dir that names something other than a folder is a mistake to name, not an empty list."""
+    root = Path(runs_dir)
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is a file, not a directory: pass the folder that holds the runs")
+    if not root.exists() and root.parent != root and root.parent.exists() and not root.parent.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is inside {str(root.parent)!r}, which is a file: pass a folder")
+
+
 def list_runs(runs_dir: str | Path) -> list[RunDir]:
     root = Path(runs_dir)
     if not root.is_dir():
@@ -377,6 +393,7 @@ def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     if (path / "run.yaml").exists():
         return RunDir(path)
     root = Path(runs_dir)
+    check_runs_dir(root)
     if (root / spec / "run.yaml").exists():
         return RunDir(root / spec)
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]

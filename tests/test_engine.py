@@ -119,6 +119,104 @@ def test_exited_token_fills_its_remaining_slots(trained):
         torch.testing.assert_close(buf[:, :, :, :, :P - 1], old[:, :, :, :, :P - 1], atol=0, rtol=0)
 
 
+class DictCache:
+    """An independent cache in the reference's style: entries kept per (layer key, column), so an
+    iteration a token skipped simply has no entry. "existing" attends to the entries present for
+    the layer key (the reference's default); "latest" falls back to the token's entry at its
+    deepest iteration of the same core layer (the reference's latest-m4)."""
+
+    def __init__(self, lookup: str):
+        self.lookup, self.store, self.base = lookup, {}, 0
+
+    def attend(self, layer_key, q, k, v):
+        entries = self.store.setdefault(layer_key, {})
+        for t in range(q.shape[1]):
+            entries[self.base + t] = (k[:, t], v[:, t])
+        cols = sorted({c for key in self.store if key[0] == layer_key[0] for c in self.store[key]})
+        keys, values, kept = [], [], []
+        for c in cols:
+            if c in entries:
+                entry = entries[c]
+            elif self.lookup == "latest" and layer_key[0] == "core":
+                deepest = max(key[1] for key in self.store if key[0] == "core" and key[2] == layer_key[2]
+                              and c in self.store[key] and key[1] < layer_key[1])
+                entry = self.store[("core", deepest, layer_key[2])][c]
+            else:
+                continue
+            keys.append(entry[0])
+            values.append(entry[1])
+            kept.append(c)
+        K, V = torch.stack(keys, 1).transpose(1, 2), torch.stack(values, 1).transpose(1, 2)
+        q_cols = torch.arange(self.base, self.base + q.shape[1])[:, None]
+        mask = torch.tensor(kept)[None, :] <= q_cols
+        return torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), K, V, attn_mask=mask)
+
+    def run(self, model, ids, iterations):
+        """Columns `ids` (1, T) at the cache's next positions, each running `iterations`."""
+        T = ids.shape[1]
+        rope = model.rope(torch.arange(self.base, self.base + T))
+        e = model.embed(ids, rope, self)
+        s = torch.zeros_like(e)
+        for i in range(iterations):
+            s = model.core_step(s, e, rope, self, i)
+        logits = model.decode(s, rope, self)
+        self.base += T
+        return logits
+
+
+@pytest.mark.parametrize("lookup", ["latest", "existing"])
+def test_cache_lookup_of_an_exited_token_matches_a_reference_style_cache(trained, lookup):
+    """Token A stops after 3 of 8 iterations; token B (all 8) reads it by the lookup rule."""
+    model, tok = trained
+    r, e = 8, 3
+    ids = torch.tensor([encode(tok, "12+34=57")])
+    n = ids.shape[1]
+    cache = KVCache(model.cfg, 1, n, r, lookup=lookup)
+    ref = DictCache(lookup)
+    with torch.inference_mode():
+        run_pass(model, cache, ids[:, :n - 2], r, init_scale=0.0)
+        run_pass(model, cache, ids[:, n - 2:n - 1], e, init_scale=0.0)  # A: an exit after e iterations
+        got = run_pass(model, cache, ids[:, n - 1:], r, init_scale=0.0).logits
+        ref.run(model, ids[:, :n - 2], r)
+        ref.run(model, ids[:, n - 2:n - 1], e)
+        want = ref.run(model, ids[:, n - 1:], r)
+        other = DictCache("existing" if lookup == "latest" else "latest")
+        other.run(model, ids[:, :n - 2], r)
+        other.run(model, ids[:, n - 2:n - 1], e)
+        unlike = other.run(model, ids[:, n - 1:], r)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert (got - unlike).abs().max() > 1e-4  # the two rules differ here, so the match says something
+
+
+def test_generation_with_the_existing_lookup(trained):
+    model, tok = trained
+    engine = Engine(model, tok)
+    opts = dict(exit="latent:0.3", cache_lookup="existing")
+    batch = engine.generate(PROMPTS, greedy(12, **opts))
+    assert any(i < 12 for row in batch.iterations for i in row)
+    for b, p in enumerate(PROMPTS):  # rows exit at different iterations; each reads only its own row's depths
+        alone = engine.generate(p, greedy(12, **opts))
+        assert batch.generated_ids[b] == alone.token_ids and batch.iterations[b] == alone.iterations[0]
+    with pytest.raises(InferenceError, match="cache lookup must be one of latest, existing"):
+        GenerateOptions(cache_lookup="full").validate()
+
+
+def test_kl_exit_is_kl_of_the_previous_from_the_current_distribution():
+    """The reference's `kl` is F.kl_div(log p_i, log p_{i-1}, log_target=True) = KL(p_{i-1} || p_i)."""
+    from recurlab.engine.exits import ExitTracker
+
+    prev = torch.tensor([[0.5, 0.5]]).log()
+    cur = torch.tensor([[0.9, 0.1]]).log()
+    reference = float(torch.nn.functional.kl_div(cur, prev, reduction="none", log_target=True).sum())
+    other = float((cur.exp() * (cur - prev)).sum())
+    assert reference == pytest.approx(0.5108, abs=1e-4) and other == pytest.approx(0.3681, abs=1e-4)
+    state = torch.zeros(1, 4)
+    for kind, converges in (("kl", False), ("kl-rev", True)):  # threshold between the two directions
+        tracker = ExitTracker(parse_exit(f"{kind}:0.45"))
+        tracker.update(state, prev)
+        assert bool(tracker.update(state, cur)[0]) is converges, kind
+
+
 def test_batched_early_exit_equals_each_prompt_alone(trained):
     """Batch rows that exit at different iterations give the same tokens as each prompt alone."""
     model, tok = trained

@@ -151,3 +151,54 @@ def test_contraction_penalty_lowers_the_measured_gain(tmp_path):
     assert np.mean(gains[-5:]) < 0.5 * np.mean(gains[:5]), gains
     tr2 = trainer(tmp_path / "off", "train.batch_size=16")
     assert "gain" not in tr2.train_step(1)  # off: not measured, no extra core step
+
+
+def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_path):
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    import recurlab.cli.runs  # noqa: F401
+    from recurlab.cli.app import app
+
+    src = trainer(tmp_path / "src", "train.max_steps=3", "train.checkpoint_every=3")
+    src.fit()
+    source = load_file(str(src.run.latest_checkpoint().path / "model.safetensors"))
+    # lr ~ 0: one step leaves the weights where init_from put them, and the step count starts at 0
+    warm = trainer(tmp_path / "warm", f"train.init_from={src.run.path}", "train.max_steps=1", "train.lr=1e-30",
+                   "train.checkpoint_every=1")
+    warm.fit()
+    assert warm.run.latest_checkpoint().step == 1
+    got = load_file(str(warm.run.latest_checkpoint().path / "model.safetensors"))
+    for name, tensor in source.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6)
+    cold = trainer(tmp_path / "cold", "train.max_steps=1", "train.lr=1e-30", "train.checkpoint_every=1")
+    cold.fit()
+    cold_w = load_file(str(cold.run.latest_checkpoint().path / "model.safetensors"))
+    assert not torch.equal(cold_w["transformer.adapter.weight"], source["transformer.adapter.weight"])
+    # a path without a checkpoint is refused before any run directory exists
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["train", "--profile", "tiny", "--runs-dir", str(runs), "--name", "x",
+                                   f"train.init_from={tmp_path / 'nothing'}"])
+    assert res.exit_code == 2 and res.output.startswith("error: train.init_from:"), res.output
+    assert not (runs / "x").exists()
+
+
+def test_identity_padding_lengthens_training_prompts_without_changing_answers():
+    from recurlab.data import TaskData
+    from recurlab.tasks import get_task
+
+    cfg = load_profile("tiny", TINY_PERM + ["data.identity_pad_to=8"])
+    data, task = TaskData(cfg), get_task("permutation4")
+    examples = [ex for step in range(20) for ex in data.train_examples(step, 16)]
+    lengths = set()
+    for ex in examples:
+        perms = ex.prompt.rstrip("=").split(".")
+        real = [p for p in perms if p != "0123"]
+        assert ex.difficulty <= len(perms) <= 8 and len(real) <= ex.difficulty
+        assert task.solve(ex.prompt) == ex.answer
+        lengths.add(len(perms) - ex.difficulty)
+    assert lengths == set(range(8))  # from unpadded to 7 identities (level 1 padded to 8)
+    plain = TaskData(load_profile("tiny", TINY_PERM))
+    assert all(len(ex.prompt.split(".")) == ex.difficulty for ex in plain.train_examples(3, 16))
+    with pytest.raises(ConfigError, match="permutation tasks"):
+        load_profile("tiny", ["data.identity_pad_to=8"])

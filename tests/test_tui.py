@@ -100,12 +100,12 @@ async def test_runs_table_updates_live_and_opens_a_run(runs):
         other = copy_run(runs, "tiny-a", "tiny-b", state="running", pid=os.getpid(), heartbeat=time.time())
         await wait_for(pilot, lambda: table.row_count == 2 and str(table.get_row("tiny-b")[1]) == "running")
         other.write_status(state="failed", error="RuntimeError: boom")
-        await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed")
-        assert any("tiny-b failed" in m and "boom" in m for m in notices(app))
+        await wait_for(pilot, lambda: str(table.get_row("tiny-b")[1]) == "failed"
+                       and any("tiny-b failed" in m and "boom" in m for m in notices(app)))
         # deleted under the TUI: row removed, notice, no crash
         shutil.rmtree(other.path)
-        await wait_for(pilot, lambda: table.row_count == 1)
-        assert any("tiny-b was deleted" in m for m in notices(app))
+        # the notice is a message the app handles after the row goes: wait for both
+        await wait_for(pilot, lambda: table.row_count == 1 and any("tiny-b was deleted" in m for m in notices(app)))
         # space marks for the overlay, enter opens the curves of the run
         await pilot.press("space")
         assert app.overlay == ["tiny-a"] and str(table.get_row("tiny-a")[0]).startswith("+")
@@ -114,6 +114,23 @@ async def test_runs_table_updates_live_and_opens_a_run(runs):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.current_mode == "curves")
         assert app.current_run.name == "tiny-a"
+
+
+async def test_runs_columns_grow_to_fit_their_content(runs):
+    """A value that outgrows its column (a long run's step count, a fast run's tokens/s) is shown
+    whole, not cut."""
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        run.write_status(state="running", pid=os.getpid(), heartbeat=time.time(), step=284, max_steps=200000,
+                         tokens_per_s=1575000.0)
+        await wait_for(pilot, lambda: str(table.get_row("tiny-a")[2]) == "284/200000")
+        await pilot.pause(0.2)
+        widths = {str(col.key.value): col.content_width for col in table.columns.values()}
+        assert widths["step"] >= len("284/200000") and widths["tok/s"] >= len("1,575,000"), widths
 
 
 async def test_runs_stop_resume_and_new_run_keys(runs):
@@ -274,6 +291,8 @@ async def test_inspector_grid_and_cell_details(runs):
         await pilot.press("o")  # overlay random starts: the trace is redone with path independence
         await wait_for(pilot, lambda: (screen.trace or {}).get("path_independence") is not None)
         assert screen.trace["path_independence"]["starts"] == 4
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.trace["criterion"].startswith("kl-rev"))
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.trace["criterion"].startswith("entropy"))
         # a typed prompt, and a bad one (a character outside the vocabulary) is a notice

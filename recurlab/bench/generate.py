@@ -6,10 +6,20 @@ against mean iterations and exact match, and KV budget against answer loss, exac
     python -m recurlab.bench.generate runs/add-1 --out bench-results/generate.json
     python -m recurlab.bench.generate --random --device cuda --rs 4,16,32
     python -m recurlab.bench.generate runs/add-1 --exit-table 200 --exit-r 32   # embedded-task runs only
+    python -m recurlab.bench.generate --reference                                 # the reference configuration
+    python -m recurlab.bench.generate --reference --baseline /path/to/main --rounds 5   # A/B against main
 
 Every mode decodes the same prompt greedily from a zero latent start with no stop token, so each
 produces `--new-tokens` tokens; tokens/s counts those tokens over prefill plus decode time, after
 one untimed warm-up call. The result is printed as JSON and written to `--out`.
+
+`--reference` times plain sequential decoding on the reference configuration instead (a random
+Huginn-format checkpoint of width 256, 4 heads, 2 + 4 + 2 layers, intermediate 512, vocabulary 512;
+a 32-token prompt, 32 new greedy tokens, 2 threads; see recurlab.bench.refdecode), each code tree in
+its own process. With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/main main`) the
+two trees run in alternation, ABBA, for `--rounds` rounds, so that both see the same machine load;
+the report gives each tree's best and median tokens/s per r, the ratio, whether the generated
+tokens are identical, and the load average before and after.
 """
 
 from __future__ import annotations
@@ -119,19 +129,23 @@ def exit_table(engine, cfg, args) -> list[dict]:
     task = get_task(cfg.data.task)
     examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
     rows = []
-    for spec in [None] + [f"kl:{t}" for t in args.thresholds]:
+    variants = [(None, "latest")] + [(f"{kind}:{t}", lookup) for kind in args.exit_kinds for t in args.thresholds
+                                     for lookup in args.lookups]
+    for spec, lookup in variants:
         correct, iters = 0, []
         for i in range(0, len(examples), 64):
             chunk = examples[i:i + 64]
-            opts = GenerateOptions(r=args.exit_r, init_scale=0.0, exit=spec,
+            opts = GenerateOptions(r=args.exit_r, init_scale=0.0, exit=spec, cache_lookup=lookup,
                                    max_new_tokens=max(len(ex.answer) for ex in chunk) + 1)
             res = engine.generate([ex.prompt for ex in chunk], opts)
             correct += sum(task.score(ex, text) for ex, text in zip(chunk, res.texts))
             iters += [it for row in res.iterations for it in row]
-        rows.append({"exit": spec or f"fixed r={args.exit_r}", "mean_iterations": round(sum(iters) / len(iters), 3),
-                     "accuracy": round(correct / len(examples), 4), "examples": len(examples)})
-        print(f"{rows[-1]['exit']:<14} mean iterations {rows[-1]['mean_iterations']:6.2f}  "
-              f"exact match {rows[-1]['accuracy']:.2%}", flush=True)
+        rows.append({"exit": spec or f"fixed r={args.exit_r}", "cache_lookup": lookup,
+                     "mean_iterations": round(sum(iters) / len(iters), 3),
+                     "accuracy": round(correct / len(examples), 4), "examples": len(examples),
+                     "distinct_per_level": {d: len(task.heldout(d, args.exit_table)) for d in cfg.data.difficulties}})
+        print(f"{rows[-1]['exit']:<14} lookup {lookup:<8} mean iterations {rows[-1]['mean_iterations']:6.2f}  "
+              f"exact match {rows[-1]['accuracy']:.2%} ({len(examples)} distinct prompts)", flush=True)
     return rows
 
 
@@ -174,6 +188,81 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
     return rows
 
 
+def _load_average() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def reference(args) -> dict:
+    """Decode speed of this tree (and `--baseline`) on the reference configuration, ABBA rounds."""
+    import os
+    import statistics
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve().parents[2]
+    script = here / "recurlab" / "bench" / "refdecode.py"
+    trees = {"this": here}
+    if args.baseline:
+        base = Path(args.baseline).resolve()
+        if not (base / "recurlab" / "model.py").exists():
+            raise SystemExit(f"error: --baseline {args.baseline} is not a recurlab checkout (no recurlab/model.py)")
+        trees = {"baseline": base, "this": here}
+
+    def child(tree: Path, *extra: str) -> str:
+        # runpy from -c, so that sys.path[0] is the temporary cwd rather than recurlab/bench
+        code = f"import runpy, sys; sys.argv = ['refdecode'] + sys.argv[1:]; runpy.run_path({str(script)!r}, run_name='__main__')"
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        out = subprocess.run([sys.executable, "-c", code, *extra], env=env, cwd=tmp, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"error: the reference decode failed under {tree}:\n{out.stderr.strip()[-2000:]}")
+        return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+    with tempfile.TemporaryDirectory(prefix="recurlab-refdecode-") as tmp:
+        folder = str(Path(tmp) / "ref")
+        child(here, "--folder", folder, "--write")
+        load_before = _load_average()
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
+        for k in range(args.rounds):
+            order = list(trees) if k % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                res = json.loads(child(trees[name], "--folder", folder, "--rs", ",".join(map(str, args.rs)),
+                                       "--threads", str(args.threads), "--repeats", str(args.repeats)))
+                runs[name].append(res)
+                print(f"round {k + 1} {name:<8} " + "  ".join(f"r={r} {v['tokens_per_s']:7.2f} tok/s"
+                                                             for r, v in res["rs"].items()), flush=True)
+        load_after = _load_average()
+    table = []
+    for r in map(str, args.rs):
+        row = {"r": int(r)}
+        for name in trees:
+            rates = [res["rs"][r]["tokens_per_s"] for res in runs[name]]
+            cpu = [res["rs"][r]["cpu_seconds_best"] for res in runs[name] if "cpu_seconds_best" in res["rs"][r]]
+            row[name] = {"best_tokens_per_s": max(rates), "median_tokens_per_s": round(statistics.median(rates), 2),
+                         "all": rates, "cpu_seconds_best": min(cpu) if cpu else None}
+        if args.baseline:
+            row["speedup_best"] = round(row["this"]["best_tokens_per_s"] / row["baseline"]["best_tokens_per_s"], 3)
+            row["speedup_median"] = round(row["this"]["median_tokens_per_s"] / row["baseline"]["median_tokens_per_s"], 3)
+            ids = {json.dumps(res["rs"][r]["token_ids"]) for name in trees for res in runs[name]}
+            row["same_tokens"] = len(ids) == 1
+            if row["this"]["cpu_seconds_best"] and row["baseline"]["cpu_seconds_best"]:
+                row["speedup_cpu_time"] = round(row["baseline"]["cpu_seconds_best"] / row["this"]["cpu_seconds_best"], 3)
+        table.append(row)
+        print(f"r={r:<3} " + "  ".join(f"{n} best {row[n]['best_tokens_per_s']:7.2f} median {row[n]['median_tokens_per_s']:7.2f}"
+                                       for n in trees)
+              + (f"  x{row['speedup_best']} (best) x{row['speedup_median']} (median) x{row.get('speedup_cpu_time')} (cpu time)"
+                 f"  same tokens: {row['same_tokens']}"
+                 if args.baseline else ""), flush=True)
+    return {"benchmark": "reference sequential decode", "config": "width 256, 4 heads, 2+4+2 layers, intermediate 512, "
+            "vocab 512, random Huginn-format fp32 weights, 32-token prompt, 32 new greedy tokens, zero start",
+            "threads": args.threads, "rounds": args.rounds, "repeats_per_round": args.repeats,
+            "trees": {n: str(t) for n, t in trees.items()}, "cpu_count": os.cpu_count(),
+            "load_average_before": load_before, "load_average_after": load_after,
+            "prompt_tokens": runs["this"][0]["prompt_tokens"], "table": table}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recurlab.bench.generate", description=__doc__.splitlines()[0])
     p.add_argument("run", nargs="?", help="run name or directory (or use --random)")
@@ -191,13 +280,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-table", type=int, default=0, help="held-out examples per difficulty (0: skip)")
     p.add_argument("--exit-r", type=int, default=32)
     p.add_argument("--thresholds", default="5e-4,1e-3,1e-2")
+    p.add_argument("--exit-kinds", default="kl", help="exit criteria of the exit table, e.g. kl,kl-rev")
+    p.add_argument("--lookups", default="latest", help="cache lookups of the exit table: latest, existing or both")
     p.add_argument("--budgets", default="1,2,4,8")
-    p.add_argument("--out", default="bench-results/generate.json")
+    p.add_argument("--reference", action="store_true", help="plain decode on the reference configuration (no run)")
+    p.add_argument("--baseline", default="", help="with --reference: another recurlab checkout to time in alternation")
+    p.add_argument("--rounds", type=int, default=3, help="with --reference: rounds (each tree once per round)")
+    p.add_argument("--threads", type=int, default=2, help="with --reference: torch threads")
+    p.add_argument("--out", default="")
     args = p.parse_args(argv)
+    args.rs = [int(x) for x in args.rs.split(",")]
+    if args.reference:
+        if args.run or args.random:
+            p.error("--reference takes no RUN and no --random")
+        result = reference(args)
+        out = Path(args.out or "bench-results/generate-reference.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"written to {out}", file=sys.stderr)
+        return 0
+    args.out = args.out or "bench-results/generate.json"
     if bool(args.run) == args.random:
         p.error("give a RUN or --random (not both)")
-    args.rs = [int(x) for x in args.rs.split(",")]
     args.thresholds = [float(x) for x in args.thresholds.split(",")]
+    args.exit_kinds = [x for x in args.exit_kinds.split(",") if x]
+    args.lookups = [x for x in args.lookups.split(",") if x]
     args.budgets = [int(x) for x in args.budgets.split(",")]
 
     import torch

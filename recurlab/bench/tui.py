@@ -7,7 +7,9 @@ idle TUI uses while attached to a training run.
 The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a user starts it.
 * first_frame_s: from starting the process to the first frame with the navigation bar on screen;
 * all_rows_drawn_s: until the curves screen reports every row loaded (it reads in chunks in a
-  background worker, drawing as rows arrive);
+  background worker, drawing the log's tail first and then the rows as they arrive);
+* second_attach_*: the same after the first TUI has quit, once it has written the run's derived
+  series cache (metrics.jsonl.derived.npz): only the cache and no JSON line is read;
 * idle CPU: process CPU time (user + system, from /proc) of the TUI over --idle-seconds while a
   tiny-profile worker trains into the run it shows (curves screen) and on the runs screen,
   after a settling period; as a percentage of one core.
@@ -113,13 +115,30 @@ def write_big_run(root: Path, rows: int) -> Path:
 
 
 def first_frame(run_path: Path, rows: int, timeout: float) -> dict:
-    app = PtyApp(tui_cmd(run_path))
+    from recurlab.tui.seriescache import cache_path
+
+    out = {}
+    cache = cache_path(run_path / "metrics.jsonl")
+    cache.unlink(missing_ok=True)
+    for attach in ("", "second_attach_"):
+        app = PtyApp(tui_cmd(run_path))
+        try:
+            out[attach + "first_frame_s"] = app.wait_for(b"Curves", timeout)
+            out[attach + "all_rows_drawn_s"] = app.wait_for(f"{rows:,} rows".encode(), timeout)
+            deadline = time.perf_counter() + timeout
+            while not cache.exists() and time.perf_counter() < deadline:  # written once all rows are in
+                time.sleep(0.05)
+        finally:
+            app.close()
+    out["derived_cache_mb"] = round(cache.stat().st_size / 2**20, 1) if cache.exists() else None
+    return out
+
+
+def load_average() -> list[float]:
     try:
-        frame = app.wait_for(b"Curves", timeout)
-        loaded = app.wait_for(f"{rows:,} rows".encode(), timeout)
-    finally:
-        app.close()
-    return {"first_frame_s": frame, "all_rows_drawn_s": loaded}
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
 
 
 def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
@@ -148,7 +167,8 @@ def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
                 app.close()
             out[label] = {"cpu_percent_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 2),
                           "cpu_seconds": round(c1 - c0, 3), "wall_seconds": round(t1 - t0, 2),
-                          "worker_steps_meanwhile": (step1 or 0) - (step0 or 0)}
+                          "worker_steps_meanwhile": (step1 or 0) - (step0 or 0),
+                          "worker_rows_per_s": round(((step1 or 0) - (step0 or 0)) / (t1 - t0), 1)}
     finally:
         try:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -173,16 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = big.joinpath("metrics.jsonl").stat().st_size / 2**20
         result = {
             "machine": f"{os.cpu_count()} CPU cores, {sys.platform}",
+            "load_average_before": load_average(),
             "terminal": f"{COLS}x{LINES}",
             "metric_rows": args.rows,
             "metrics_file_mb": round(size_mb, 1),
             "write_seconds": round(time.perf_counter() - t0, 1),
             **first_frame(big, args.rows, args.timeout),
             "idle": idle_cpu(tmp / "live", args.idle_seconds, args.settle_seconds),
+            "load_average_after": load_average(),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for key in ("first_frame_s", "all_rows_drawn_s"):
+    for key in ("first_frame_s", "all_rows_drawn_s", "second_attach_first_frame_s", "second_attach_all_rows_drawn_s"):
         if result[key] is not None:
             result[key] = round(result[key], 3)
     out = Path(args.out)

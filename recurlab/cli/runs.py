@@ -30,7 +30,7 @@ from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")
@@ -127,30 +127,27 @@ def train(
 
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
-    """One run per seed; every name and config is checked before the first run is created."""
-    from recurlab.config import load_profile
+    """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
     from recurlab.seeds import parse_seeds, seed_run_name
 
     with user_errors():
         seed_list = parse_seeds(spec)
         if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in overrides):
             fail("--seeds sets train.seed for each run; drop the train.seed override")
-        for s in seed_list:
-            cfg = load_profile(profile, overrides + [f"train.seed={s}"] + ([f"hardware.device={device}"] if device else []))
-    if name is not None and not NAME_RE.match(name):
-        fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
-    name = name or new_run_name(cfg.profile, runs_dir)
-    names = [seed_run_name(name, s) for s in seed_list]
-    taken = [n for n in names if (Path(runs_dir) / n).exists()]
-    if taken:
-        fail(f"run {taken[0]!r} already exists in {runs_dir}; pick another --name")
+        if name is None:
+            name = plan_run(runs_dir, profile, overrides, device=device).name
+        if not NAME_RE.match(name):
+            fail(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        names = [seed_run_name(name, s) for s in seed_list]
+        for s, run_name in zip(seed_list, names):
+            plan_run(runs_dir, profile, overrides + [f"train.seed={s}"], name=run_name, device=device)
     for s, run_name in zip(seed_list, names):
         try:
             train(overrides + [f"train.seed={s}"], profile, run_name, runs_dir, device, foreground, nproc, nnodes, rdzv, "")
         except typer.Exit as exc:  # a failed foreground run ends the series; the runs before it are kept
             if exc.exit_code:
-                fail(f"{run_name} did not finish; runs {', '.join(names[: names.index(run_name)]) or 'none'} "
-                     f"are complete", code=exc.exit_code)
+                done = ", ".join(names[: names.index(run_name)]) or "none"
+                fail(f"{run_name} did not finish; complete before it: {done}", code=exc.exit_code)
 
 
 def _exit_for_state(run: RunDir) -> None:
@@ -166,6 +163,8 @@ def _exit_for_state(run: RunDir) -> None:
 @app.command()
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+    with user_errors():
+        check_runs_dir(runs_dir)
     found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")

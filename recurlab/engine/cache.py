@@ -12,9 +12,14 @@ reads and writes slot i mod slots (`budget`; no budget means one slot per iterat
 share one column index (prompts are left-padded); `start[b]` is the first real column of row b
 and keys before it are masked out.
 
-Early exit: `active` (a bool per row) masks core writes, and `finish(rows, e)` copies the entry a
-row's token wrote at its last iteration e-1 into the slots of iterations e .. iterations-1. A
-later token at iteration i >= e then reads that token's latest entry for the layer.
+Early exit: `active` (a bool per row) masks core writes, and `finish(rows, e)` records that a
+row's token ran e iterations. What a later token at iteration i >= e reads of it depends on
+`lookup`:
+  "latest"   (default) the entry of its last iteration e-1, copied into the slots of iterations
+             e .. iterations-1: the reference implementation's `latest-m4` strategy;
+  "existing" nothing: at iteration i a token attends only to the tokens that ran iteration i
+             (and to itself): the reference's default strategy ("full", which stacks only the
+             entries present at that iteration), under which its published exit results were run.
 """
 
 from __future__ import annotations
@@ -37,10 +42,15 @@ class KVCache:
         device="cpu",
         dtype=torch.float32,
         start: Tensor | None = None,
+        lookup: str = "latest",
     ):
+        if lookup not in ("latest", "existing"):
+            raise ValueError(f"cache lookup must be 'latest' or 'existing', got {lookup!r}")
+        self.lookup = lookup
         self.batch, self.max_len, self.iterations = batch, max_len, iterations
         self.slots = min(budget, iterations) if budget else iterations
-        shape = (batch, cfg.n_head, max_len, cfg.head_dim)
+        shape = (batch, cfg.kv_heads, max_len, cfg.head_dim)  # grouped-query: n_kv_head heads
+        self.gqa = cfg.kv_heads != cfg.n_head
 
         def alloc(n: int) -> Tensor:
             return torch.zeros((n, 2, *shape), device=device, dtype=dtype)  # [slot, k|v, B, H, T, D]
@@ -55,6 +65,9 @@ class KVCache:
         self.active: Tensor | None = None  # None: all rows write; else the rows whose core entries this pass writes
         self._pass_mask: Tensor | None = None
         self._static_pos: Tensor | None = None
+        # iterations each column's token ran ("existing" lookup); `shallow` once any ran fewer
+        self.depth = torch.full((batch, max_len), iterations, dtype=torch.long, device=self.start.device)
+        self.shallow = False
 
     # ---- bookkeeping -----------------------------------------------------------------
     def memory_bytes(self) -> int:
@@ -64,7 +77,11 @@ class KVCache:
         if self.length + n_new > self.max_len:
             raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")
         self.n_new = n_new
-        self._pass_mask = self._mask(self.length, self.length + n_new)
+        # one new column of unpadded rows sees every cached column: no mask, which lets attention
+        # skip building and applying one per layer and iteration ("existing" lookup needs one)
+        plain = n_new == 1 and not self.padded and not self.shallow
+        self._pass_mask = None if plain else self._mask(self.length, self.length + n_new)
+        self.depth[:, self.length:self.length + n_new] = self.iterations
 
     def commit(self) -> None:
         self.length += self.n_new
@@ -104,15 +121,27 @@ class KVCache:
         if self._static_pos is not None:
             return self._attend_static(buf, slot, q, k, v)
         lo, hi = self.length, self.length + q.shape[1]
-        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
+        kbuf, vbuf = buf[slot]  # (B, H, max_len, D) views, no copy
         if is_core and self.active is not None:
+            kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, T, D)
             keep = self.active[None, :, None, None, None]
-            kv = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
-        buf[slot, :, :, :, lo:hi] = kv
+            buf[slot, :, :, :, lo:hi] = torch.where(keep, kv, buf[slot, :, :, :, lo:hi])
+        else:  # written in place: no stacked temporary per layer and step
+            kbuf[:, :, lo:hi] = k.transpose(1, 2)
+            vbuf[:, :, lo:hi] = v.transpose(1, 2)
         # an inactive row attends to its kept entry; its output is discarded by the engine
-        keys, values = buf[slot, 0, :, :, :hi], buf[slot, 1, :, :, :hi]
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.to(q.dtype), values.to(q.dtype),
-                                              attn_mask=self._pass_mask)
+        keys, values = kbuf[:, :, :hi], vbuf[:, :, :hi]
+        mask = self._pass_mask
+        if is_core and self.shallow and mask is not None:
+            # "existing": earlier tokens that did not run this iteration are not read (with no mask,
+            # this pass began before any token exited early, so every earlier column ran)
+            ran = self.depth[:, :hi] > layer_key[1]
+            ran[:, lo:hi] = True
+            mask = mask & ran[:, None, None, :]
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask,
+                                              enable_gqa=self.gqa)
 
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
@@ -141,15 +170,21 @@ class KVCache:
         kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, 1, D)
         buf[slot].index_copy_(3, self._static_pos, kv)
         return F.scaled_dot_product_attention(q.transpose(1, 2), buf[slot, 0].to(q.dtype), buf[slot, 1].to(q.dtype),
-                                              attn_mask=self._pass_mask)
+                                              attn_mask=self._pass_mask, enable_gqa=self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, used: int) -> None:
-        """Rows (bool, B) whose token in this pass stopped after `used` iterations: copy the entry of
-        iteration used-1 into the slots of iterations used .. iterations-1, for every core layer."""
+        """Rows (bool, B) whose token in this pass stopped after `used` iterations. "latest": copy
+        the entry of iteration used-1 into the slots of iterations used .. iterations-1, for every
+        core layer; "existing": record the depth, so that later tokens skip it past `used`."""
         if used >= self.iterations or not bool(rows.any()):
             return
         lo, hi = self.length, self.length + self.n_new
+        if self.lookup == "existing":
+            self.depth[:, lo:hi] = torch.where(rows[:, None], torch.full_like(self.depth[:, lo:hi], used),
+                                               self.depth[:, lo:hi])
+            self.shallow = True
+            return
         src_slot = self.slot_of(used - 1)
         targets = sorted({self.slot_of(i) for i in range(used, self.iterations)} - {src_slot})
         for buf in self.core:

@@ -11,16 +11,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from recurlab.engine.parallel_options import ParallelConfig, parse_sampler
 from recurlab.errors import InferenceError
 
 EXIT_KINDS = {
-    "kl": "KL divergence between successive output distributions below the threshold",
+    "kl": "KL(p_prev || p_cur) of successive output distributions below the threshold (the paper's)",
+    "kl-rev": "KL(p_cur || p_prev), the other direction, below the threshold",
     "entropy": "absolute change of the output entropy below the threshold",
     "latent": "relative latent change ||s_i - s_prev|| / ||s_i|| below the threshold",
     "argmax": "the argmax token unchanged for `threshold` successive checks",
     "cosine": "cosine similarity of successive states at or above the threshold",
+    "gate": "a learned exit gate (Ouro): the cumulative exit probability reaches the threshold",
 }
-EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3 or cosine:0.999"
+CACHE_LOOKUPS = {
+    "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
+    "existing": "only entries that exist at the current iteration are read (the reference's default)",
+}
+EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 or gate:0.9"
 
 
 @dataclass
@@ -47,6 +54,10 @@ class ExitCriterion:
             raise InferenceError(f"exit threshold must be >= 0 (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.threshold > 1:
+            raise InferenceError(f"gate exit threshold is a cumulative probability in (0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.check_every != 1:
+            raise InferenceError("the gate exit accumulates its probability at every step: drop every= from --exit gate:...")
         if self.kind == "argmax" and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"argmax exit needs a whole number of checks (e.g. argmax:3), got {self.threshold:g}")
         if self.min_iterations < 1:
@@ -80,7 +91,7 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     crit = ExitCriterion(kind=kind)
     if sep:
         crit.threshold = _number(value, f"exit threshold in {spec!r}")
-    elif kind != "kl":
+    elif kind not in ("kl", "kl-rev"):
         raise InferenceError(f"exit criterion {kind!r} needs a threshold, e.g. {kind}:{_default_threshold(kind)}")
     names = {"min": "min_iterations", "max": "max_iterations", "every": "check_every"}
     for extra in extras:
@@ -91,8 +102,21 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     return crit.validate()
 
 
+def parse_r(spec: str) -> int:
+    """The --r of generate and inspect: one whole number >= 1."""
+    text = str(spec).strip()
+    try:
+        r = int(text)
+    except ValueError:
+        raise InferenceError(f"--r must be a whole number of iterations like 16, got {spec!r}") from None
+    if r < 1:
+        raise InferenceError(f"--r must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
+    return r
+
+
 def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
+    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
+            "gate": "0.9"}[kind]
 
 
 @dataclass
@@ -138,8 +162,11 @@ class GenerateOptions:
     seed: int = 0
     exit: ExitCriterion | str | None = None
     kv_budget: int | None = None  # None: one slot per iteration
+    # how later tokens read a token that exited early, at the iterations it skipped (see KVCache)
+    cache_lookup: str = "latest"
     continuous: bool = False
     speculative: SpeculativeConfig | str | None = None
+    sampler: ParallelConfig | str | None = None  # None / "sequential", or "parallel[:inner=2,...]"
 
     def validate(self) -> "GenerateOptions":
         """Parse the spec strings in place and reject impossible values."""
@@ -157,8 +184,19 @@ class GenerateOptions:
             raise InferenceError(f"init_scale must be >= 0 (0 = zero start), got {self.init_scale}")
         if self.kv_budget is not None and self.kv_budget < 1:
             raise InferenceError(f"kv_budget must be >= 1 cache slot per token, got {self.kv_budget}")
+        if self.cache_lookup not in CACHE_LOOKUPS:
+            raise InferenceError(f"cache lookup must be one of {', '.join(CACHE_LOOKUPS)}, got {self.cache_lookup!r}")
         self.exit = parse_exit(self.exit)
         self.speculative = parse_speculative(self.speculative)
+        self.sampler = parse_sampler(self.sampler)
+        if self.sampler is not None:
+            self.sampler.validate(self.r)
+            if self.speculative is not None:
+                raise InferenceError("the parallel sampler and speculative decoding are two samplers: drop one")
+            if self.exit is not None and self.exit.enabled:
+                raise InferenceError("the parallel sampler freezes positions by its own rule: drop --exit (use freeze=...)")
+            if self.kv_budget is not None:
+                raise InferenceError("the parallel sampler has its own cache layout (kv=latest|aligned): drop --kv-budget")
         if self.speculative is not None:
             self.speculative.validate(self.r)
             if self.exit is not None and self.exit.enabled:
@@ -183,5 +221,6 @@ class GenerateOptions:
         d["exit"] = self.exit.spec() if isinstance(self.exit, ExitCriterion) else self.exit
         if isinstance(self.speculative, SpeculativeConfig):
             d["speculative"] = f"draft={self.speculative.draft},lookahead={self.speculative.lookahead}"
+        d["sampler"] = self.sampler.spec() if isinstance(self.sampler, ParallelConfig) else self.sampler
         d["stop_ids"] = list(self.stop_ids) if self.stop_ids is not None else None
         return d

@@ -64,8 +64,10 @@ def run_pass(
     e = model.embed(ids, rope, cache)
     if s0 is not None:
         s = s0
-    elif start_seed is not None:
+    elif start_seed is not None and (model.cfg.init_scale if init_scale is None else init_scale) != 0:
         s = model.init_state(e, init_scale, noise=position_noise(start_seed, cache.positions(), e.shape))
+    elif start_seed is not None:  # a zero start: no per-position draws to make on every decode step
+        s = model.init_state(e, 0.0)
     else:
         s = model.init_state(e, init_scale, generator)
     done = skip.clone() if skip is not None else torch.zeros(B, dtype=torch.bool, device=ids.device)
@@ -79,7 +81,8 @@ def run_pass(
         s = torch.where(done[:, None, None], s, s_new) if any_done else s_new
         if tracker is not None and i + 1 < r and tracker.due(i + 1):
             logits = model.decode(s, rope, cache) if tracker.needs_logits else None
-            conv = tracker.update(s[:, -1], logits[:, -1] if logits is not None else None, i + 1)
+            gate = model.exit_lambda(s[:, -1]) if tracker.needs_gate else None
+            conv = tracker.update(s[:, -1], logits[:, -1] if logits is not None else None, i + 1, gate)
             newly = conv & ~done
             if bool(newly.any()):
                 iterations[newly] = i + 1

@@ -4,11 +4,18 @@
     recurlab tui runs/cpu-1122-1015   # open one run's curves directly
     python -c "from recurlab.tui import RecurlabApp; RecurlabApp('runs').run()"
 
-Screens (keys 1-5): Runs, Curves, Inspector, Generate, Sweep; `?` shows a screen's keys, ctrl+p
+Screens (keys 1-6): Runs, Curves, Inspector, Generate, Sweep, Eval; `?` shows a screen's keys, ctrl+p
 the command palette. The Runs and Curves screens import no torch; the model screens load it in
-background workers.
+background workers. The app (and textual) is imported on first use of `RecurlabApp`, so that
+the pure helpers in this package (`recurlab.tui.series`) serve `recurlab plot` without textual.
 """
 
-from recurlab.tui.app import RecurlabApp
-
 __all__ = ["RecurlabApp"]
+
+
+def __getattr__(name: str):
+    if name == "RecurlabApp":
+        from recurlab.tui.app import RecurlabApp
+
+        return RecurlabApp
+    raise AttributeError(f"module 'recurlab.tui' has no attribute {name!r}")

@@ -3,7 +3,7 @@
     app = RecurlabApp(runs_dir="runs", run=None, model=None)
     app.run()
 
-Each screen is a mode (keys 1-5) created the first time it is shown; `app.current_run` is the
+Each screen is a mode (keys 1-6) created the first time it is shown; `app.current_run` is the
 run that Curves, Inspector, Generate and Sweep look at, chosen on the Runs screen (enter).
 `--model` gives a different model directory for Inspector and Generate.
 """
@@ -42,6 +42,7 @@ class RecurlabApp(App):
         "inspect": _screen("inspector", "InspectorScreen"),
         "generate": _screen("generate", "GenerateScreen"),
         "sweep": _screen("sweep", "SweepScreen"),
+        "eval": _screen("evaluate", "EvalScreen"),
     }
     BINDINGS = [
         Binding("1", "switch_mode('runs')", "Runs", show=False),
@@ -49,6 +50,7 @@ class RecurlabApp(App):
         Binding("3", "switch_mode('inspect')", "Inspect", show=False),
         Binding("4", "switch_mode('generate')", "Generate", show=False),
         Binding("5", "switch_mode('sweep')", "Sweep", show=False),
+        Binding("6", "switch_mode('eval')", "Eval", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -100,7 +102,7 @@ class RecurlabApp(App):
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         for key, title in (("runs", "Runs"), ("curves", "Curves"), ("inspect", "Inspector"),
-                           ("generate", "Generate"), ("sweep", "Sweep")):
+                           ("generate", "Generate"), ("sweep", "Sweep"), ("eval", "Eval")):
             yield SystemCommand(f"Go to {title}", f"Show the {title} screen", lambda k=key: self.switch_mode(k))
         # every key of the active screen is also a command
         for binding in getattr(screen, "BINDINGS", []):

@@ -4,7 +4,7 @@ and a time-weighted EMA. No Textual and no torch here, so it is cheap to test an
     store = RunSeries()
     store.add_rows(MetricsTail(run.metrics_path).read_new())
     xs, ys = store.series("train", "loss")                 # numpy arrays, all points
-    xs, ys = downsample(xs, ys, 400)                        # min/max per bucket: spikes survive
+    xs, ys = downsample(xs, ys, 120)                        # min/max per plot column: spikes survive
     ys = ema(xs, ys, span=0.05 * (xs[-1] - xs[0]))          # copes with uneven step gaps
 
 Train rows keep step, time and the TRAIN_FIELDS; eval rows are grouped by r. Columns are
@@ -49,7 +49,7 @@ class RunSeries:
         self.train = {k: array("d") for k in ("step", "time", *TRAIN_FIELDS)}
         self.eval: dict[int, dict[str, array]] = {}
         self.rows = 0
-        self.version = 0
+        self.version = getattr(self, "version", -1) + 1  # never repeats, even across a clear()
 
     def add_rows(self, rows: list[dict]) -> int:
         """Append parsed metric rows; rows without a step are skipped. Returns how many were kept."""
@@ -95,28 +95,58 @@ class RunSeries:
     def eval_rs(self) -> list[int]:
         return sorted(self.eval)
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column as a float64 array, named "train/FIELD" or "eval/R/FIELD" (for the derived cache)."""
+        # copies: a live numpy view would stop the array('d') columns from growing (BufferError)
+        out = {f"train/{k}": np.frombuffer(col, dtype=np.float64).copy() for k, col in self.train.items()}
+        for r, cols in self.eval.items():
+            out.update({f"eval/{r}/{k}": np.frombuffer(col, dtype=np.float64).copy() for k, col in cols.items()})
+        return out
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, np.ndarray], rows: int) -> "RunSeries":
+        """The inverse of `columns()`; unknown names are ignored, missing train columns stay empty."""
+        store = cls()
+        for name, values in columns.items():
+            parts = name.split("/")
+            if parts[0] == "train" and len(parts) == 2 and parts[1] in store.train:
+                store.train[parts[1]].frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+            elif parts[0] == "eval" and len(parts) == 3 and parts[2] in ("step", "time", *EVAL_FIELDS):
+                cols = store.eval.setdefault(int(parts[1]), {k: array("d") for k in ("step", "time", *EVAL_FIELDS)})
+                cols[parts[2]].frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        store.rows = rows
+        store.version = 1
+        return store
+
     def last(self, kind: str, field: str, r: int | None = None) -> float | None:
         xs, ys = self.series(kind, field, r)
         return float(ys[-1]) if len(ys) else None
 
 
-def downsample(xs: np.ndarray, ys: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most 2 * n_buckets points: the min and the max of each bucket, in x order."""
+def downsample(xs: np.ndarray, ys: np.ndarray, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max per plot column: split the x range into `n_columns` equal columns (the plot's
+    character columns) and keep, in x order, the lowest and the highest point of each, plus the
+    first and the last point. At most 2 * n_columns + 2 points; every column's extremes (and so
+    the series' global extremes and any one-point spike) survive exactly."""
     n = len(xs)
-    if n <= 2 * n_buckets or n_buckets < 1:
+    if n <= 2 * n_columns or n_columns < 1:
         return xs, ys
-    size = n // n_buckets
-    m = size * n_buckets
-    yb = ys[:m].reshape(n_buckets, size)
-    xb = xs[:m].reshape(n_buckets, size)
-    rows = np.arange(n_buckets)
-    lo, hi = yb.argmin(axis=1), yb.argmax(axis=1)
-    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
-    out_x = np.column_stack([xb[rows, first], xb[rows, second]]).ravel()
-    out_y = np.column_stack([yb[rows, first], yb[rows, second]]).ravel()
-    if m < n:  # keep the newest point visible
-        out_x, out_y = np.append(out_x, xs[-1]), np.append(out_y, ys[-1])
-    return out_x, out_y
+    if np.any(xs[1:] < xs[:-1]):  # columns need x order (steps normally are)
+        order = np.argsort(xs, kind="stable")
+        xs, ys = xs[order], ys[order]
+    # column boundaries by binary search in the sorted x: no temporary as long as the series
+    edges = xs[0] + (xs[-1] - xs[0]) * np.arange(1, n_columns) / n_columns
+    bounds = np.unique(np.r_[np.searchsorted(xs, edges), n])
+    bounds = bounds[bounds > 0]
+    keep, a = [0, n - 1], 0
+    for b in bounds:  # one argmin/argmax per column (at most n_columns), vectorised within it
+        if b == a:
+            continue
+        seg = ys[a:b]
+        keep += [a + int(seg.argmin()), a + int(seg.argmax())]
+        a = b
+    keep = np.unique(keep)
+    return xs[keep], ys[keep]
 
 
 def bucket_mean(xs: np.ndarray, ys: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,19 @@
-"""What every screen shares: the navigation bar, the footer, a help text and error notices.
+"""What every screen shares: the navigation bar, the footer, a help text, error notices, and
+ctrl+s, which saves the screen's plot as a figure (PNG, SVG, PDF and CSV, through the same
+code as `recurlab plot`) and the screen itself as SVG, into the run's figures/ folder.
 
     class CurvesScreen(LabScreen):
         TITLE_SHORT = "Curves"
         HELP = "What this screen shows ..."
         def compose(self): yield from self.frame(Plot())
+        def figure_specs(self): return [curves_figure(...)]   # ctrl+s saves these
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from textual import work
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input
@@ -20,7 +26,10 @@ class LabScreen(Screen):
     TITLE_SHORT = ""
     MODE = ""
     HELP = ""
-    BINDINGS = [Binding("escape", "leave_input", "Leave input", show=False)]
+    BINDINGS = [
+        Binding("escape", "leave_input", "Leave input", show=False),
+        Binding("ctrl+s", "save_figure", "Save figure"),
+    ]
 
     def frame(self, *widgets):
         yield NavBar(self.MODE)
@@ -39,3 +48,63 @@ class LabScreen(Screen):
         """escape out of a text box, so that the screen's keys (and 1-5, ?) work again."""
         if isinstance(self.focused, Input):
             self.set_focus(None)
+
+    # ---- ctrl+s: figures ------------------------------------------------------------------------
+    def figure_specs(self) -> list:
+        """The figure specs (recurlab.figures) of what the screen plots now. Screens with a plot
+        override this; raising FigureError says why there is nothing to save yet."""
+        return []
+
+    def figure_dir(self) -> Path | None:
+        """Where ctrl+s saves: the figures/ folder of the run the screen shows (./figures for a
+        --model folder, which is not a run directory, as `recurlab inspect` does with traces)."""
+        run = self.app.current_run
+        if run is not None and run.exists():
+            return run.path / "figures"
+        return Path("figures").resolve() if getattr(self.app, "model_path", None) else None
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # ctrl+s only where there is a plot: hidden from the footer and inert elsewhere
+        if action == "save_figure":
+            return type(self).figure_specs is not LabScreen.figure_specs
+        return True
+
+    def action_save_figure(self) -> None:
+        from recurlab.figures import FigureError
+
+        out = self.figure_dir()
+        if out is None:
+            self.app.notify("no run to save figures into: pick one on the Runs screen", severity="warning")
+            return
+        try:
+            specs = self.figure_specs()
+        except FigureError as exc:
+            self.report(exc, "save figure")
+            specs = []
+        # the screenshot is taken now, on the UI thread; the files are written in a worker
+        screen_svg = self.app.export_screenshot(title=f"recurlab {self.TITLE_SHORT}")
+        if specs:  # drawing takes a moment: say that it started
+            self.app.notify(f"saving {len(specs)} figure{'s' if len(specs) > 1 else ''} to {out} ...", timeout=3)
+        self._write_figures(specs, screen_svg, out)
+
+    @work(thread=True, group="save-figure")
+    def _write_figures(self, specs: list, screen_svg: str, out: Path) -> None:
+        from recurlab.figures import save_figure, write_new
+
+        saved, errors = [], []
+        try:
+            shot = write_new(out, f"screen-{self.MODE or 'tui'}", {"svg": screen_svg.encode()})[0]
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "save screen")
+            return
+        for spec in specs:
+            try:
+                saved.append(save_figure(spec, out, csv=True)[0])
+            except Exception as exc:  # matplotlib missing: the screen SVG is still saved
+                errors.append(exc)
+        for exc in errors[:1]:
+            self.app.call_from_thread(self.report, exc, "save figure")
+        figs = ", ".join(p.with_suffix("").name + ".{png,svg,pdf,csv}" for p in saved)
+        self.app.call_from_thread(
+            self.app.notify,
+            f"saved to {out}: " + (f"{figs} and " if figs else "") + f"the screen as {shot.name}", timeout=10)

@@ -4,7 +4,11 @@ Metrics (m / M to cycle): train loss, eval loss per r and eval accuracy per r (o
 learning rate, tokens/s, grad norm. e toggles a time-weighted EMA (its span follows the step
 gaps, so uneven logging smooths evenly); [ and ] change its span. l toggles a log y axis. The
 list on the left picks the runs to overlay (space); each run keeps its color. New rows are read
-from the end of metrics.jsonl once a second, and long histories are downsampled for drawing.
+from the end of metrics.jsonl once a second (a large run opens from its derived series cache, or
+from the file's tail while the rest loads). Long histories are drawn as the minimum and maximum
+of each pixel column, so spikes survive. While rows stream in, the plot is redrawn at most twice
+a second and, for a plot that is slow to draw, seldom enough that drawing takes about 1% of a
+core (every 5 s at the least); a key redraws at once, and nothing is redrawn when nothing changed.
 """
 
 from __future__ import annotations
@@ -18,17 +22,35 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import SelectionList, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.figures.curves import shape_line
 from recurlab.rundir import RunDir, list_runs
 from recurlab.tui.metricsource import MetricsSource
 from recurlab.tui.screens.base import LabScreen
-from recurlab.tui.series import METRICS, bucket_mean, downsample, ema
+from recurlab.tui.series import METRICS
 
 POLL_S = 1.0
+MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
+MAX_REDRAW_S = 5.0  # ... and at least one every 5 s, however slow the plot is to draw
+PLOT_CPU_SHARE = 0.01  # between those, space redraws so that drawing costs about 1% of a core
 LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
 R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
-PROGRESS_REDRAW_S = 0.5
+
+
+class TimedPlot(PlotextPlot):
+    """A PlotextPlot that remembers how long its last render took (plotext builds the whole
+    figure as text on every render: that is the cost the throttle spaces out)."""
+
+    render_seconds = 0.0
+    renders = 0
+
+    def render(self):
+        t0 = time.perf_counter()
+        out = super().render()
+        self.render_seconds = time.perf_counter() - t0
+        self.renders += 1
+        return out
 
 
 class CurvesScreen(LabScreen):
@@ -58,12 +80,16 @@ class CurvesScreen(LabScreen):
         self._loading = False
         self._again = False
         self._last_draw = 0.0
+        self._drawn_key = None  # what the plot shows: redraw only when this changes
+        self._redraw_timer = None
+        self.redraws = 0  # plot rebuilds (for tests and the benchmark's idle check)
+        self._info_text = ""
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
             Horizontal(
                 Vertical(SelectionList(id="curves-runs"), Static("", id="curves-info"), id="curves-side"),
-                PlotextPlot(id="curves-plot"),
+                TimedPlot(id="curves-plot"),
                 id="curves-body",
             )
         )
@@ -72,6 +98,9 @@ class CurvesScreen(LabScreen):
         self.query_one("#curves-runs").border_title = "runs (space)"
         self.timer = self.set_interval(POLL_S, self.tick)
         self.on_screen_resume()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.redraw)  # the plot's new width needs its own downsampling
 
     def on_screen_suspend(self) -> None:
         self.timer.pause()
@@ -143,17 +172,15 @@ class CurvesScreen(LabScreen):
     @work(thread=True, group="metrics")
     def read_metrics(self, sources: list[MetricsSource]) -> None:
         try:
-            changed = False
             for src in sources:
-                while src.update():  # a big file arrives in chunks: draw as it loads
-                    changed = True
-                    if time.monotonic() - self._last_draw > PROGRESS_REDRAW_S:
-                        self.app.call_from_thread(self.redraw)
+                first_load = not src.caught_up
+                while src.update():  # a big file arrives in chunks: draw as it loads (throttled)
+                    self.app.call_from_thread(self.request_redraw)
+                if first_load and src.caught_up:  # all rows are in: show them now, not after the throttle
+                    self.app.call_from_thread(self.redraw)
                 for event in src.events:
                     self.app.call_from_thread(self._notice, src.run.name, event)
                 src.events.clear()
-            if changed:
-                self.app.call_from_thread(self.redraw)
         except Exception as exc:  # an unreadable file must not end the app
             self.app.call_from_thread(self.report, exc, "reading metrics")
         finally:
@@ -180,17 +207,10 @@ class CurvesScreen(LabScreen):
             src = self.sources[name]
             keys = [None] if kind == "train" else src.eval_rs()
             for i, r in enumerate(keys):
-                xs, ys = src.snapshot(kind, field, r)
-                if self.logy:
-                    keep = ys > 0
-                    xs, ys = xs[keep], ys[keep]
+                xs, ys = shape_line(*src.snapshot(kind, field, r), smooth=SPANS[self.span] if self.smooth else 0.0,
+                                    logy=self.logy, buckets=4 * width, raw_buckets=width)
                 if not len(xs):
                     continue
-                if self.smooth and len(xs) > 1:
-                    xs, ys = bucket_mean(xs, ys, 4 * width)
-                    ys = ema(xs, ys, SPANS[self.span] * (xs[-1] - xs[0]))
-                else:
-                    xs, ys = downsample(xs, ys, width)
                 label = name if r is None else (f"r={r}" if len(names) == 1 else f"{name} r={r}")
                 if r is not None and len(names) == 1:
                     color, marker = R_COLORS[i % len(R_COLORS)], "hd"
@@ -198,12 +218,45 @@ class CurvesScreen(LabScreen):
                     color, marker = self.app.run_color(name), R_MARKERS[i % len(R_MARKERS)] if r is not None else "hd"
                 yield label, color, marker, xs, ys
 
+    def request_redraw(self) -> None:
+        """New rows arrived: redraw now, or once the throttle interval since the last redraw is over."""
+        if self._redraw_timer is not None:
+            return  # one is already scheduled; it will draw everything that arrived meanwhile
+        interval = MIN_REDRAW_S
+        if all(src.caught_up for n in self.app.overlay if (src := self.sources.get(n)) is not None):
+            # live rows (not a first load): space slow redraws out further
+            cost = self.query_one(TimedPlot).render_seconds
+            interval = min(max(cost / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
+        wait = self._last_draw + interval - time.monotonic()
+        if wait <= 0:
+            self.redraw()
+        else:
+            self._redraw_timer = self.set_timer(wait, self._scheduled_redraw)
+
+    def _scheduled_redraw(self) -> None:
+        self._redraw_timer = None
+        self.redraw()
+
+    def _view_key(self, plot) -> tuple:
+        data = tuple((n, src.series.version, src.preview.version if src.preview is not None else -1)
+                     for n in self.app.overlay if (src := self.sources.get(n)) is not None)
+        return (self.metric, self.smooth, self.span, self.logy, tuple(plot.size), tuple(self.app.overlay), data)
+
     def redraw(self) -> None:
+        """Rebuild the plot if anything it shows changed (data, metric, options, size, runs)."""
+        plot = self.query_one(TimedPlot)
+        title, kind, field = METRICS[self.metric]
+        if self._redraw_timer is not None:  # drawing now covers the scheduled redraw
+            self._redraw_timer.stop()
+            self._redraw_timer = None
+        key = self._view_key(plot)
+        if key == self._drawn_key:
+            return
+        self._drawn_key = key
         self._last_draw = time.monotonic()
-        plot = self.query_one(PlotextPlot)
+        self.redraws += 1
         plt = plot.plt
         plt.clear_figure()
-        title, kind, field = METRICS[self.metric]
         width = max(plot.size.width, 40)
         self.drawn = {}
         for label, color, marker, xs, ys in self._lines(width):
@@ -232,9 +285,26 @@ class CurvesScreen(LabScreen):
                 loss = src.series.train["loss"][-1] if len(src.series.train["loss"]) else None
             lines.append(f"[{self.app.run_color(name)}]{name}[/]")
             lines.append(f"  {n:,} rows · step {int(step) if step is not None else '-'}" + (f" · loss {loss:.4f}" if loss is not None else ""))
+            if src.loading:
+                lines.append("  loading; the latest rows are drawn already")
         if not self.app.overlay:
             lines.append("no run selected: pick one in the list (space) or on the Runs screen")
-        self.query_one("#curves-info", Static).update("\n".join(lines))
+        text = "\n".join(lines)
+        if text != self._info_text:  # an unchanged panel is not re-rendered
+            self._info_text = text
+            self.query_one("#curves-info", Static).update(text)
+
+    def figure_specs(self) -> list:
+        """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
+        from recurlab.figures import curves_figure, run_steps
+        from recurlab.figures.curves import METRIC_NAMES
+
+        names = [n for n in self.app.overlay if n in self.sources]
+        width = max(self.query_one(PlotextPlot).size.width, 40)
+        fig = curves_figure({n: _Locked(self.sources[n]) for n in names}, METRIC_NAMES[self.metric],
+                            smooth=SPANS[self.span] if self.smooth else 0.0, logy=self.logy,
+                            steps=run_steps([self.sources[n].run for n in names]), buckets=4 * width)
+        return [fig]
 
     # ---- keys ---------------------------------------------------------------------------------
     def action_metric(self, delta: int) -> None:
@@ -254,3 +324,16 @@ class CurvesScreen(LabScreen):
     def action_logy(self) -> None:
         self.logy = not self.logy
         self.redraw()
+
+
+class _Locked:
+    """A MetricsSource read under its lock, in the shape curves_figure reads (series, eval_rs)."""
+
+    def __init__(self, src: MetricsSource):
+        self.src = src
+
+    def series(self, kind: str, field: str, r: int | None = None):
+        return self.src.snapshot(kind, field, r)
+
+    def eval_rs(self) -> list[int]:
+        return self.src.eval_rs()

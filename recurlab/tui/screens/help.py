@@ -33,6 +33,6 @@ class HelpScreen(ModalScreen):
         lines = [f"# {title}", "", getattr(self.target, "HELP", "").strip(), "", "| key | action |", "|---|---|"]
         for key, desc in self._keys():
             lines.append(f"| `{key}` | {desc} |")
-        lines += ["", "Keys 1-5 switch screens, escape leaves a text box, ctrl+p opens the command palette; escape closes this help."]
+        lines += ["", "Keys 1-6 switch screens, escape leaves a text box, ctrl+p opens the command palette; escape closes this help."]
         with VerticalScroll(id="help-body"):
             yield Markdown("\n".join(lines))

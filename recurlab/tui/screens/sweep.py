@@ -48,7 +48,8 @@ class SweepScreen(LabScreen):
         self._run = None
         self.trained: set[int] = set()  # the run's training levels, for the heatmap
         self.r_mean = 0
-        self.heat_step: int | None = None  # the checkpoint the heatmap shows
+        self.heat_step: int | None = None  # the checkpoint the heatmap (and the shown rows) belong to
+        self.rows_complete = True
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -104,7 +105,7 @@ class SweepScreen(LabScreen):
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
-        self.heat_step = res.step
+        self.heat_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
         from recurlab.sweep import format_heldout
 
@@ -139,6 +140,7 @@ class SweepScreen(LabScreen):
         step = step if isinstance(step, int) else None  # no choice: the latest checkpoint
         latest = self._run.latest_checkpoint()
         self.heat_step = step if step is not None else (latest.step if latest else None)
+        self.rows_complete = True
         self.rows = []
         self.draw()
         self.cancel_event = threading.Event()
@@ -190,6 +192,28 @@ class SweepScreen(LabScreen):
             self.app.notify("no saved sweeps for this run")
             return
         self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
+
+    def figure_specs(self) -> list:
+        """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
+        shown, and the level x r heatmap of the checkpoint's sweeps."""
+        from types import SimpleNamespace
+
+        from recurlab.figures import FigureError
+        from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
+        from recurlab.sweep import SweepResult
+
+        if not self.rows or self._run is None:
+            raise FigureError("no sweep shown yet: press s to run one")
+        first = self.rows[0]
+        ys = (["acc"] if any(k.startswith("acc@") for k in first) else []) + ["loss"] + (["bpb"] if "bpb" in first else [])
+        shown = SimpleNamespace(rows=list(self.rows), complete=self.rows_complete, path=None)
+        specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
+        if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
+            live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
+            grid = merge_sweeps(self.saved + live, self.heat_step)
+            if grid.levels:
+                specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
+        return specs
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 TABS = (("1", "runs", "Runs"), ("2", "curves", "Curves"), ("3", "inspect", "Inspect"),
-        ("4", "generate", "Generate"), ("5", "sweep", "Sweep"))
+        ("4", "generate", "Generate"), ("5", "sweep", "Sweep"), ("6", "eval", "Eval"))
 
 
 class NavBar(Static):
