@@ -27,9 +27,16 @@ from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
 TIED = ("lm_head.weight",)
 
 
+def tied_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """Names that alias another tensor and are not stored (the head, when it is tied)."""
+    cfg = getattr(model, "cfg", None)
+    return TIED if cfg is None or cfg.tie_head else ()
+
+
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     sd = model.state_dict()
-    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in TIED}
+    tied = tied_names(model)
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in tied}
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -123,7 +130,7 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc}); delete that directory to use an older one") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if k not in TIED]
+    missing = [k for k in missing if k not in tied_names(model)]
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"

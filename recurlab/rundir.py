@@ -225,6 +225,7 @@ class RunDir:
     # ---- creation (the CLI, once) -----------------------------------------------------
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config_yaml: str, device: str = "") -> "RunDir":
+        check_runs_dir(runs_dir)
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         path = runs_dir / name
@@ -366,6 +367,15 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
 
+def check_runs_dir(runs_dir: str | Path) -> None:
+    """A --runs-dir that names something other than a folder is a mistake to name, not an empty list."""
+    root = Path(runs_dir)
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is a file, not a directory: pass the folder that holds the runs")
+    if not root.exists() and root.parent != root and root.parent.exists() and not root.parent.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is inside {str(root.parent)!r}, which is a file: pass a folder")
+
+
 def list_runs(runs_dir: str | Path) -> list[RunDir]:
     root = Path(runs_dir)
     if not root.is_dir():
@@ -380,6 +390,7 @@ def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     if (path / "run.yaml").exists():
         return RunDir(path)
     root = Path(runs_dir)
+    check_runs_dir(root)
     if (root / spec / "run.yaml").exists():
         return RunDir(root / spec)
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]

@@ -11,7 +11,7 @@ import importlib
 
 from recurlab.cli.app import app
 
-COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot")
+COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot", "export")
 
 
 def main() -> None:
