@@ -100,6 +100,7 @@ class DataConfig:
     difficulties: list[int] = field(default_factory=lambda: [2, 4, 6, 8])
     train_difficulties: list[int] = field(default_factory=list)  # empty: all of `difficulties`
     eval_examples: int = 256  # held-out examples per difficulty
+    identity_pad_to: int = 0  # permutation tasks: pad training prompts with identities to up to this many (0: off)
     # real text (hub or local files)
     name: str = ""  # hub dataset name, or a local file / folder for source=local
     subset: str = ""
@@ -362,6 +363,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         need(len(d.difficulties) > 0, "data.difficulties must list at least one level, e.g. data.difficulties=2,4,6")
         need(all(x >= 1 for x in d.difficulties), f"data.difficulties must all be >= 1, got {d.difficulties}")
         need(d.eval_examples >= 1, f"data.eval_examples must be >= 1, got {d.eval_examples}")
+        if d.identity_pad_to:
+            need(d.task.startswith("permutation"), f"data.identity_pad_to applies to the permutation tasks, not {d.task!r}")
+            need(d.identity_pad_to >= 1, f"data.identity_pad_to must be >= 1 (0 = off), got {d.identity_pad_to}")
     else:
         need(bool(d.name), f"data.name: data.source={d.source} needs a dataset name or a local path")
         need(d.seq_len >= 2, f"data.seq_len must be >= 2, got {d.seq_len}")
@@ -411,9 +415,35 @@ def profile_path(name: str) -> Path:
     raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = {}
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{path}: line {dup.again}: key {dup.key!r} is given twice (first on line {dup.first}); "
+                          "keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -102,6 +102,18 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     return crit.validate()
 
 
+def parse_r(spec: str) -> int:
+    """The --r of generate and inspect: one whole number >= 1."""
+    text = str(spec).strip()
+    try:
+        r = int(text)
+    except ValueError:
+        raise InferenceError(f"--r must be a whole number of iterations like 16, got {spec!r}") from None
+    if r < 1:
+        raise InferenceError(f"--r must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
+    return r
+
+
 def _default_threshold(kind: str) -> str:
     return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
             "gate": "0.9"}[kind]
