@@ -7,7 +7,8 @@
 Contract (version CONTRACT_VERSION; the README's "The run directory" section summarises it):
 
     run.yaml            resolved config, written once when the run is created
-    status.json         replaced atomically (temp file + os.replace):
+    status.json         replaced atomically (temp file + fsync + os.replace + fsync of the dir); the
+                        worker keeps it in memory (own_status) and rewrites it whole:
                         contract, name, state, pid, host, device, world_size, created, started,
                         heartbeat, ended, step, max_steps, tokens, loss, tokens_per_s,
                         last_checkpoint, error
