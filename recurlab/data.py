@@ -11,6 +11,8 @@ A sequence is <bos> prompt answer <eos>; only the answer and <eos> are supervise
 
 from __future__ import annotations
 
+import random
+
 import torch
 
 from recurlab.config import RunConfig
@@ -56,7 +58,12 @@ class TaskData:
         out = []
         for i in range(offset, offset + n):
             level = self.levels[(step * 7919 + i) % len(self.levels)]
-            out.append(self.task.example(level, seed, step * 1_000_003 + i))
+            ex = self.task.example(level, seed, step * 1_000_003 + i)
+            pad_to = self.cfg.data.identity_pad_to
+            if pad_to:  # a random length between the level's own and pad_to permutations
+                rng = random.Random(f"pad/{seed}/{step}/{i}")
+                ex = self.task.pad_with_identities(ex, rng.randint(level, max(level, pad_to)), rng)
+            out.append(ex)
         return out
 
     def train_batch(self, step: int, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

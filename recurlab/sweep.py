@@ -99,7 +99,8 @@ def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[
     from recurlab.errors import InferenceError
 
     try:
-        values = [int(x) for x in spec.replace(" ", "").split(",") if x]
+        # every item must be a number: '' and '1,,2' are mistakes, not shorthands
+        values = [int(x) for x in spec.replace(" ", "").split(",")]
     except ValueError:
         raise InferenceError(f"{option} must be a comma-separated list of integers like {example}, got {spec!r}") from None
     if not values or min(values) < 1:

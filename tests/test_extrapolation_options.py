@@ -181,3 +181,24 @@ def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_p
                                    f"train.init_from={tmp_path / 'nothing'}"])
     assert res.exit_code == 2 and res.output.startswith("error: train.init_from:"), res.output
     assert not (runs / "x").exists()
+
+
+def test_identity_padding_lengthens_training_prompts_without_changing_answers():
+    from recurlab.data import TaskData
+    from recurlab.tasks import get_task
+
+    cfg = load_profile("tiny", TINY_PERM + ["data.identity_pad_to=8"])
+    data, task = TaskData(cfg), get_task("permutation4")
+    examples = [ex for step in range(20) for ex in data.train_examples(step, 16)]
+    lengths = set()
+    for ex in examples:
+        perms = ex.prompt.rstrip("=").split(".")
+        real = [p for p in perms if p != "0123"]
+        assert ex.difficulty <= len(perms) <= 8 and len(real) <= ex.difficulty
+        assert task.solve(ex.prompt) == ex.answer
+        lengths.add(len(perms) - ex.difficulty)
+    assert lengths == set(range(8))  # from unpadded to 7 identities (level 1 padded to 8)
+    plain = TaskData(load_profile("tiny", TINY_PERM))
+    assert all(len(ex.prompt.split(".")) == ex.difficulty for ex in plain.train_examples(3, 16))
+    with pytest.raises(ConfigError, match="permutation tasks"):
+        load_profile("tiny", ["data.identity_pad_to=8"])

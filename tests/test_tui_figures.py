@@ -164,3 +164,27 @@ async def test_ctrl_s_on_eval_saves_metric_vs_r_and_exit_histograms(runs):
     assert {int(it): int(n) for label, it, n, _s in rows[1:] if label.startswith("perm_l4")} == \
         {i: hist.get(str(i), 0) for i in range(1, 17)}
     assert "perm_l1" in (figs / "evals-alpha-eval-20261130-150000.svg").read_text()
+
+
+async def test_ctrl_s_on_generate_saves_the_replayed_wavefront(runs):
+    from recurlab.tui import RecurlabApp
+
+    figs = runs / "alpha" / "figures"
+    record = json.loads((runs / "alpha" / "wavefronts" / "wavefront-1.json").read_text())
+    app = RecurlabApp(runs_dir=runs, run=runs / "alpha")
+    async with app.run_test(size=(140, 48)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await pilot.press("ctrl+s")  # no wavefront yet: a notice says how to get one
+        await wait_for(pilot, lambda: any("no wavefront shown" in n.message for n in app._notifications))
+        screen.set_focus(None)
+        await pilot.press("o")  # replay the saved wavefront
+        await wait_for(pilot, lambda: screen.query_one("#gen-wave").data is not None)
+        app.clear_notifications()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "wavefront-alpha-wavefront-1" in saved_notice(app))
+    rows = csv_rows(figs / "wavefront-alpha-wavefront-1.csv")
+    got = {(int(i), int(pos)): float(v) for i, _label, pos, v in rows[1:] if v != ""}
+    assert got == {(i, s["first"] + j): float(n) for i, s in enumerate(record["steps"]) for j, n in enumerate(s["iterations"])}
+    assert png_size(figs / "wavefront-alpha-wavefront-1.png") == (960, 600)
+    assert (figs / "screen-generate.svg").exists()

@@ -23,7 +23,7 @@ from recurlab.rundir import RunDir
 
 
 RunArgument = typer.Argument(None, help="Run name, unique prefix, or run directory (or use --model).")
-ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Huginn format instead of a run.")
+ModelOption = typer.Option(None, "--model", help="A Hugging Face folder (Huginn, Ouro or retrofitted recurrence) instead of a run.")
 
 
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
@@ -31,7 +31,7 @@ def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | No
     if bool(run) == bool(model_path):
         from recurlab.errors import InferenceError
 
-        raise InferenceError("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
+        raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
     from recurlab.engine import open_model
 
     return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
@@ -51,7 +51,7 @@ def _fmt_bytes(n: float) -> str:
 def generate(
     run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
-    r: int = typer.Option(16, "--r", help="Iterations of the recurrent core per token."),
+    r: str = typer.Option("16", "--r", help="Iterations of the recurrent core per token."),
     exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
     cache_lookup: str = typer.Option("latest", "--cache-lookup", help="How later tokens read an exited token: latest (its last entry, the reference's latest-m4) or existing (only entries of the current iteration, the reference's default)."),
@@ -71,10 +71,12 @@ def generate(
     save_wavefront: bool = typer.Option(False, "--save-wavefront", help="Parallel sampler: write each row's wavefront to the run's wavefronts/ folder (./wavefronts/ for --model), for the TUI's replay."),
     model_path: Optional[str] = ModelOption,
 ):
-    """Generate text from a run's checkpoint (or a Huginn folder), streaming it, then print a summary."""
+    """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
         from recurlab.engine import GenerateOptions
+        from recurlab.engine.options import parse_r
 
+        r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
@@ -168,7 +170,7 @@ def _table(trace: dict) -> list[str]:
 def inspect(
     run: Optional[str] = RunArgument,
     prompt: str = typer.Option(..., "--prompt", "-p"),
-    r: int = typer.Option(16, "--r", help="Iterations to trace."),
+    r: str = typer.Option("16", "--r", help="Iterations to trace."),
     exit: Optional[str] = typer.Option("kl:5e-4", "--exit", help="Criterion for the exit iteration column."),
     starts: int = typer.Option(0, "--starts", help="Random starts for path independence (0: off, else >= 2)."),
     generate_tokens: int = typer.Option(0, "--generate", help="Greedily generate this many tokens first and trace them too."),
@@ -184,6 +186,9 @@ def inspect(
     final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
+        from recurlab.engine.options import parse_r
+
+        r = parse_r(r)
 
         if generate_tokens < 0:
             from recurlab.errors import InferenceError
@@ -194,7 +199,7 @@ def inspect(
         trace = latent_trace(opened.model, opened.tokenizer, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
                              seed=seed, generate=gen)
         name = name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}"
-        # a Huginn folder is not a run directory: its traces go to ./traces/
+        # a model folder is not a run directory: its traces go to ./traces/
         path = save_trace(opened.run or RunDir("."), name, trace)
         for line in _table(trace):
             typer.echo(line)

@@ -30,7 +30,7 @@ from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")
@@ -163,6 +163,8 @@ def _exit_for_state(run: RunDir) -> None:
 @app.command()
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+    with user_errors():
+        check_runs_dir(runs_dir)
     found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")

@@ -21,6 +21,7 @@ import torch
 
 from recurlab.engine.cache import KVCache
 from recurlab.devices import check_device
+from recurlab.engine.exits import check_exit_support
 from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
 from recurlab.engine.steps import run_pass
@@ -165,6 +166,7 @@ class Engine:
         if not prompt_list:
             raise InferenceError("no prompt given; pass at least one")
         opts.validate()
+        check_exit_support(self.model, opts.exit)
         encoded = [self.encode(p) for p in prompt_list]  # errors surface here, before any iteration
         if opts.speculative is not None and len(encoded) > 1:
             raise InferenceError("speculative decoding takes one prompt at a time; drop --speculative for a batch")

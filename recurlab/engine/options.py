@@ -21,12 +21,13 @@ EXIT_KINDS = {
     "latent": "relative latent change ||s_i - s_prev|| / ||s_i|| below the threshold",
     "argmax": "the argmax token unchanged for `threshold` successive checks",
     "cosine": "cosine similarity of successive states at or above the threshold",
+    "gate": "a learned exit gate (Ouro): the cumulative exit probability reaches the threshold",
 }
 CACHE_LOOKUPS = {
     "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
     "existing": "only entries that exist at the current iteration are read (the reference's default)",
 }
-EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3 or cosine:0.999"
+EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 or gate:0.9"
 
 
 @dataclass
@@ -53,6 +54,10 @@ class ExitCriterion:
             raise InferenceError(f"exit threshold must be >= 0 (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.threshold > 1:
+            raise InferenceError(f"gate exit threshold is a cumulative probability in (0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.check_every != 1:
+            raise InferenceError("the gate exit accumulates its probability at every step: drop every= from --exit gate:...")
         if self.kind == "argmax" and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"argmax exit needs a whole number of checks (e.g. argmax:3), got {self.threshold:g}")
         if self.min_iterations < 1:
@@ -97,8 +102,21 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     return crit.validate()
 
 
+def parse_r(spec: str) -> int:
+    """The --r of generate and inspect: one whole number >= 1."""
+    text = str(spec).strip()
+    try:
+        r = int(text)
+    except ValueError:
+        raise InferenceError(f"--r must be a whole number of iterations like 16, got {spec!r}") from None
+    if r < 1:
+        raise InferenceError(f"--r must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
+    return r
+
+
 def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
+    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
+            "gate": "0.9"}[kind]
 
 
 @dataclass

@@ -50,6 +50,11 @@ def load_eval(run: RunDir, name: str | None = None, with_exits: bool = False) ->
     return found[-1][0], found[-1][1].stem
 
 
+def _short(task: str) -> str:
+    """The embedded tasks' lm-eval names without their namespace: recurlab_permutation4_level4 -> permutation4_level4."""
+    return task.removeprefix("recurlab_")
+
+
 def _subtitle(record: dict, run: str, name: str) -> str:
     step = (record.get("source") or {}).get("checkpoint_step")
     exit_rule = f", exit {record['exit']}" if record.get("exit") else ""
@@ -65,7 +70,7 @@ def eval_vs_r_figure(record: dict, *, run: str, name: str) -> LineFigure:
     for task in tasks:
         rows = sorted((row for row in record["rows"] if row["task"] == task and row.get("value") is not None), key=lambda row: row["r"])
         metric = rows[0]["metric"] if rows else ""
-        label = task if len(metrics) == 1 else f"{task} ({metric})"
+        label = _short(task) if len(metrics) == 1 else f"{_short(task)} ({metric})"
         yerr = [row.get("stderr") or 0.0 for row in rows]
         lines.append(Line(label, [float(row["r"]) for row in rows], [float(row["value"]) for row in rows],
                           yerr=yerr if any(yerr) else None))
@@ -95,7 +100,7 @@ def eval_exits_figure(record: dict, *, run: str, name: str, r: int | None = None
         counts = per_r.get(str(r)) or {}
         values = [int(it) for it, n in counts.items() for _ in range(int(n))]
         if values:
-            groups.append((f"{task} ({len(values)} tokens)", sorted(values)))
+            groups.append((f"{_short(task)} ({len(values)} tokens)", sorted(values)))
     top = max([r] + [v for _, vals in groups for v in vals])
     return HistFigure(
         kind="exits", name=f"exits-{_slug(run)}-{_slug(name)}-r{r}", title=f"iteration at which each token exits, at most r = {r}",

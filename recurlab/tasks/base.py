@@ -152,6 +152,19 @@ class PermutationComposition(Task):
             return None
         return [".".join(c) + "=" for c in itertools.product(perms, repeat=difficulty)]
 
+    def pad_with_identities(self, example: Example, total: int, rng: random.Random) -> Example:
+        """The same problem with identity permutations inserted at random places until it has
+        `total` permutations: longer, same answer, same number of non-trivial steps. A padded
+        prompt that falls in the held-out split is returned unpadded."""
+        perms = example.prompt.rstrip("=").split(".")
+        identity = "".join(map(str, range(self.n)))
+        for _ in range(max(total - len(perms), 0)):
+            perms.insert(rng.randrange(len(perms) + 1), identity)
+        prompt = ".".join(perms) + "="
+        if _is_heldout(prompt):
+            return example
+        return Example(prompt, example.answer, example.difficulty)
+
     def solve(self, prompt):
         perms = prompt.rstrip("=").split(".")
         out = []

@@ -72,6 +72,7 @@ class GenerateScreen(ModelScreen):
         self._stop = False
         self.last_parallel = None  # (GenerationResult, tokenizer) of the newest parallel generation
         self._replay_index = -1
+        self._wave_name = "live"  # what ctrl+s calls the wavefront shown: "live" or the replayed file
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -197,6 +198,7 @@ class GenerateScreen(ModelScreen):
         if self.parallel:
             jobs.append((self.options(r, sequential=True).validate(), self.describe(r, sequential=True)))
             self.query_one("#gen-wave", WavefrontView).start(r, opts.sampler.spec(), prompt)
+            self._wave_name = "live"
         history = self.query_one("#gen-history", HorizontalScroll)
         cards = list(history.query(GenerationCard))
         for old in cards[: max(len(cards) - HISTORY + len(jobs), 0)]:
@@ -288,7 +290,19 @@ class GenerateScreen(ModelScreen):
         wave = self.query_one("#gen-wave", WavefrontView)
         wave.display = True
         wave.load(data, f"{path.name} ({self._replay_index + 1}/{len(paths)})")
+        self._wave_name = path.stem
         wave.focus()
+
+    def figure_specs(self) -> list:
+        """ctrl+s: the wavefront shown (live or replayed) as an outer step x position heatmap."""
+        from recurlab.figures import FigureError
+        from recurlab.figures.wavefront import wavefront_figure
+
+        wave = self.query_one("#gen-wave", WavefrontView)
+        if not wave.data or not wave.data["steps"]:
+            raise FigureError("no wavefront shown: press p for the parallel sampler and g, or o to replay a saved one")
+        run = self.app.current_run.name if self.app.model_path is None and self.app.current_run else str(self.app.model_dir())
+        return [wavefront_figure(wave.data, run=run, name=self._wave_name)]
 
     def action_stop(self) -> None:
         self._stop = True
