@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from recurlab.model import RMSNorm, apply_rotary, rotary_tables
 

@@ -363,3 +363,17 @@ def test_gate_exit_needs_a_gate(retro):
     assert "exit gate" in one_line(exc)
     with pytest.raises(InferenceError):
         GenerateOptions(r=4, exit="gate:1.5").validate()
+
+
+def test_parallel_sampler_strict_rule_equals_sequential_on_both_families(ouro, retro):
+    """The parallel sampler needs nothing per family: with its exact rule it reproduces sequential
+    decoding on Ouro (start at the embedding) and on grouped-query retrofitted models."""
+    from recurlab.engine import Engine, GenerateOptions
+
+    strict = "parallel:headway=1,noise=0,smoothing=0,freeze=iterations,kv=aligned"
+    for (model, tok, _), _ in (ouro, retro):
+        engine = Engine(model, tok)
+        opts = dict(r=4, max_new_tokens=6, temperature=0.0, init_scale=0.0, stop_ids=[])
+        seq = engine.generate("Question: what is", GenerateOptions(**opts)).token_ids
+        par = engine.generate("Question: what is", GenerateOptions(**opts, sampler=strict)).token_ids
+        assert par == seq

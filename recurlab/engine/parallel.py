@@ -57,7 +57,8 @@ class WavefrontCache:
     """
 
     def __init__(self, cfg, batch: int, max_len: int, slots: int, device, dtype):
-        shape = (2, batch, cfg.n_head, max_len + 1, cfg.head_dim)
+        shape = (2, batch, cfg.kv_heads, max_len + 1, cfg.head_dim)  # grouped-query: n_kv_head heads
+        self.group = cfg.n_head // cfg.kv_heads
         self.prelude = [torch.zeros((1, *shape), device=device, dtype=dtype) for _ in range(cfg.n_prelude)]
         self.core = [torch.zeros((slots + 1, *shape), device=device, dtype=dtype) for _ in range(cfg.n_core_layers)]
         self.coda = [torch.zeros((1, *shape), device=device, dtype=dtype) for _ in range(cfg.n_coda)]
@@ -100,9 +101,12 @@ class WavefrontCache:
         if kind != "core" or not self.gather:
             s = int(read.view(-1)[0])
             keys, values = buf[s, 0, :B, :, :L], buf[s, 1, :B, :, :L]
-            return F.scaled_dot_product_attention(qh, keys.to(q.dtype), values.to(q.dtype), attn_mask=self.mask)
+            return F.scaled_dot_product_attention(qh, keys.to(q.dtype), values.to(q.dtype), attn_mask=self.mask,
+                                                  enable_gqa=self.group > 1)
         # positions at different iterations read different slots: gather (B, W, 2, H, L, D)
         kv = buf[read, :, rows, :, :L, :].to(q.dtype)
+        if self.group > 1:  # query head i reads key/value head i // group
+            kv = kv.repeat_interleave(self.group, dim=3)
         scores = torch.einsum("bwhd,bwhld->bhwl", q, kv[:, :, 0]) / math.sqrt(q.shape[-1])
         probs = scores.masked_fill(~self.mask, float("-inf")).softmax(-1)
         return torch.einsum("bhwl,bwhld->bhwd", probs, kv[:, :, 1])
@@ -121,7 +125,7 @@ class _Row:
     lo: int  # first unfrozen column
     base: int  # the prompt's last column: its prediction is generated token 0
     end: int  # last column whose prediction is needed
-    gen: torch.Generator
+    gen: torch.Generator  # the row's sampling uniforms
     tokens: list  # input token per position
     states: Tensor  # (w, d)
     embeds: Tensor | None  # (w, d) previous smoothed embeddings, rows beyond it are new
@@ -168,6 +172,7 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
     init_scale = opts.init_scale if opts.init_scale is not None else model.cfg.init_scale
     gens = [torch.Generator(device=device).manual_seed(opts.seed) for _ in range(B)]
     d = model.cfg.n_embd
+    embedding_start = model.cfg.state_init == "embedding"  # Ouro: the loop starts at the embedding
 
     def fresh(b: int, n: int) -> Tensor:
         return model.init_state(torch.zeros(1, n, d, device=device, dtype=engine.dtype), init_scale, gens[b])[0]
@@ -193,6 +198,8 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
             for b in range(B):
                 if pre[b]:
                     s[b, :len(pre[b])] = fresh(b, len(pre[b]))
+            if embedding_start:
+                s = e.clone()
             for i in range(r):
                 cache.set_slots(torch.full_like(cols, min(i, slots - 1)), real)
                 s = model.core_step(s, e, rope, cache, i)
@@ -205,8 +212,10 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
         rows = []
         for b, x in enumerate(encoded):
             init = last_states[b][None].clone() if opts.continuous else fresh(b, 1)
-            u = [float(torch.rand((), generator=gens[b], device=device))] if opts.temperature > 0 else [0.0]
-            rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=gens[b], tokens=[x[-1]],
+            # sampling draws from its own generator, so that states and noise match a greedy run
+            ugen = torch.Generator(device=device).manual_seed(opts.seed)
+            u = [float(torch.rand((), generator=ugen, device=device))] if opts.temperature > 0 else [0.0]
+            rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=ugen, tokens=[x[-1]],
                              states=init, embeds=None, prev=None, n=[0], stable=[0], last_pred=[-1], u=u,
                              last_state=last_states[b], next_token=x[-1], frozen_at=[], record=[], committed=[]))
     t1 = time.perf_counter()
@@ -240,7 +249,9 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
                     # new + a (old - new) is exactly new when nothing changed
                     e[b, :k] = e_new[b, :k] + cfg.smoothing * (old - e_new[b, :k])
                 rows[b].embeds = e[b, :rows[b].width].clone()
-            if cfg.noise > 0:
+            if embedding_start:  # a position that has not iterated yet starts at its embedding
+                s = torch.where((real & (n == 0))[..., None], e, s)
+            if cfg.noise > 0 and not embedding_start:  # the noise is a random start's; an embedding start has none
                 for b in live:
                     w = rows[b].width
                     beta = cfg.noise / (1 + n[b, :w].to(s.dtype)) if cfg.damped else torch.full((w,), cfg.noise, dtype=s.dtype, device=device)
