@@ -1,8 +1,9 @@
 """Checkpoints as safetensors plus a JSON of training state; complete or absent, never half.
 
-    save_checkpoint(run, step, model, optimizer, state)      # builds .tmp-step_N, then renames
-    model = load_model(run, device="cpu")                    # latest complete checkpoint
-    load_training_state(ckpt_dir, model, optimizer)          # for resume
+    save_checkpoint(run, step, model_tensors(model), optimizer_snapshot(opt), {"tokens": n, ...})
+                                                 # builds .tmp-step_N, fsyncs, renames, then prunes
+    model, ckpt = load_model(run, step=None, device="cpu")   # latest complete checkpoint, eval mode
+    load_weights(model, ckpt.path); load_optimizer(opt, ckpt.path); read_state(ckpt.path)   # resume
 
 Nothing is unpickled: weights and optimizer tensors are safetensors, the rest is JSON.
 """
@@ -27,12 +28,20 @@ from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
 TIED = ("lm_head.weight",)
 
 
+def tied_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """Names that alias another tensor and are not stored (the head, when it is tied)."""
+    cfg = getattr(model, "cfg", None)
+    return TIED if cfg is None or cfg.tie_head else ()
+
+
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     sd = model.state_dict()
-    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in TIED}
+    tied = tied_names(model)
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in tied}
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer state as (tensors for optimizer.safetensors, JSON metadata for optimizer.json)."""
     sd = optimizer.state_dict()
     tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
     for pid, st in sd["state"].items():
@@ -105,10 +114,6 @@ def remove_stale_temporaries(run: RunDir) -> list[Path]:
     return removed
 
 
-def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    return _flatten_optimizer(optimizer)
-
-
 def read_state(ckpt: Path) -> dict:
     try:
         return json.loads((Path(ckpt) / "state.json").read_text())
@@ -123,7 +128,7 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc}); delete that directory to use an older one") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if k not in TIED]
+    missing = [k for k in missing if k not in tied_names(model)]
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"

@@ -25,6 +25,10 @@ SAMPLERS = ("lognormal_poisson", "fixed", "uniform", "curriculum")
 SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "bfloat16")
 SOURCES = ("task", "hub", "local")
+BLOCKS = ("sandwich", "peri", "prenorm")
+ROTARY = ("pairs", "half")
+INJECTIONS = ("adapter", "none")
+STATE_INITS = ("random", "embedding")
 
 
 class ConfigError(ValueError):
@@ -48,10 +52,27 @@ class ModelConfig:
     init_scale: float = 1.0  # std of the random latent start; 0 starts at zeros
     norm_eps: float = 1e-6
     matched_r: int = 0  # fixed_depth_matched: core layers = n_core * matched_r (0: train.r_mean)
+    # ---- family options (the defaults are recurlab's own models and Huginn-0125) ----
+    block: str = "sandwich"  # sandwich: n2(x + f(n1 x)); peri (Ouro): x + n2(f(n1 x)); prenorm (Llama): x + f(n1 x)
+    n_kv_head: int = 0  # key/value heads for grouped-query attention (0: n_head, plain multi-head)
+    rotary: str = "pairs"  # pairs: rotate adjacent channels (Huginn); half: rotate the two halves (Llama, Ouro)
+    injection: str = "adapter"  # adapter: s = Core(A[s; e]); none: s = Core(s) (Ouro)
+    state_init: str = "random"  # random (init_scale 0: zeros), or embedding: start from e (Ouro)
+    step_norm: bool = False  # ln_f after every core step, feeding the next one (Ouro)
+    coda_norm: bool = True  # ln_f on the last state before the coda (Huginn)
+    final_norm: bool = True  # ln_f after the coda, before the head
+    tie_head: bool = True  # the head shares the embedding matrix
+    exit_gate: bool = False  # a learned exit gate lambda = sigmoid(w . s + b) after every step (Ouro)
+    init_from: str = ""  # retrofit: a Llama-format Hugging Face folder whose layers start the model
+    layers: str = ""  # retrofit: source layer ranges prelude,core,coda, e.g. 0-3,10-17,18-21
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
 
     @property
     def mlp_size(self) -> int:
@@ -288,6 +309,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.n_embd > 0 and m.n_head > 0, "model.n_embd and model.n_head must be positive")
     need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
     need(m.head_dim % 2 == 0, f"model.n_embd / model.n_head must be even for rotary positions, got {m.head_dim}")
+    for key, value, allowed in (("block", m.block, BLOCKS), ("rotary", m.rotary, ROTARY),
+                                ("injection", m.injection, INJECTIONS), ("state_init", m.state_init, STATE_INITS)):
+        need(value in allowed, f"model.{key}: {value!r} is not one of {', '.join(allowed)}")
+    need(m.n_kv_head >= 0 and m.n_head % m.kv_heads == 0,
+         f"model.n_kv_head ({m.n_kv_head}) must divide model.n_head ({m.n_head}) (0: same as n_head)")
+    need(not (m.qk_bias and m.kv_heads != m.n_head), "model.qk_bias needs multi-head attention (model.n_kv_head=0)")
+    need(m.injection == "adapter" or m.state_init == "embedding",
+         "model.injection=none needs model.state_init=embedding: without an adapter the input enters only as the start state")
+    need(not m.layers or bool(m.init_from),
+         "model.layers picks layers of a source model: set model.init_from=PATH to a Llama-format folder")
     need(m.n_prelude >= 0 and m.n_coda >= 0, "model.n_prelude and model.n_coda must be >= 0")
     need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
     need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")
@@ -384,9 +415,35 @@ def profile_path(name: str) -> Path:
     raise ConfigError(f"unknown profile {name!r}: available are {', '.join(profile_names())} (or a path to a .yaml)")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = {}
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{path}: line {dup.again}: key {dup.key!r} is given twice (first on line {dup.first}); "
+                          "keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -412,6 +469,12 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     cfg.profile = path.stem
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
+    if cfg.model.init_from:
+        # retrofit: the model's shape comes from the source folder, read once here; the run's
+        # run.yaml then stands alone
+        from recurlab.families.retrofit import apply_init_from
+
+        apply_init_from(cfg)
     return validate(cfg)
 
 

@@ -135,10 +135,10 @@ class Dist:
         if self.fsdp:
             from torch.distributed.fsdp import fully_shard
 
-            from recurlab.model import SandwichBlock
+            from recurlab.model import Block
 
             for m in model.modules():
-                if isinstance(m, SandwichBlock):
+                if isinstance(m, Block):
                     fully_shard(m)
             fully_shard(model)  # the rest (embedding = tied head, adapter, final norm) in one group
             return model
@@ -219,10 +219,11 @@ class Dist:
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-            from recurlab.checkpoint import TIED
+            from recurlab.checkpoint import tied_names
 
             sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            return {k: v.contiguous() for k, v in sd.items() if k not in TIED}
+            tied = tied_names(raw_model)
+            return {k: v.contiguous() for k, v in sd.items() if k not in tied}
         return model_tensors(raw_model)
 
     def optimizer_state(self, model, optimizer, snapshot):

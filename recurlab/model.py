@@ -14,14 +14,28 @@ decoding, traces) goes through four public steps:
     s    = model.core_step(s, e, rope, cache, i)      # one recurrence: adapter + R shared blocks
     out  = model.decode(s, rope, cache)               # ln_f, coda, ln_f, tied head
 
+One description, three families (recurlab.config.ModelConfig): recurlab's own models and
+Huginn-0125 (the defaults), Ouro (no prelude/coda/adapter, the state starts at the embedding,
+ln_f after every step, peri-norm blocks, exit gate) and retrofitted Llama models (pre-norm
+blocks, adapter, no norm between steps). The options switch pieces inside these same steps:
+
+    block        sandwich  x = n2(x + attn(n1 x)); x = n4(x + mlp(n3 x))        (Huginn)
+                 peri      x = x + n2(attn(n1 x)); x = x + n4(mlp(n3 x))        (Ouro)
+                 prenorm   x = x + attn(n1 x);     x = x + mlp(n2 x)            (Llama)
+    injection    adapter: Core(A[s; e]);  none: Core(s)
+    state_init   random (truncated normal, 0 gives zeros) or embedding (s0 = e)
+    step_norm    s = ln_f(Core(..)) after every step;  coda_norm / final_norm: ln_f around the coda
+    rotary       pairs: rotate adjacent channels (Huginn);  half: rotate the two halves (Llama, Ouro)
+    n_kv_head    grouped-query attention; tie_head; exit_gate: lambda = sigmoid(gate(s)) per step
+
 Parameter names follow the Huginn reference layout (`transformer.wte`, `.prelude`, `.adapter`,
-`.core_block`, `.coda`, `.ln_f`, blocks with `norm_1..norm_4`, `attn.Wqkv`, `attn.proj`,
-`mlp.fc`, `mlp.proj`) so that Huginn checkpoints map onto it with few transforms.
-Rotary embeddings rotate adjacent pairs of channels (Huginn's convention).
+`.core_block`, `.coda`, `.ln_f`, blocks with `norm_1..norm_4`, `attn.Wqkv` with rows [q | k | v],
+`attn.proj`, `mlp.fc` with rows [gate | up], `mlp.proj`) so that checkpoints map onto it with
+few transforms; the exit gate is `transformer.exit_gate`.
 
 Cache protocol (implemented by the inference engine): attention calls
-`cache.attend(layer_key, q, k, v) -> y` with rotary already applied, where `layer_key` is
-("prelude", i), ("core", iteration, j) or ("coda", i).
+`cache.attend(layer_key, q, k, v) -> y` with rotary already applied (k, v have n_kv_head heads),
+where `layer_key` is ("prelude", i), ("core", iteration, j) or ("coda", i).
 """
 
 from __future__ import annotations
@@ -64,6 +78,18 @@ def rotary_tables(positions: Tensor, head_dim: int, base: float) -> tuple[Tensor
     return angles.cos(), angles.sin()
 
 
+def apply_rotary_half(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """Rotate channel i with channel i + D/2 by the position angle (Llama's layout). x: (B, T, ..., D)."""
+    cos, sin = rope
+    if cos.dim() == 2:  # (T, D/2) shared by the batch
+        cos, sin = cos[None], sin[None]
+    shape = (cos.shape[0], cos.shape[1], *(1,) * (x.dim() - 3), cos.shape[2])
+    cos, sin = cos.view(shape), sin.view(shape)
+    xf = x.float()
+    x0, x1 = xf.chunk(2, dim=-1)
+    return torch.cat((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).to(x.dtype)
+
+
 def apply_rotary(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     """Rotate adjacent channel pairs (x0, x1) by the position angle. x: (B, T, ..., D), e.g. (B, T, H, D)
     or q and k together as (B, T, 2, H, D). The pairs are multiplied as complex numbers (x0 + i x1) *
@@ -81,21 +107,29 @@ def apply_rotary(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
-        self.Wqkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.Wqkv = nn.Linear(cfg.n_embd, (cfg.n_head + 2 * self.n_kv) * cfg.head_dim, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        self.rotate = apply_rotary if cfg.rotary == "pairs" else apply_rotary_half
         # learned biases for q and k, added before the rotation (shape: 2, heads, head_dim)
         self.qk_bias = nn.Parameter(torch.zeros(2, cfg.n_head, cfg.head_dim)) if cfg.qk_bias else None
 
     def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
         B, T, _ = x.shape
-        qkv = self.Wqkv(x).view(B, T, 3, self.n_head, self.head_dim)
-        qk, v = qkv[:, :, :2], qkv[:, :, 2]
-        if self.qk_bias is not None:
-            qk = qk + self.qk_bias
-        q, k = apply_rotary(qk, rope).unbind(2)  # q and k rotated together: half the ops per block
+        hd = self.head_dim
+        if self.n_kv == self.n_head:
+            qkv = self.Wqkv(x).view(B, T, 3, self.n_head, hd)
+            qk, v = qkv[:, :, :2], qkv[:, :, 2]
+            if self.qk_bias is not None:
+                qk = qk + self.qk_bias
+            q, k = self.rotate(qk, rope).unbind(2)  # q and k rotated together: half the ops per block
+        else:  # grouped-query attention: fewer key/value heads than query heads
+            q, k, v = self.Wqkv(x).split((self.n_head * hd, self.n_kv * hd, self.n_kv * hd), dim=-1)
+            q, k, v = q.view(B, T, self.n_head, hd), k.view(B, T, self.n_kv, hd), v.view(B, T, self.n_kv, hd)
+            q, k = self.rotate(q, rope), self.rotate(k, rope)
         if cache is None:
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
+                                               enable_gqa=self.n_kv != self.n_head)
         else:
             y = cache.attend(layer_key, q, k, v)
         return self.proj(y.transpose(1, 2).reshape(B, T, -1))
@@ -112,28 +146,35 @@ class GatedMLP(nn.Module):
         return self.proj(F.silu(gate) * up)
 
 
-class SandwichBlock(nn.Module):
-    """x = n2(x + attn(n1(x))); x = n4(x + mlp(n3(x)))."""
+class Block(nn.Module):
+    """One transformer block; `cfg.block` says where its RMSNorms sit (see the module docstring)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.kind = cfg.block
         self.norm_1 = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.attn = CausalSelfAttention(cfg)
         self.norm_2 = RMSNorm(cfg.n_embd, cfg.norm_eps)
-        self.norm_3 = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = GatedMLP(cfg)
-        self.norm_4 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        if cfg.block != "prenorm":
+            self.norm_3 = RMSNorm(cfg.n_embd, cfg.norm_eps)
+            self.norm_4 = RMSNorm(cfg.n_embd, cfg.norm_eps)
 
     def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
-        x = self.norm_2(x + self.attn(self.norm_1(x), rope, cache, layer_key))
-        return self.norm_4(x + self.mlp(self.norm_3(x)))
+        if self.kind == "sandwich":
+            x = self.norm_2(x + self.attn(self.norm_1(x), rope, cache, layer_key))
+            return self.norm_4(x + self.mlp(self.norm_3(x)))
+        if self.kind == "peri":
+            x = x + self.norm_2(self.attn(self.norm_1(x), rope, cache, layer_key))
+            return x + self.norm_4(self.mlp(self.norm_3(x)))
+        x = x + self.attn(self.norm_1(x), rope, cache, layer_key)
+        return x + self.mlp(self.norm_2(x))
 
 
 @dataclass
 class ModelOutput:
     logits: Tensor
     loss: Tensor | None = None
-    state: Tensor | None = None
     gain: Tensor | None = None  # squared gain of the last core step along a random direction (jacobian_eps)
 
 
@@ -147,23 +188,28 @@ class RecurrentLM(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, d),
-                prelude=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_prelude)),
-                core_block=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_core_layers)),
-                coda=nn.ModuleList(SandwichBlock(cfg) for _ in range(cfg.n_coda)),
+                prelude=nn.ModuleList(Block(cfg) for _ in range(cfg.n_prelude)),
+                core_block=nn.ModuleList(Block(cfg) for _ in range(cfg.n_core_layers)),
+                coda=nn.ModuleList(Block(cfg) for _ in range(cfg.n_coda)),
                 ln_f=RMSNorm(d, cfg.norm_eps),
             )
         )
-        if cfg.is_recurrent:
+        if cfg.is_recurrent and cfg.injection == "adapter":
             # input injection: the state and the prelude output are concatenated, in that order
             self.transformer["adapter"] = nn.Linear(2 * d, d, bias=False)
+        if cfg.exit_gate:
+            self.transformer["exit_gate"] = nn.Linear(d, 1, bias=True)
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied
+        if cfg.tie_head:
+            self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = 1.0 / math.sqrt(self.cfg.n_embd * 5 / 2)  # small-init as in the Huginn recipe family
         if isinstance(module, nn.Linear):
             nn.init.trunc_normal_(module.weight, std=std, a=-3 * std, b=3 * std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.trunc_normal_(module.weight, std=std, a=-3 * std, b=3 * std)
 
@@ -182,9 +228,12 @@ class RecurrentLM(nn.Module):
 
     def init_state(self, e: Tensor, scale: float | None = None, generator: torch.Generator | None = None,
                    noise: Tensor | None = None) -> Tensor:
-        """Random latent start: truncated normal with std `scale` (0 gives zeros). `noise`, a
-        standard normal draw of e's shape, replaces the draw from `generator` (the engine seeds it
-        per position, so that a token's start does not depend on how it was decoded)."""
+        """Random latent start: truncated normal with std `scale` (0 gives zeros), or the embedding
+        itself (`state_init: embedding`). `noise`, a standard normal draw of e's shape, replaces the
+        draw from `generator` (the engine seeds it per position, so that a token's start does not
+        depend on how it was decoded)."""
+        if self.cfg.state_init == "embedding":
+            return e
         scale = self.cfg.init_scale if scale is None else scale
         if scale == 0 or not self.cfg.is_recurrent:
             return torch.zeros_like(e)
@@ -198,21 +247,35 @@ class RecurrentLM(nn.Module):
         return s.to(e.dtype)
 
     def core_step(self, s: Tensor, e: Tensor, rope, cache: KVCache | None = None, iteration: int = 0) -> Tensor:
-        """One recurrence: s' = Core(Adapter([s; e])). Baselines without a loop ignore `s`."""
-        x = self.transformer.adapter(torch.cat([s, e], dim=-1)) if self.cfg.is_recurrent else e
+        """One recurrence: s' = Core(Adapter([s; e])) (or Core(s) without injection), then ln_f if
+        `step_norm`. Baselines without a loop ignore `s`."""
+        if not self.cfg.is_recurrent:
+            x = e
+        elif self.cfg.injection == "adapter":
+            x = self.transformer.adapter(torch.cat([s, e], dim=-1))
+        else:
+            x = s
         for j, block in enumerate(self.transformer.core_block):
             x = block(x, rope, cache, ("core", iteration, j))
         if self.cfg.arch == "token_recurrent":
             # the loop may only carry information through vocabulary space
             probs = self.lm_head(self.transformer.ln_f(x)).float().softmax(-1)
             x = (probs @ self.transformer.wte.weight.float()).to(x.dtype)
+        if self.cfg.step_norm:
+            x = self.transformer.ln_f(x)
         return x
 
     def decode(self, s: Tensor, rope, cache: KVCache | None = None) -> Tensor:
-        x = self.transformer.ln_f(s)
+        x = self.transformer.ln_f(s) if self.cfg.coda_norm else s
         for i, block in enumerate(self.transformer.coda):
             x = block(x, rope, cache, ("coda", i))
-        return self.lm_head(self.transformer.ln_f(x))
+        return self.lm_head(self.transformer.ln_f(x) if self.cfg.final_norm else x)
+
+    def exit_lambda(self, s: Tensor) -> Tensor:
+        """The exit gate's per-token probability of stopping after the step that produced `s` (float32)."""
+        if not self.cfg.exit_gate:
+            raise ValueError("this model has no exit gate (ModelConfig.exit_gate is false)")
+        return torch.sigmoid(self.transformer.exit_gate(s).float().squeeze(-1))
 
     # ---- training forward ------------------------------------------------------------
 
@@ -257,7 +320,7 @@ class RecurrentLM(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, state=s, gain=gain)
+        return ModelOutput(logits=logits, loss=loss, gain=gain)
 
     def _step_gain(self, s_in: Tensor, s_out: Tensor, e: Tensor, rope, i: int, eps: float, generator) -> Tensor:
         s_in = s_in.detach()

@@ -4,7 +4,7 @@
     run = resolve_run("add-1", runs_dir="runs")   # a name, a unique prefix, or a path
     run.read_status(); run.read_metrics(); run.latest_checkpoint()
 
-Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describes it too):
+Contract (version CONTRACT_VERSION; the README's "The run directory" section summarises it):
 
     run.yaml            resolved config, written once when the run is created
     status.json         replaced atomically (temp file + os.replace):
@@ -21,7 +21,10 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
     worker.log          append-only text log of the worker (stdout and stderr)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
-                        and state.json (step, tokens, sampler and data positions, RNG)
+                        optimizer.json and state.json (step, tokens, elapsed, world_size, seed).
+                        No sampler positions or RNG states are stored: every random draw
+                        (batches, sampled depth, latent starts) is keyed on (seed, step), so the
+                        step alone resumes exactly
     vocab.json          character vocabulary of embedded-task runs
     tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
     stop                present while a stop is requested; the worker checkpoints and exits
@@ -225,6 +228,7 @@ class RunDir:
     # ---- creation (the CLI, once) -----------------------------------------------------
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config_yaml: str, device: str = "") -> "RunDir":
+        check_runs_dir(runs_dir)
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         path = runs_dir / name
@@ -366,6 +370,15 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
 
+def check_runs_dir(runs_dir: str | Path) -> None:
+    """A --runs-dir that names something other than a folder is a mistake to name, not an empty list."""
+    root = Path(runs_dir)
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is a file, not a directory: pass the folder that holds the runs")
+    if not root.exists() and root.parent != root and root.parent.exists() and not root.parent.is_dir():
+        raise RunError(f"--runs-dir {str(root)!r} is inside {str(root.parent)!r}, which is a file: pass a folder")
+
+
 def list_runs(runs_dir: str | Path) -> list[RunDir]:
     root = Path(runs_dir)
     if not root.is_dir():
@@ -380,6 +393,7 @@ def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     if (path / "run.yaml").exists():
         return RunDir(path)
     root = Path(runs_dir)
+    check_runs_dir(root)
     if (root / spec / "run.yaml").exists():
         return RunDir(root / spec)
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]

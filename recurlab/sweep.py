@@ -1,6 +1,6 @@
 """Sweep results on disk: the files a sweep of r writes into a run, and reading them back. No torch.
 
-    from recurlab.sweep import load_sweeps, format_table, parse_rs
+    from recurlab.sweep import load_sweeps, table_cells, parse_rs
     load_sweeps(run)                     # every saved sweep, the newest last
     save_sweep(run, result, rs, levels, difficulties)   # sweeps/step_NNNNNNNN.{csv,json}; a later
                                          # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
@@ -62,11 +62,11 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def format_table(rows: list[dict]) -> str:
-    """The sweep as an aligned text table (what the CLI prints)."""
+def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The sweep as a header and rows of formatted cells (what the CLI prints as a table)."""
     cols = sweep_columns(rows)
     head = {"tokens_per_s": "tok/s"}
-    cells = [[head.get(c, c) for c in cols]]
+    cells = []
     for row in rows:
         line = []
         for c in cols:
@@ -80,8 +80,7 @@ def format_table(rows: list[dict]) -> str:
             else:
                 line.append(f"{v:.4f}")
         cells.append(line)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+    return [head.get(c, c) for c in cols], cells
 
 
 def format_heldout(counts: dict[int, int]) -> str:
@@ -100,7 +99,8 @@ def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[
     from recurlab.errors import InferenceError
 
     try:
-        values = [int(x) for x in spec.replace(" ", "").split(",") if x]
+        # every item must be a number: '' and '1,,2' are mistakes, not shorthands
+        values = [int(x) for x in spec.replace(" ", "").split(",")]
     except ValueError:
         raise InferenceError(f"{option} must be a comma-separated list of integers like {example}, got {spec!r}") from None
     if not values or min(values) < 1:

@@ -27,7 +27,7 @@ from recurlab.distributed import Dist
 from recurlab.engine.sweep import evaluate
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.lifecycle import init_checkpoint
-from recurlab.model import RecurrentLM, SandwichBlock
+from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
 from recurlab.sampler import progressive_split, sample_depth
 
@@ -82,7 +82,7 @@ class Trainer:
             # compile each block, not the whole forward: the sampled iteration count changes
             # every step and would otherwise trigger recompiles
             for m in self.model.modules():
-                if isinstance(m, SandwichBlock):
+                if isinstance(m, Block):
                     m.compile()
         self.model = self.dist.wrap(self.model)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
@@ -98,6 +98,7 @@ class Trainer:
             remove_stale_temporaries(self.run)
         ckpt = self.run.latest_checkpoint()
         if ckpt is None:
+            self.init_from_source()
             if self.dist.is_main:
                 self.run.truncate_metrics_after(0)  # starting over: the dead worker's rows would repeat
             return 0
@@ -109,6 +110,13 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_metrics_after(self.state.step)
         return self.state.step
+
+    def init_from_source(self) -> None:
+        """Retrofit: a fresh run starts from the chosen layers of model.init_from (the adapter stays fresh)."""
+        if self.cfg.model.init_from:
+            from recurlab.families.retrofit import init_from_llama
+
+            init_from_llama(self.raw_model, self.cfg.model)
 
     # ---- pieces of a step -----------------------------------------------------------
     def global_batch_slices(self) -> list[tuple[int, int]]:
@@ -232,6 +240,8 @@ class Trainer:
         cfg, run, s = self.cfg, self.run, self.state
         if resume:
             self.restore()
+        else:
+            self.init_from_source()
         if s.step == 0 and cfg.train.init_from:  # a warm start: weights only; optimizer and schedule start afresh
             self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main

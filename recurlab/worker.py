@@ -42,25 +42,47 @@ class WorkerLog:
             sys.stdout.flush()
 
 
-def progress_printer(width: int = 30, budget_s: float = 0.0):
-    """A one-line progress bar on stderr; with a time budget, progress is whichever runs out first."""
-    start = time.time()
-    last = [0.0]
+class ProgressBar:
+    """Training progress for the foreground: rich's live bar on a terminal; on a pipe or a file, a
+    plain line at every tenth of the way, so that a log stays readable. With a time budget,
+    progress is whichever of steps and minutes runs out first."""
 
-    def show(step: int, total: int, loss: float | None) -> None:
-        if step != total and time.time() - last[0] < 0.25:
-            return
-        last[0] = time.time()
-        frac = step / total
-        if budget_s:
-            frac = min(1.0, max(frac, (time.time() - start) / budget_s))
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        eta = (time.time() - start) / max(frac, 1e-9) * (1 - frac)
-        loss_s = f"{loss:.4f}" if loss is not None else "-"
-        sys.stderr.write(f"\r[{bar}] {step}/{total} loss {loss_s} eta {eta:5.0f}s")
-        sys.stderr.flush()
+    PLAIN_EVERY = 0.1
 
-    return show
+    def __init__(self, total: int, budget_s: float = 0.0, stream=None):
+        self.total, self.budget_s, self.start = total, budget_s, time.time()
+        self.stream = stream or sys.stderr
+        self.next_plain = 0.0
+        self.live = None
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.live = Progress(TextColumn("step {task.fields[step]}/{task.fields[total_steps]}"), BarColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TextColumn("eta"), TimeRemainingColumn(),
+                                 console=Console(file=self.stream), transient=False)
+            self.task = self.live.add_task("train", total=1.0, step=0, total_steps=total, loss="-")
+            self.live.start()
+
+    def fraction(self, step: int) -> float:
+        frac = step / self.total
+        if self.budget_s:
+            frac = max(frac, (time.time() - self.start) / self.budget_s)
+        return min(frac, 1.0)
+
+    def __call__(self, step: int, total: int, loss: float | None) -> None:
+        frac, loss_s = self.fraction(step), (f"{loss:.4f}" if loss is not None else "-")
+        if self.live is not None:
+            self.live.update(self.task, completed=frac, step=step, loss=loss_s)
+        elif frac >= self.next_plain or step == total:
+            eta = (time.time() - self.start) / max(frac, 1e-9) * (1 - frac)
+            self.stream.write(f"step {step}/{total} ({frac:.0%}) loss {loss_s} eta {eta:.0f}s\n")
+            self.stream.flush()
+            self.next_plain = frac + self.PLAIN_EVERY
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", progress: bool = False) -> int:
@@ -94,12 +116,12 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         from recurlab.train import train
 
-        bar = progress_printer(budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
+        bar = ProgressBar(cfg.train.max_steps, budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
         try:
             outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
         finally:
             if bar is not None:
-                sys.stderr.write("\n")
+                bar.close()
     except KeyboardInterrupt:
         if rank == 0:
             log("worker aborted by a second Ctrl-C; resume continues from the last complete checkpoint")

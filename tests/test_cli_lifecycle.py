@@ -2,9 +2,15 @@
 
 Train detached, watch, stop gracefully, resume, finish; survive a kill -9; run two at once.
 Every worker is ended by pid in the `runs_dir` fixture's teardown.
+
+Each run is started with far more steps than it can train before the test acts, whatever the
+machine's speed or load, so every condition the test waits for is reachable; the test ends the
+run itself (stop, kill), then shortens run.yaml's max_steps before the resume that must finish,
+as a user may between a stop and a resume.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,6 +18,7 @@ import time
 import pytest
 
 from conftest import cli_command
+from recurlab.checkpoint import run_config
 from recurlab.rundir import RunDir, pid_alive
 
 pytestmark = pytest.mark.slow
@@ -38,6 +45,13 @@ def last_step(run: RunDir) -> int:
     return steps[-1] if steps else 0
 
 
+def set_max_steps(run: RunDir, steps: int) -> None:
+    """Shorten a stopped run so that its resume finishes."""
+    text = re.sub(r"(?m)^(\s+max_steps:) \d+$", rf"\g<1> {steps}", run.config_path.read_text())
+    run.config_path.write_text(text)
+    assert run_config(run).train.max_steps == steps
+
+
 def one_line_error(res) -> str:
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     assert "Traceback" not in res.stdout + res.stderr
@@ -53,8 +67,7 @@ def table_row(text: str, name: str) -> list[str]:
 
 
 def test_detached_train_stop_resume_finish(cli, runs_dir):
-    # 300 steps: on a fast machine a shorter run can finish during the CLI calls before `stop`
-    res = cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "life", "train.max_steps=300", check=True)
+    res = cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "life", "train.max_steps=100000", check=True)
     assert res.stdout.strip() == "life"
     assert "recurlab logs life -f" in res.stderr
     run = RunDir(runs_dir / "life")
@@ -65,7 +78,7 @@ def test_detached_train_stop_resume_finish(cli, runs_dir):
     wait_for(lambda: last_step(run) >= 10, "training to start")
     assert run.read_status()["state"] == "running"
     row = table_row(cli("runs", "--runs-dir", runs_dir, check=True).stdout, "life")
-    assert row[1] == "running" and row[2].endswith("/300")
+    assert row[1] == "running" and row[2].endswith("/100000")
 
     # resume of a running run is refused and changes nothing
     msg = one_line_error(cli("resume", "life", "--runs-dir", runs_dir))
@@ -76,7 +89,7 @@ def test_detached_train_stop_resume_finish(cli, runs_dir):
     st = run.read_status()
     assert st["state"] == "stopped", (st, res.stdout, res.stderr)
     stopped_at = st["step"]
-    assert 10 <= stopped_at < 300
+    assert 10 <= stopped_at < 100000
     assert f"stopped at step {stopped_at}" in res.stdout
     assert run.latest_checkpoint().step == stopped_at
     assert st["last_checkpoint"] == f"step_{stopped_at:08d}"
@@ -84,23 +97,25 @@ def test_detached_train_stop_resume_finish(cli, runs_dir):
     wait_for(lambda: not pid_alive(pid), "the stopped worker to exit")
     assert train_steps(run) == list(range(1, stopped_at + 1))
 
+    last = stopped_at + 30
+    set_max_steps(run, last)
     res = cli("resume", "life", "--runs-dir", runs_dir, check=True)
     assert f"resuming from step_{stopped_at:08d}" in res.stderr
     assert run.read_status()["pid"] != pid
     res = cli("logs", "life", "-f", "--runs-dir", runs_dir, timeout=PATIENCE_S, check=True)
-    assert "finished at step 300" in res.stdout
+    assert f"finished at step {last}" in res.stdout
     assert run.read_status()["state"] == "finished"
 
     # no duplicated and no missing steps across the stop and the resume
-    assert train_steps(run) == list(range(1, 301))
+    assert train_steps(run) == list(range(1, last + 1))
     evals = [(r["step"], r.get("r")) for r in run.read_metrics("eval")]
     assert len(evals) == len(set(evals)) and evals
     out = cli("status", "life", "--runs-dir", runs_dir, check=True).stdout
-    assert "effective state: finished" in out and "step_00000300" in out
+    assert "effective state: finished" in out and f"step_{last:08d}" in out
 
 
 def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoint(cli, runs_dir):
-    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "crash", "train.max_steps=60",
+    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "crash", "train.max_steps=100000",
         "train.checkpoint_every=10", check=True)
     run = RunDir(runs_dir / "crash")
     pid = run.read_status()["pid"]
@@ -122,21 +137,23 @@ def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoi
     assert "worker.log" in out and f"worker pid {pid}" in out  # the log tail of a dead run
     assert table_row(cli("runs", "--runs-dir", runs_dir, check=True).stdout, "crash")[1] == "failed"
 
+    last = ckpt + 25
+    set_max_steps(run, last)
     res = cli("resume", "crash", "--runs-dir", runs_dir, check=True)
     assert f"resuming from step_{ckpt:08d}" in res.stderr
     cli("logs", "crash", "-f", "--runs-dir", runs_dir, timeout=PATIENCE_S, check=True)
     assert run.read_status()["state"] == "finished"
+    assert not torn.exists()  # the resumed worker cleaned the torn temporary
     rows = run.read_metrics("train")
-    assert [r["step"] for r in rows] == list(range(1, 61))
+    assert [r["step"] for r in rows] == list(range(1, last + 1))
     # rows up to the checkpoint are the first worker's; everything after it was trained again
     assert all(r["time"] < killed_at for r in rows if r["step"] <= ckpt)
     assert all(r["time"] > killed_at for r in rows if r["step"] > ckpt)
 
 
 def test_stop_now_before_any_checkpoint_then_resume_from_the_start_without_repeating_steps(cli, runs_dir):
-    # 400 steps (no checkpoint before 1000): long enough that `stop --now` always finds it running
-    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=400",
-        "train.checkpoint_every=1000", check=True)
+    cli("train", "--profile", "tiny", "--runs-dir", runs_dir, "--name", "early", "train.max_steps=100000",
+        "train.checkpoint_every=100000", check=True)
     run = RunDir(runs_dir / "early")
     pid = run.read_status()["pid"]
     wait_for(lambda: last_step(run) >= 5, "a few logged steps")
@@ -146,11 +163,12 @@ def test_stop_now_before_any_checkpoint_then_resume_from_the_start_without_repea
     st = run.read_status()
     assert st["state"] == "stopped" and "killed by `recurlab stop --now`" in st["error"]
     assert run.latest_checkpoint() is None
+    set_max_steps(run, 40)
     res = cli("resume", "early", "--runs-dir", runs_dir, check=True)
     assert "from the start" in res.stderr
     cli("logs", "early", "-f", "--runs-dir", runs_dir, timeout=PATIENCE_S, check=True)
     assert run.read_status()["state"] == "finished"
-    assert train_steps(run) == list(range(1, 401))
+    assert train_steps(run) == list(range(1, 41))
 
 
 def test_two_runs_train_at_once_without_touching_each_other(cli, runs_dir):

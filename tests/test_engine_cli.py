@@ -71,11 +71,11 @@ def test_open_model_is_one_door_for_runs_and_model_folders(run_dir, tmp_path, mo
     # a family added later registers a loader for its model_type; the same door opens it
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({"model_type": "ouro", "architectures": ["OuroForCausalLM"]}))
-    with pytest.raises(ModelFormatError, match="holds a ouro model .OuroForCausalLM.; recurlab opens run directories"):
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ModelFormatError, match="holds a gpt2 model .GPT2LMHeadModel.; recurlab opens run directories"):
         open_model(other)
-    monkeypatch.setitem(FOLDER_LOADERS, "ouro", lambda path, device: (opened.model, opened.tokenizer, opened.cfg))
-    assert open_model(other, device="cpu").kind == "ouro"
+    monkeypatch.setitem(FOLDER_LOADERS, "gpt2", lambda path, device: (opened.model, opened.tokenizer, opened.cfg))
+    assert open_model(other, device="cpu").kind == "gpt2"
 
     with pytest.raises(RunError, match="neither a run directory"):
         open_model(tmp_path)

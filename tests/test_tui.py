@@ -116,6 +116,23 @@ async def test_runs_table_updates_live_and_opens_a_run(runs):
         assert app.current_run.name == "tiny-a"
 
 
+async def test_runs_columns_grow_to_fit_their_content(runs):
+    """A value that outgrows its column (a long run's step count, a fast run's tokens/s) is shown
+    whole, not cut."""
+    from textual.widgets import DataTable
+
+    run = RunDir(runs / "tiny-a")
+    app = make_app(runs)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        run.write_status(state="running", pid=os.getpid(), heartbeat=time.time(), step=284, max_steps=200000,
+                         tokens_per_s=1575000.0)
+        await wait_for(pilot, lambda: str(table.get_row("tiny-a")[2]) == "284/200000")
+        await pilot.pause(0.2)
+        widths = {str(col.key.value): col.content_width for col in table.columns.values()}
+        assert widths["step"] >= len("284/200000") and widths["tok/s"] >= len("1,575,000"), widths
+
+
 async def test_runs_stop_resume_and_new_run_keys(runs):
     from textual.widgets import DataTable, Input, Select
 

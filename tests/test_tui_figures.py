@@ -141,3 +141,50 @@ async def test_ctrl_s_on_inspector_saves_heatmap_and_pca_and_is_inert_without_a_
     assert png_size(figs / f"pca-inspector-token{t}.png") == (960, 600)
     assert "core iteration" in (figs / "heatmap-rel-change-inspector.svg").read_text()
     assert (figs / "screen-inspect.svg").exists() and (figs / "screen-inspect-2.svg").exists()
+
+
+async def test_ctrl_s_on_eval_saves_metric_vs_r_and_exit_histograms(runs):
+    from recurlab.tui import RecurlabApp
+
+    figs = runs / "alpha" / "figures"
+    record = json.loads((runs / "alpha" / "evals" / "eval-20261130-150000.json").read_text())
+    app = RecurlabApp(runs_dir=runs, run=runs / "alpha")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        screen = app.screen
+        await wait_for(pilot, lambda: len(getattr(screen, "rows", [])) == len(record["rows"]))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: saved_notice(app))
+        notice = saved_notice(app)
+    assert "evals-alpha-eval-20261130-150000.{png" in notice and "exits-alpha-eval-20261130-150000-r16.{png" in notice
+    assert "screen-eval.svg" in notice
+    assert png_size(figs / "exits-alpha-eval-20261130-150000-r16.png") == (960, 600)
+    rows = csv_rows(figs / "exits-alpha-eval-20261130-150000-r16.csv")
+    hist = record["histograms"]["perm_l4"]["16"]
+    assert {int(it): int(n) for label, it, n, _s in rows[1:] if label.startswith("perm_l4")} == \
+        {i: hist.get(str(i), 0) for i in range(1, 17)}
+    assert "perm_l1" in (figs / "evals-alpha-eval-20261130-150000.svg").read_text()
+
+
+async def test_ctrl_s_on_generate_saves_the_replayed_wavefront(runs):
+    from recurlab.tui import RecurlabApp
+
+    figs = runs / "alpha" / "figures"
+    record = json.loads((runs / "alpha" / "wavefronts" / "wavefront-1.json").read_text())
+    app = RecurlabApp(runs_dir=runs, run=runs / "alpha")
+    async with app.run_test(size=(140, 48)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await pilot.press("ctrl+s")  # no wavefront yet: a notice says how to get one
+        await wait_for(pilot, lambda: any("no wavefront shown" in n.message for n in app._notifications))
+        screen.set_focus(None)
+        await pilot.press("o")  # replay the saved wavefront
+        await wait_for(pilot, lambda: screen.query_one("#gen-wave").data is not None)
+        app.clear_notifications()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "wavefront-alpha-wavefront-1" in saved_notice(app))
+    rows = csv_rows(figs / "wavefront-alpha-wavefront-1.csv")
+    got = {(int(i), int(pos)): float(v) for i, _label, pos, v in rows[1:] if v != ""}
+    assert got == {(i, s["first"] + j): float(n) for i, s in enumerate(record["steps"]) for j, n in enumerate(s["iterations"])}
+    assert png_size(figs / "wavefront-alpha-wavefront-1.png") == (960, 600)
+    assert (figs / "screen-generate.svg").exists()

@@ -102,3 +102,19 @@ def test_sweep_screen_shows_saved_sweep(snap_compare, fixed_runs):
 
 def test_help_screen(snap_compare, fixed_runs):
     assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, press=["2", "question_mark"])
+
+
+def test_eval_screen_shows_saved_evaluation(snap_compare, fixed_runs):
+    # a saved `recurlab eval` (task x r, exit histograms per task), as runner.EvalWriter writes it
+    evals = RunDir(Path(fixed_runs) / "add-small").path / "evals"
+    evals.mkdir()
+    rows, hists = [], {}
+    for t, (base, slope) in {"recurlab_addition_level2": (0.3, 0.2), "recurlab_addition_level3": (0.1, 0.15)}.items():
+        for r in (1, 4, 8):
+            rows.append({"task": t, "r": r, "metric": "exact_match,none", "value": min(1.0, base + slope * math.log2(r)),
+                         "stderr": 0.03, "n": 32, "mean_iterations": min(r, 1.5 + slope * 10), "tokens": 96})
+        hists[t] = {"8": {"2": 40, "3": 30, "4": 16, "8": 10}} if base > 0.2 else {"8": {"3": 20, "5": 40, "6": 26, "8": 10}}
+    atomic_write_json(evals / "eval-20260101-000000.json", {
+        "source": {"label": "add-small @ step 200"}, "rs": [1, 4, 8], "exit": "kl:5e-4", "complete": True,
+        "time": 0, "rows": rows, "histograms": hists})
+    assert snap_compare(app_for(fixed_runs, "runs/add-small"), terminal_size=(110, 40), press=["6"])

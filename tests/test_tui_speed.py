@@ -5,7 +5,6 @@ changed, at most 2 redraws a second while rows stream in)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -200,13 +199,11 @@ async def test_curves_redraw_nothing_when_idle_and_at_most_twice_a_second_while_
             run.append_metrics(rows(step, step))
             step += 1
             await pilot.pause(0.1)
-        elapsed = time.monotonic() - t0
         deadline = time.monotonic() + 15
         while screen.drawn["r"][0][-1] != step - 1 and time.monotonic() < deadline:
             await pilot.pause(0.1)
         assert screen.drawn["r"][0][-1] == step - 1
         assert 1 <= screen.redraws - before <= 2 * (time.monotonic() - t0) + 1
-        assert elapsed > 0
         # a key still redraws at once
         n = screen.redraws
         await pilot.press("l")

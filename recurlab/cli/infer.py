@@ -2,6 +2,7 @@
 
     recurlab generate RUN --prompt "12345678+87654321=" --r 16 --exit kl:5e-4
     recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
+    recurlab generate RUN --prompt "12+34=" --r 32 --sampler parallel:inner=4,headway=1,freeze=latent:0.03
     recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
     recurlab generate --model models/huginn-0125 --device cuda --prompt "<|begin_text|>Hi" --r 32
 
@@ -22,7 +23,7 @@ from recurlab.rundir import RunDir
 
 
 RunArgument = typer.Argument(None, help="Run name, unique prefix, or run directory (or use --model).")
-ModelOption = typer.Option(None, "--model", help="A Hugging Face folder in Huginn format instead of a run.")
+ModelOption = typer.Option(None, "--model", help="A Hugging Face folder (Huginn, Ouro or retrofitted recurrence) instead of a run.")
 
 
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
@@ -30,7 +31,7 @@ def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | No
     if bool(run) == bool(model_path):
         from recurlab.errors import InferenceError
 
-        raise InferenceError("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
+        raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
     from recurlab.engine import open_model
 
     return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
@@ -50,12 +51,13 @@ def _fmt_bytes(n: float) -> str:
 def generate(
     run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
-    r: int = typer.Option(16, "--r", help="Iterations of the recurrent core per token."),
+    r: str = typer.Option("16", "--r", help="Iterations of the recurrent core per token."),
     exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
     cache_lookup: str = typer.Option("latest", "--cache-lookup", help="How later tokens read an exited token: latest (its last entry, the reference's latest-m4) or existing (only entries of the current iteration, the reference's default)."),
     continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
     speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="sequential (default) or parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,wavefront=128,steps=4096,kv=latest]; freeze rules latent:T, stable:N, iterations[:N]."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", help="0 is off."),
     top_p: float = typer.Option(1.0, "--top-p", help="1 is off."),
@@ -66,17 +68,24 @@ def generate(
     device: str = typer.Option("cpu", "--device"),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+    save_wavefront: bool = typer.Option(False, "--save-wavefront", help="Parallel sampler: write each row's wavefront to the run's wavefronts/ folder (./wavefronts/ for --model), for the TUI's replay."),
     model_path: Optional[str] = ModelOption,
 ):
-    """Generate text from a run's checkpoint (or a Huginn folder), streaming it, then print a summary."""
+    """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
         from recurlab.engine import GenerateOptions
+        from recurlab.engine.options import parse_r
 
+        r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
-            speculative=speculative, cache_lookup=cache_lookup,
+            speculative=speculative, cache_lookup=cache_lookup, sampler=sampler,
         ).validate()
+        if save_wavefront and opts.sampler is None:
+            from recurlab.errors import InferenceError
+
+            raise InferenceError("--save-wavefront needs the parallel sampler: add --sampler parallel")
         opened = _open(run, model_path, runs_dir, step, device)
         stream = opened.engine.stream(prompt, opts)
         single = len(prompt) == 1
@@ -86,8 +95,14 @@ def generate(
             if not as_json and single:
                 typer.echo(ev.text, nl=False)
         res = stream.result
+        saved = []
+        if save_wavefront:
+            from recurlab.engine.wavefronts import save_wavefront as save, wavefront_record
+
+            folder = opened.run.path if opened.run is not None else "."
+            saved = [str(save(folder, wavefront_record(res, opened.tokenizer, b))) for b in range(len(prompt))]
         if as_json:
-            out = {**opened.source, "text": res.text if single else None, **res.to_dict()}
+            out = {**opened.source, "text": res.text if single else None, **res.to_dict(), "wavefront_files": saved}
             typer.echo(json.dumps(out))
             return
         if single:
@@ -104,7 +119,22 @@ def generate(
             sp = res.speculative
             parts.append(f"speculative acceptance {res.acceptance_rate:.0%} over {sp['rounds']} rounds, "
                          f"{sp['serial_iteration_speedup']:.2f}x fewer sequential core iterations")
+        if res.parallel:
+            parts.append(_parallel_summary(res.parallel))
         typer.echo(typer.style(" | ".join(parts), dim=True), err=True)
+        if res.parallel:
+            for b, row in enumerate(res.parallel["rows"]):
+                label = f"row {b} " if not single else ""
+                typer.echo(typer.style(f"{label}outer step at freeze per token: {' '.join(map(str, row['frozen_at']))}",
+                                       dim=True), err=True)
+        for path in saved:
+            typer.echo(f"wavefront written to {path}", err=True)
+
+
+def _parallel_summary(p: dict) -> str:
+    return (f"parallel: {p['outer_steps']} outer steps, {p['core_passes']} core passes ({p['prefill_core_passes']} prefill), "
+            f"{p['passes_per_token']:.2f} sequential core passes per token (sequential: {p['r']}, "
+            f"{p['speedup_in_passes']:.2f}x fewer)")
 
 
 def _cell_color(kl_final: float) -> str:
@@ -140,7 +170,7 @@ def _table(trace: dict) -> list[str]:
 def inspect(
     run: Optional[str] = RunArgument,
     prompt: str = typer.Option(..., "--prompt", "-p"),
-    r: int = typer.Option(16, "--r", help="Iterations to trace."),
+    r: str = typer.Option("16", "--r", help="Iterations to trace."),
     exit: Optional[str] = typer.Option("kl:5e-4", "--exit", help="Criterion for the exit iteration column."),
     starts: int = typer.Option(0, "--starts", help="Random starts for path independence (0: off, else >= 2)."),
     generate_tokens: int = typer.Option(0, "--generate", help="Greedily generate this many tokens first and trace them too."),
@@ -156,6 +186,9 @@ def inspect(
     final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
+        from recurlab.engine.options import parse_r
+
+        r = parse_r(r)
 
         if generate_tokens < 0:
             from recurlab.errors import InferenceError
@@ -166,7 +199,7 @@ def inspect(
         trace = latent_trace(opened.model, opened.tokenizer, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
                              seed=seed, generate=gen)
         name = name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}"
-        # a Huginn folder is not a run directory: its traces go to ./traces/
+        # a model folder is not a run directory: its traces go to ./traces/
         path = save_trace(opened.run or RunDir("."), name, trace)
         for line in _table(trace):
             typer.echo(line)

@@ -23,14 +23,14 @@ from typing import List, Optional
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
 from recurlab.config import run_config
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")
@@ -75,12 +75,6 @@ def _fmt(value, spec: str = "") -> str:
         return format(value, spec)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    for r in [header] + rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -169,6 +163,8 @@ def _exit_for_state(run: RunDir) -> None:
 @app.command()
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+    with user_errors():
+        check_runs_dir(runs_dir)
     found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")
@@ -184,7 +180,7 @@ def runs(runs_dir: str = RunsDirOption) -> None:
             run.name, run.effective_state(st), step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
             _age(now - st["created"] if st.get("created") else None),
         ])
-    _print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
+    print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
 
 
 @app.command()
@@ -306,7 +302,7 @@ def profiles(ctx: typer.Context) -> None:
             cfg = from_dict(load_yaml(path), source=pname)
         where = "built-in" if path.parent.resolve() == BUILTIN_PROFILES.resolve() else str(path)
         rows.append([pname, where, cfg.description])
-    _print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
+    print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
 @profiles_app.command("show")

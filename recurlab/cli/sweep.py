@@ -7,22 +7,22 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import typer
 
 from recurlab.cli.app import app
-from recurlab.cli.common import RunsDirOption, get_run, user_errors
+from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 
 
 @app.command()
 def sweep(
     runs: List[str] = typer.Argument(..., help="Run name, unique prefix, or path; several (or a pattern like 'perm-s*') "
                                                "sweep each and print the mean ± sd over them."),
-    r: str = typer.Option("", "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
+    r: Optional[str] = typer.Option(None, "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
     step: int = typer.Option(None, "--step", help="Checkpoint step (default: the latest complete one)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    difficulties: str = typer.Option("", "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
+    difficulties: Optional[str] = typer.Option(None, "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
     reuse: bool = typer.Option(False, "--reuse", help="Use a saved sweep of the same checkpoint, levels and r when there is one."),
     out: str = typer.Option("", "--out", help="Several runs: also write the mean/sd table to this new CSV file."),
     runs_dir: str = RunsDirOption,
@@ -35,11 +35,12 @@ def sweep(
     with user_errors():
         from recurlab.config import default_rs, run_config
         from recurlab.engine import run_sweep
-        from recurlab.sweep import format_heldout, format_table, parse_levels, parse_rs
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
 
         cfg = run_config(rundir)
-        rs = parse_rs(r) if r else default_rs(cfg.train.r_mean)
-        levels = parse_levels(difficulties) if difficulties else None
+        # given, even empty: parsed (an empty value is an error, not the default)
+        rs = parse_rs(r) if r is not None else default_rs(cfg.train.r_mean)
+        levels = parse_levels(difficulties) if difficulties is not None else None
         shown = []
 
         def progress(row: dict) -> None:
@@ -51,7 +52,7 @@ def sweep(
 
         result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
-    typer.echo(format_table(result.rows))
+    print_table(*table_cells(result.rows), right=True)
     if result.heldout:
         typer.echo(format_heldout(result.heldout))
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.json')}")
@@ -72,7 +73,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
         if not r:
             raise InferenceError("several runs need --r (the same r for every run), e.g. --r 1,8,32")
         rs = parse_rs(r)
-        levels = parse_levels(difficulties) if difficulties else None
+        levels = parse_levels(difficulties) if difficulties is not None else None
         if out and Path(out).exists():
             raise InferenceError(f"{out} already exists; pick another --out (results are never overwritten)")
         if reuse and step is not None:

@@ -10,6 +10,7 @@ No torch here: the first screen appears before any model is loaded.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -27,8 +28,15 @@ def tui(
 ) -> None:
     """Open the TUI: runs, live curves, latent inspector, generation with an r slider, r sweeps."""
     run = None
+    if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        fail(f"--runs-dir {runs_dir!r} is a file, not a directory: pass the folder that holds the runs")
     if target is not None:
         path = Path(target)
+        if path.exists() and not path.is_dir():
+            fail(f"{target!r} is a file: pass a run directory, a runs directory or the name of a run in --runs-dir")
+        if not path.exists() and (os.sep in target or target.startswith((".", "~"))):
+            # a path, not a run name: say that the path is missing instead of looking it up in runs/
+            fail(f"{target!r} does not exist: pass a run directory, a runs directory or the name of a run in --runs-dir")
         if path.is_dir() and not (path / "run.yaml").exists():
             runs_dir = str(path)  # a runs directory
         else:

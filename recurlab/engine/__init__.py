@@ -38,7 +38,9 @@ Public API (stable):
                     exit=None,              # None | "kl:5e-4" | ExitCriterion
                     kv_budget=None,         # None: one cache slot per iteration; n: iteration i -> slot i mod n
                     continuous=False,       # warm-start each token from the previous token's final state
-                    speculative=None)       # None | "draft=4,lookahead=8" | SpeculativeConfig
+                    speculative=None,       # None | "draft=4,lookahead=8" | SpeculativeConfig
+                    sampler=None)           # None | "sequential" | "parallel[:inner=4,freeze=latent:0.03,...]"
+                                            #   (recurlab.engine.parallel_options.ParallelConfig)
         .validate() raises InferenceError with one line (r < 1, top_p outside (0, 1], ...)
 
     ExitCriterion(kind="kl", threshold=5e-4, min_iterations=1, max_iterations=None, check_every=1)
@@ -47,8 +49,11 @@ Public API (stable):
     SpeculativeConfig(draft=4, lookahead=8);  parse_speculative("draft=4,lookahead=8")
 
     Engine(model, tokenizer, device="cpu")
-        .generate(prompt_or_prompts, options=None, on_token=None) -> GenerationResult
-        .stream(prompt_or_prompts, options=None) -> Stream  (iterable of TokenEvent; .result after)
+        .generate(prompt_or_prompts, options=None, on_token=None, on_step=None) -> GenerationResult
+        .stream(prompt_or_prompts, options=None, on_step=None) -> Stream  (iterable of TokenEvent; .result after)
+        on_step(StepEvent) follows the parallel sampler's outer steps (recurlab.engine.parallel); its
+        result has .parallel: outer_steps, core_passes, passes_per_token, rows[b].frozen_at / .wavefront;
+        recurlab.engine.wavefronts saves and loads wavefronts (RUN/wavefronts/*.json, never overwritten).
         .encode(prompt) -> list[int]     (<bos> first where tokenizer.prepend_bos; raises VocabError /
                                           InferenceError for bad prompts)
 

@@ -49,7 +49,8 @@ class KVCache:
         self.lookup = lookup
         self.batch, self.max_len, self.iterations = batch, max_len, iterations
         self.slots = min(budget, iterations) if budget else iterations
-        shape = (batch, cfg.n_head, max_len, cfg.head_dim)
+        shape = (batch, cfg.kv_heads, max_len, cfg.head_dim)  # grouped-query: n_kv_head heads
+        self.gqa = cfg.kv_heads != cfg.n_head
 
         def alloc(n: int) -> Tensor:
             return torch.zeros((n, 2, *shape), device=device, dtype=dtype)  # [slot, k|v, B, H, T, D]
@@ -71,10 +72,6 @@ class KVCache:
     # ---- bookkeeping -----------------------------------------------------------------
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.prelude + self.core + self.coda)
-
-    def lengths(self) -> Tensor:
-        """Real (unpadded) columns per row."""
-        return self.length - self.start
 
     def begin(self, n_new: int) -> None:
         if self.length + n_new > self.max_len:
@@ -143,7 +140,8 @@ class KVCache:
             mask = mask & ran[:, None, None, :]
         if keys.dtype != q.dtype:
             keys, values = keys.to(q.dtype), values.to(q.dtype)
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask,
+                                              enable_gqa=self.gqa)
 
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
@@ -172,7 +170,7 @@ class KVCache:
         kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, 1, D)
         buf[slot].index_copy_(3, self._static_pos, kv)
         return F.scaled_dot_product_attention(q.transpose(1, 2), buf[slot, 0].to(q.dtype), buf[slot, 1].to(q.dtype),
-                                              attn_mask=self._pass_mask)
+                                              attn_mask=self._pass_mask, enable_gqa=self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, used: int) -> None:

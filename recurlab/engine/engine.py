@@ -21,6 +21,7 @@ import torch
 
 from recurlab.engine.cache import KVCache
 from recurlab.devices import check_device
+from recurlab.engine.exits import check_exit_support
 from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
 from recurlab.engine.steps import run_pass
@@ -49,6 +50,7 @@ class GenerationResult:
     cache_bytes: int
     options: dict
     speculative: dict | None = None
+    parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel)
 
     @property
     def text(self) -> str:
@@ -87,6 +89,7 @@ class GenerationResult:
             "decode_seconds": self.decode_seconds, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s,
             "mean_iterations": self.mean_iterations, "cache_bytes": self.cache_bytes,
             "acceptance_rate": self.acceptance_rate, "speculative": self.speculative, "options": self.options,
+            "parallel": self.parallel,
         }
 
 
@@ -156,15 +159,19 @@ class Engine:
             raise InferenceError(f"the prompt {prompt!r} encodes to no tokens; pass some text the model knows")
         return list(ids)
 
-    def stream(self, prompts: str | Sequence[str], options: GenerateOptions | None = None) -> Stream:
+    def stream(self, prompts: str | Sequence[str], options: GenerateOptions | None = None, on_step=None) -> Stream:
+        """`on_step(StepEvent)` is called after every outer step of the parallel sampler."""
         opts = options if options is not None else GenerateOptions()
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             raise InferenceError("no prompt given; pass at least one")
         opts.validate()
+        check_exit_support(self.model, opts.exit)
         encoded = [self.encode(p) for p in prompt_list]  # errors surface here, before any iteration
         if opts.speculative is not None and len(encoded) > 1:
             raise InferenceError("speculative decoding takes one prompt at a time; drop --speculative for a batch")
+        if opts.sampler is not None:
+            return Stream(self._parallel(prompt_list, encoded, opts, on_step))
         return Stream(self._generate(prompt_list, encoded, opts))
 
     def generate(
@@ -172,8 +179,9 @@ class Engine:
         prompts: str | Sequence[str],
         options: GenerateOptions | None = None,
         on_token: Callable[[TokenEvent], None] | None = None,
+        on_step=None,
     ) -> GenerationResult:
-        stream = self.stream(prompts, options)
+        stream = self.stream(prompts, options, on_step)
         for ev in stream:
             if on_token is not None:
                 on_token(ev)
@@ -220,6 +228,19 @@ class Engine:
             prompts=prompts, prompt_ids=encoded, generated_ids=rows.ids, texts=rows.texts, iterations=rows.iters,
             stop_reasons=[r or "length" for r in rows.reasons], prefill_seconds=t1 - t0, decode_seconds=t2 - t1,
             cache_bytes=cache.memory_bytes(), options=opts.to_dict(), speculative=spec,
+        )
+
+    def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):
+        from recurlab.engine.parallel import parallel_generate
+
+        stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {self.tokenizer.eos_id}
+        rows = _Rows(self.tokenizer, stop_ids, opts.max_new_tokens)
+        rows.start(len(encoded))
+        prefill_s, decode_s, cache_bytes, stats = yield from parallel_generate(self, prompts, encoded, opts, rows, on_step)
+        return GenerationResult(
+            prompts=prompts, prompt_ids=encoded, generated_ids=rows.ids, texts=rows.texts, iterations=rows.iters,
+            stop_reasons=[r or "length" for r in rows.reasons], prefill_seconds=prefill_s, decode_seconds=decode_s,
+            cache_bytes=cache_bytes, options=opts.to_dict(), parallel=stats,
         )
 
     def _plain(self, cache, pending, prev_state, opts: GenerateOptions, rows: _Rows, gen_sample, common):

@@ -15,6 +15,11 @@ output equals fixed r.
 `kl` is KL(p_{i-1} || p_i) with p_i the coda's distribution after iteration i, the direction of
 the reference implementation (seal-rg/recurrent-pretraining, `generate_with_adaptive_compute`,
 criterion "kl", threshold 5e-4) used for the paper's numbers; `kl-rev` is KL(p_i || p_{i-1}).
+
+The `gate` criterion is Ouro's learned exit: after step k the model's gate gives lambda_k, the
+exit probability is p_k = lambda_k * prod_{j<k} (1 - lambda_j), and a token exits at the first
+step whose cumulative sum reaches the threshold (the last step takes the remainder). It needs
+`gate` (the lambdas) in `update` instead of logits.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ import torch
 from torch import Tensor
 
 from recurlab.engine.options import ExitCriterion
+from recurlab.errors import InferenceError
+
+
+def check_exit_support(model, crit: ExitCriterion | None) -> None:
+    """The gate criterion needs a model with a learned exit gate."""
+    if crit is not None and crit.kind == "gate" and crit.enabled and not model.cfg.exit_gate:
+        raise InferenceError("--exit gate:... needs a model with a learned exit gate (Ouro); this one has none: use e.g. kl:5e-4")
 
 
 def log_softmax(logits: Tensor) -> Tensor:
@@ -48,23 +60,38 @@ class ExitTracker:
         self.prev_state: Tensor | None = None
         self.prev_logp: Tensor | None = None
         self.stable: Tensor | None = None
+        self.cdf: Tensor | None = None  # gate: cumulative exit probability so far
+        self.remaining: Tensor | None = None  # gate: probability of not having exited yet
 
     @property
     def needs_logits(self) -> bool:
         return self.crit.kind in ("kl", "kl-rev", "entropy", "argmax")
 
+    @property
+    def needs_gate(self) -> bool:
+        return self.crit.kind == "gate"
+
     def due(self, done_iterations: int) -> bool:
         """Whether to check after this many iterations of the current token."""
         return self.crit.enabled and done_iterations % self.crit.check_every == 0
 
-    def update(self, state: Tensor, logits: Tensor | None, done_iterations: int | None = None) -> Tensor:
-        """state (N, d), logits (N, V) or None -> converged (N,) bool."""
+    def update(self, state: Tensor, logits: Tensor | None, done_iterations: int | None = None,
+               gate: Tensor | None = None) -> Tensor:
+        """state (N, d), logits (N, V) or None, gate (N,) lambdas for `gate` -> converged (N,) bool."""
         kind, thr = self.crit.kind, self.crit.threshold
         logp = log_softmax(logits) if logits is not None else None
         state = state.float()
         converged = torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
         first = self.prev_state is None
-        if not first:
+        if kind == "gate":
+            if self.remaining is None:
+                self.remaining = torch.ones(state.shape[0], device=state.device)
+                self.cdf = torch.zeros(state.shape[0], device=state.device)
+            lam = gate.float()
+            self.cdf = self.cdf + lam * self.remaining
+            self.remaining = self.remaining * (1 - lam)
+            converged = self.cdf >= thr
+        elif not first:
             if kind == "kl":  # KL(p_{i-1} || p_i): the reference implementation's (and the paper's) `kl`
                 converged = kl_div(self.prev_logp, logp) < thr
             elif kind == "kl-rev":  # KL(p_i || p_{i-1}): the other direction (recurlab's `kl` before)
@@ -89,9 +116,18 @@ class ExitTracker:
         return converged
 
 
-def exit_iterations(crit: ExitCriterion, states: list[Tensor], logits: list[Tensor | None], r: int) -> list[int]:
-    """Exit iteration per token for a full trajectory: states[i], logits[i] after i+1 iterations,
-    each (N, ...). Tokens that never converge get r (or the criterion's max)."""
+def exit_pdf(lambdas: Tensor) -> Tensor:
+    """(r, N) gate lambdas -> (r, N) exit distribution; the last step takes the remainder."""
+    remaining = torch.cumprod(torch.cat([torch.ones_like(lambdas[:1]), 1 - lambdas[:-1]]), dim=0)
+    pdf = lambdas * remaining
+    pdf[-1] = remaining[-1]
+    return pdf
+
+
+def exit_iterations(crit: ExitCriterion, states: list[Tensor], logits: list[Tensor | None], r: int,
+                    gates: list[Tensor] | None = None) -> list[int]:
+    """Exit iteration per token for a full trajectory: states[i], logits[i] (and gates[i]) after
+    i+1 iterations, each (N, ...). Tokens that never converge get r (or the criterion's max)."""
     tracker = ExitTracker(crit)
     limit = min(r, crit.max_iterations or r)
     n = states[0].shape[0]
@@ -99,7 +135,8 @@ def exit_iterations(crit: ExitCriterion, states: list[Tensor], logits: list[Tens
     done = torch.zeros(n, dtype=torch.bool)
     for i in range(limit):
         if tracker.due(i + 1):
-            conv = tracker.update(states[i], logits[i] if tracker.needs_logits else None, i + 1).cpu()
+            conv = tracker.update(states[i], logits[i] if tracker.needs_logits else None, i + 1,
+                                  gates[i] if tracker.needs_gate else None).cpu()
             newly = conv & ~done
             exits[newly] = i + 1
             done |= newly

@@ -10,7 +10,7 @@
 
 What a folder is decides how it opens: run.yaml makes it a run directory; config.json makes it a
 Hugging Face folder, opened by the loader registered for its `model_type` in FOLDER_LOADERS
-(Huginn's `huginn_raven` today). A new model family registers one loader there; every caller
+(`huginn_raven`: Huginn-0125 and retrofitted Llama models; `ouro`: Ouro; see recurlab.families). A new model family registers one loader there; every caller
 (CLI, TUI, benchmarks) then opens it.
 """
 
@@ -64,14 +64,18 @@ class OpenedModel:
         return Engine(self.model, self.tokenizer, device=self.device)
 
 
-def _open_huginn(path: Path, device: str):
-    from recurlab.huginn import open_huginn
+def _open_family(path: Path, device: str):
+    # recurlab.families tells Huginn-0125 from retrofitted checkpoints (both huginn_raven) by their tensors
+    from recurlab.families import open_folder
 
-    return open_huginn(path, device=device)
+    return open_folder(path, device=device)
 
 
 # config.json model_type -> loader(folder, device) -> (model, tokenizer, RunConfig)
-FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {"huginn_raven": _open_huginn}
+# (a plain `llama` folder is refused there with the command that retrofits it)
+FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {
+    "huginn_raven": _open_family, "ouro": _open_family, "llama": _open_family,
+}
 
 
 def folder_model_type(path: Path) -> str:

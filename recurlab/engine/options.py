@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from recurlab.engine.parallel_options import ParallelConfig, parse_sampler
 from recurlab.errors import InferenceError
 
 EXIT_KINDS = {
@@ -20,12 +21,13 @@ EXIT_KINDS = {
     "latent": "relative latent change ||s_i - s_prev|| / ||s_i|| below the threshold",
     "argmax": "the argmax token unchanged for `threshold` successive checks",
     "cosine": "cosine similarity of successive states at or above the threshold",
+    "gate": "a learned exit gate (Ouro): the cumulative exit probability reaches the threshold",
 }
 CACHE_LOOKUPS = {
     "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
     "existing": "only entries that exist at the current iteration are read (the reference's default)",
 }
-EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3 or cosine:0.999"
+EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 or gate:0.9"
 
 
 @dataclass
@@ -52,6 +54,10 @@ class ExitCriterion:
             raise InferenceError(f"exit threshold must be >= 0 (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.threshold > 1:
+            raise InferenceError(f"gate exit threshold is a cumulative probability in (0, 1], got {self.threshold:g}")
+        if self.kind == "gate" and self.check_every != 1:
+            raise InferenceError("the gate exit accumulates its probability at every step: drop every= from --exit gate:...")
         if self.kind == "argmax" and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"argmax exit needs a whole number of checks (e.g. argmax:3), got {self.threshold:g}")
         if self.min_iterations < 1:
@@ -96,8 +102,21 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     return crit.validate()
 
 
+def parse_r(spec: str) -> int:
+    """The --r of generate and inspect: one whole number >= 1."""
+    text = str(spec).strip()
+    try:
+        r = int(text)
+    except ValueError:
+        raise InferenceError(f"--r must be a whole number of iterations like 16, got {spec!r}") from None
+    if r < 1:
+        raise InferenceError(f"--r must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
+    return r
+
+
 def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999"}[kind]
+    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
+            "gate": "0.9"}[kind]
 
 
 @dataclass
@@ -147,6 +166,7 @@ class GenerateOptions:
     cache_lookup: str = "latest"
     continuous: bool = False
     speculative: SpeculativeConfig | str | None = None
+    sampler: ParallelConfig | str | None = None  # None / "sequential", or "parallel[:inner=2,...]"
 
     def validate(self) -> "GenerateOptions":
         """Parse the spec strings in place and reject impossible values."""
@@ -168,6 +188,15 @@ class GenerateOptions:
             raise InferenceError(f"cache lookup must be one of {', '.join(CACHE_LOOKUPS)}, got {self.cache_lookup!r}")
         self.exit = parse_exit(self.exit)
         self.speculative = parse_speculative(self.speculative)
+        self.sampler = parse_sampler(self.sampler)
+        if self.sampler is not None:
+            self.sampler.validate(self.r)
+            if self.speculative is not None:
+                raise InferenceError("the parallel sampler and speculative decoding are two samplers: drop one")
+            if self.exit is not None and self.exit.enabled:
+                raise InferenceError("the parallel sampler freezes positions by its own rule: drop --exit (use freeze=...)")
+            if self.kv_budget is not None:
+                raise InferenceError("the parallel sampler has its own cache layout (kv=latest|aligned): drop --kv-budget")
         if self.speculative is not None:
             self.speculative.validate(self.r)
             if self.exit is not None and self.exit.enabled:
@@ -192,5 +221,6 @@ class GenerateOptions:
         d["exit"] = self.exit.spec() if isinstance(self.exit, ExitCriterion) else self.exit
         if isinstance(self.speculative, SpeculativeConfig):
             d["speculative"] = f"draft={self.speculative.draft},lookahead={self.speculative.lookahead}"
+        d["sampler"] = self.sampler.spec() if isinstance(self.sampler, ParallelConfig) else self.sampler
         d["stop_ids"] = list(self.stop_ids) if self.stop_ids is not None else None
         return d

@@ -81,7 +81,8 @@ def run_pass(
         s = torch.where(done[:, None, None], s, s_new) if any_done else s_new
         if tracker is not None and i + 1 < r and tracker.due(i + 1):
             logits = model.decode(s, rope, cache) if tracker.needs_logits else None
-            conv = tracker.update(s[:, -1], logits[:, -1] if logits is not None else None, i + 1)
+            gate = model.exit_lambda(s[:, -1]) if tracker.needs_gate else None
+            conv = tracker.update(s[:, -1], logits[:, -1] if logits is not None else None, i + 1, gate)
             newly = conv & ~done
             if bool(newly.any()):
                 iterations[newly] = i + 1

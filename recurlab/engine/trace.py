@@ -27,6 +27,8 @@ Schema (version TRACE_VERSION; every number is a float or int, every list is pla
         kl_final     [r]             KL(p_i || p_r)
         top          [r][5]          {"id", "text", "p"} the most likely next tokens at iteration i
         exit_iteration  int | null   first iteration the criterion fires (r if never; null without one)
+        exit_pdf     [r] | null      models with a learned exit gate (Ouro): the gate's exit
+                                     distribution over iterations 1..r (the last takes the remainder)
         pca          [r][2]          the state at iteration i in the trace's 2-D PCA basis
     pca              {"explained_variance_ratio": [2]}: the basis is fitted to all tokens' states
                      of the main trajectory (centred); other starts are projected onto it
@@ -44,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from recurlab.engine.exits import entropy, exit_iterations, kl_div, log_softmax
+from recurlab.engine.exits import check_exit_support, entropy, exit_iterations, exit_pdf, kl_div, log_softmax
 from recurlab.engine.options import GenerateOptions, parse_exit
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, atomic_write_json
@@ -84,6 +86,7 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
     if init_scale is not None and not init_scale >= 0:
         raise InferenceError(f"init_scale must be >= 0 (0 = zero start), got {init_scale}")
     crit = parse_exit(criterion)
+    check_exit_support(model, crit)
     device = next(model.parameters()).device
     engine = Engine(model, tokenizer, device=str(device))
     ids = engine.encode(prompt)
@@ -107,7 +110,10 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
         kl_prev = kl_div(logp[:-1], logp[1:])  # KL(p_{i-1} || p_i), the direction of the `kl` exit
         kl_final = kl_div(logp, logp[-1:].expand_as(logp))
         top_p, top_i = logp.exp().topk(min(TOP, logp.shape[-1]), dim=-1)
-        exits = exit_iterations(crit, list(states), list(logits), r) if crit is not None else [None] * T
+        lambdas = model.exit_lambda(states) if model.cfg.exit_gate else None  # (r, T)
+        pdf = exit_pdf(lambdas) if lambdas is not None else None
+        exits = exit_iterations(crit, list(states), list(logits), r, list(lambdas) if lambdas is not None else None) \
+            if crit is not None else [None] * T
 
         flat = states.reshape(-1, states.shape[-1]).float()
         mean = flat.mean(0, keepdim=True)
@@ -132,6 +138,7 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
             "entropy": _rounded(ent[:, t]), "kl_prev": [None] + _rounded(kl_prev[:, t]),
             "kl_final": _rounded(kl_final[:, t]), "top": top, "exit_iteration": exits[t],
             "pca": [_rounded(p) for p in proj[t]],
+            "exit_pdf": _rounded(pdf[:, t]) if pdf is not None else None,
         })
     return {
         "version": TRACE_VERSION, "kind": "latent_trace", "prompt": prompt, "r": r, "init_scale": scale,

@@ -64,16 +64,17 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def cell(row: dict | None, percent: bool = True) -> str:
+def cell(row: dict | None, percent: bool = True, compact: bool = False) -> str:
     """One table cell: value ± stderr, then the mean iterations per token under an exit rule."""
     if row is None:
         return "-"
     scale = 100 if percent and row["metric"].split(",")[0] in ("exact_match", "acc", "acc_norm") else 1
     text = f"{scale * row['value']:.1f}" if scale == 100 else f"{row['value']:.4g}"
+    pm = "±" if compact else " ± "
     if row.get("stderr") is not None:
-        text += f" ± {scale * row['stderr']:.1f}" if scale == 100 else f" ± {row['stderr']:.2g}"
+        text += f"{pm}{scale * row['stderr']:.1f}" if scale == 100 else f"{pm}{row['stderr']:.2g}"
     if row.get("mean_iterations") is not None:
-        text += f" ({row['mean_iterations']:.2f} it)"
+        text += f" {row['mean_iterations']:.1f}it" if compact else f" ({row['mean_iterations']:.2f} it)"
     return text
 
 

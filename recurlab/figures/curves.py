@@ -57,17 +57,19 @@ def run_steps(runs: list[RunDir]) -> dict[str, str]:
     return out
 
 
-def shape_line(xs: np.ndarray, ys: np.ndarray, *, smooth: float, logy: bool, buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """One line as the Curves screen draws it: positive values only on a log axis; smoothed with
-    the time-weighted EMA over `buckets` bucket means (the TUI uses 4 per column of its plot), or
-    else min/max downsampled to at least MAX_POINTS buckets."""
+def shape_line(xs: np.ndarray, ys: np.ndarray, *, smooth: float, logy: bool, buckets: int,
+               raw_buckets: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One line as the Curves screen draws it (the screen calls this too): positive values only
+    on a log axis; smoothed with the time-weighted EMA over `buckets` bucket means (the screen
+    uses 4 per column of its plot), or else min/max downsampled to `raw_buckets` (the screen: one
+    per column; a file: at least MAX_POINTS)."""
     if logy:
         keep = ys > 0
         xs, ys = xs[keep], ys[keep]
     if smooth > 0 and len(xs) > 1:
         xs, ys = bucket_mean(xs, ys, buckets)
         return xs, ema(xs, ys, smooth * (xs[-1] - xs[0]))
-    return downsample(xs, ys, max(buckets, MAX_POINTS))  # a file can hold more points than a terminal
+    return downsample(xs, ys, raw_buckets or max(buckets, MAX_POINTS))
 
 
 def _slug(text: str) -> str:

@@ -9,7 +9,6 @@ exited under the evaluation's exit rule (the paper's figure).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from recurlab.figures.curves import _slug
@@ -20,18 +19,10 @@ ACCURACY_METRICS = ("exact_match", "acc", "acc_norm")
 
 
 def eval_files(run: RunDir) -> list[tuple[dict, Path]]:
-    """The run's saved evaluations, oldest first."""
-    folder = run.path / "evals"
-    out = []
-    if folder.is_dir():
-        for p in folder.glob("*.json"):
-            try:
-                data = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue  # a half-written file of an evaluation still running
-            if isinstance(data, dict) and isinstance(data.get("rows"), list) and data["rows"] and "rs" in data:
-                out.append((data, p))
-    return sorted(out, key=lambda dp: (dp[0].get("time", 0), dp[1].name))
+    """The run's saved evaluations with at least one row, oldest first."""
+    from recurlab.evaluation.results import load_evals
+
+    return [(rec, Path(rec["path"])) for rec in load_evals(run.path / "evals") if rec["rows"]]
 
 
 def has_evals(run: RunDir, with_exits: bool = False) -> bool:
@@ -59,6 +50,11 @@ def load_eval(run: RunDir, name: str | None = None, with_exits: bool = False) ->
     return found[-1][0], found[-1][1].stem
 
 
+def _short(task: str) -> str:
+    """The embedded tasks' lm-eval names without their namespace: recurlab_permutation4_level4 -> permutation4_level4."""
+    return task.removeprefix("recurlab_")
+
+
 def _subtitle(record: dict, run: str, name: str) -> str:
     step = (record.get("source") or {}).get("checkpoint_step")
     exit_rule = f", exit {record['exit']}" if record.get("exit") else ""
@@ -74,7 +70,7 @@ def eval_vs_r_figure(record: dict, *, run: str, name: str) -> LineFigure:
     for task in tasks:
         rows = sorted((row for row in record["rows"] if row["task"] == task and row.get("value") is not None), key=lambda row: row["r"])
         metric = rows[0]["metric"] if rows else ""
-        label = task if len(metrics) == 1 else f"{task} ({metric})"
+        label = _short(task) if len(metrics) == 1 else f"{_short(task)} ({metric})"
         yerr = [row.get("stderr") or 0.0 for row in rows]
         lines.append(Line(label, [float(row["r"]) for row in rows], [float(row["value"]) for row in rows],
                           yerr=yerr if any(yerr) else None))
@@ -104,7 +100,7 @@ def eval_exits_figure(record: dict, *, run: str, name: str, r: int | None = None
         counts = per_r.get(str(r)) or {}
         values = [int(it) for it, n in counts.items() for _ in range(int(n))]
         if values:
-            groups.append((f"{task} ({len(values)} tokens)", sorted(values)))
+            groups.append((f"{_short(task)} ({len(values)} tokens)", sorted(values)))
     top = max([r] + [v for _, vals in groups for v in vals])
     return HistFigure(
         kind="exits", name=f"exits-{_slug(run)}-{_slug(name)}-r{r}", title=f"iteration at which each token exits, at most r = {r}",

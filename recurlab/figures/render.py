@@ -125,6 +125,11 @@ def _hists(mfig, fig: HistFigure) -> None:
 
     axes = mfig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     xs = list(range(1, fig.max_value + 1))
+    # tokens that exit early would be slivers on a 1..r axis: end a little after the latest exit
+    # seen (the subtitle and the CSV keep the whole range)
+    latest = max([v for _, values in fig.groups for v in values] or [fig.max_value])
+    right = min(fig.max_value, max(8, latest + 2))
+    chars = max(12, int(0.85 * mfig.get_figwidth() * 72 / cols / (8 * 0.6)))  # a panel over 8 pt characters
     for i, (label, values) in enumerate(fig.groups):
         ax = axes[i // cols][i % cols]
         ax.bar(xs, fig.shares(values), width=0.85, color=COLORS[i % len(COLORS)], alpha=0.75,
@@ -132,8 +137,9 @@ def _hists(mfig, fig: HistFigure) -> None:
         mean = sum(values) / len(values) if values else None
         if mean is not None:
             ax.axvline(mean, color="black", linestyle="--", linewidth=1)
-        ax.set_title(label + (f", mean {mean:.2f}" if mean is not None else ""), fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(textwrap.fill(label + (f", mean {mean:.2f}" if mean is not None else ""), chars), fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.set_xlim(0.4, right + 0.6)
         if i // cols == rows - 1:
             ax.set_xlabel(fig.xlabel)
         if i % cols == 0:

@@ -38,22 +38,23 @@ TIED_HEAD = "lm_head.weight"
 ROPE_TABLE = "freqs_cis"
 
 
-def shard_map(folder: Path) -> dict[str, str]:
-    """{tensor name: shard file name}, from the index or the single weights file."""
+def shard_map(folder: Path, hint: str = DOWNLOAD_HINT) -> dict[str, str]:
+    """{tensor name: shard file name}, from the index or the single weights file. `hint` says
+    where the folder comes from (a download command) in the error messages."""
     index = folder / INDEX
     if index.is_file():
         try:
             data = json.loads(index.read_text())
             weight_map = data["weight_map"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise ModelFormatError(f"{index} is unreadable or has no weight_map; re-download it ({DOWNLOAD_HINT})") from None
+            raise ModelFormatError(f"{index} is unreadable or has no weight_map; re-download it ({hint})") from None
         if not isinstance(weight_map, dict) or not weight_map:
-            raise ModelFormatError(f"{index} has an empty weight_map; re-download it ({DOWNLOAD_HINT})")
+            raise ModelFormatError(f"{index} has an empty weight_map; re-download it ({hint})")
         missing = sorted({s for s in weight_map.values() if not (folder / s).is_file()})
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise ModelFormatError(
-                f"{folder} is missing shard {missing[0]}{more} listed in {INDEX}; finish the download ({DOWNLOAD_HINT})"
+                f"{folder} is missing shard {missing[0]}{more} listed in {INDEX}; finish the download ({hint})"
             )
         return {str(k): str(v) for k, v in weight_map.items()}
     single = folder / SINGLE
@@ -64,8 +65,8 @@ def shard_map(folder: Path) -> dict[str, str]:
         except (SafetensorError, OSError) as exc:
             raise ModelFormatError(f"{single} is not a readable safetensors file ({exc}); re-download it") from None
     if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-        raise ModelFormatError(f"{folder} has only pickle weights (.bin/.pt); recurlab loads safetensors only ({DOWNLOAD_HINT})")
-    raise ModelFormatError(f"{folder} has neither {INDEX} nor {SINGLE}; download the weights ({DOWNLOAD_HINT})")
+        raise ModelFormatError(f"{folder} has only pickle weights (.bin/.pt); recurlab loads safetensors only ({hint})")
+    raise ModelFormatError(f"{folder} has neither {INDEX} nor {SINGLE}; download the weights ({hint})")
 
 
 def huginn_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:

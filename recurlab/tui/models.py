@@ -18,6 +18,7 @@ from recurlab.rundir import RunDir
 
 # one example setting per exit criterion of the engine, offered by the Inspector and Generate screens
 EXIT_CRITERIA = ("kl:5e-4", "kl-rev:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
+GATE_CRITERION = "gate:0.9"  # offered for models with a learned exit gate (Ouro)
 
 
 def model_key(path: Path | None):

@@ -22,10 +22,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import SelectionList, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.figures.curves import shape_line
 from recurlab.rundir import RunDir, list_runs
 from recurlab.tui.metricsource import MetricsSource
 from recurlab.tui.screens.base import LabScreen
-from recurlab.tui.series import METRICS, bucket_mean, downsample, ema
+from recurlab.tui.series import METRICS
 
 POLL_S = 1.0
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
@@ -206,17 +207,10 @@ class CurvesScreen(LabScreen):
             src = self.sources[name]
             keys = [None] if kind == "train" else src.eval_rs()
             for i, r in enumerate(keys):
-                xs, ys = src.snapshot(kind, field, r)
-                if self.logy:
-                    keep = ys > 0
-                    xs, ys = xs[keep], ys[keep]
+                xs, ys = shape_line(*src.snapshot(kind, field, r), smooth=SPANS[self.span] if self.smooth else 0.0,
+                                    logy=self.logy, buckets=4 * width, raw_buckets=width)
                 if not len(xs):
                     continue
-                if self.smooth and len(xs) > 1:
-                    xs, ys = bucket_mean(xs, ys, 4 * width)
-                    ys = ema(xs, ys, SPANS[self.span] * (xs[-1] - xs[0]))
-                else:
-                    xs, ys = downsample(xs, ys, width)
                 label = name if r is None else (f"r={r}" if len(names) == 1 else f"{name} r={r}")
                 if r is not None and len(names) == 1:
                     color, marker = R_COLORS[i % len(R_COLORS)], "hd"

@@ -147,7 +147,7 @@ class EvalScreen(LabScreen):
         self.shown = index
         rec = self.saved[index]
         self.rows, self.rs, self.histograms = list(rec["rows"]), list(rec["rs"]), dict(rec.get("histograms", {}))
-        state = "" if rec.get("complete") else " (cancelled part way)"
+        state = "" if rec.get("complete") else " (incomplete: cancelled, failed or still running)"
         self._status(f"saved evaluation {index + 1}/{len(self.saved)}{state}: {rec.get('source', {}).get('label', '')}, "
                      f"exit {rec.get('exit') or 'off'}  {rec['path']}")
         self.draw()
@@ -263,11 +263,13 @@ class EvalScreen(LabScreen):
         by = {(row["task"], row["r"]): row for row in self.rows}
         table = self.query_one(DataTable)
         table.clear(columns=True)
-        table.add_column("task", key="task")
-        for r in self.rs:
-            table.add_column(f"r={r}", key=f"r{r}")
-        for t in tasks:
-            table.add_row(t, *[cell(by.get((t, r))) for r in self.rs])
+        body = [[t.removeprefix("recurlab_")] + [cell(by.get((t, r)), compact=True) for r in self.rs] for t in tasks]
+        labels = ["task"] + [f"r={r}" for r in self.rs]
+        for i, (label, key) in enumerate(zip(labels, ["task"] + [f"r{r}" for r in self.rs])):
+            # explicit widths: auto-sized columns shrank while rows arrived from the worker
+            table.add_column(label, key=key, width=max([len(label)] + [len(row[i]) for row in body]))
+        for row in body:
+            table.add_row(*row)
         self._draw_plot(tasks, by)
         self._draw_histograms(tasks)
 
@@ -290,6 +292,25 @@ class EvalScreen(LabScreen):
         plt.title("metric vs r")
         plt.xlabel("r (iterations)")
         plot.refresh()
+
+    def figure_specs(self) -> list:
+        """ctrl+s: each task's metric vs r and, under an exit rule, the exit histograms per task at
+        the largest r (as drawn), for the evaluation shown (saved or still running)."""
+        from recurlab.figures import FigureError
+        from recurlab.figures.evals import eval_exits_figure, eval_vs_r_figure
+
+        if not self.rows:
+            raise FigureError("no evaluation shown yet: press s to run one")
+        saved = self.saved[self.shown] if self.cancel_event is None and 0 <= self.shown < len(self.saved) else None
+        record = saved or {"rows": self.rows, "rs": self.rs, "histograms": self.histograms,
+                           "exit": None if self.query_one("#eval-exit", Select).value == "off"
+                           else self.query_one("#eval-exit", Select).value}
+        name = Path(saved["path"]).stem if saved else "running"
+        run = self.app.current_run.name if self.app.model_path is None and self.app.current_run else str(self._target)
+        specs = [eval_vs_r_figure(record, run=run, name=name)]
+        if any(sum(h.values()) for per_r in self.histograms.values() for h in per_r.values()):
+            specs.append(eval_exits_figure(record, run=run, name=name))
+        return specs
 
     def _draw_histograms(self, tasks: list[str]) -> None:
         box = self.query_one("#eval-hists", Horizontal)
@@ -317,7 +338,5 @@ class EvalScreen(LabScreen):
             step = max(1, int(r) // 8)
             plt.xticks(list(range(1, int(r) + 1, step)))
             mean = sum(int(k) * v for k, v in hist.items()) / total
-            plt.title(f"{t.removeprefix('recurlab_')[-24:]} r={r}: mean {mean:.2f} it")
-            plt.xlabel("exit iteration")
-            plt.ylabel("% tokens")
+            plt.xlabel(f"{t.removeprefix('recurlab_')[-22:]} r={r} mean {mean:.1f}")  # y: % of tokens
             plot.refresh()

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -52,6 +52,7 @@ class InspectorScreen(ModelScreen):
     def __init__(self):
         super().__init__()
         self.criterion = 0
+        self.criteria = EXIT_CRITERIA  # plus gate:0.9 once a model with an exit gate (Ouro) is loaded
         self.starts = 0
         self.examples: list[tuple[str, str]] = []
         self.example = -1
@@ -84,6 +85,10 @@ class InspectorScreen(ModelScreen):
         self._detail(text)
 
     def on_model(self, lm, examples) -> None:
+        if lm.cfg.model.exit_gate:  # the model's own exit rule comes first
+            self.criteria, self.criterion = (GATE_CRITERION, *EXIT_CRITERIA), 0
+        else:
+            self.criteria, self.criterion = EXIT_CRITERIA, min(self.criterion, len(EXIT_CRITERIA) - 1)
         self.examples = examples
         sel = self.query_one("#insp-examples", Select)
         sel.set_options([(f"{p} → {a}", i) for i, (p, a) in enumerate(examples)])
@@ -130,7 +135,7 @@ class InspectorScreen(ModelScreen):
             return
         r = self.query_one("#insp-r", Slider).value
         self._detail(f"tracing {prompt!r} at r = {r} ...")
-        self.run_trace(self.lm, prompt, r, EXIT_CRITERIA[self.criterion], self.starts)
+        self.run_trace(self.lm, prompt, r, self.criteria[self.criterion], self.starts)
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
@@ -177,6 +182,12 @@ class InspectorScreen(ModelScreen):
         for cand in tok["top"][i]:
             bar = "█" * max(1, round(cand["p"] * 16))
             lines.append(f"  {cand['text']!r:>6} {cand['p']:6.3f} [cyan]{bar}[/cyan]")
+        pdf = tok.get("exit_pdf")
+        if pdf:
+            lines.append("exit gate: P(exit at iteration k)")
+            for k, p in enumerate(pdf):
+                mark = "▶" if k == i else " "
+                lines.append(f" {mark}{k + 1:>3} {p:6.3f} [magenta]{'█' * max(1 if p > 0.005 else 0, round(p * 16))}[/magenta]")
         pi = trace.get("path_independence")
         if pi:
             lines.append(f"{pi['starts']} starts: spread {pi['distance'][t][i]:.3g} (at start {pi['distance_at_start'][t]:.3g})")
@@ -222,8 +233,8 @@ class InspectorScreen(ModelScreen):
             self._describe(grid.token, grid.iteration)
 
     def action_criterion(self) -> None:
-        self.criterion = (self.criterion + 1) % len(EXIT_CRITERIA)
-        self.app.notify(f"exit criterion: {EXIT_CRITERIA[self.criterion]}")
+        self.criterion = (self.criterion + 1) % len(self.criteria)
+        self.app.notify(f"exit criterion: {self.criteria[self.criterion]}")
         if self.trace:
             self.action_trace()
 

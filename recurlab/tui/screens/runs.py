@@ -80,7 +80,8 @@ class RunsScreen(LabScreen):
             cells = self._styled(row.cells())
             if name in table.rows:
                 for col, value in zip(COLUMNS, cells):
-                    table.update_cell(name, col, value)
+                    # widen the column when a value outgrows it (a step count passing 100,000)
+                    table.update_cell(name, col, value, update_width=True)
             else:
                 table.add_row(*cells, key=name)
             old = before.get(name)

@@ -47,6 +47,10 @@ class GenerationCard(Static):
         if result.acceptance_rate is not None:
             parts.append(f"accept {100 * result.acceptance_rate:.0f}%")
         parts.append(f"kv {result.cache_bytes / 1024:,.0f} KiB")
+        par = getattr(result, "parallel", None)
+        if par:
+            parts.append(f"{par['outer_steps']} outer steps  {par['passes_per_token']:.2f} passes/token "
+                         f"({par['speedup_in_passes']:.1f}x fewer)")
         self.summary = "  ".join(parts)
         self._redraw()
 

@@ -1,0 +1,81 @@
+"""The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter) and what a
+process really loads when it starts `recurlab runs`, `status`, the TUI's Runs screen, or `import recurlab`.
+
+    python -m pytest tests/test_layers.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from recurlab.config import load_profile, to_yaml
+from recurlab.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python(code: str, cwd: Path) -> str:
+    """Run `code` in a fresh interpreter with this checkout first on the path; -> its stdout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_import_contracts_hold():
+    lint = Path(sys.executable).parent / "lint-imports"
+    cmd = [str(lint)] if lint.exists() else [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Contracts: 3 kept, 0 broken." in res.stdout, res.stdout
+
+
+def test_importing_recurlab_loads_no_lm_eval_textual_or_datasets(tmp_path):
+    out = python("""
+        import sys
+        import recurlab, recurlab.config, recurlab.rundir, recurlab.lifecycle
+        print(sorted(m for m in ("lm_eval", "textual", "datasets", "torch") if m in sys.modules))
+    """, tmp_path)
+    assert out.strip() == "[]"
+
+
+def test_runs_status_and_the_tuis_runs_screen_load_no_torch(tmp_path):
+    runs = tmp_path / "runs"
+    run = RunDir.create(runs, "quiet", to_yaml(load_profile("tiny")), device="cpu")
+    run.write_status(state="finished", step=60, max_steps=60, loss=2.5)
+    cli = """
+        import sys
+        sys.argv = ["recurlab", {args}, "--runs-dir", {runs!r}]
+        from recurlab.cli import main
+        try:
+            main()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print("torch loaded" if "torch" in sys.modules else "no torch")
+    """
+    for args in ('"runs"', '"status", "quiet"'):
+        out = python(cli.format(args=args, runs=str(runs)), tmp_path).splitlines()
+        assert out[-1] == "no torch" and any("quiet" in line for line in out), out
+    out = python(f"""
+        import asyncio, sys
+        from recurlab.tui.app import RecurlabApp
+
+        async def main():
+            app = RecurlabApp(runs_dir={str(runs)!r})
+            async with app.run_test(size=(120, 40)) as pilot:
+                for _ in range(100):
+                    table = app.screen.query_one("#runs-table")
+                    if table.row_count:
+                        break
+                    await pilot.pause(0.1)
+                print(type(app.screen).__name__, table.row_count)
+        asyncio.run(main())
+        print("torch loaded" if "torch" in sys.modules else "no torch")
+    """, tmp_path).splitlines()
+    assert out[-2:] == ["RunsScreen 1", "no torch"], out
