@@ -28,7 +28,9 @@ from pathlib import Path
 from recurlab.config import RunConfig, load_profile, run_config, to_yaml
 from recurlab.devices import check_device
 from recurlab.launch import spawn_worker
-from recurlab.rundir import ACTIVE_STATES, Checkpoint, RunDir, RunError, new_run_name, pid_alive, read_json
+from recurlab.rundir import (
+    ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, new_run_name, pid_alive, read_json,
+)
 
 GRACEFUL_STOP_WAIT_S = 30.0
 KILL_WAIT_S = 10.0
@@ -64,6 +66,7 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     if name is not None and not NAME_RE.match(name):
         raise RunError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     runs_dir = Path(runs_dir)
+    check_runs_dir(runs_dir)
     if name is not None and (runs_dir / name).exists():
         raise RunError(f"run {name!r} already exists in {runs_dir}; pick another --name or resume it")
     check_device(cfg.hardware.device)

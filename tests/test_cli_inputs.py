@@ -77,7 +77,7 @@ BAD_INPUTS = [
     (["train", "--profile", "tiny", "--name", "existing"], "already exists"),
     (["train", "--profile", "tiny", "--name", "../escape"], "--name"),
     (["train", "--profile", "{bad}"], "not valid YAML"),
-    (["train", "--profile", "tiny", "--runs-dir", "{bad}"], "pass a writable --runs-dir"),
+    (["train", "--profile", "tiny", "--runs-dir", "{bad}"], "is a file, not a directory"),
     (["status", "missing"], "no run 'missing'"),
     (["logs", "missing", "-f"], "no run 'missing'"),
     (["stop", "missing"], "no run 'missing'"),

@@ -150,17 +150,18 @@ def test_batched_results_equal_unbatched_ones():
         assert max(abs(x[0] - y[0]) for x, y in zip(a, b)) < 1e-5
         assert one.records == many.records
     gen = {"until": ["\n"], "max_gen_toks": 4}
-    a = lm_for(r=4, batch_size=1, init_scale=0).generate_until([req("generate_until", p, gen) for p in PROMPTS])
-    b = lm_for(r=4, batch_size=4, init_scale=0).generate_until([req("generate_until", p, gen) for p in PROMPTS])
+    a = lm_for(r=4, batch_size=1, init_scale=1.0).generate_until([req("generate_until", p, gen) for p in PROMPTS])
+    b = lm_for(r=4, batch_size=4, init_scale=1.0).generate_until([req("generate_until", p, gen) for p in PROMPTS])
     assert a == b and any(a)
 
 
 def test_exit_records_the_iterations_generation_uses():
     """Scoring a greedy generation under an exit rule uses, token by token, the iterations that
-    generating it used (both prefill the prompt at r and run each answer token with the rule)."""
+    generating it used (both prefill the prompt at r and run each answer token with the rule, from
+    the same random start per position)."""
     model, tok = trained_model()
-    lm = lm_for(r=6, init_scale=0, exit="kl:1e-3", batch_size=3)
-    gens = Engine(model, tok).generate(PROMPTS[:3], GenerateOptions(r=6, init_scale=0.0, exit="kl:1e-3", max_new_tokens=3))
+    lm = lm_for(r=6, init_scale=1.0, exit="kl:1e-3", batch_size=3)
+    gens = Engine(model, tok).generate(PROMPTS[:3], GenerateOptions(r=6, init_scale=1.0, exit="kl:1e-3", max_new_tokens=3))
     requests = [req("loglikelihood", p, text, task=f"t{i}") for i, (p, text) in enumerate(zip(PROMPTS[:3], gens.texts))]
     got = lm.loglikelihood(requests)
     for i, its in enumerate(gens.iterations):

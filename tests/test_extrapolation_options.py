@@ -202,3 +202,23 @@ def test_identity_padding_lengthens_training_prompts_without_changing_answers():
     assert all(len(ex.prompt.split(".")) == ex.difficulty for ex in plain.train_examples(3, 16))
     with pytest.raises(ConfigError, match="permutation tasks"):
         load_profile("tiny", ["data.identity_pad_to=8"])
+
+
+def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
+    from recurlab.bench.length_probe import padded, probe
+    from recurlab.tasks import get_task
+
+    task = get_task("permutation4")
+    base = task.heldout(3, 20, 0)
+    for ex, longer in zip(base, padded(task, base, 4)):
+        assert task.solve(longer.prompt) == ex.answer == longer.answer  # identities change nothing
+        assert longer.prompt.endswith(ex.prompt) and longer.prompt.count(".") == ex.prompt.count(".") + 4
+
+    tr = trainer(tmp_path, "train.max_steps=3", "train.checkpoint_every=3", "data.eval_examples=4")
+    tr.fit()
+    rows = probe(str(tr.run.path), level=2, pads=[0, 3], rs=[2], examples=4)
+    assert [(r["pad"], r["r"], r["examples"]) for r in rows] == [(0, 2, 4), (3, 2, 4)]
+    from recurlab.engine.sweep import evaluate
+
+    expected = evaluate(tr.raw_model, tr.data, [2], "cpu")[0]["acc@2"]
+    assert rows[0]["acc"] == expected

@@ -69,13 +69,13 @@ def swiglu(x, gate, up, down):
 OURO = dict(hidden=D, layers=2, heads=H, kv_heads=KV, mlp=MLP, vocab=V, steps=4)
 
 
-def ouro_layer(W, p, x, base=1_000_000.0, eps=1e-6):
+def ouro_layer(W, p, x, base=1_000_000.0, eps=1e-6, kv=KV):
     B, T, _ = x.shape
     hd = D // H
     h = rms(x, W[f"{p}.input_layernorm.weight"], eps)
     q = (h @ W[f"{p}.self_attn.q_proj.weight"].T).reshape(B, T, H, hd)
-    k = (h @ W[f"{p}.self_attn.k_proj.weight"].T).reshape(B, T, KV, hd)
-    v = (h @ W[f"{p}.self_attn.v_proj.weight"].T).reshape(B, T, KV, hd)
+    k = (h @ W[f"{p}.self_attn.k_proj.weight"].T).reshape(B, T, kv, hd)
+    v = (h @ W[f"{p}.self_attn.v_proj.weight"].T).reshape(B, T, kv, hd)
     y = gqa_attention(rotate_half_def(q, base), rotate_half_def(k, base), v) @ W[f"{p}.self_attn.o_proj.weight"].T
     x = x + rms(y, W[f"{p}.input_layernorm_2.weight"], eps)
     h = rms(x, W[f"{p}.post_attention_layernorm.weight"], eps)
@@ -83,20 +83,20 @@ def ouro_layer(W, p, x, base=1_000_000.0, eps=1e-6):
     return x + rms(m, W[f"{p}.post_attention_layernorm_2.weight"], eps)
 
 
-def ouro_states(W, idx, steps, layers=2):
+def ouro_states(W, idx, steps, layers=2, kv=KV):
     """The normalized state after every loop step (the reference's hidden_states_list)."""
     h = W["model.embed_tokens.weight"][idx]
     out = []
     for _ in range(steps):
         for i in range(layers):
-            h = ouro_layer(W, f"model.layers.{i}", h)
+            h = ouro_layer(W, f"model.layers.{i}", h, kv=kv)
         h = rms(h, W["model.norm.weight"], 1e-6)
         out.append(h)
     return out
 
 
-def ouro_logits(W, idx, steps):
-    return ouro_states(W, idx, steps)[-1] @ W["lm_head.weight"].T
+def ouro_logits(W, idx, steps, kv=KV):
+    return ouro_states(W, idx, steps, kv=kv)[-1] @ W["lm_head.weight"].T
 
 
 def close(a, b, tol=2e-4):
@@ -377,3 +377,13 @@ def test_parallel_sampler_strict_rule_equals_sequential_on_both_families(ouro, r
         seq = engine.generate("Question: what is", GenerateOptions(**opts)).token_ids
         par = engine.generate("Question: what is", GenerateOptions(**opts, sampler=strict)).token_ids
         assert par == seq
+
+
+def test_ouro_with_plain_multi_head_attention(tmp_path):
+    """Ouro-1.4B has as many key/value heads as query heads: the rotate-half path on q and k together."""
+    folder = write_random_ouro(tmp_path / "mha", seed=9, **{**OURO, "kv_heads": H})
+    (model, tok, cfg), W = open_folder(folder), read_raw(folder)
+    assert cfg.model.kv_heads == H and cfg.model.n_kv_head == 0
+    idx = torch.tensor([tok.encode(PROMPT)])
+    with torch.no_grad():
+        assert close(model(idx, n_grad=3).logits, ouro_logits(W, idx, 3, kv=H))

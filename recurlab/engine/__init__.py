@@ -71,6 +71,8 @@ Public API (stable):
         held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);
         rs=None: powers of two up to 4 x r_mean
     evaluate(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows   (the loop training uses too)
+    score_continuations(model, [(ctx_ids, cont_ids), ...], r, exit=None, kv_budget=None, init_scale=None, seed=0)
+        -> [ContinuationScore(logprob, greedy, iterations)]   (recurlab.engine.scoring; lm-eval's loglikelihood)
 
     latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,
                  init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)

@@ -10,13 +10,13 @@ iterations. With one, the context is prefilled at r (as generation prefills a pr
 continuation is fed one column at a time, teacher-forced, each column stopping when the exit
 rule fires, so a scored token uses exactly the iterations that generating it would have used.
 
-The random latent start of each row is drawn from a generator seeded by the row's own tokens,
-so a request scores the same alone or in any batch, at any init scale.
+The random latent start of each token is drawn from (seed, its position), as generation draws
+it, so a request scores the same alone or in any batch, and scoring a generated continuation
+reproduces the distributions that generated it, at any init scale.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -31,16 +31,6 @@ class ContinuationScore:
     logprob: float  # sum over the continuation's tokens
     greedy: bool  # every continuation token is the argmax of its position
     iterations: list[int]  # core iterations behind each scored token's distribution
-
-
-def row_noise(model, ids: list[int], scale: float, seed: int, device, dtype) -> torch.Tensor | None:
-    """The latent start (len(ids), d) of one row, seeded by (seed, its tokens); None at scale 0."""
-    if scale == 0 or not model.cfg.is_recurrent:
-        return None
-    digest = hashlib.blake2b(repr((seed, list(ids))).encode(), digest_size=8).digest()
-    gen = torch.Generator(device=device).manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
-    shape = torch.empty((1, len(ids), model.cfg.n_embd), device=device, dtype=dtype)
-    return model.init_state(shape, scale, gen)[0]
 
 
 def _place(rows: list[list[int]], columns: list[int], width: int, pad: int, device) -> torch.Tensor:
@@ -69,18 +59,16 @@ def score_continuations(
             raise ValueError("score_continuations needs a non-empty context and continuation per pair")
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    scale = model.cfg.init_scale if init_scale is None else init_scale
+    start_args = dict(init_scale=init_scale, start_seed=seed)
     inputs = [(ctx + cont)[:-1] for ctx, cont in pairs]  # position t predicts token t + 1
-    noise = [row_noise(model, x, scale, seed, device, dtype) for x in inputs]
     if exit is not None and exit.enabled:
-        return _score_with_exit(model, pairs, inputs, noise, r, exit, kv_budget, pad_id, device, dtype)
+        return _score_with_exit(model, pairs, inputs, r, exit, kv_budget, pad_id, device, dtype, start_args)
 
     B, T = len(pairs), max(len(x) for x in inputs)
     start = [T - len(x) for x in inputs]
     ids = _place(inputs, start, T, pad_id, device)
-    s0 = _stack_noise(noise, start, T, model.cfg.n_embd, device, dtype)
     cache = KVCache(model.cfg, B, T, r, kv_budget, device, dtype, torch.tensor(start))
-    out = run_pass(model, cache, ids, r, init_scale=0.0, s0=s0)
+    out = run_pass(model, cache, ids, r, **start_args)
     longest = max(len(cont) for _, cont in pairs)
     logp = out.logits[:, T - longest:].float().log_softmax(-1)
     scores = []
@@ -93,17 +81,7 @@ def score_continuations(
     return scores
 
 
-def _stack_noise(noise, start, width, d, device, dtype) -> torch.Tensor | None:
-    """Per-row latent starts placed at each row's columns; zeros under padding."""
-    if all(n is None for n in noise):
-        return None
-    s0 = torch.zeros((len(noise), width, d), device=device, dtype=dtype)
-    for b, (n, col) in enumerate(zip(noise, start)):
-        s0[b, col:col + n.shape[0]] = n
-    return s0
-
-
-def _score_with_exit(model, pairs, inputs, noise, r, crit: ExitCriterion, kv_budget, pad_id, device, dtype):
+def _score_with_exit(model, pairs, inputs, r, crit: ExitCriterion, kv_budget, pad_id, device, dtype, start_args):
     """Prefill each context but its last token at r, then one teacher-forced column per scored token."""
     B = len(pairs)
     prefix = [len(ctx) - 1 for ctx, _ in pairs]
@@ -111,19 +89,17 @@ def _score_with_exit(model, pairs, inputs, noise, r, crit: ExitCriterion, kv_bud
     P, C = max(prefix), max(steps)
     start = [P - p for p in prefix]  # left padding so every row's first scored column is P
     ids = _place(inputs, start, P + C, pad_id, device)
-    s0 = _stack_noise(noise, start, P + C, model.cfg.n_embd, device, dtype)
     decode_r = crit.max_iterations or r  # as generation: a token may run up to the rule's max
     cache = KVCache(model.cfg, B, P + C, max(r, decode_r), kv_budget, device, dtype, torch.tensor(start))
     if P > 0:
-        run_pass(model, cache, ids[:, :P], r, init_scale=0.0, s0=None if s0 is None else s0[:, :P])
+        run_pass(model, cache, ids[:, :P], r, **start_args)
     logps = torch.zeros(B, dtype=torch.float64)
     greedy = [True] * B
     iterations: list[list[int]] = [[] for _ in range(B)]
     for j in range(C):
         col = P + j
         skip = torch.tensor([j >= n for n in steps], device=device)
-        out = run_pass(model, cache, ids[:, col:col + 1], decode_r, init_scale=0.0,
-                       s0=None if s0 is None else s0[:, col:col + 1], exit=crit, skip=skip)
+        out = run_pass(model, cache, ids[:, col:col + 1], decode_r, exit=crit, skip=skip, **start_args)
         logp = out.logits[:, -1].float().log_softmax(-1)
         its = out.iterations.tolist()
         for b, (_, cont) in enumerate(pairs):
