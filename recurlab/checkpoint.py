@@ -1,8 +1,9 @@
 """Checkpoints as safetensors plus a JSON of training state; complete or absent, never half.
 
-    save_checkpoint(run, step, model, optimizer, state)      # builds .tmp-step_N, then renames
-    model = load_model(run, device="cpu")                    # latest complete checkpoint
-    load_training_state(ckpt_dir, model, optimizer)          # for resume
+    save_checkpoint(run, step, model_tensors(model), optimizer_snapshot(opt), {"tokens": n, ...})
+                                                 # builds .tmp-step_N, fsyncs, renames, then prunes
+    model, ckpt = load_model(run, step=None, device="cpu")   # latest complete checkpoint, eval mode
+    load_weights(model, ckpt.path); load_optimizer(opt, ckpt.path); read_state(ckpt.path)   # resume
 
 Nothing is unpickled: weights and optimizer tensors are safetensors, the rest is JSON.
 """
@@ -39,7 +40,8 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in tied}
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer state as (tensors for optimizer.safetensors, JSON metadata for optimizer.json)."""
     sd = optimizer.state_dict()
     tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
     for pid, st in sd["state"].items():
@@ -110,10 +112,6 @@ def remove_stale_temporaries(run: RunDir) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
-
-
-def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    return _flatten_optimizer(optimizer)
 
 
 def read_state(ckpt: Path) -> dict:

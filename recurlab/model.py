@@ -175,7 +175,6 @@ class Block(nn.Module):
 class ModelOutput:
     logits: Tensor
     loss: Tensor | None = None
-    state: Tensor | None = None
     gain: Tensor | None = None  # squared gain of the last core step along a random direction (jacobian_eps)
 
 
@@ -321,7 +320,7 @@ class RecurrentLM(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, state=s, gain=gain)
+        return ModelOutput(logits=logits, loss=loss, gain=gain)
 
     def _step_gain(self, s_in: Tensor, s_out: Tensor, e: Tensor, rope, i: int, eps: float, generator) -> Tensor:
         s_in = s_in.detach()

@@ -4,7 +4,7 @@
     run = resolve_run("add-1", runs_dir="runs")   # a name, a unique prefix, or a path
     run.read_status(); run.read_metrics(); run.latest_checkpoint()
 
-Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describes it too):
+Contract (version CONTRACT_VERSION; the README's "The run directory" section summarises it):
 
     run.yaml            resolved config, written once when the run is created
     status.json         replaced atomically (temp file + os.replace):
@@ -21,7 +21,10 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md in the README describe
     worker.log          append-only text log of the worker (stdout and stderr)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
-                        and state.json (step, tokens, sampler and data positions, RNG)
+                        optimizer.json and state.json (step, tokens, elapsed, world_size, seed).
+                        No sampler positions or RNG states are stored: every random draw
+                        (batches, sampled depth, latent starts) is keyed on (seed, step), so the
+                        step alone resumes exactly
     vocab.json          character vocabulary of embedded-task runs
     tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
     stop                present while a stop is requested; the worker checkpoints and exits

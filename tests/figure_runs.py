@@ -1,7 +1,7 @@
 """Small run directories for the figure tests (no tests here): synthetic metrics and sweeps, and
 real latent traces of a tiny random model.
 
-    root = make_figure_runs(tmp_path / "runs")    # runs "alpha" (everything) and "beta" (metrics only)
+    root = make_figure_runs(tmp_path / "runs")    # "alpha" (everything), "beta" (metrics only), "gamma" (a text run's sweep)
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ def make_figure_runs(root: Path) -> Path:
     beta = RunDir.create(root, "beta", CONFIG)
     beta.append_metrics(_metrics(0.8, 90))
     beta.write_status(state="stopped", step=90, max_steps=120, pid=None)
+
+    gamma = RunDir.create(root, "gamma", CONFIG.replace("{source: task, task: addition, difficulties: [2, 3], eval_examples: 32}",
+                                                         "{source: local, name: corpus.txt}"))
+    gamma.write_status(state="finished", step=50, max_steps=50, pid=None)
+    gamma.sweeps_dir.mkdir()
+    text_rows = [{"r": r, "loss": 2.0 - 0.1 * r ** 0.5, "tokens_per_s": 500.0, "bpb": 0.9 - 0.05 * r ** 0.5} for r in (1, 2, 4, 8)]
+    atomic_write_json(gamma.sweeps_dir / "step_00000050.json", {"run": "gamma", "step": 50, "rs": [1, 2, 4, 8],
+                                                               "complete": False, "rows": text_rows})
 
     alpha.sweeps_dir.mkdir()
     rows = [{"r": r, "loss": 1.5 / r ** 0.5, "tokens_per_s": 9000.0 / r, "acc@2": min(1.0, 0.25 * r),

@@ -1,6 +1,7 @@
 """Profiles load and validate; overrides apply; every bad value names its key."""
 
 import pytest
+import yaml
 
 from recurlab.config import ConfigError, from_dict, load_profile, load_yaml, profile_names, profile_path, to_yaml
 
@@ -89,3 +90,17 @@ def test_profile_file_by_path(tmp_path):
     path.write_text("model:\n  n_embd: 64\n  n_head: 4\ntrain:\n  r_mean: 2\n  k: 1\n")
     cfg = load_profile(str(path))
     assert cfg.profile == "mine" and cfg.model.n_embd == 64 and cfg.train.r_mean == 2
+
+
+def test_own_profiles_in_the_working_directory_come_first(tmp_path, monkeypatch):
+    from recurlab.config import BUILTIN_PROFILES
+
+    monkeypatch.chdir(tmp_path)
+    assert profile_path("tiny") == BUILTIN_PROFILES / "tiny.yaml"  # shipped inside the package
+    (tmp_path / "profiles").mkdir()
+    mine = yaml.safe_load((BUILTIN_PROFILES / "tiny.yaml").read_text())
+    mine["train"]["max_steps"] = 7
+    (tmp_path / "profiles" / "tiny.yaml").write_text(yaml.safe_dump(mine))
+    (tmp_path / "profiles" / "mine.yaml").write_text(yaml.safe_dump(mine))
+    assert {"mine", "tiny", "cpu"} <= set(profile_names())
+    assert load_profile("tiny").train.max_steps == 7 and load_profile("mine").train.max_steps == 7

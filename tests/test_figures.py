@@ -112,6 +112,14 @@ def test_sweep_loss_of_two_runs_and_missing_sweeps(runs, tmp_path):
     check_files(paths, (960, 600), ["levels 2, 3", "levels 4", "held-out loss (nats per token)"])
 
 
+def test_bits_per_byte_of_a_text_run(runs):
+    paths = plot(runs, "sweep", "gamma", "--y", "bpb", "--csv")
+    check_files(paths, (960, 600), ["validation (cancelled part way)", "held-out bits per byte", "gamma (checkpoint step 50)"])
+    rows = read_csv(next(p for p in paths if p.suffix == ".csv"))
+    saved = json.loads((runs / "gamma" / "sweeps" / "step_00000050.json").read_text())["rows"]
+    assert [(float(x), float(y)) for _s, x, y in rows[1:]] == [(row["r"], row["bpb"]) for row in saved]
+
+
 def test_exit_histograms_per_group(runs):
     paths = plot(runs, "exits", "alpha", "--source", "traces", "--groups", "short-*,long-*", "--csv")
     check_files(paths, (960, 600), ["short-* (1 traces", "long-* (2 traces", "exit iteration", "share of tokens (%)",
@@ -254,6 +262,8 @@ def run_plot(runs: Path, *args, hide_matplotlib: bool = False) -> subprocess.Com
     (["histogram", "alpha"], "unknown kind 'histogram': use one of curves, sweep, sweep-heatmap, exits, heatmap, pca, wavefront"),
     (["wavefront", "beta"], "run beta has no saved wavefronts: generate with `recurlab generate beta --sampler parallel"),
     (["sweep", "beta"], "run beta has no saved sweeps: run `recurlab sweep beta` first"),
+    (["sweep", "gamma"], "the sweeps of gamma have no accuracy (a text run): use --y loss or --y bpb"),
+    (["sweep", "alpha", "--y", "bpb"], "the sweeps of alpha have no bits per byte (a task run): use --y acc or --y loss"),
     (["heatmap", "beta"], "run beta has no saved traces: run `recurlab inspect beta"),
     (["exits", "beta"], "run beta has no saved traces or evaluations to take exits from"),
     (["exits", "alpha", "--r", "3"], "has exits at r = 1, 4, 16, not at 3"),

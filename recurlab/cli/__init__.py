@@ -15,10 +15,6 @@ COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot
 
 
 def main() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"recurlab.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"recurlab.cli.{name}":
-                raise
+    for name in COMMAND_MODULES:  # a missing module is a broken install: let its ImportError show
+        importlib.import_module(f"recurlab.cli.{name}")
     app()

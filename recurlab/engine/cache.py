@@ -73,10 +73,6 @@ class KVCache:
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.prelude + self.core + self.coda)
 
-    def lengths(self) -> Tensor:
-        """Real (unpadded) columns per row."""
-        return self.length - self.start
-
     def begin(self, n_new: int) -> None:
         if self.length + n_new > self.max_len:
             raise RuntimeError(f"KV cache holds {self.max_len} columns; {self.length} used, {n_new} more requested")

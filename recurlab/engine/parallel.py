@@ -121,7 +121,7 @@ class _Row:
     lo: int  # first unfrozen column
     base: int  # the prompt's last column: its prediction is generated token 0
     end: int  # last column whose prediction is needed
-    gen: torch.Generator
+    gen: torch.Generator  # the row's sampling uniforms
     tokens: list  # input token per position
     states: Tensor  # (w, d)
     embeds: Tensor | None  # (w, d) previous smoothed embeddings, rows beyond it are new
@@ -205,8 +205,10 @@ def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out,
         rows = []
         for b, x in enumerate(encoded):
             init = last_states[b][None].clone() if opts.continuous else fresh(b, 1)
-            u = [float(torch.rand((), generator=gens[b], device=device))] if opts.temperature > 0 else [0.0]
-            rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=gens[b], tokens=[x[-1]],
+            # sampling draws from its own generator, so that states and noise match a greedy run
+            ugen = torch.Generator(device=device).manual_seed(opts.seed)
+            u = [float(torch.rand((), generator=ugen, device=device))] if opts.temperature > 0 else [0.0]
+            rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=ugen, tokens=[x[-1]],
                              states=init, embeds=None, prev=None, n=[0], stable=[0], last_pred=[-1], u=u,
                              last_state=last_states[b], next_token=x[-1], frozen_at=[], record=[], committed=[]))
     t1 = time.perf_counter()

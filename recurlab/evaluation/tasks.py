@@ -65,6 +65,9 @@ def export_embedded(run, cfg, folder: Path | None = None) -> list[str]:
     for level in sorted(cfg.data.difficulties):
         name = embedded_task_name(task.name, level)
         examples = task.heldout(level, cfg.data.eval_examples, cfg.train.seed)
+        if not examples:
+            raise EvalTaskError(f"level {level} of {task.name} has no held-out prompts to evaluate; drop it from "
+                                "data.difficulties")
         data = folder / f"{name}.jsonl"
         _write_if_changed(data, "".join(json.dumps({"prompt": ex.prompt, "answer": ex.answer, "difficulty": level}) + "\n"
                                         for ex in examples))

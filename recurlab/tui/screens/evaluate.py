@@ -147,7 +147,7 @@ class EvalScreen(LabScreen):
         self.shown = index
         rec = self.saved[index]
         self.rows, self.rs, self.histograms = list(rec["rows"]), list(rec["rs"]), dict(rec.get("histograms", {}))
-        state = "" if rec.get("complete") else " (cancelled part way)"
+        state = "" if rec.get("complete") else " (incomplete: cancelled, failed or still running)"
         self._status(f"saved evaluation {index + 1}/{len(self.saved)}{state}: {rec.get('source', {}).get('label', '')}, "
                      f"exit {rec.get('exit') or 'off'}  {rec['path']}")
         self.draw()
