@@ -208,7 +208,9 @@ def reference(args) -> dict:
     if args.baseline:
         base = Path(args.baseline).resolve()
         if not (base / "recurlab" / "model.py").exists():
-            raise SystemExit(f"error: --baseline {args.baseline} is not a recurlab checkout (no recurlab/model.py)")
+            print(f"error: --baseline {args.baseline} is not a recurlab checkout (no recurlab/model.py); "
+                  "pass a clone or worktree, e.g. `git worktree add /tmp/issue-start cf9d2fd`", file=sys.stderr)
+            raise SystemExit(2)
         trees = {"baseline": base, "this": here}
 
     def child(tree: Path, *extra: str) -> str:
@@ -217,7 +219,9 @@ def reference(args) -> dict:
         env = dict(os.environ, PYTHONPATH=str(tree))
         out = subprocess.run([sys.executable, "-c", code, *extra], env=env, cwd=tmp, capture_output=True, text=True)
         if out.returncode != 0:
-            raise SystemExit(f"error: the reference decode failed under {tree}:\n{out.stderr.strip()[-2000:]}")
+            tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+            print(f"error: the reference decode failed under {tree}: {tail[0]}", file=sys.stderr)
+            raise SystemExit(2)
         return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
     with tempfile.TemporaryDirectory(prefix="recurlab-refdecode-") as tmp:
