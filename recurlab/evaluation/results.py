@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from recurlab.rundir import atomic_write_text, read_json
+from recurlab.rundir import atomic_write_text, fsync_dir, read_json
 
 CSV_COLUMNS = ["task", "r", "metric", "value", "stderr", "n", "mean_iterations", "tokens"]
 # the metric shown for a task, in order of preference (lm-eval keys are "metric,filter")
@@ -92,14 +92,6 @@ def format_table(rows: list[dict], rs: list[int]) -> str:
                      for line in lines)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class EvalWriter:
     """Saves one evaluation as NAME.json and NAME.csv in `folder`; NAME is claimed on the first save."""
 
@@ -129,7 +121,7 @@ class EvalWriter:
         record = {**record, "name": self.json_path.stem, "csv": self.json_path.with_suffix(".csv").name}
         atomic_write_text(self.json_path.with_suffix(".csv"), to_csv(record["rows"]))
         atomic_write_text(self.json_path, json.dumps(record, indent=1, default=str) + "\n")
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return self.json_path
 
 

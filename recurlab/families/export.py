@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from recurlab.errors import ModelFormatError
+from recurlab.rundir import fsync_dir
 
 HUGINN_LAYOUT = {"block": "sandwich", "rotary": "pairs", "injection": "adapter", "state_init": "random",
                  "step_norm": False, "coda_norm": True, "final_norm": True, "tie_head": True, "exit_gate": False}
@@ -89,14 +90,6 @@ def _config(cfg, ids: dict, step: int) -> dict:
     }
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs") -> tuple[Path, str | None]:
     """-> (the folder, reference_note or None)."""
     import torch
@@ -134,9 +127,9 @@ def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if out.exists():
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     return out, reference_note(cfg)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from recurlab.figures.render import check_formats, render
 from recurlab.figures.spec import FigureError, csv_text
-from recurlab.rundir import RunDir
+from recurlab.rundir import RunDir, fsync_dir
 
 
 def run_figures_dir(run: RunDir) -> Path:
@@ -35,14 +35,6 @@ def prepare_dir(out: Path) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise FigureError(f"cannot write figures to {out}: permission denied; choose a writable folder with --out")
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_new(out: Path, stem: str, files: dict[str, bytes]) -> list[Path]:
@@ -75,7 +67,7 @@ def write_new(out: Path, stem: str, files: dict[str, bytes]) -> list[Path]:
             for p in written:
                 p.unlink(missing_ok=True)
             raise FigureError(f"cannot write {out / name}: {exc.strerror or exc}; choose another folder with --out") from None
-        _fsync_dir(out)
+        fsync_dir(out)
         return written
 
 
