@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from recurlab.config import ModelConfig
 from recurlab.errors import ModelFormatError
 from recurlab.families.common import Target
-from recurlab.huginn.weights import INDEX, shard_map
+from recurlab.huginn.weights import check_shard_shapes, shard_map
 from recurlab.model import RecurrentLM
 
 
@@ -80,26 +80,7 @@ def check_headers(folder: Path, plan: dict[str, Target], cfg: ModelConfig, famil
             f"{folder} is missing tensor {absent[0]}{f' and {len(absent) - 1} more' if len(absent) > 1 else ''}; "
             f"the config.json layer counts do not match the weights or the download is incomplete ({hint})"
         )
-    by_shard: dict[str, list[str]] = {}
-    for name, shard in shards.items():
-        if name in expected:
-            by_shard.setdefault(shard, []).append(name)
-    for shard, names in by_shard.items():
-        path = folder / shard
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                present = set(f.keys())
-                for name in names:
-                    if name not in present:
-                        raise ModelFormatError(f"{path} lacks tensor {name} that {INDEX} places there; re-download that shard")
-                    got = tuple(f.get_slice(name).get_shape())
-                    if got != expected[name]:
-                        raise ModelFormatError(
-                            f"{path}: tensor {name} has shape {list(got)} but config.json implies {list(expected[name])}; "
-                            "the weights and config.json do not belong together"
-                        )
-        except (SafetensorError, OSError) as exc:
-            raise ModelFormatError(f"{path} is not a readable safetensors file ({exc}); re-download it") from None
+    check_shard_shapes(folder, shards, {n: expected[n] for n in shards if n in expected})
     return shards
 
 

@@ -115,9 +115,14 @@ def _check_headers(folder: Path, shards: dict[str, str], expected: dict[str, tup
             f"{folder} is missing tensor {absent[0]}"
             f"{f' and {len(absent) - 1} more' if len(absent) > 1 else ''}; the config.json layer counts do not match the weights or the download is incomplete"
         )
+    check_shard_shapes(folder, shards, {n: expected.get(n) or extra_shapes[n] for n in shards})
+
+
+def check_shard_shapes(folder: Path, shards: dict[str, str], wanted: dict[str, tuple[int, ...]]) -> None:
+    """Each tensor in `wanted` is in the shard the index names, with that shape (headers only)."""
     by_shard: dict[str, list[str]] = {}
-    for name, shard in shards.items():
-        by_shard.setdefault(shard, []).append(name)
+    for name in wanted:
+        by_shard.setdefault(shards[name], []).append(name)
     for shard, names in by_shard.items():
         path = folder / shard
         try:
@@ -127,10 +132,10 @@ def _check_headers(folder: Path, shards: dict[str, str], expected: dict[str, tup
                     if name not in present:
                         raise ModelFormatError(f"{path} lacks tensor {name} that {INDEX} places there; re-download that shard")
                     got = tuple(f.get_slice(name).get_shape())
-                    want = expected.get(name) or extra_shapes[name]
-                    if got != want:
+                    if got != wanted[name]:
                         raise ModelFormatError(
-                            f"{path}: tensor {name} has shape {list(got)} but config.json implies {list(want)}; the weights and config.json do not belong together"
+                            f"{path}: tensor {name} has shape {list(got)} but config.json implies {list(wanted[name])}; "
+                            "the weights and config.json do not belong together"
                         )
         except (SafetensorError, OSError) as exc:
             raise ModelFormatError(f"{path} is not a readable safetensors file ({exc}); re-download it") from None
