@@ -524,7 +524,8 @@ async def test_help_palette_and_small_terminal(runs):
 def test_series_columns_downsample_and_time_weighted_ema():
     import numpy as np
 
-    from recurlab.tui.series import RunSeries, downsample, ema, sparkline
+    from recurlab.tui.runwatch import sparkline
+    from recurlab.tui.series import RunSeries, downsample, ema
 
     s = RunSeries()
     kept = s.add_rows([

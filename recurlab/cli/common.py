@@ -7,9 +7,8 @@ from contextlib import contextmanager
 
 import typer
 
+from recurlab.cli import EXIT_BAD_INPUT
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
-
-EXIT_BAD_INPUT = 2
 
 RunsDirOption = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Directory that holds run directories.")
 

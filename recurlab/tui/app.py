@@ -61,23 +61,23 @@ class RecurlabApp(App):
     current_run: reactive[RunDir | None] = reactive(None, init=False)
 
     def __init__(self, runs_dir: str | Path = "runs", run: str | Path | None = None, model: str | Path | None = None):
+        # the first screen is the mode Textual composes at start (Curves for a run, else Runs), so no
+        # blank default screen is composed and switched away from before the first frame
+        self.DEFAULT_MODE = "curves" if run else "runs"
         super().__init__()
         self.runs_dir = Path(runs_dir)
         self.model_path = Path(model) if model else None
-        self._start_run = RunDir(run) if run else None
         self.overlay: list[str] = []  # runs drawn together on the curves screen, in selection order
         self._colors: dict[str, str] = {}
         self.model_cache = ModelCache()  # shared by Inspector and Generate; loads lazily in workers
+        if run:
+            self.select_run(RunDir(run), notify=False)
 
-    def on_mount(self) -> None:
-        if self._start_run is not None:
-            self.select_run(self._start_run)
-            self.switch_mode("curves")
-        else:
-            self.switch_mode("runs")
-
-    def select_run(self, run: RunDir) -> None:
-        self.current_run = run
+    def select_run(self, run: RunDir, notify: bool = True) -> None:
+        if notify:
+            self.current_run = run
+        else:  # before the app runs: nothing watches it yet
+            self.set_reactive(RecurlabApp.current_run, run)
         if run.name not in self.overlay:
             self.overlay.insert(0, run.name)
 

@@ -6,18 +6,18 @@
 
 Only status.json and the tail of metrics.jsonl are read: the first look at a run with a
 million metric rows reads its last 64 KiB, later polls only what was appended since.
-No Textual and no torch here.
+No Textual, no torch and no numpy here (the Runs screen's first frame waits for neither).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recurlab.rundir import MetricsTail, RunDir, list_runs, parse_jsonl
-from recurlab.tui.series import sparkline
 
 SPARK_POINTS = 24
 TAIL_BYTES = 64 * 1024
@@ -125,3 +125,15 @@ class RunsWatch:
             if r.get("kind") == "train" and isinstance(r.get("loss"), (int, float)):
                 row.losses.append(float(r["loss"]))
         return row.cells() != before
+
+
+def sparkline(values, width: int = 20) -> str:
+    """A unicode block sparkline of the last `width` values (empty for no data)."""
+    vals = [v for v in list(values)[-width:] if v is not None and math.isfinite(v)]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    blocks = "▁▂▃▄▅▆▇█"
+    if hi - lo < 1e-12:
+        return blocks[3] * len(vals)
+    return "".join(blocks[min(7, int((v - lo) / (hi - lo) * 8))] for v in vals)

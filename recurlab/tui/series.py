@@ -176,15 +176,3 @@ def ema(xs: np.ndarray, ys: np.ndarray, span: float) -> np.ndarray:
         s = keep[i - 1] * s + (1.0 - keep[i - 1]) * ys[i]
         out[i] = s
     return out
-
-
-def sparkline(values, width: int = 20) -> str:
-    """A unicode block sparkline of the last `width` values (empty for no data)."""
-    vals = [v for v in list(values)[-width:] if v is not None and math.isfinite(v)]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    blocks = "▁▂▃▄▅▆▇█"
-    if hi - lo < 1e-12:
-        return blocks[3] * len(vals)
-    return "".join(blocks[min(7, int((v - lo) / (hi - lo) * 8))] for v in vals)

@@ -18,7 +18,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from recurlab.errors import USER_ERRORS
 from recurlab.tui.widgets.navbar import NavBar
 
 
@@ -38,6 +37,8 @@ class LabScreen(Screen):
 
     def report(self, exc: BaseException, what: str) -> None:
         """A notice instead of a crash: one line for user errors, the type and message otherwise."""
+        from recurlab.errors import USER_ERRORS  # yaml and the task registry: not before the first frame
+
         if isinstance(exc, USER_ERRORS):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         else:

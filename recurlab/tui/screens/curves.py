@@ -14,19 +14,23 @@ core (every 5 s at the least); a key redraws at once, and nothing is redrawn whe
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import SelectionList, Static
-from textual_plotext import PlotextPlot
 
-from recurlab.figures.curves import shape_line
 from recurlab.rundir import RunDir, list_runs
-from recurlab.tui.metricsource import MetricsSource
 from recurlab.tui.screens.base import LabScreen
-from recurlab.tui.series import METRICS
+
+if TYPE_CHECKING:
+    from recurlab.tui.metricsource import MetricsSource
+
+# numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
+# together they take longer to import than Textual itself
+PLOT_MODULES = ("recurlab.tui.widgets.timedplot", "recurlab.figures.curves", "recurlab.tui.metricsource")
 
 POLL_S = 1.0
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
@@ -36,21 +40,6 @@ LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
 R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
-
-
-class TimedPlot(PlotextPlot):
-    """A PlotextPlot that remembers how long its last render took (plotext builds the whole
-    figure as text on every render: that is the cost the throttle spaces out)."""
-
-    render_seconds = 0.0
-    renders = 0
-
-    def render(self):
-        t0 = time.perf_counter()
-        out = super().render()
-        self.render_seconds = time.perf_counter() - t0
-        self.renders += 1
-        return out
 
 
 class CurvesScreen(LabScreen):
@@ -74,6 +63,7 @@ class CurvesScreen(LabScreen):
         self.span = 2
         self.logy = False
         self.sources: dict[str, MetricsSource] = {}
+        self.plot = None  # the TimedPlot, once its modules have loaded (after the first frame)
         self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
         self._runs: dict[str, RunDir] = {}
         self._ticks = 0
@@ -89,7 +79,7 @@ class CurvesScreen(LabScreen):
         yield from self.frame(
             Horizontal(
                 Vertical(SelectionList(id="curves-runs"), Static("", id="curves-info"), id="curves-side"),
-                TimedPlot(id="curves-plot"),
+                Static("loading the plot ...", id="curves-plot-wait"),
                 id="curves-body",
             )
         )
@@ -98,6 +88,27 @@ class CurvesScreen(LabScreen):
         self.query_one("#curves-runs").border_title = "runs (space)"
         self.timer = self.set_interval(POLL_S, self.tick)
         self.on_screen_resume()
+        self.call_after_refresh(self._load_plot)  # paint the screen first, then import what draws
+
+    @work(thread=True, group="plot-load")
+    def _load_plot(self) -> None:
+        """Import the plot's modules off the UI thread, then put the plot in the placeholder's place."""
+        import importlib
+
+        for name in PLOT_MODULES:
+            importlib.import_module(name)
+        if self.app.is_running:
+            self.app.call_from_thread(self._plot_loaded)
+
+    def _plot_loaded(self) -> None:
+        from recurlab.tui.widgets.timedplot import TimedPlot
+
+        wait = self.query_one("#curves-plot-wait")
+        self.plot = TimedPlot(id="curves-plot")
+        self.query_one("#curves-body").mount(self.plot, after=wait)
+        wait.remove()
+        self.call_after_refresh(self.redraw)  # once the plot has its size
+        self.poll()
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.redraw)  # the plot's new width needs its own downsampling
@@ -145,6 +156,8 @@ class CurvesScreen(LabScreen):
 
     # ---- reading ------------------------------------------------------------------------------
     def _source(self, name: str) -> MetricsSource:
+        from recurlab.tui.metricsource import MetricsSource
+
         src = self.sources.get(name)
         if src is None:
             run = self._runs.get(name) or RunDir(self.app.runs_dir / name)
@@ -158,6 +171,8 @@ class CurvesScreen(LabScreen):
         self.poll()
 
     def poll(self) -> None:
+        if self.plot is None:
+            return  # _plot_loaded polls once the readers have loaded
         if self._loading:
             self._again = True  # the overlay may have changed: read once more when this read ends
             return
@@ -201,6 +216,9 @@ class CurvesScreen(LabScreen):
     # ---- drawing ------------------------------------------------------------------------------
     def _lines(self, width: int):
         """(label, color, marker, xs, ys) for every line of the chosen metric."""
+        from recurlab.figures.curves import shape_line
+        from recurlab.tui.series import METRICS
+
         _title, kind, field = METRICS[self.metric]
         names = [n for n in self.app.overlay if n in self.sources]
         for name in names:
@@ -225,7 +243,7 @@ class CurvesScreen(LabScreen):
         interval = MIN_REDRAW_S
         if all(src.caught_up for n in self.app.overlay if (src := self.sources.get(n)) is not None):
             # live rows (not a first load): space slow redraws out further
-            cost = self.query_one(TimedPlot).render_seconds
+            cost = self.plot.render_seconds
             interval = min(max(cost / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
         wait = self._last_draw + interval - time.monotonic()
         if wait <= 0:
@@ -244,8 +262,12 @@ class CurvesScreen(LabScreen):
 
     def redraw(self) -> None:
         """Rebuild the plot if anything it shows changed (data, metric, options, size, runs)."""
-        plot = self.query_one(TimedPlot)
-        title, kind, field = METRICS[self.metric]
+        plot = self.plot
+        if plot is None:
+            return  # not loaded yet: _plot_loaded draws
+        from recurlab.tui.series import METRICS
+
+        title = METRICS[self.metric][0]
         if self._redraw_timer is not None:  # drawing now covers the scheduled redraw
             self._redraw_timer.stop()
             self._redraw_timer = None
@@ -300,7 +322,7 @@ class CurvesScreen(LabScreen):
         from recurlab.figures.curves import METRIC_NAMES
 
         names = [n for n in self.app.overlay if n in self.sources]
-        width = max(self.query_one(PlotextPlot).size.width, 40)
+        width = max(self.plot.size.width if self.plot is not None else 0, 40)
         fig = curves_figure({n: _Locked(self.sources[n]) for n in names}, METRIC_NAMES[self.metric],
                             smooth=SPANS[self.span] if self.smooth else 0.0, logy=self.logy,
                             steps=run_steps([self.sources[n].run for n in names]), buckets=4 * width)
@@ -308,6 +330,8 @@ class CurvesScreen(LabScreen):
 
     # ---- keys ---------------------------------------------------------------------------------
     def action_metric(self, delta: int) -> None:
+        from recurlab.tui.series import METRICS
+
         self.metric = (self.metric + delta) % len(METRICS)
         self.redraw()
 
