@@ -101,7 +101,15 @@ def test_sweep_screen_shows_saved_sweep(snap_compare, fixed_runs):
 
 
 def test_help_screen(snap_compare, fixed_runs):
-    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, press=["2", "question_mark"])
+    async def keys(pilot):
+        await pilot.press("2")
+        for _ in range(100):  # the Curves screen loads its plot after its first frame
+            if pilot.app.screen.plot is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("question_mark")
+        await pilot.pause()
+    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, run_before=keys)
 
 
 def test_eval_screen_shows_saved_evaluation(snap_compare, fixed_runs):

@@ -52,6 +52,17 @@ class MetricsSource:
     def loading(self) -> bool:
         return self.preview is not None
 
+    def unchanged(self) -> bool:
+        """True if a read now would find nothing new: caught up, no events to report, and the log
+        still has the inode and size of the last read. One stat: cheap enough for the UI thread."""
+        if not self.caught_up or self._ident is None or self.events:
+            return False
+        try:
+            st = os.stat(self.tail.path)
+        except OSError:
+            return False  # gone or unreadable: update() notices and reports it
+        return (st.st_ino, st.st_size) == self._ident
+
     def update(self) -> bool:
         """Read the next chunk of new rows; True if any were added."""
         if not self.run.path.exists():

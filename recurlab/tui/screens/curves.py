@@ -30,12 +30,12 @@ if TYPE_CHECKING:
 
 # numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
 # together they take longer to import than Textual itself
-PLOT_MODULES = ("recurlab.tui.widgets.timedplot", "recurlab.figures.curves", "recurlab.tui.metricsource")
+PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "recurlab.tui.metricsource")
 
-POLL_S = 1.0
+POLL_S = 1.0  # a stat of each log; a read (in a worker) only when one has grown
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
 MAX_REDRAW_S = 5.0  # ... and at least one every 5 s, however slow the plot is to draw
-PLOT_CPU_SHARE = 0.01  # between those, space redraws so that drawing costs about 1% of a core
+PLOT_CPU_SHARE = 0.01  # between those, space redraws so that the UI thread uses about 1% of a core
 LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
@@ -63,7 +63,8 @@ class CurvesScreen(LabScreen):
         self.span = 2
         self.logy = False
         self.sources: dict[str, MetricsSource] = {}
-        self.plot = None  # the TimedPlot, once its modules have loaded (after the first frame)
+        self.plot = None  # the StripPlot, once its modules have loaded (after the first frame)
+        self._draw_cpu = 0.0  # the UI thread's CPU time when the last redraw began
         self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
         self._runs: dict[str, RunDir] = {}
         self._ticks = 0
@@ -101,10 +102,10 @@ class CurvesScreen(LabScreen):
             self.app.call_from_thread(self._plot_loaded)
 
     def _plot_loaded(self) -> None:
-        from recurlab.tui.widgets.timedplot import TimedPlot
+        from recurlab.tui.widgets.stripplot import StripPlot
 
         wait = self.query_one("#curves-plot-wait")
-        self.plot = TimedPlot(id="curves-plot")
+        self.plot = StripPlot(id="curves-plot")
         self.query_one("#curves-body").mount(self.plot, after=wait)
         wait.remove()
         self.call_after_refresh(self.redraw)  # once the plot has its size
@@ -176,11 +177,15 @@ class CurvesScreen(LabScreen):
         if self._loading:
             self._again = True  # the overlay may have changed: read once more when this read ends
             return
+        sources = [self._source(n) for n in self.app.overlay]
+        if all(src.unchanged() for src in sources):
+            return  # nothing new: no worker, no redraw
         self._loading, self._again = True, False
-        self.read_metrics([self._source(n) for n in self.app.overlay])
+        self.read_metrics(sources)
 
     def _read_done(self) -> None:
         self._loading = False
+        self._info()  # the newest step and loss within a poll, even while the plot waits for its turn
         if self._again:
             self.poll()
 
@@ -242,9 +247,10 @@ class CurvesScreen(LabScreen):
             return  # one is already scheduled; it will draw everything that arrived meanwhile
         interval = MIN_REDRAW_S
         if all(src.caught_up for n in self.app.overlay if (src := self.sources.get(n)) is not None):
-            # live rows (not a first load): space slow redraws out further
-            cost = self.plot.render_seconds
-            interval = min(max(cost / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
+            # live rows (not a first load): the UI thread's CPU since the last redraw began (that
+            # redraw's painting, where plotext builds the figure, included) sets how long to wait
+            spent = time.thread_time() - self._draw_cpu
+            interval = min(max(spent / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
         wait = self._last_draw + interval - time.monotonic()
         if wait <= 0:
             self.redraw()
@@ -276,6 +282,7 @@ class CurvesScreen(LabScreen):
             return
         self._drawn_key = key
         self._last_draw = time.monotonic()
+        self._draw_cpu = time.thread_time()
         self.redraws += 1
         plt = plot.plt
         plt.clear_figure()
@@ -293,9 +300,12 @@ class CurvesScreen(LabScreen):
         plt.title(title + (f"  ({', '.join(extras)})" if extras else ""))
         plt.xlabel("step")
         plot.refresh()
-        self._info(title)
+        self._info()
 
-    def _info(self, title: str) -> None:
+    def _info(self) -> None:
+        from recurlab.tui.series import METRICS
+
+        title = METRICS[self.metric][0]
         lines = [f"[b]{title}[/b]", f"smooth {'on' if self.smooth else 'off'} · log y {'on' if self.logy else 'off'}"]
         for name in self.app.overlay:
             src = self.sources.get(name)
@@ -313,8 +323,11 @@ class CurvesScreen(LabScreen):
             lines.append("no run selected: pick one in the list (space) or on the Runs screen")
         text = "\n".join(lines)
         if text != self._info_text:  # an unchanged panel is not re-rendered
+            # its height (lines, and how they wrap) only changes with their lengths: a new step
+            # and loss of the same widths repaint the panel without laying out the screen again
+            relayout = [len(line) for line in lines] != [len(line) for line in self._info_text.split("\n")]
             self._info_text = text
-            self.query_one("#curves-info", Static).update(text)
+            self.query_one("#curves-info", Static).update(text, layout=relayout)
 
     def figure_specs(self) -> list:
         """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
