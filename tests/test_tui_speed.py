@@ -160,6 +160,28 @@ def test_large_log_shows_its_tail_first(run, monkeypatch):
     assert not src.loading and same_as_log(src, run)
 
 
+def test_a_source_says_when_a_read_would_find_nothing(run):
+    src = MetricsSource(run)
+    assert not src.unchanged()  # never read
+    src.update()
+    assert not src.unchanged()  # not caught up yet
+    while src.update():
+        pass
+    assert src.unchanged()
+    with open(run.metrics_path, "a") as f:
+        f.write('{"kind": "train", "st')  # a torn line: the file grew, a read is due
+    assert not src.unchanged()
+    with open(run.metrics_path, "a") as f:
+        f.write('ep": 301, "time": 1, "loss": 0.5}\n')
+    while src.update():
+        pass
+    assert src.unchanged() and src.snapshot("train", "loss")[0][-1] == 301
+    run.truncate_metrics_after(100)  # replaced by a shorter file
+    assert not src.unchanged()
+    src.update()
+    assert src.events == ["truncated"]
+
+
 def test_downsampling_keeps_every_columns_extremes():
     rng = np.random.default_rng(0)
     xs = np.cumsum(rng.integers(1, 5, 50_000)).astype(float)  # uneven steps
@@ -179,9 +201,12 @@ def test_downsampling_keeps_every_columns_extremes():
     assert downsample(short, short, 100)[0] is short
 
 
-async def test_curves_redraw_nothing_when_idle_and_at_most_twice_a_second_while_streaming(run):
+async def test_curves_redraw_nothing_when_idle_and_at_most_twice_a_second_while_streaming(run, monkeypatch):
     from recurlab.tui import RecurlabApp
 
+    reads = []  # MetricsSource.update calls (in the reading worker)
+    real_update = MetricsSource.update
+    monkeypatch.setattr(MetricsSource, "update", lambda self: reads.append(1) or real_update(self))
     app = RecurlabApp(runs_dir=run.path.parent, run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -190,9 +215,10 @@ async def test_curves_redraw_nothing_when_idle_and_at_most_twice_a_second_while_
             await pilot.pause(0.1)
         assert screen.drawn["r"][0][-1] == 300
         await pilot.pause(1.5)
-        before, renders = screen.redraws, screen.query_one("#curves-plot").renders
-        await pilot.pause(3.0)  # nothing new: no redraw, no render
+        before, renders, n_reads = screen.redraws, screen.query_one("#curves-plot").renders, len(reads)
+        await pilot.pause(3.0)  # nothing new: no read (a stat a second), no redraw, no render
         assert screen.redraws == before and screen.query_one("#curves-plot").renders == renders
+        assert len(reads) == n_reads
         # rows streaming in every 0.1 s for 3 s: the plot follows, at most 2 redraws a second
         t0, step = time.monotonic(), 301
         while time.monotonic() - t0 < 3.0:
