@@ -6,6 +6,7 @@ idle TUI uses while attached to a training run.
 
 The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a user starts it.
 * first_frame_s: from starting the process to the first frame with the navigation bar on screen;
+* first_curve_s: until the plot shows rows (the log's tail, or every row when that comes first);
 * all_rows_drawn_s: until the curves screen reports every row loaded (it reads in chunks in a
   background worker, drawing the log's tail first and then the rows as they arrive);
 * second_attach_*: the same after the first TUI has quit, once it has written the run's derived
@@ -64,12 +65,12 @@ class PtyApp:
             with self.lock:
                 self.output += data
 
-    def wait_for(self, needle: bytes, timeout: float) -> float | None:
-        """Seconds from launch until `needle` appeared in the output (None on timeout)."""
+    def wait_for(self, needle: bytes, timeout: float, *others: bytes) -> float | None:
+        """Seconds from launch until `needle` (or one of `others`) appeared in the output (None on timeout)."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             with self.lock:
-                found = needle in self.output
+                found = any(n in self.output for n in (needle, *others))
             if found:
                 return time.perf_counter() - self.started
             time.sleep(0.005)
@@ -124,6 +125,7 @@ def first_frame(run_path: Path, rows: int, timeout: float) -> dict:
         app = PtyApp(tui_cmd(run_path))
         try:
             out[attach + "first_frame_s"] = app.wait_for(b"Curves", timeout)
+            out[attach + "first_curve_s"] = app.wait_for(b"loading; the latest", timeout, f"{rows:,} rows".encode())
             out[attach + "all_rows_drawn_s"] = app.wait_for(f"{rows:,} rows".encode(), timeout)
             deadline = time.perf_counter() + timeout
             while not cache.exists() and time.perf_counter() < deadline:  # written once all rows are in
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for key in ("first_frame_s", "all_rows_drawn_s", "second_attach_first_frame_s", "second_attach_all_rows_drawn_s"):
+    for key in ("first_frame_s", "first_curve_s", "all_rows_drawn_s", "second_attach_first_frame_s",
+                "second_attach_first_curve_s", "second_attach_all_rows_drawn_s"):
         if result[key] is not None:
             result[key] = round(result[key], 3)
     out = Path(args.out)

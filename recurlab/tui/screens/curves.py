@@ -7,8 +7,9 @@ list on the left picks the runs to overlay (space); each run keeps its color. Ne
 from the end of metrics.jsonl once a second (a large run opens from its derived series cache, or
 from the file's tail while the rest loads). Long histories are drawn as the minimum and maximum
 of each pixel column, so spikes survive. While rows stream in, the plot is redrawn at most twice
-a second and, for a plot that is slow to draw, seldom enough that drawing takes about 1% of a
-core (every 5 s at the least); a key redraws at once, and nothing is redrawn when nothing changed.
+a second and otherwise as seldom as keeps the screen near 1% of a core (every 5 s at the least;
+the panel on the left shows the newest step within a second); a key redraws at once, and
+nothing is read or redrawn while the log is unchanged.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@
     plot.renders                             # figures built so far (a test counts them)
 
 PlotextPlot renders through rich's ANSI decoder and Textual's generic text layout, which cost
-more than plotext itself for a full-screen plot; plotext's output only ever holds one-cell
+about as much as plotext itself for a full-screen plot; plotext's output only ever holds one-cell
 characters and a handful of colour codes, so `ansi_strips` reads it directly (with the styles
-cached), which makes a live redraw about 40% cheaper (a 160x48 plot: 17 ms instead of 33). Its own module so that the Curves
-screen can import plotext after its first frame.
+cached), which makes a plot render about half as expensive (160x48: 17 ms instead of 33). Its
+own module so that the Curves screen can import plotext after its first frame.
 """
 
 from __future__ import annotations
