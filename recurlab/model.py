@@ -37,8 +37,8 @@ Cache protocol (implemented by the inference engine): attention calls
 `cache.attend(layer_key, q, k, v) -> y` with rotary already applied (k, v have n_kv_head heads),
 where `layer_key` is ("prelude", i), ("core", iteration, j) or ("coda", i). When the pass is one
 column of one row and `cache.takes_column()` says the cache needs no mask for it (sequential decode),
-attention calls `cache.attend_column(layer_key, q, k, v)` with heads as rows instead: q (H, D),
-k and v (KV, D), returning (H, D).
+attention calls `cache.attend_column(layer_key, q, k, v)` with heads first instead: q (1, H, 1, D),
+k and v (KV, D), returning (1, H, 1, D).
 """
 
 from __future__ import annotations
@@ -124,9 +124,9 @@ class Rope:
     per pass: every block then rotates q and k with one matmul instead of ~10 elementwise ops, and a
     step at r = 32 runs 132 blocks. Other passes use the elementwise formulas."""
 
-    def __init__(self, cos: Tensor, sin: Tensor, style: str):
+    def __init__(self, cos: Tensor, sin: Tensor, style: str, matrix: Tensor | None = None):
         self.cos, self.sin, self.style = cos, sin, style
-        self._matrix: Tensor | None = None
+        self._matrix = matrix  # given when it was built outside (a compiled graph takes it as an input)
 
     def __iter__(self):
         return iter((self.cos, self.sin))
@@ -196,7 +196,7 @@ class CausalSelfAttention(nn.Module):
         if self.qk_bias is not None:
             qk = qk + self.qk_bias.view(2 * H, -1)
         qk = torch.mm(qk, rope.matrix()) if qk.dtype == torch.float32 else torch.mm(qk.float(), rope.matrix()).to(qk.dtype)
-        y = cache.attend_column(layer_key, qk[:H], qk[H:], heads[H + KV:])
+        y = cache.attend_column(layer_key, qk[:H].view(1, H, 1, -1), qk[H:], heads[H + KV:])
         return F.linear(y.view(1, 1, -1), self.proj.weight)
 
 

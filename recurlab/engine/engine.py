@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recurlab.engine.cache import KVCache
+from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.devices import check_device
 from recurlab.engine.exits import check_exit_support
 from recurlab.engine.options import GenerateOptions
@@ -147,6 +148,7 @@ class Engine:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.dtype = next(model.parameters()).dtype
+        self._compiled: CompiledCore | None = None  # built on the first `compile` request, kept for later calls
 
     # ---- public ----------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
@@ -201,7 +203,12 @@ class Engine:
             ids[b, Tp - len(x):] = torch.tensor(x)
         ids = ids.to(self.device)
         start = torch.tensor([Tp - len(x) for x in encoded], dtype=torch.long)
-        cache = KVCache(self.model.cfg, B, Tp + opts.max_new_tokens, opts.max_iterations, opts.kv_budget,
+        max_len = Tp + opts.max_new_tokens
+        if opts.compile and self._compiled is None:
+            self._compiled = CompiledCore(self.model)
+        if opts.compile:
+            max_len = padded_length(max_len)  # the compiled graph's shapes include the cache length
+        cache = KVCache(self.model.cfg, B, max_len, opts.max_iterations, opts.kv_budget,
                         self.device, self.dtype, start, lookup=opts.cache_lookup)
         init_scale = opts.init_scale if opts.init_scale is not None else self.model.cfg.init_scale
         gen_sample = torch.Generator().manual_seed(opts.seed)
@@ -210,7 +217,7 @@ class Engine:
         rows.start(B)
         # random starts seeded by (seed, position): plain and speculative decoding give each token
         # the same start, so greedy speculative output equals plain greedy at any init scale
-        common = dict(init_scale=init_scale, start_seed=opts.seed)
+        common = dict(init_scale=init_scale, start_seed=opts.seed, compiled=self._compiled if opts.compile else None)
 
         t0 = time.perf_counter()
         # run_pass enters inference mode itself: holding it here would leak it, through the yields,
