@@ -36,11 +36,13 @@ def engine():
 @needs_compiler
 def test_compiled_decode_gives_the_eager_tokens_iterations_and_cache(engine):
     prompt = "12+34="
-    for extra in ({}, {"exit": "kl:1e-2"}):
+    for first, extra in ((True, {}), (False, {"exit": "kl:1e-2"})):
         opts = dict(r=5, max_new_tokens=8, init_scale=0.0, stop_ids=(), **extra)
         eager = engine.generate(prompt, GenerateOptions(**opts))
         compiled = engine.generate(prompt, GenerateOptions(compile=True, **opts))
         assert compiled.token_ids == eager.token_ids
+        # the engine compiles once and reports that time with the call that paid it
+        assert eager.compile_seconds == 0.0 and (compiled.compile_seconds > 0.0) == first
         assert compiled.iterations == eager.iterations
     # one decode pass, both ways, from the same prefilled cache: the same logits and cache entries
     model = engine.model

@@ -112,7 +112,8 @@ def generate(
             for p, text in zip(prompt, res.texts):
                 typer.echo(f"{p}{text}")
         parts = [
-            f"{res.n_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.1f} tokens/s)",
+            f"{res.n_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.1f} tokens/s"
+            + (f"; {res.compile_seconds:.1f}s of it compiling the decode step)" if res.compile_seconds else ")"),
             f"mean iterations per token {res.mean_iterations:.2f} (r={r})",
             f"KV cache {_fmt_bytes(res.cache_bytes)}",
         ]

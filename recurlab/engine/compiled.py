@@ -20,6 +20,8 @@ InferenceError, and the model is left as it was.
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -60,6 +62,7 @@ class CompiledCore:
         on_cpu = next(model.parameters()).device.type == "cpu"
         self._fn = torch.compile(self._iteration, dynamic=False, fullgraph=True, options={"cpp_wrapper": on_cpu})
         self._compiled = False
+        self.compile_seconds = 0.0  # wall time of the calls that compiled
 
     def _iteration(self, s: Tensor, e: Tensor, cos: Tensor, sin: Tensor, rotation: Tensor, pos: Tensor,
                    mask: Tensor, *slots: Tensor) -> Tensor:
@@ -80,6 +83,7 @@ class CompiledCore:
             slots = tuple(buf[cache.slot_of(i)] for buf in cache.core)
             if self._compiled:
                 return self._fn(s, e, *args, *slots)
+            t0 = time.perf_counter()
             try:
                 out = self._fn(s, e, *args, *slots)
             except Exception as err:  # dynamo/inductor raise many types; the first line says what
@@ -87,6 +91,7 @@ class CompiledCore:
                 raise InferenceError(f"compiling the decode step failed ({type(err).__name__}: {first[:200]}); "
                                      "decode without --compile (inductor needs a working C++ compiler on CPU)") from None
             self._compiled = True
+            self.compile_seconds += time.perf_counter() - t0
             return out
 
         return step

@@ -52,6 +52,7 @@ class GenerationResult:
     options: dict
     speculative: dict | None = None
     parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel)
+    compile_seconds: float = 0.0  # of prefill + decode, the time spent compiling (`compile`'s first call)
 
     @property
     def text(self) -> str:
@@ -90,7 +91,7 @@ class GenerationResult:
             "decode_seconds": self.decode_seconds, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s,
             "mean_iterations": self.mean_iterations, "cache_bytes": self.cache_bytes,
             "acceptance_rate": self.acceptance_rate, "speculative": self.speculative, "options": self.options,
-            "parallel": self.parallel,
+            "parallel": self.parallel, "compile_seconds": self.compile_seconds,
         }
 
 
@@ -219,6 +220,7 @@ class Engine:
         # the same start, so greedy speculative output equals plain greedy at any init scale
         common = dict(init_scale=init_scale, start_seed=opts.seed, compiled=self._compiled if opts.compile else None)
 
+        compiled_before = self._compiled.compile_seconds if self._compiled is not None else 0.0
         t0 = time.perf_counter()
         # run_pass enters inference mode itself: holding it here would leak it, through the yields,
         # into the consumer's thread between tokens
@@ -235,6 +237,7 @@ class Engine:
             prompts=prompts, prompt_ids=encoded, generated_ids=rows.ids, texts=rows.texts, iterations=rows.iters,
             stop_reasons=[r or "length" for r in rows.reasons], prefill_seconds=t1 - t0, decode_seconds=t2 - t1,
             cache_bytes=cache.memory_bytes(), options=opts.to_dict(), speculative=spec,
+            compile_seconds=(self._compiled.compile_seconds - compiled_before) if self._compiled is not None else 0.0,
         )
 
     def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):
