@@ -35,7 +35,10 @@ few transforms; the exit gate is `transformer.exit_gate`.
 
 Cache protocol (implemented by the inference engine): attention calls
 `cache.attend(layer_key, q, k, v) -> y` with rotary already applied (k, v have n_kv_head heads),
-where `layer_key` is ("prelude", i), ("core", iteration, j) or ("coda", i).
+where `layer_key` is ("prelude", i), ("core", iteration, j) or ("coda", i). When the pass is one
+column of one row and `cache.takes_column()` says the cache needs no mask for it (sequential decode),
+attention calls `cache.attend_column(layer_key, q, k, v)` with heads first instead: q (1, H, 1, D),
+k and v (KV, D), returning (1, H, 1, D).
 """
 
 from __future__ import annotations
@@ -55,6 +58,20 @@ from recurlab.config import ModelConfig
 class KVCache(Protocol):
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor: ...
 
+    def takes_column(self) -> bool: ...
+
+    def attend_column(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor: ...
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """x / rms(x) * weight, computed in float32."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        # the same arithmetic as below in one call (a C++ composite): a decode step runs 4 norms
+        # per block and 132 blocks per token at r = 32, so Python-level ops are what costs
+        return F.rms_norm(x, weight.shape, weight, eps)
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
@@ -63,12 +80,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            # the same arithmetic as below in one call (a C++ composite): a decode step runs 4 norms
-            # per block and 132 blocks per token at r = 32, so Python-level ops are what costs
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rotary_tables(positions: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
@@ -104,35 +116,88 @@ def apply_rotary(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     return out if x.dtype == torch.float32 else out.to(x.dtype)
 
 
+class Rope:
+    """The rotary tables of one model pass, `cos, sin = rope` of shape (T, D/2) or (B, T, D/2), and the
+    rotation that the pass's attention layers apply to q and k (`style` "pairs" or "half").
+
+    A decode step (one column, one position for the whole batch) rotates by a D x D matrix built once
+    per pass: every block then rotates q and k with one matmul instead of ~10 elementwise ops, and a
+    step at r = 32 runs 132 blocks. Other passes use the elementwise formulas."""
+
+    def __init__(self, cos: Tensor, sin: Tensor, style: str, matrix: Tensor | None = None):
+        self.cos, self.sin, self.style = cos, sin, style
+        self._matrix = matrix  # given when it was built outside (a compiled graph takes it as an input)
+
+    def __iter__(self):
+        return iter((self.cos, self.sin))
+
+    def matrix(self) -> Tensor:
+        """R with x @ R == the rotation of x (D x D, float32), for a single position."""
+        if self._matrix is None:
+            c, s = self.cos.reshape(-1), self.sin.reshape(-1)
+            half = c.numel()
+            i = torch.arange(half, device=c.device)
+            # output channels a, b of each rotated pair: out[a] = x[a] c - x[b] s, out[b] = x[b] c + x[a] s
+            a, b = (2 * i, 2 * i + 1) if self.style == "pairs" else (i, i + half)
+            R = torch.zeros(2 * half, 2 * half, device=c.device)
+            R[a, a], R[b, a], R[b, b], R[a, b] = c, -s, c, s
+            self._matrix = R
+        return self._matrix
+
+    def rotate(self, x: Tensor) -> Tensor:
+        """x: (B, T, ..., D), e.g. (B, T, H, D) or q and k together as (B, T, 2, H, D)."""
+        if x.shape[1] == 1 and self.cos.shape[:-1].numel() == 1:
+            R = self.matrix()
+            return torch.matmul(x, R) if x.dtype == torch.float32 else torch.matmul(x.float(), R).to(x.dtype)
+        return (apply_rotary if self.style == "pairs" else apply_rotary_half)(x, (self.cos, self.sin))
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
         self.Wqkv = nn.Linear(cfg.n_embd, (cfg.n_head + 2 * self.n_kv) * cfg.head_dim, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
-        self.rotate = apply_rotary if cfg.rotary == "pairs" else apply_rotary_half
         # learned biases for q and k, added before the rotation (shape: 2, heads, head_dim)
         self.qk_bias = nn.Parameter(torch.zeros(2, cfg.n_head, cfg.head_dim)) if cfg.qk_bias else None
 
     def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
         B, T, _ = x.shape
         hd = self.head_dim
+        # F.linear on the parameters rather than calling the Linear modules: a decode step makes
+        # ~1,000 such calls per token, and nn.Module.__call__ costs more than a small matmul's dispatch
+        qkv = F.linear(x, self.Wqkv.weight)
+        if T == 1 and B == 1 and cache is not None and cache.takes_column():
+            return self._decode_column(qkv, rope, cache, layer_key)
         if self.n_kv == self.n_head:
-            qkv = self.Wqkv(x).view(B, T, 3, self.n_head, hd)
+            qkv = qkv.view(B, T, 3, self.n_head, hd)
             qk, v = qkv[:, :, :2], qkv[:, :, 2]
             if self.qk_bias is not None:
                 qk = qk + self.qk_bias
-            q, k = self.rotate(qk, rope).unbind(2)  # q and k rotated together: half the ops per block
+            q, k = rope.rotate(qk).unbind(2)  # q and k rotated together: half the ops per block
         else:  # grouped-query attention: fewer key/value heads than query heads
-            q, k, v = self.Wqkv(x).split((self.n_head * hd, self.n_kv * hd, self.n_kv * hd), dim=-1)
+            q, k, v = qkv.split((self.n_head * hd, self.n_kv * hd, self.n_kv * hd), dim=-1)
             q, k, v = q.view(B, T, self.n_head, hd), k.view(B, T, self.n_kv, hd), v.view(B, T, self.n_kv, hd)
-            q, k = self.rotate(q, rope), self.rotate(k, rope)
+            q, k = rope.rotate(q), rope.rotate(k)
         if cache is None:
             y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
                                                enable_gqa=self.n_kv != self.n_head)
         else:
             y = cache.attend(layer_key, q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+        return F.linear(y.transpose(1, 2).reshape(B, T, -1), self.proj.weight)
+
+    def _decode_column(self, qkv: Tensor, rope: Rope, cache: KVCache, layer_key: tuple) -> Tensor:
+        """The one-column, one-row pass of sequential decoding, with the fewest torch calls: heads as
+        rows of one (H + 2 KV, D) matrix, q and k rotated by one matmul with the pass's rotation matrix,
+        and the cache writing and attending through `attend_column`. Same arithmetic as `forward`."""
+        H, KV = self.n_head, self.n_kv
+        heads = qkv.view(-1, self.head_dim)
+        qk = heads[:H + KV]
+        if self.qk_bias is not None:
+            qk = qk + self.qk_bias.view(2 * H, -1)
+        qk = torch.mm(qk, rope.matrix()) if qk.dtype == torch.float32 else torch.mm(qk.float(), rope.matrix()).to(qk.dtype)
+        y = cache.attend_column(layer_key, qk[:H].view(1, H, 1, -1), qk[H:], heads[H + KV:])
+        return F.linear(y.view(1, 1, -1), self.proj.weight)
 
 
 class GatedMLP(nn.Module):
@@ -142,8 +207,8 @@ class GatedMLP(nn.Module):
         self.proj = nn.Linear(cfg.mlp_size, cfg.n_embd, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.fc(x).chunk(2, dim=-1)
-        return self.proj(F.silu(gate) * up)
+        gate, up = F.linear(x, self.fc.weight).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.proj.weight)
 
 
 class Block(nn.Module):
@@ -151,7 +216,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.kind = cfg.block
+        self.kind, self.eps = cfg.block, cfg.norm_eps
         self.norm_1 = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.attn = CausalSelfAttention(cfg)
         self.norm_2 = RMSNorm(cfg.n_embd, cfg.norm_eps)
@@ -161,14 +226,17 @@ class Block(nn.Module):
             self.norm_4 = RMSNorm(cfg.n_embd, cfg.norm_eps)
 
     def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
+        # submodules' forward and the norm function are called directly: the modules hold the
+        # parameters (and their names), but __call__ would cost ~10 us per call in a decode step
+        eps, attn, mlp = self.eps, self.attn.forward, self.mlp.forward
         if self.kind == "sandwich":
-            x = self.norm_2(x + self.attn(self.norm_1(x), rope, cache, layer_key))
-            return self.norm_4(x + self.mlp(self.norm_3(x)))
+            x = rms_norm(x + attn(rms_norm(x, self.norm_1.weight, eps), rope, cache, layer_key), self.norm_2.weight, eps)
+            return rms_norm(x + mlp(rms_norm(x, self.norm_3.weight, eps)), self.norm_4.weight, eps)
         if self.kind == "peri":
-            x = x + self.norm_2(self.attn(self.norm_1(x), rope, cache, layer_key))
-            return x + self.norm_4(self.mlp(self.norm_3(x)))
-        x = x + self.attn(self.norm_1(x), rope, cache, layer_key)
-        return x + self.mlp(self.norm_2(x))
+            x = x + rms_norm(attn(rms_norm(x, self.norm_1.weight, eps), rope, cache, layer_key), self.norm_2.weight, eps)
+            return x + rms_norm(mlp(rms_norm(x, self.norm_3.weight, eps)), self.norm_4.weight, eps)
+        x = x + attn(rms_norm(x, self.norm_1.weight, eps), rope, cache, layer_key)
+        return x + mlp(rms_norm(x, self.norm_2.weight, eps))
 
 
 @dataclass
@@ -215,8 +283,8 @@ class RecurrentLM(nn.Module):
 
     # ---- the four public steps -------------------------------------------------------
 
-    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        return rotary_tables(positions, self.cfg.head_dim, self.cfg.rope_base)
+    def rope(self, positions: Tensor) -> Rope:
+        return Rope(*rotary_tables(positions, self.cfg.head_dim, self.cfg.rope_base), self.cfg.rotary)
 
     def embed(self, idx: Tensor, rope, cache: KVCache | None = None) -> Tensor:
         x = self.transformer.wte(idx)
@@ -252,7 +320,7 @@ class RecurrentLM(nn.Module):
         if not self.cfg.is_recurrent:
             x = e
         elif self.cfg.injection == "adapter":
-            x = self.transformer.adapter(torch.cat([s, e], dim=-1))
+            x = F.linear(torch.cat([s, e], dim=-1), self.transformer.adapter.weight)
         else:
             x = s
         for j, block in enumerate(self.transformer.core_block):

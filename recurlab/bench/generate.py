@@ -8,6 +8,7 @@ against mean iterations and exact match, and KV budget against answer loss, exac
     python -m recurlab.bench.generate runs/add-1 --exit-table 200 --exit-r 32   # embedded-task runs only
     python -m recurlab.bench.generate --reference                                 # the reference configuration
     python -m recurlab.bench.generate --reference --baseline /path/to/main --rounds 5   # A/B against main
+    python -m recurlab.bench.generate --reference --baseline /path/to/main --compile    # and compiled steps
 
 Every mode decodes the same prompt greedily from a zero latent start with no stop token, so each
 produces `--new-tokens` tokens; tokens/s counts those tokens over prefill plus decode time, after
@@ -19,7 +20,9 @@ a 32-token prompt, 32 new greedy tokens, 2 threads; see recurlab.bench.refdecode
 its own process. With `--baseline DIR` (another checkout, e.g. `git worktree add /tmp/main main`) the
 two trees run in alternation, ABBA, for `--rounds` rounds, so that both see the same machine load;
 the report gives each tree's best and median tokens/s per r, the ratio, whether the generated
-tokens are identical, and the load average before and after.
+tokens are identical, and the load average before and after. `--compile` adds this tree with
+`GenerateOptions(compile=True)` (recurlab.engine.compiled) as a third contender; its one-time
+compile happens in the untimed warm-up.
 """
 
 from __future__ import annotations
@@ -204,14 +207,17 @@ def reference(args) -> dict:
 
     here = Path(__file__).resolve().parents[2]
     script = here / "recurlab" / "bench" / "refdecode.py"
-    trees = {"this": here}
+    # each contender: a code tree and extra refdecode flags ("compiled": this tree with --compile)
+    trees = {"this": (here, ())}
     if args.baseline:
         base = Path(args.baseline).resolve()
         if not (base / "recurlab" / "model.py").exists():
             print(f"error: --baseline {args.baseline} is not a recurlab checkout (no recurlab/model.py); "
                   "pass a clone or worktree, e.g. `git worktree add /tmp/issue-start cf9d2fd`", file=sys.stderr)
             raise SystemExit(2)
-        trees = {"baseline": base, "this": here}
+        trees = {"baseline": (base, ()), "this": (here, ())}
+    if args.compile:
+        trees["compiled"] = (here, ("--compile",))
 
     def child(tree: Path, *extra: str) -> str:
         # runpy from -c, so that sys.path[0] is the temporary cwd rather than recurlab/bench
@@ -232,8 +238,9 @@ def reference(args) -> dict:
         for k in range(args.rounds):
             order = list(trees) if k % 2 == 0 else list(trees)[::-1]
             for name in order:
-                res = json.loads(child(trees[name], "--folder", folder, "--rs", ",".join(map(str, args.rs)),
-                                       "--threads", str(args.threads), "--repeats", str(args.repeats)))
+                tree, extra = trees[name]
+                res = json.loads(child(tree, "--folder", folder, "--rs", ",".join(map(str, args.rs)),
+                                       "--threads", str(args.threads), "--repeats", str(args.repeats), *extra))
                 runs[name].append(res)
                 print(f"round {k + 1} {name:<8} " + "  ".join(f"r={r} {v['tokens_per_s']:7.2f} tok/s"
                                                              for r, v in res["rs"].items()), flush=True)
@@ -246,23 +253,28 @@ def reference(args) -> dict:
             cpu = [res["rs"][r]["cpu_seconds_best"] for res in runs[name] if "cpu_seconds_best" in res["rs"][r]]
             row[name] = {"best_tokens_per_s": max(rates), "median_tokens_per_s": round(statistics.median(rates), 2),
                          "all": rates, "cpu_seconds_best": min(cpu) if cpu else None}
+        ids = {json.dumps(res["rs"][r]["token_ids"]) for name in trees for res in runs[name]}
+        row["same_tokens"] = len(ids) == 1
+        line = f"r={r:<3} " + "  ".join(f"{n} best {row[n]['best_tokens_per_s']:7.2f} median {row[n]['median_tokens_per_s']:7.2f}"
+                                        for n in trees)
         if args.baseline:
-            row["speedup_best"] = round(row["this"]["best_tokens_per_s"] / row["baseline"]["best_tokens_per_s"], 3)
-            row["speedup_median"] = round(row["this"]["median_tokens_per_s"] / row["baseline"]["median_tokens_per_s"], 3)
-            ids = {json.dumps(res["rs"][r]["token_ids"]) for name in trees for res in runs[name]}
-            row["same_tokens"] = len(ids) == 1
-            if row["this"]["cpu_seconds_best"] and row["baseline"]["cpu_seconds_best"]:
-                row["speedup_cpu_time"] = round(row["baseline"]["cpu_seconds_best"] / row["this"]["cpu_seconds_best"], 3)
+            base_row = row["baseline"]
+            for name in trees:
+                if name == "baseline":
+                    continue
+                key = "" if name == "this" else f"{name}_"  # "speedup_best" is this tree's, eager
+                row[f"{key}speedup_best"] = round(row[name]["best_tokens_per_s"] / base_row["best_tokens_per_s"], 3)
+                row[f"{key}speedup_median"] = round(row[name]["median_tokens_per_s"] / base_row["median_tokens_per_s"], 3)
+                if row[name]["cpu_seconds_best"] and base_row["cpu_seconds_best"]:
+                    row[f"{key}speedup_cpu_time"] = round(base_row["cpu_seconds_best"] / row[name]["cpu_seconds_best"], 3)
+                line += (f"\n      {name} vs baseline: x{row[f'{key}speedup_best']} (best) x{row[f'{key}speedup_median']} "
+                         f"(median) x{row.get(f'{key}speedup_cpu_time')} (cpu time)")
         table.append(row)
-        print(f"r={r:<3} " + "  ".join(f"{n} best {row[n]['best_tokens_per_s']:7.2f} median {row[n]['median_tokens_per_s']:7.2f}"
-                                       for n in trees)
-              + (f"  x{row['speedup_best']} (best) x{row['speedup_median']} (median) x{row.get('speedup_cpu_time')} (cpu time)"
-                 f"  same tokens: {row['same_tokens']}"
-                 if args.baseline else ""), flush=True)
+        print(line + f"\n      same tokens: {row['same_tokens']}", flush=True)
     return {"benchmark": "reference sequential decode", "config": "width 256, 4 heads, 2+4+2 layers, intermediate 512, "
             "vocab 512, random Huginn-format fp32 weights, 32-token prompt, 32 new greedy tokens, zero start",
             "threads": args.threads, "rounds": args.rounds, "repeats_per_round": args.repeats,
-            "trees": {n: str(t) for n, t in trees.items()}, "cpu_count": os.cpu_count(),
+            "trees": {n: " ".join([str(t), *extra]) for n, (t, extra) in trees.items()}, "cpu_count": os.cpu_count(),
             "load_average_before": load_before, "load_average_after": load_after,
             "prompt_tokens": runs["this"][0]["prompt_tokens"], "table": table}
 
@@ -291,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default="", help="with --reference: another recurlab checkout to time in alternation")
     p.add_argument("--rounds", type=int, default=3, help="with --reference: rounds (each tree once per round)")
     p.add_argument("--threads", type=int, default=2, help="with --reference: torch threads")
+    p.add_argument("--compile", action="store_true", help="with --reference: also time this tree with compiled decode steps")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     args.rs = [int(x) for x in args.rs.split(",")]

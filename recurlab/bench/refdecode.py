@@ -2,11 +2,13 @@
 
     python -m recurlab.bench.refdecode --folder /tmp/ref --write      # write the random checkpoint
     python -m recurlab.bench.refdecode --folder /tmp/ref --rs 4,16,32 # print one JSON line
+    python -m recurlab.bench.refdecode --folder /tmp/ref --compile    # compiled decode steps
 
 The reference configuration: a random checkpoint in the Huginn folder format (width 256, 4 heads,
 2 + 4 + 2 layers, intermediate 512, vocabulary 512, fp32), opened with `open_huginn` on the CPU,
 a 32-token prompt, 32 new greedy tokens from a zero latent start with no stop token, 2 threads.
-Each r gets one untimed warm-up generation, then `--repeats` timed ones; the best is reported.
+Each r gets one untimed warm-up generation (which also compiles, with `--compile`), then
+`--repeats` timed ones; the best is reported.
 
 This file uses only APIs that have been stable since before the decode work (open_huginn,
 Engine, GenerateOptions, write_random_huginn), so `python -m recurlab.bench.generate
@@ -37,7 +39,8 @@ def prompt_of(tok, n_tokens: int) -> str:
     return best
 
 
-def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_tokens: int, new_tokens: int) -> dict:
+def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_tokens: int, new_tokens: int,
+            compile: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -49,7 +52,9 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     prompt = prompt_of(tok, prompt_tokens)
     out = {"prompt_tokens": len(engine.encode(prompt)), "new_tokens": new_tokens, "threads": threads, "rs": {}}
     for r in rs:
-        opts = GenerateOptions(r=r, max_new_tokens=new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
+        # `compile` only when asked: older trees' GenerateOptions have no such field
+        extra = {"compile": True} if compile else {}
+        opts = GenerateOptions(r=r, max_new_tokens=new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[], **extra)
         engine.generate(prompt, opts)  # warm-up
         runs, cpu = [], []
         for _ in range(repeats):
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="compiled decode steps (this tree's GenerateOptions.compile)")
     args = p.parse_args(argv)
     if args.write:
         from recurlab.huginn import write_random_huginn
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     res = measure(args.folder, [int(x) for x in args.rs.split(",")], args.threads, args.repeats,
-                  args.prompt_tokens, args.new_tokens)
+                  args.prompt_tokens, args.new_tokens, args.compile)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res))
     return 0

@@ -68,6 +68,7 @@ def generate(
     device: str = typer.Option("cpu", "--device"),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+    compile: bool = typer.Option(False, "--compile", help="Run each decode step's core iterations as one compiled graph (torch.compile; needs a C++ compiler on CPU): the first token waits seconds for the compile, the rest decode faster."),
     save_wavefront: bool = typer.Option(False, "--save-wavefront", help="Parallel sampler: write each row's wavefront to the run's wavefronts/ folder (./wavefronts/ for --model), for the TUI's replay."),
     model_path: Optional[str] = ModelOption,
 ):
@@ -80,7 +81,7 @@ def generate(
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
-            speculative=speculative, cache_lookup=cache_lookup, sampler=sampler,
+            speculative=speculative, cache_lookup=cache_lookup, sampler=sampler, compile=compile,
         ).validate()
         if save_wavefront and opts.sampler is None:
             from recurlab.errors import InferenceError
@@ -111,7 +112,8 @@ def generate(
             for p, text in zip(prompt, res.texts):
                 typer.echo(f"{p}{text}")
         parts = [
-            f"{res.n_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.1f} tokens/s)",
+            f"{res.n_tokens} tokens in {res.seconds:.2f}s ({res.tokens_per_s:.1f} tokens/s"
+            + (f"; {res.compile_seconds:.1f}s of it compiling the decode step)" if res.compile_seconds else ")"),
             f"mean iterations per token {res.mean_iterations:.2f} (r={r})",
             f"KV cache {_fmt_bytes(res.cache_bytes)}",
         ]

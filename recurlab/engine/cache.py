@@ -143,6 +143,23 @@ class KVCache:
         return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask,
                                               enable_gqa=self.gqa)
 
+    def takes_column(self) -> bool:
+        """Whether this pass is a plain decode column: one row, no mask, no masked writes, no static
+        addressing (attention then calls `attend_column`)."""
+        return self.batch == 1 and self._pass_mask is None and self.active is None and self._static_pos is None
+
+    def attend_column(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """`attend` for a plain decode column with heads first: q (1, H, 1, D), k and v (KV, D); returns
+        (1, H, 1, D). Written for the fewest torch calls: it runs once per block of every decode step."""
+        buf, slot, _ = self._buffer(layer_key)
+        kv = buf[slot, :, 0]  # (2, KV, max_len, D)
+        lo = self.length
+        kv[:, :, lo] = torch.stack((k, v))
+        keys, values = kv[:, None, :, :lo + 1]  # (1, KV, lo + 1, D) each
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        return F.scaled_dot_product_attention(q, keys, values, enable_gqa=self.gqa)
+
     def _mask(self, lo: int, hi: int) -> Tensor:
         """(B, 1, T, hi): causal, without left padding; a padding column still sees itself (no NaN)."""
         dev = self.start.device

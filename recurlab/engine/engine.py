@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recurlab.engine.cache import KVCache
+from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.devices import check_device
 from recurlab.engine.exits import check_exit_support
 from recurlab.engine.options import GenerateOptions
@@ -51,6 +52,7 @@ class GenerationResult:
     options: dict
     speculative: dict | None = None
     parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel)
+    compile_seconds: float = 0.0  # of prefill + decode, the time spent compiling (`compile`'s first call)
 
     @property
     def text(self) -> str:
@@ -89,7 +91,7 @@ class GenerationResult:
             "decode_seconds": self.decode_seconds, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s,
             "mean_iterations": self.mean_iterations, "cache_bytes": self.cache_bytes,
             "acceptance_rate": self.acceptance_rate, "speculative": self.speculative, "options": self.options,
-            "parallel": self.parallel,
+            "parallel": self.parallel, "compile_seconds": self.compile_seconds,
         }
 
 
@@ -147,6 +149,7 @@ class Engine:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.dtype = next(model.parameters()).dtype
+        self._compiled: CompiledCore | None = None  # built on the first `compile` request, kept for later calls
 
     # ---- public ----------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
@@ -201,7 +204,12 @@ class Engine:
             ids[b, Tp - len(x):] = torch.tensor(x)
         ids = ids.to(self.device)
         start = torch.tensor([Tp - len(x) for x in encoded], dtype=torch.long)
-        cache = KVCache(self.model.cfg, B, Tp + opts.max_new_tokens, opts.max_iterations, opts.kv_budget,
+        max_len = Tp + opts.max_new_tokens
+        if opts.compile and self._compiled is None:
+            self._compiled = CompiledCore(self.model)
+        if opts.compile:
+            max_len = padded_length(max_len)  # the compiled graph's shapes include the cache length
+        cache = KVCache(self.model.cfg, B, max_len, opts.max_iterations, opts.kv_budget,
                         self.device, self.dtype, start, lookup=opts.cache_lookup)
         init_scale = opts.init_scale if opts.init_scale is not None else self.model.cfg.init_scale
         gen_sample = torch.Generator().manual_seed(opts.seed)
@@ -210,8 +218,9 @@ class Engine:
         rows.start(B)
         # random starts seeded by (seed, position): plain and speculative decoding give each token
         # the same start, so greedy speculative output equals plain greedy at any init scale
-        common = dict(init_scale=init_scale, start_seed=opts.seed)
+        common = dict(init_scale=init_scale, start_seed=opts.seed, compiled=self._compiled if opts.compile else None)
 
+        compiled_before = self._compiled.compile_seconds if self._compiled is not None else 0.0
         t0 = time.perf_counter()
         # run_pass enters inference mode itself: holding it here would leak it, through the yields,
         # into the consumer's thread between tokens
@@ -228,6 +237,7 @@ class Engine:
             prompts=prompts, prompt_ids=encoded, generated_ids=rows.ids, texts=rows.texts, iterations=rows.iters,
             stop_reasons=[r or "length" for r in rows.reasons], prefill_seconds=t1 - t0, decode_seconds=t2 - t1,
             cache_bytes=cache.memory_bytes(), options=opts.to_dict(), speculative=spec,
+            compile_seconds=(self._compiled.compile_seconds - compiled_before) if self._compiled is not None else 0.0,
         )
 
     def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):

@@ -167,6 +167,7 @@ class GenerateOptions:
     continuous: bool = False
     speculative: SpeculativeConfig | str | None = None
     sampler: ParallelConfig | str | None = None  # None / "sequential", or "parallel[:inner=2,...]"
+    compile: bool = False  # one-column decode steps through a compiled core iteration (recurlab.engine.compiled)
 
     def validate(self) -> "GenerateOptions":
         """Parse the spec strings in place and reject impossible values."""
@@ -197,6 +198,8 @@ class GenerateOptions:
                 raise InferenceError("the parallel sampler freezes positions by its own rule: drop --exit (use freeze=...)")
             if self.kv_budget is not None:
                 raise InferenceError("the parallel sampler has its own cache layout (kv=latest|aligned): drop --kv-budget")
+            if self.compile:
+                raise InferenceError("--compile compiles sequential decode steps; the parallel sampler runs eagerly: drop one")
         if self.speculative is not None:
             self.speculative.validate(self.r)
             if self.exit is not None and self.exit.enabled:

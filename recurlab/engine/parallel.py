@@ -86,6 +86,9 @@ class WavefrontCache:
         self.slot = torch.where(active, slot, self.slots)
         self.read_slot = slot
 
+    def takes_column(self) -> bool:
+        return False  # a wavefront pass always goes through `attend` (per-position slots and scratch columns)
+
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         kind = layer_key[0]
         if kind == "core":

@@ -2,6 +2,7 @@
 
     out = run_pass(model, cache, ids, r=16, init_scale=0.0)               # prefill or verify
     out = run_pass(model, cache, ids[:, -1:], r=16, exit=crit, s0=prev)   # one decode step
+    out = run_pass(model, cache, ids[:, -1:], r=16, compiled=core)        # its core compiled
 
 A pass runs the prelude once, `r` core iterations over all new columns, and the coda once on the
 final state. With an exit criterion (single-column passes only) each row stops iterating when it
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from recurlab.engine.cache import KVCache
+from recurlab.engine.compiled import CompiledCore
 from recurlab.engine.exits import ExitTracker
 from recurlab.engine.options import ExitCriterion
 
@@ -53,14 +55,17 @@ def run_pass(
     s0: Tensor | None = None,
     exit: ExitCriterion | None = None,
     skip: Tensor | None = None,
+    compiled: CompiledCore | None = None,
 ) -> PassOutput:
     """`skip` (B,) marks rows that need no result (finished sequences): they do not iterate.
     `start_seed` draws each column's random start from (seed, its position) instead of from
     `generator`, so the same token gets the same start in a prefill, a decode step, a draft or a
-    verify pass."""
+    verify pass. `compiled` runs the core iterations of a one-column, one-row pass through a
+    compiled graph (recurlab.engine.compiled); other passes ignore it."""
     B, T = ids.shape
     cache.begin(T)
     rope = model.rope(cache.positions())
+    core_step = compiled.begin(cache, rope) if compiled is not None and compiled.usable(cache, ids) else model.core_step
     e = model.embed(ids, rope, cache)
     if s0 is not None:
         s = s0
@@ -77,7 +82,7 @@ def run_pass(
     any_done = skip is not None and bool(skip.any())  # a Python flag: no device sync per iteration
     for i in range(r):
         cache.active = ~done if any_done else None
-        s_new = model.core_step(s, e, rope, cache, i)
+        s_new = core_step(s, e, rope, cache, i)
         s = torch.where(done[:, None, None], s, s_new) if any_done else s_new
         if tracker is not None and i + 1 < r and tracker.due(i + 1):
             logits = model.decode(s, rope, cache) if tracker.needs_logits else None

@@ -6,8 +6,9 @@ size. Move the r slider (left/right when it has focus, or click it) and press g 
 answer stays in the history side by side, so answers at different r can be compared. s cycles
 sampling, e the exit criterion, l how later tokens read a token that exited early (latest: its
 last cache entry; existing: only entries of the current iteration, the reference's default), v
-the KV-cache budget, t continuous chain of thought, d speculative decoding; escape stops a generation (and leaves the prompt box), x clears the
-history.
+the KV-cache budget, t continuous chain of thought, d speculative decoding, c compiled decode
+steps (the first generation waits for the compile, seconds on a CPU; later ones decode faster);
+escape stops a generation (and leaves the prompt box), x clears the history.
 
 p switches to the parallel (diffusion-style) sampler; a edits its parameters (inner, headway,
 freeze rule, noise, smoothing, wavefront, kv). A parallel generation draws its wavefront live
@@ -57,6 +58,7 @@ class GenerateScreen(ModelScreen):
         Binding("t", "cycle('continuous')", "Continuous"),
         Binding("d", "cycle('speculative')", "Speculative"),
         Binding("p", "cycle('sampler')", "Parallel"),
+        Binding("c", "cycle('compile')", "Compile"),
         Binding("a", "params", "Params"),
         Binding("w", "save_wavefront", "Save wave"),
         Binding("o", "load_wavefront", "Replay"),
@@ -67,7 +69,8 @@ class GenerateScreen(ModelScreen):
 
     def __init__(self):
         super().__init__()
-        self.choice = {"sampling": 0, "exit": 0, "lookup": 0, "kv": 0, "continuous": 0, "speculative": 0, "sampler": 0}
+        self.choice = {"sampling": 0, "exit": 0, "lookup": 0, "kv": 0, "continuous": 0, "speculative": 0, "sampler": 0,
+                       "compile": 0}
         self.results = []  # GenerationResult of every finished generation, oldest first
         self._stop = False
         self.last_parallel = None  # (GenerationResult, tokenizer) of the newest parallel generation
@@ -118,13 +121,15 @@ class GenerateScreen(ModelScreen):
                                    top_p=top_p, continuous=bool(self.choice["continuous"]), sampler=self.sampler_spec())
         if self.parallel:  # the sequential answer next to a parallel one: the same r and sampling
             return GenerateOptions(r=r, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, continuous=bool(self.choice["continuous"]))
+                                   top_p=top_p, continuous=bool(self.choice["continuous"]),
+                                   compile=bool(self.choice["compile"]))
         return GenerateOptions(
             r=r, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature, top_k=top_k, top_p=top_p,
             exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
             cache_lookup=LOOKUPS[self.choice["lookup"]],
             continuous=bool(self.choice["continuous"]),
             speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
+            compile=bool(self.choice["compile"]),
         )
 
     def describe(self, r: int, sequential: bool = False) -> str:
@@ -141,6 +146,8 @@ class GenerateScreen(ModelScreen):
             parts.append("continuous")
         if self.choice["speculative"]:
             parts.append(f"spec draft={max(1, r // 4)}")
+        if self.choice["compile"]:
+            parts.append("compiled")
         return " ".join(parts)
 
     def _show_options(self) -> None:
@@ -151,7 +158,8 @@ class GenerateScreen(ModelScreen):
             f"[b]l[/b] lookup: {LOOKUPS[c['lookup']]}   "
             f"[b]v[/b] kv: {KV_BUDGETS[c['kv']] or 'full'}   [b]t[/b] continuous: {'on' if c['continuous'] else 'off'}   "
             f"[b]d[/b] speculative: {'on' if c['speculative'] else 'off'}   "
-            f"[b]p[/b] sampler: {'parallel ([b]a[/b] params)' if c['sampler'] else 'sequential'}"
+            f"[b]p[/b] sampler: {'parallel ([b]a[/b] params)' if c['sampler'] else 'sequential'}   "
+            f"[b]c[/b] compile: {'on' if c['compile'] else 'off'}"
             + (f"   model: {model.label}" if model else "")
         )
         self.query_one("#gen-params").display = bool(c["sampler"])
@@ -160,7 +168,7 @@ class GenerateScreen(ModelScreen):
 
     def action_cycle(self, what: str) -> None:
         sizes = {"sampling": len(SAMPLING), "exit": len(EXITS), "lookup": len(LOOKUPS), "kv": len(KV_BUDGETS),
-                 "continuous": 2, "speculative": 2, "sampler": 2}
+                 "continuous": 2, "speculative": 2, "sampler": 2, "compile": 2}
         self.choice[what] = (self.choice[what] + 1) % sizes[what]
         self._show_options()
 

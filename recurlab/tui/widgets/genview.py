@@ -44,6 +44,8 @@ class GenerationCard(Static):
     def finish(self, result) -> None:
         self.result = result
         parts = [f"{result.n_tokens} tokens", f"{result.tokens_per_s:,.1f} tok/s", f"mean it {result.mean_iterations:.2f}"]
+        if result.compile_seconds:
+            parts.insert(2, f"incl. {result.compile_seconds:.1f} s compiling")
         if result.acceptance_rate is not None:
             parts.append(f"accept {100 * result.acceptance_rate:.0f}%")
         parts.append(f"kv {result.cache_bytes / 1024:,.0f} KiB")
