@@ -246,6 +246,9 @@ class CurvesScreen(LabScreen):
         """New rows arrived: redraw now, or once the throttle interval since the last redraw is over."""
         if self._redraw_timer is not None:
             return  # one is already scheduled; it will draw everything that arrived meanwhile
+        if not self.drawn:
+            self.redraw()  # the first rows (a large log's tail) are drawn at once
+            return
         interval = MIN_REDRAW_S
         if all(src.caught_up for n in self.app.overlay if (src := self.sources.get(n)) is not None):
             # live rows (not a first load): the UI thread's CPU since the last redraw began (that
