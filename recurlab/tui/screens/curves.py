@@ -36,7 +36,7 @@ PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "re
 POLL_S = 1.0  # a stat of each log; a read (in a worker) only when one has grown
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
 MAX_REDRAW_S = 5.0  # ... and at least one every 5 s, however slow the plot is to draw
-PLOT_CPU_SHARE = 0.01  # between those, space redraws so that the UI thread uses about 1% of a core
+PLOT_CPU_SHARE = 0.007  # between those, space redraws so that building the plot takes 0.7% of a core
 LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
@@ -66,6 +66,7 @@ class CurvesScreen(LabScreen):
         self.sources: dict[str, MetricsSource] = {}
         self.plot = None  # the StripPlot, once its modules have loaded (after the first frame)
         self._draw_cpu = 0.0  # the UI thread's CPU time when the last redraw began
+        self._draw_cost = 0.0  # ... and what that redraw cost it, until plotext had built the figure
         self.drawn: dict[str, tuple[list, list]] = {}  # label -> points last drawn (for tests and the info line)
         self._runs: dict[str, RunDir] = {}
         self._ticks = 0
@@ -251,12 +252,13 @@ class CurvesScreen(LabScreen):
             return
         interval = MIN_REDRAW_S
         if all(src.caught_up for n in self.app.overlay if (src := self.sources.get(n)) is not None):
-            # live rows (not a first load): the UI thread's CPU since the last redraw began (that
-            # redraw's painting, where plotext builds the figure, included) sets how long to wait
-            spent = time.thread_time() - self._draw_cpu
-            interval = min(max(spent / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
+            # live rows (not a first load): what the last redraw cost the UI thread, from its start
+            # until the figure was built when painted (plotext's part), sets how long to wait
+            if self.plot.built_cpu > self._draw_cpu:
+                self._draw_cost = self.plot.built_cpu - self._draw_cpu
+            interval = min(max(self._draw_cost / PLOT_CPU_SHARE, MIN_REDRAW_S), MAX_REDRAW_S)
         wait = self._last_draw + interval - time.monotonic()
-        if wait <= 0:
+        if wait <= 0.01:
             self.redraw()
         else:
             self._redraw_timer = self.set_timer(wait, self._scheduled_redraw)

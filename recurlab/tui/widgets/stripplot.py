@@ -2,6 +2,7 @@
 
     plot = StripPlot(id="curves-plot"); plot.plt.plot(...); plot.refresh()
     plot.renders                             # figures built so far (a test counts them)
+    plot.built_cpu                           # the UI thread's CPU time when the last one was built
 
 PlotextPlot renders through rich's ANSI decoder and Textual's generic text layout, which cost
 about as much as plotext itself for a full-screen plot; plotext's output only ever holds one-cell
@@ -13,6 +14,7 @@ own module so that the Curves screen can import plotext after its first frame.
 from __future__ import annotations
 
 import re
+import time
 
 from rich.color import Color
 from rich.segment import Segment
@@ -106,6 +108,7 @@ def ansi_strips(text: str, width: int, height: int, base: Style | None = None) -
 
 class StripPlot(PlotextPlot):
     renders = 0
+    built_cpu = 0.0
     _strips: list[Strip] | None = None
     _strips_size = (0, 0)
 
@@ -119,6 +122,7 @@ class StripPlot(PlotextPlot):
             self._strips = ansi_strips(self._figure_text(width, height), width, height, self.visual_style.rich_style)
             self._strips_size = (width, height)
             self.renders += 1
+            self.built_cpu = time.thread_time()
         return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(width, self.visual_style.rich_style)
 
     def _figure_text(self, width: int, height: int) -> str:
