@@ -7,7 +7,7 @@ list on the left picks the runs to overlay (space); each run keeps its color. Ne
 from the end of metrics.jsonl once a second (a large run opens from its derived series cache, or
 from the file's tail while the rest loads). Long histories are drawn as the minimum and maximum
 of each pixel column, so spikes survive. While rows stream in, the plot is redrawn at most twice
-a second and otherwise as seldom as keeps the screen near 1% of a core (every 5 s at the least;
+a second and otherwise as seldom as keeps drawing near 1% of a core (every 5 s at the least;
 the panel on the left shows the newest step within a second); a key redraws at once, and
 nothing is read or redrawn while the log is unchanged.
 """
