@@ -82,6 +82,12 @@ def start_quickly(argv: list[str]) -> bool:
         from recurlab.cli import EXIT_BAD_INPUT
 
         sys.exit(EXIT_BAD_INPUT)
+    import gc
+
+    # no cyclic garbage collection while Textual is imported and the first frame is built (its many
+    # small objects would trigger a dozen collections, ~15 ms); the app freezes what start-up made
+    # and turns collection back on after that frame (RecurlabApp.on_mount)
+    gc.disable()
     from recurlab.tui.app import RecurlabApp
 
     RecurlabApp(runs_dir=runs_dir, run=run, model=model).run()

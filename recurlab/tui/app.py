@@ -10,6 +10,7 @@ run that Curves, Inspector, Generate and Sweep look at, chosen on the Runs scree
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -72,6 +73,16 @@ class RecurlabApp(App):
         self.model_cache = ModelCache()  # shared by Inspector and Generate; loads lazily in workers
         if run:
             self.select_run(RunDir(run), notify=False)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        if not gc.isenabled():  # `recurlab tui` turned collection off for start-up (recurlab.cli.tuistart)
+            # start-up objects (Textual's classes, CSS, widgets) live for the whole session: moved out
+            # of the collector's sight, later collections have less to walk
+            gc.freeze()
+            gc.enable()
 
     def select_run(self, run: RunDir, notify: bool = True) -> None:
         if notify:

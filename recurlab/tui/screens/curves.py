@@ -44,6 +44,7 @@ R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "whit
 
 
 class CurvesScreen(LabScreen):
+    LATE_FOOTER = True
     TITLE_SHORT = "Curves"
     MODE = "curves"
     HELP = __doc__.split("\n", 1)[1]

@@ -25,6 +25,7 @@ POLL_S = 1.0
 
 
 class RunsScreen(LabScreen):
+    LATE_FOOTER = True
     TITLE_SHORT = "Runs"
     MODE = "runs"
     HELP = __doc__.split("\n", 1)[1]
