@@ -382,6 +382,11 @@ async def test_generate_at_r1_and_r8_matches_the_engine(runs):
         await pilot.press("x")
         await pilot.pause()
         assert not list(screen.query(GenerationCard))
+        # c: compiled decode steps reach the engine's options and the card title (tests/test_compiled.py
+        # checks that they give the eager tokens)
+        assert not screen.options(8).compile
+        await pilot.press("c")
+        assert screen.options(8).compile and "compiled" in screen.describe(8)
 
 
 # ---- Sweep --------------------------------------------------------------------------------------
