@@ -1,5 +1,5 @@
-"""Generation speed side by side: plain, adaptive exit, self-speculative and a shared KV budget,
-at several r, plus the KV-cache memory; on CUDA also static-shape decode (CUDA graph,
+"""Generation speed side by side: plain, adaptive exit, self-speculative, a shared KV budget and
+compiled decode steps, at several r, plus the KV-cache memory; on CUDA also static-shape decode (CUDA graph,
 torch.compile) against eager. For embedded-task runs, optionally the held-out tables: exit threshold
 against mean iterations and exact match, and KV budget against answer loss, exact match and memory.
 
@@ -74,6 +74,7 @@ def speed_table(engine, args) -> list[dict]:
             f"exit {args.exit}": {"exit": args.exit},
             f"speculative draft={draft},lookahead={args.lookahead}": {"speculative": f"draft={draft},lookahead={args.lookahead}"},
             f"kv budget {min(args.kv_budget, r)}": {"kv_budget": min(args.kv_budget, r)},
+            "compiled steps": {"compile": True},  # compiles in `timed`'s untimed warm-up
         }
         plain_tps = None
         for name, extra in modes.items():
