@@ -127,9 +127,10 @@ def test_kill_9_is_detected_and_resume_continues_from_the_last_complete_checkpoi
     ckpt = run.latest_checkpoint().step
     assert last_step(run) > ckpt
     assert run.read_status()["state"] == "running"  # the worker had no chance to say otherwise
-    # a checkpoint that was being written when the worker died does not count
+    # a checkpoint that was being written when the worker died does not count (the kill may have
+    # caught the worker writing this very one: then it is already there, torn for real)
     torn = run.checkpoints_dir / f".tmp-step_{ckpt + 10:08d}"
-    torn.mkdir()
+    torn.mkdir(exist_ok=True)
     (torn / "model.safetensors").write_bytes(b"\0" * 16)
 
     out = cli("status", "crash", "--runs-dir", runs_dir, check=True).stdout
