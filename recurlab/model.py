@@ -144,11 +144,15 @@ class Rope:
             self._matrix = R
         return self._matrix
 
+    def by_matrix(self, x: Tensor) -> Tensor:
+        """x @ R in float32, back in x's dtype: the rotation of a single position, any leading shape."""
+        R = self.matrix()
+        return torch.matmul(x, R) if x.dtype == torch.float32 else torch.matmul(x.float(), R).to(x.dtype)
+
     def rotate(self, x: Tensor) -> Tensor:
         """x: (B, T, ..., D), e.g. (B, T, H, D) or q and k together as (B, T, 2, H, D)."""
         if x.shape[1] == 1 and self.cos.shape[:-1].numel() == 1:
-            R = self.matrix()
-            return torch.matmul(x, R) if x.dtype == torch.float32 else torch.matmul(x.float(), R).to(x.dtype)
+            return self.by_matrix(x)
         return (apply_rotary if self.style == "pairs" else apply_rotary_half)(x, (self.cos, self.sin))
 
 
@@ -195,7 +199,7 @@ class CausalSelfAttention(nn.Module):
         qk = heads[:H + KV]
         if self.qk_bias is not None:
             qk = qk + self.qk_bias.view(2 * H, -1)
-        qk = torch.mm(qk, rope.matrix()) if qk.dtype == torch.float32 else torch.mm(qk.float(), rope.matrix()).to(qk.dtype)
+        qk = rope.by_matrix(qk)
         y = cache.attend_column(layer_key, qk[:H].view(1, H, 1, -1), qk[H:], heads[H + KV:])
         return F.linear(y.view(1, 1, -1), self.proj.weight)
 

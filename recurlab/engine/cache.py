@@ -31,6 +31,15 @@ from torch import Tensor
 from recurlab.config import ModelConfig
 
 
+def attend_static(slot: Tensor, pos: Tensor, mask: Tensor, q: Tensor, k: Tensor, v: Tensor, gqa: bool) -> Tensor:
+    """Write one column's k and v at column `pos` (a (1,) long tensor) of a slot buffer (2, B, H,
+    max_len, D) and attend over all its columns under `mask`: shapes that do not depend on the length
+    (CUDA graphs, torch.compile). q, k, v: (B, 1, H, D); returns (B, H, 1, D)."""
+    slot.index_copy_(3, pos, torch.stack((k, v)).transpose(2, 3).to(slot.dtype))
+    return F.scaled_dot_product_attention(q.transpose(1, 2), slot[0].to(q.dtype), slot[1].to(q.dtype),
+                                          attn_mask=mask, enable_gqa=gqa)
+
+
 class KVCache:
     def __init__(
         self,
@@ -175,19 +184,20 @@ class KVCache:
         with shapes that do not depend on the length: attention spans all `max_len` columns under a
         mask. Returns the rotary positions (B, 1). End with `end_static(steps=1)`."""
         self._static_pos = pos.reshape(1)
-        cols = torch.arange(self.max_len, device=pos.device)
-        self._pass_mask = ((cols <= pos) & (cols[None] >= self.start[:, None]))[:, None, None, :]
+        self._pass_mask = self.static_mask(pos)
         return (pos - self.start)[:, None].clamp_min(0)
+
+    def static_mask(self, pos: Tensor) -> Tensor:
+        """(B, 1, 1, max_len): the columns a one-column pass at column `pos` attends to."""
+        cols = torch.arange(self.max_len, device=pos.device)
+        return ((cols <= pos) & (cols[None] >= self.start[:, None]))[:, None, None, :]
 
     def end_static(self, steps: int = 1) -> None:
         self._static_pos = None
         self.length += steps
 
     def _attend_static(self, buf: Tensor, slot: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        kv = torch.stack((k, v)).transpose(2, 3).to(buf.dtype)  # (2, B, H, 1, D)
-        buf[slot].index_copy_(3, self._static_pos, kv)
-        return F.scaled_dot_product_attention(q.transpose(1, 2), buf[slot, 0].to(q.dtype), buf[slot, 1].to(q.dtype),
-                                              attn_mask=self._pass_mask, enable_gqa=self.gqa)
+        return attend_static(buf[slot], self._static_pos, self._pass_mask, q, k, v, self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, used: int) -> None:

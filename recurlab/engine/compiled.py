@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from recurlab.engine.cache import attend_static
 from recurlab.errors import InferenceError
 from recurlab.model import Rope
 
@@ -47,10 +47,8 @@ class _SlotCache:
         return False
 
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        buf = self.slots[layer_key[2]]  # (2, 1, KV, max_len, D): this iteration's slot of core layer j
-        buf.index_copy_(3, self.pos, torch.stack((k, v)).transpose(2, 3).to(buf.dtype))
-        return F.scaled_dot_product_attention(q.transpose(1, 2), buf[0].to(q.dtype), buf[1].to(q.dtype),
-                                              attn_mask=self.mask, enable_gqa=self.gqa)
+        # this iteration's slot of core layer j
+        return attend_static(self.slots[layer_key[2]], self.pos, self.mask, q, k, v, self.gqa)
 
 
 class CompiledCore:
@@ -75,9 +73,7 @@ class CompiledCore:
     def begin(self, cache, rope: Rope):
         """A `core_step(s, e, rope, cache, i)` for the pass that `cache.begin(1)` just started."""
         pos = torch.tensor([cache.length], device=cache.start.device)
-        cols = torch.arange(cache.max_len, device=pos.device)
-        mask = ((cols <= pos) & (cols >= cache.start[0]))[None, None, None, :]
-        args = (rope.cos, rope.sin, rope.matrix(), pos, mask)
+        args = (rope.cos, rope.sin, rope.matrix(), pos, cache.static_mask(pos))
 
         def step(s: Tensor, e: Tensor, _rope, _cache, i: int) -> Tensor:
             slots = tuple(buf[cache.slot_of(i)] for buf in cache.core)

@@ -205,9 +205,8 @@ class Engine:
         ids = ids.to(self.device)
         start = torch.tensor([Tp - len(x) for x in encoded], dtype=torch.long)
         max_len = Tp + opts.max_new_tokens
-        if opts.compile and self._compiled is None:
-            self._compiled = CompiledCore(self.model)
         if opts.compile:
+            self._compiled = self._compiled or CompiledCore(self.model)
             max_len = padded_length(max_len)  # the compiled graph's shapes include the cache length
         cache = KVCache(self.model.cfg, B, max_len, opts.max_iterations, opts.kv_budget,
                         self.device, self.dtype, start, lookup=opts.cache_lookup)
