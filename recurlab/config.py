@@ -132,6 +132,13 @@ class TrainConfig:
     jacobian_penalty: float = 0.0  # >0: weight of the recurrence's finite-difference contraction penalty
     jacobian_eps: float = 0.01  # size of the state perturbation the penalty measures, relative to the state's norm
     init_from: str = ""  # warm start: weights of this run's latest checkpoint (or a checkpoint dir); fresh optimizer, step 0
+    # distillation toward a deeper pass (recurlab/distill.py); 0 / "" = off
+    distill_from: str = ""  # a teacher run (or one of its checkpoints): (1 - w) CE + w KL(teacher || student)
+    distill_r: int = 0  # the teacher's iterations (0: the teacher's train.r_mean)
+    distill_weight: float = 0.5  # w, for a teacher run
+    self_distill_weight: float = 0.0  # >0: add w KL(model at self_distill_large || model at r ~ U{1..self_distill_small})
+    self_distill_small: int = 2
+    self_distill_large: int = 0  # 0: 2 x train.r_mean
     batch_size: int = 64  # global batch in sequences, independent of the number of processes
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0: no accumulation)
     max_steps: int = 1000
@@ -332,6 +339,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(0 <= t.progressive_alpha <= 1, f"train.progressive_alpha must be in [0, 1] (0 = off), got {t.progressive_alpha}")
     need(t.jacobian_penalty >= 0, f"train.jacobian_penalty must be >= 0 (0 = off), got {t.jacobian_penalty}")
     need(t.jacobian_eps > 0, f"train.jacobian_eps must be > 0, got {t.jacobian_eps}")
+    need(t.distill_r >= 0, f"train.distill_r must be >= 0 (0 = the teacher's r_mean), got {t.distill_r}")
+    need(0 <= t.distill_weight <= 1, f"train.distill_weight must be in [0, 1], got {t.distill_weight}")
+    need(t.self_distill_weight >= 0, f"train.self_distill_weight must be >= 0 (0 = off), got {t.self_distill_weight}")
+    need(t.self_distill_small >= 1, f"train.self_distill_small must be >= 1, got {t.self_distill_small}")
+    need(t.self_distill_large >= 0, f"train.self_distill_large must be >= 0 (0 = 2 x r_mean), got {t.self_distill_large}")
+    if t.self_distill_weight:
+        need(m.is_recurrent, f"train.self_distill_weight needs a recurrent model, not model.arch={m.arch}")
+        large = t.self_distill_large or 2 * t.r_mean
+        need(large > t.self_distill_small, f"train.self_distill_large ({large}) must exceed train.self_distill_small "
+                                           f"({t.self_distill_small}): the deep pass is the target")
+        need(not t.distill_from, "train.distill_from and train.self_distill_weight are two modes; pick one")
     if t.depth_per_level:
         need(d.source == "task", "train.depth_per_level needs an embedded task (data.source=task): text has no levels")
         need(t.sampler != "uniform", "train.depth_per_level works with the fixed, lognormal_poisson and curriculum "

@@ -74,11 +74,16 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     if cfg.train.init_from:
         init_checkpoint(cfg.train.init_from)
         cfg.train.init_from = str(Path(cfg.train.init_from).resolve())  # the worker may start elsewhere
+    if cfg.train.distill_from:
+        from recurlab.distill import check_teacher  # imports torch: only when a teacher is named
+
+        check_teacher(cfg)
+        cfg.train.distill_from = str(Path(cfg.train.distill_from).resolve())
     return RunPlan(runs_dir, name or new_run_name(cfg.profile, runs_dir), cfg, device)
 
 
-def init_checkpoint(spec: str) -> Path:
-    """train.init_from: a run directory (its latest complete checkpoint) or one checkpoint directory."""
+def init_checkpoint(spec: str, key: str = "train.init_from") -> Path:
+    """train.init_from (or `key`): a run directory (its latest complete checkpoint) or one checkpoint directory."""
     from recurlab.errors import CheckpointError
 
     path = Path(spec)
@@ -86,7 +91,7 @@ def init_checkpoint(spec: str) -> Path:
         return path
     ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
     if ckpt is None:
-        raise CheckpointError(f"train.init_from: {spec} is neither a run directory with a complete checkpoint "
+        raise CheckpointError(f"{key}: {spec} is neither a run directory with a complete checkpoint "
                               f"nor a checkpoint directory (one holding model.safetensors)")
     return ckpt.path
 

@@ -22,6 +22,7 @@ from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapsho
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
 from recurlab.devices import resolve_device
+from recurlab.distill import deep_logits, kl_to_teacher, load_teacher, self_distill_depth
 from recurlab.distributed import Dist
 from recurlab.engine.sweep import evaluate
 from recurlab.flops import mfu, train_flops_per_token
@@ -84,6 +85,7 @@ class Trainer:
                 if isinstance(m, Block):
                     m.compile()
         self.model = self.dist.wrap(self.model)
+        self.teacher = load_teacher(cfg, self.device) if cfg.train.distill_from else None
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.state = Progress()
         self.saved_step = -1  # tracked here, not read from disk: other machines may not see rank 0's files yet
@@ -152,12 +154,13 @@ class Trainer:
             group["lr"] = lr
         pieces = self.pieces(step, self.global_batch_slices())
         loss_sum, n_tokens, n_targets = torch.zeros((), device=self.device), 0, 0
-        extra = {"r_sum": 0, "prog_loss": 0.0, "gain": 0.0}
+        extra = {"r_sum": 0, "prog_loss": 0.0, "gain": 0.0, "kl": 0.0}
         # DDP and FSDP average gradients over ranks; weighting by world / global targets turns that
         # average into the token-weighted mean over the whole global batch, however it is split
         counts = [int((tgt != -100).sum()) for _, tgt, *_ in pieces]
         weight = self.dist.world / max(self.dist.sum_int(sum(counts)), 1)
         alpha = t.progressive_alpha
+        sd_w = t.self_distill_weight  # self-distillation adds a pass (and a backward) per piece
         ckpt = cfg.hardware.activation_checkpointing
         for i, (idx, tgt, n_ng, n_g, level, offset) in enumerate(pieces):
             idx, tgt = idx.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
@@ -169,11 +172,17 @@ class Trainer:
             last = i == len(pieces) - 1
             # each loss term gets its own backward, so that DDP sees one forward per backward and
             # synchronises gradients only after the step's very last one
-            sync = self.dist.no_sync(self.model) if not (last and not alpha) else contextlib.nullcontext()
+            sync = self.dist.no_sync(self.model) if not (last and not alpha and not sd_w) else contextlib.nullcontext()
             with sync, self.autocast():
                 out = self.model(idx, n_ng, n_g, tgt, activation_checkpointing=ckpt, generator=gen,
                                  jacobian_eps=t.jacobian_eps if t.jacobian_penalty else 0.0)
-                objective = (1 - alpha) * out.loss
+                base = out.loss
+                if self.teacher is not None:
+                    t_gen = torch.Generator(device=self.device).manual_seed(seed)
+                    kl = kl_to_teacher(out.logits, self.teacher.logits(idx, t_gen), tgt)
+                    base = (1 - t.distill_weight) * out.loss + t.distill_weight * kl
+                    extra["kl"] += kl.item() * n_t
+                objective = (1 - alpha) * base
                 if out.gain is not None:
                     objective = objective + t.jacobian_penalty * out.gain
                     extra["gain"] += out.gain.item() * n_t
@@ -187,6 +196,19 @@ class Trainer:
                     prog = self.model(idx, n, m, tgt, activation_checkpointing=ckpt, generator=gen).loss
                     (alpha * prog * n_t * weight).backward()
                 extra["prog_loss"] += prog.item() * n_t
+            if sd_w:
+                small = self_distill_depth(t.self_distill_small, step, t.seed)
+                sync = self.dist.no_sync(self.model) if not (last and not alpha) else contextlib.nullcontext()
+                with sync, self.autocast():
+                    # both passes from the standard pass's latent start; the deep one is the fixed target
+                    deep = deep_logits(self.model, idx, t.self_distill_large or 2 * t.r_mean,
+                                       torch.Generator(device=self.device).manual_seed(seed))
+                    gen = torch.Generator(device=self.device).manual_seed(seed)
+                    shallow = self.model(idx, max(small - t.k, 0), min(t.k, small), generator=gen,
+                                         activation_checkpointing=ckpt).logits
+                    kl = kl_to_teacher(shallow, deep, tgt)
+                    (sd_w * kl * n_t * weight).backward()
+                extra["kl"] += kl.item() * n_t
             loss_sum += out.loss.detach() * n_t
             n_tokens += idx.numel()
             n_targets += n_t
@@ -207,6 +229,8 @@ class Trainer:
             row["progressive_loss"] = extra["prog_loss"] / local_targets
         if t.jacobian_penalty:
             row["gain"] = extra["gain"] / local_targets
+        if self.teacher is not None or sd_w:
+            row["distill_kl"] = extra["kl"] / local_targets
         return row
 
     def evaluate(self, step: int) -> list[dict]:
@@ -275,7 +299,7 @@ class Trainer:
                 row = {"kind": "train", "step": step, "time": time.time(), "loss": m["loss"], "lr": m["lr"],
                        "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "tokens": s.tokens,
                        "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
-                row.update({key: m[key] for key in ("progressive_loss", "gain") if key in m})
+                row.update({key: m[key] for key in ("progressive_loss", "gain", "distill_kl") if key in m})
                 u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name)  # per device
                 if u is not None:
                     row["mfu"] = u

@@ -20,7 +20,7 @@ from recurlab.rundir import MetricsTail, RunDir
 from recurlab.tui.series import METRICS, RunSeries, bucket_mean, downsample, ema
 
 # command-line names of the TUI's metrics, in the same order as series.METRICS
-METRIC_NAMES = ("train-loss", "eval-loss", "eval-acc", "lr", "tokens-per-s", "grad-norm")
+METRIC_NAMES = ("train-loss", "eval-loss", "eval-acc", "lr", "tokens-per-s", "grad-norm", "distill-kl")
 Y_LABELS = {
     "train-loss": "training loss (nats per token)",
     "eval-loss": "held-out loss (nats per token)",
@@ -28,6 +28,7 @@ Y_LABELS = {
     "lr": "learning rate",
     "tokens-per-s": "throughput (tokens/s)",
     "grad-norm": "gradient norm (before clipping)",
+    "distill-kl": "KL to the deep pass (nats per answer token)",
 }
 MAX_POINTS = 2000  # buckets per line: min/max downsampling keeps spikes, smoothing averages them
 

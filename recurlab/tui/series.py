@@ -18,7 +18,7 @@ from array import array
 
 import numpy as np
 
-TRAIN_FIELDS = ("loss", "lr", "tokens_per_s", "grad_norm")
+TRAIN_FIELDS = ("loss", "lr", "tokens_per_s", "grad_norm", "distill_kl")
 EVAL_FIELDS = ("loss", "acc")
 
 # (label, kind, field): the metrics a user can cycle through on the curves screen
@@ -29,6 +29,7 @@ METRICS = (
     ("learning rate", "train", "lr"),
     ("tokens/s", "train", "tokens_per_s"),
     ("grad norm", "train", "grad_norm"),
+    ("distillation KL", "train", "distill_kl"),
 )
 
 

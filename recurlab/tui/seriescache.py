@@ -35,7 +35,7 @@ import numpy as np
 from recurlab.tui.series import RunSeries
 
 SUFFIX = ".derived.npz"
-FORMAT = 1
+FORMAT = 2  # 2: train columns gained distill_kl
 WINDOW = 64 * 1024
 SAMPLES = 16
 
