@@ -7,7 +7,7 @@ import torch
 from recurlab.config import ConfigError, load_profile
 from recurlab.model import RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.sampler import progressive_split, sample_depth
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.train import Trainer
 
 TINY_PERM = ["data.task=permutation4", "data.difficulties=1,2,3", "data.eval_examples=4", "train.grad_clip=0"]
@@ -218,7 +218,7 @@ def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
     tr.fit()
     rows = probe(str(tr.run.path), level=2, pads=[0, 3], rs=[2], examples=4)
     assert [(r["pad"], r["r"], r["examples"]) for r in rows] == [(0, 2, 4), (3, 2, 4)]
-    from recurlab.engine.sweep import evaluate
+    from recurlab.heldout import evaluate_heldout
 
-    expected = evaluate(tr.raw_model, tr.data, [2], "cpu")[0]["acc@2"]
+    expected = evaluate_heldout(tr.raw_model, tr.data, [2], "cpu")[0]["acc@2"]
     assert rows[0]["acc"] == expected

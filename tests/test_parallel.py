@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
 import recurlab.engine.engine as engine_mod
-import recurlab.engine.parallel as parallel_mod
+import recurlab.engine.parallel_sampler as parallel_mod
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
 from recurlab.engine import Engine, GenerateOptions
-from recurlab.engine.parallel_options import parse_sampler
+from recurlab.options.parallel import parse_sampler
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir
 from test_engine_utils import random_model, tiny_config, trained_model

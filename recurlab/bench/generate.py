@@ -98,7 +98,7 @@ def static_table(engine, args) -> list[dict]:
     """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
     import torch
 
-    from recurlab.engine.graphs import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder
 
     model, prompt_ids = engine.model, engine.encode(args.prompt)
     max_len = len(prompt_ids) + args.new_tokens
@@ -160,7 +160,7 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
     import torch.nn.functional as F
 
     from recurlab.engine import GenerateOptions, KVCache
-    from recurlab.engine.steps import run_pass
+    from recurlab.engine.cached_pass import run_pass
     from recurlab.tasks import get_task
 
     task, tok, model = get_task(cfg.data.task), engine.tokenizer, engine.model

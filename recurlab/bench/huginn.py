@@ -128,7 +128,7 @@ def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
     decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
     import torch
 
-    from recurlab.engine.graphs import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder
 
     mode = "graph" if args.device.startswith("cuda") else "eager"
     ids = tok.encode(PROMPT)

@@ -25,7 +25,7 @@ from recurlab.config import load_profile
 from recurlab.data import make_data
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.model import RecurrentLM
-from recurlab.sampler import sample_depth
+from recurlab.depth_sampler import sample_depth
 from recurlab.devices import resolve_device
 from recurlab.train import build_optimizer
 

@@ -27,7 +27,7 @@ def evaluate(
     num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: each task's own)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests per batch (left-padded)."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Checkpoint step (default: the latest complete one)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: the model's)."),
     init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start). Default: the model's."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="KV cache slots per token (iteration i uses slot i mod n)."),

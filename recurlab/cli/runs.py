@@ -128,7 +128,7 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
-    from recurlab.seeds import parse_seeds, seed_run_name
+    from recurlab.replicates import parse_seeds, seed_run_name
 
     with user_errors():
         seed_list = parse_seeds(spec)

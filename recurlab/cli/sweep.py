@@ -21,7 +21,7 @@ def sweep(
                                                "sweep each and print the mean ± sd over them."),
     r: Optional[str] = typer.Option(None, "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
     step: int = typer.Option(None, "--step", help="Checkpoint step (default: the latest complete one)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     difficulties: Optional[str] = typer.Option(None, "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
     reuse: bool = typer.Option(False, "--reuse", help="Use a saved sweep of the same checkpoint, levels and r when there is one."),
     out: str = typer.Option("", "--out", help="Several runs: also write the mean/sd table to this new CSV file."),
@@ -64,7 +64,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     from pathlib import Path
 
     from recurlab.errors import InferenceError
-    from recurlab.seeds import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
+    from recurlab.replicates import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
     from recurlab.engine import run_sweep
     from recurlab.sweep import parse_levels, parse_rs
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from recurlab.engine.options import ExitCriterion
+from recurlab.options.generate import ExitCriterion
 from recurlab.errors import InferenceError
 
 

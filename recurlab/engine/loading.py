@@ -26,6 +26,7 @@ from recurlab.checkpoint import load_model
 from recurlab.config import RunConfig, run_config
 from recurlab.devices import check_device, resolve_device
 from recurlab.errors import ModelFormatError
+from recurlab.options.generate import DEVICE
 from recurlab.rundir import DEFAULT_RUNS_DIR, Checkpoint, RunDir, RunError, resolve_run
 from recurlab.tokenizer import run_tokenizer
 
@@ -94,7 +95,7 @@ def folder_model_type(path: Path) -> str:
     return found
 
 
-def open_model(target: str | Path | RunDir, step: int | None = None, device: str = "auto") -> OpenedModel:
+def open_model(target: str | Path | RunDir, step: int | None = None, device: str = DEVICE) -> OpenedModel:
     """Open a run directory (run.yaml) or a model folder (config.json) on `device` (auto: CUDA if present)."""
     check_device(device)
     device = resolve_device(device)

@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 from recurlab.engine.exits import check_exit_support, entropy, exit_iterations, exit_pdf, kl_div, log_softmax
-from recurlab.engine.options import GenerateOptions, parse_exit
+from recurlab.options.generate import GenerateOptions, parse_exit
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, atomic_write_json
 

@@ -103,7 +103,7 @@ class RecurlabLM(LM):
         if unknown:
             raise InferenceError(f"unknown recurlab model option(s) {', '.join(sorted(unknown))}: use run, model, "
                                  "checkpoint, r, exit, kv_budget, init_scale, device, dtype, batch_size, seed")
-        from recurlab.engine.options import parse_exit
+        from recurlab.options.generate import parse_exit
 
         device = str(device or "cpu")
         if source is None and device.startswith("cuda"):

@@ -39,7 +39,7 @@ class EvalSettings:
     seed: int = 0
 
     def validate(self) -> "EvalSettings":
-        from recurlab.engine.options import parse_exit
+        from recurlab.options.generate import parse_exit
 
         if not self.rs or any(not isinstance(r, int) or r < 1 for r in self.rs):
             raise InferenceError(f"--r values must be whole numbers >= 1 (r = 0 runs no recurrence), got {self.rs}")

@@ -2,7 +2,7 @@
 
     data = TextData(cfg, run)                   # run given on rank 0: writes run/tokenizer.json
     idx, targets = data.train_batch(step, n=64) # deterministic in (seed, step): resumes exactly
-    rows = recurlab.engine.sweep.evaluate(model, data, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
+    rows = recurlab.heldout.evaluate_heldout(model, data, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
 
 Sources: local files and hub datasets with streaming off are tokenized once into a memory-mapped
 cache (recurlab.text.cache) under data.cache_dir, keyed by the files' paths, sizes and mtimes (or
@@ -187,7 +187,7 @@ class TextData:
         w = torch.from_numpy(self.train_windows(first, n))
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
-    # ---- held-out evaluation (the loop is recurlab.engine.sweep.evaluate) -------------------
+    # ---- held-out evaluation (the loop is recurlab.heldout.evaluate_heldout) -------------------
     def eval_batches(self, batch_size: int | None = None):
         """(None, offset, inputs, targets) for every validation batch."""
         batch_size = batch_size or 64

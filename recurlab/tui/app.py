@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from recurlab.rundir import RunDir
-from recurlab.tui.models import ModelCache
+from recurlab.tui.model_cache import ModelCache
 
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 

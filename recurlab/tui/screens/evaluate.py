@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from recurlab.errors import USER_ERRORS
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.options.generate import EXIT_CRITERIA
 from recurlab.tui.screens.base import LabScreen
 
 MAX_HISTOGRAMS = 6  # side by side; more tasks than this show the first ones

@@ -27,7 +27,8 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.options.generate import EXIT_CRITERIA, R_SLIDER, SPECULATIVE_LOOKAHEAD, speculative_draft
+from recurlab.options.parallel import SCREEN_PARAMS
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
@@ -39,7 +40,6 @@ KV_BUDGETS = (None, 1, 2, 4, 8)
 LOOKUPS = ("latest", "existing")
 MAX_NEW_TOKENS = 48
 HISTORY = 6
-PARALLEL_DEFAULT = "inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,wavefront=128,kv=latest"
 
 
 class GenerateScreen(ModelScreen):
@@ -80,9 +80,9 @@ class GenerateScreen(ModelScreen):
     def compose(self) -> ComposeResult:
         yield from self.frame(
             Input(placeholder="prompt (enter generates)", id="gen-prompt"),
-            Slider(1, 32, value=8, label="r", id="gen-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="gen-r"),
             Static("", id="gen-options"),
-            Input(value=PARALLEL_DEFAULT, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
+            Input(value=SCREEN_PARAMS, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
             HorizontalScroll(id="gen-history"),
             WavefrontView(id="gen-wave"),
         )
@@ -128,7 +128,7 @@ class GenerateScreen(ModelScreen):
             exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
             cache_lookup=LOOKUPS[self.choice["lookup"]],
             continuous=bool(self.choice["continuous"]),
-            speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
+            speculative=f"draft={speculative_draft(r)},lookahead={SPECULATIVE_LOOKAHEAD}" if self.choice["speculative"] else None,
             compile=bool(self.choice["compile"]),
         )
 
@@ -145,7 +145,7 @@ class GenerateScreen(ModelScreen):
         if self.choice["continuous"]:
             parts.append("continuous")
         if self.choice["speculative"]:
-            parts.append(f"spec draft={max(1, r // 4)}")
+            parts.append(f"spec draft={speculative_draft(r)}")
         if self.choice["compile"]:
             parts.append("compiled")
         return " ".join(parts)

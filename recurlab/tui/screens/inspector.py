@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
+from recurlab.options.generate import EXIT_CRITERIA, GATE_CRITERION, R_SLIDER
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -66,7 +66,7 @@ class InspectorScreen(ModelScreen):
                 Select([], id="insp-examples", prompt="held-out examples", allow_blank=True),
                 id="insp-controls",
             ),
-            Slider(1, 32, value=8, label="r", id="insp-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="insp-r"),
             Horizontal(
                 TokenGrid(id="insp-grid"),
                 Vertical(Static("", id="insp-detail"), PlotextPlot(id="insp-pca"), id="insp-side"),

@@ -154,7 +154,7 @@ class SweepScreen(LabScreen):
         from recurlab.engine import run_sweep
 
         try:
-            result = run_sweep(run, rs, step=step, device="auto", difficulties=levels,
+            result = run_sweep(run, rs, step=step, difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")

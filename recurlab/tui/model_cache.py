@@ -1,4 +1,4 @@
-"""Models for the Inspector and Generate screens, opened once per (directory, checkpoint).
+"""The model cache of the Inspector and Generate screens: each model opened once per (directory, checkpoint).
 
     cache = ModelCache()
     lm = cache.get(Path("runs/add-1"))     # in a worker thread: imports torch, opens the model
@@ -15,10 +15,6 @@ import threading
 from pathlib import Path
 
 from recurlab.rundir import RunDir
-
-# one example setting per exit criterion of the engine, offered by the Inspector and Generate screens
-EXIT_CRITERIA = ("kl:5e-4", "kl-rev:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
-GATE_CRITERION = "gate:0.9"  # offered for models with a learned exit gate (Ouro)
 
 
 def model_key(path: Path | None):
@@ -44,7 +40,7 @@ class ModelCache:
         key = model_key(Path(path))
         with self._lock:
             if key not in self._models:
-                self._models[key] = open_model(Path(path), device="auto")
+                self._models[key] = open_model(Path(path))  # its default device: CUDA when present
                 while len(self._models) > self.KEEP:
                     self._models.pop(next(iter(self._models)))
             return self._models[key]

@@ -4,7 +4,7 @@
     recurlab sweep 'perm-s*' --r 1,8,32 --difficulties 5,6          # each run's sweep, then mean ± sd
     recurlab sweep perm-s0 perm-s1 perm-s2 --r 1,8,32 --reuse       # aggregate sweeps already saved
 
-    from recurlab.seeds import aggregate, format_aggregate
+    from recurlab.replicates import aggregate, format_aggregate
     table = aggregate([result_s0, result_s1, result_s2])            # SweepResult of each run
     print(format_aggregate(table))
 

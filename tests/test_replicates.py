@@ -15,7 +15,7 @@ import recurlab.cli.sweep  # noqa: F401
 from recurlab.cli.app import app
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, read_json
-from recurlab.seeds import aggregate, format_aggregate, parse_seeds
+from recurlab.replicates import aggregate, format_aggregate, parse_seeds
 from recurlab.sweep import SweepResult
 
 
