@@ -15,6 +15,7 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 
 @app.command("eval")

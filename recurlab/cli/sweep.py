@@ -13,6 +13,7 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 
 @app.command()
