@@ -205,7 +205,7 @@ def test_identity_padding_lengthens_training_prompts_without_changing_answers():
 
 
 def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
-    from recurlab.bench.length_probe import padded, probe
+    from recurlab.length_probe import padded, probe
     from recurlab.tasks import get_task
 
     task = get_task("permutation4")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recurlab.bench.train import saved_bytes
+from recurlab.memory import saved_bytes
 from recurlab.config import ModelConfig, RunConfig, validate
 from recurlab.data import TaskData
 from recurlab.model import RecurrentLM

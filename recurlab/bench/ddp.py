@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
 
 MODES = {"plain": "no DDP", "ddp": "DDP", "fsdp": "FSDP"}
 
@@ -141,13 +142,12 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recurlab.bench.ddp", description=__doc__.splitlines()[0])
+    parser = bench_parser("ddp", __doc__, out="bench-results/ddp.json")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     parser.add_argument("--profile", default="h100")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     parser.add_argument("--fsdp", action="store_true", help="also measure fully_shard with one process")
-    parser.add_argument("--out", default="bench-results/ddp.json")
     for name in ("--child", "--config", "--result"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     for name in ("--vocab", "--seq-len"):
@@ -177,10 +177,8 @@ def main(argv: list[str] | None = None) -> int:
              f"r_mean {cfg.train.r_mean}, k {cfg.train.k}, {cfg.hardware.dtype}, compile {cfg.hardware.compile}")
     print(shape)
     print(table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"profile": profile, "config": shape, "torch": torch.__version__, "cuda": cuda,
-                               "steps": args.steps, "warmup": args.warmup, "results": results}, indent=2))
+    out = write_result(args.out, {"profile": profile, "config": shape, "cuda": cuda, "steps": args.steps,
+                                  "warmup": args.warmup, "results": results}, indent=2)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

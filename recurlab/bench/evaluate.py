@@ -13,11 +13,9 @@ JSON to --out (default bench-results/evaluate.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import time
-from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block_size=128)
 
@@ -80,7 +78,7 @@ def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> 
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser("evaluate", __doc__, out="bench-results/evaluate.json")
     p.add_argument("run", nargs="?", help="a run directory or name (omit with --random)")
     p.add_argument("--random", action="store_true", help="a random 256-wide model instead of a run")
     p.add_argument("--runs-dir", default="runs")
@@ -90,7 +88,6 @@ def main(argv=None) -> None:
     p.add_argument("--requests", type=int, default=128)
     p.add_argument("--exit", default="kl:5e-4", help="also measure with this exit rule ('' to skip)")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--out", default="bench-results/evaluate.json")
     args = p.parse_args(argv)
     if bool(args.run) == args.random:
         p.error("give a RUN or --random")
@@ -111,10 +108,7 @@ def main(argv=None) -> None:
                 rows.append(row)
                 print(f"{r:>3} {row['exit']:>8} {bs:>5} {row['requests_per_s']:>9.1f} {row['speedup_vs_first']:>6.2f}x "
                       f"{row['mean_iterations']:>8.2f}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": source.label, "device": args.device, "threads": torch.get_num_threads(),
-                               "rows": rows}, indent=1) + "\n")
+    out = write_result(args.out, {"model": source.label, "device": args.device, "rows": rows})
     print(f"wrote {out}")
 
 

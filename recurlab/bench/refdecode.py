@@ -18,10 +18,10 @@ code (PYTHONPATH=OTHER_CHECKOUT python .../refdecode.py) to compare two versions
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from recurlab.bench.results import bench_parser
 
 REFERENCE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4, n_layers_in_coda=2,
                  intermediate_size=512, vocab_size=512, block_size=256, mean_recurrence=32)
@@ -75,7 +75,7 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recurlab.bench.refdecode", description=__doc__.splitlines()[0])
+    p = bench_parser("refdecode", __doc__, out=None)  # a child of bench.generate: it prints its JSON
     p.add_argument("--folder", required=True, help="where the random reference checkpoint is (or goes, with --write)")
     p.add_argument("--write", action="store_true", help="write the random checkpoint and exit")
     p.add_argument("--rs", default="4,16,32")
