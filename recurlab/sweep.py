@@ -2,6 +2,7 @@
 
     from recurlab.sweep import load_sweeps, table_cells, parse_rs
     load_sweeps(run)                     # every saved sweep, the newest last
+    grid = level_grid(load_sweeps(run), step=1600)   # accuracy per (task level, r) of one checkpoint
     save_sweep(run, result, rs, levels, difficulties)   # sweeps/step_NNNNNNNN.{csv,json}; a later
                                          # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
                                          # step_NNNNNNNN_levels_5-6.*
@@ -167,3 +168,30 @@ def load_sweeps(run: RunDir) -> list[SweepResult]:
                 when = data.get("time")
                 found.append((when if isinstance(when, (int, float)) else p.stat().st_mtime, p.name, res))
     return [res for _, _, res in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+@dataclass
+class LevelGrid:
+    """Accuracy per task level (rows) and r (columns) of one checkpoint."""
+
+    step: int
+    levels: list[int] = field(default_factory=list)
+    rs: list[int] = field(default_factory=list)
+    acc: dict[tuple[int, int], float] = field(default_factory=dict)  # (level, r) -> accuracy
+
+
+def level_grid(results: list[SweepResult], step: int) -> LevelGrid:
+    """The grid over every sweep of checkpoint `step` (the run's own levels and harder ones join);
+    a later sweep wins where two measured the same cell. The Sweep screen's heatmap and the
+    figure of it both draw this."""
+    grid = LevelGrid(step=step)
+    for res in results:
+        if res.step != step:
+            continue
+        for row in res.rows:
+            for key, value in row.items():
+                if key.startswith("acc@") and value is not None:
+                    grid.acc[(int(key[4:]), int(row["r"]))] = float(value)
+    grid.levels = sorted({lv for lv, _ in grid.acc})
+    grid.rs = sorted({r for _, r in grid.acc})
+    return grid

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from recurlab.errors import USER_ERRORS
 from recurlab.options.generate import EXIT_CRITERIA
-from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
 
 MAX_HISTOGRAMS = 6  # side by side; more tasks than this show the first ones
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
@@ -47,26 +46,20 @@ def find_yaml_tasks(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-class EvalScreen(LabScreen):
+class EvalScreen(ResultScreen):
     TITLE_SHORT = "Eval"
     MODE = "eval"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#eval-table"  # not a text box: digits and ? must reach the app
-    BINDINGS = [
-        Binding("s", "start", "Evaluate"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
-        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
-    ]
+    BINDINGS = result_bindings("Evaluate")
+    JOB, A_JOB, WHAT, STATUS = "evaluation", "an evaluation", "eval", "#eval-status"
+    NO_SAVED = "no saved evaluations here"
+    CANCELLING = "cancelling: the r values finished so far are kept ..."
 
     def __init__(self):
         super().__init__()
-        self.rows: list[dict] = []
         self.rs: list[int] = []
         self.histograms: dict[str, dict[str, dict[str, int]]] = {}
-        self.saved: list[dict] = []
-        self.shown = -1
-        self.cancel_event: threading.Event | None = None
         self._target = None  # the model directory the screen was set up for
 
     def compose(self) -> ComposeResult:
@@ -131,17 +124,16 @@ class EvalScreen(LabScreen):
         self.scan_folder()
         self.load_saved(show_last=True)
 
-    def load_saved(self, show_last: bool = False) -> None:
+    def read_saved(self) -> list:
         from recurlab.evaluation.results import load_evals
 
         out = self._out_dir()
-        self.saved = load_evals(out) if out is not None else []
-        if show_last and self.saved:
-            self.show_saved(len(self.saved) - 1)
-        elif not self.saved:
-            self.rows, self.rs, self.histograms = [], [], {}
-            self.draw()
-            self._status(f"no saved evaluations in {out}; press s to run one")
+        return load_evals(out) if out is not None else []
+
+    def show_none(self) -> None:
+        self.rows, self.rs, self.histograms = [], [], {}
+        self.draw()
+        self._status(f"no saved evaluations in {self._out_dir()}; press s to run one")
 
     def show_saved(self, index: int) -> None:
         self.shown = index
@@ -171,19 +163,12 @@ class EvalScreen(LabScreen):
         if event.value not in items:
             tasks.value = ",".join(items + [event.value])
 
-    def _status(self, text: str) -> None:
-        self.query_one("#eval-status", Static).update(text)
-
     # ---- running an evaluation ---------------------------------------------------------------------
     def action_start(self) -> None:
         from recurlab.sweep import parse_rs
 
         target = self.app.model_dir()
-        if target is None:
-            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
-            return
-        if self.cancel_event is not None:
-            self.app.notify("an evaluation is already running; c cancels it", severity="warning")
+        if not self.may_start(target is not None):
             return
         try:
             from recurlab.evaluation.runner import EvalSettings
@@ -205,23 +190,20 @@ class EvalScreen(LabScreen):
 
     @work(thread=True, exclusive=True, group="eval")
     def evaluate(self, target: Path, settings, cancel: threading.Event) -> None:
-        try:
-            from recurlab.evaluation.lm import source_from_opened
-            from recurlab.evaluation.runner import run_eval
+        self.run_job(lambda: self._evaluate(target, settings, cancel))
 
-            self.app.call_from_thread(self._status, f"opening {target.name} and building the tasks ...")
-            source = source_from_opened(self.app.model_cache.get(target))
-            result = run_eval(
-                settings, run=source.run, model_path=None if source.run is not None else target, source=source,
-                out_dir=self._out_dir(), cancel=cancel,
-                on_progress=lambda r, done, total, kind: self.app.call_from_thread(self._progress, r, done, total, kind),
-                on_row=lambda row, hist: self.app.call_from_thread(self.add_row, row, hist),
-            )
-        except Exception as exc:  # a bad task or a deleted run becomes a notice
-            self.app.call_from_thread(self.report, exc, "eval")
-            self.app.call_from_thread(self._finish, None, cancel)
-            return
-        self.app.call_from_thread(self._finish, result, cancel)
+    def _evaluate(self, target: Path, settings, cancel: threading.Event):
+        from recurlab.evaluation.lm import source_from_opened  # lm-eval: only once an evaluation starts
+        from recurlab.evaluation.runner import run_eval
+
+        self.app.call_from_thread(self._status, f"opening {target.name} and building the tasks ...")
+        source = source_from_opened(self.app.model_cache.get(target))
+        return run_eval(
+            settings, run=source.run, model_path=None if source.run is not None else target, source=source,
+            out_dir=self._out_dir(), cancel=cancel,
+            on_progress=lambda r, done, total, kind: self.app.call_from_thread(self._progress, r, done, total, kind),
+            on_row=lambda row, hist: self.app.call_from_thread(self.add_row, row, hist),
+        )
 
     def _progress(self, r: int, done: int, total: int, kind: str) -> None:
         if self.cancel_event is not None and not self.cancel_event.is_set():
@@ -232,28 +214,12 @@ class EvalScreen(LabScreen):
         self.histograms.setdefault(row["task"], {})[str(row["r"])] = hist
         self.draw()
 
-    def _finish(self, result, cancel: threading.Event) -> None:
-        self.cancel_event = None
-        if result is None:
-            self._status("evaluation failed; see the notice")
-            return
-        state = "finished" if result.complete else "cancelled"
+    def job_failed(self) -> None:
+        self._status("evaluation failed; see the notice")
+
+    def finished_notice(self, result, state: str) -> str:
         where = f"saved to {result.path}" if result.path else "nothing finished, nothing saved"
-        self.app.notify(f"evaluation {state}: {len(result.rows)} rows; {where}")
-        self.load_saved(show_last=True)
-
-    def action_cancel(self) -> None:
-        if self.cancel_event is None:
-            self.app.notify("no evaluation is running")
-            return
-        self.cancel_event.set()
-        self._status("cancelling: the r values finished so far are kept ...")
-
-    def action_saved(self, delta: int) -> None:
-        if not self.saved:
-            self.app.notify("no saved evaluations here")
-            return
-        self.show_saved(min(max(self.shown + delta, 0), len(self.saved) - 1))
+        return f"evaluation {state}: {len(result.rows)} rows; {where}"
 
     # ---- drawing --------------------------------------------------------------------------------
     def draw(self) -> None:

@@ -17,34 +17,28 @@ import threading
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from recurlab.errors import USER_ERRORS
-from recurlab.tui.screens.base import LabScreen
-from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
+from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
+from recurlab.sweep import level_grid
+from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
-class SweepScreen(LabScreen):
+class SweepScreen(ResultScreen):
     TITLE_SHORT = "Sweep"
     MODE = "sweep"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#sweep-table"  # not a text box: digits and ? must reach the app
-    BINDINGS = [
-        Binding("s", "start", "Sweep"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
-        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
-    ]
+    BINDINGS = result_bindings("Sweep")
+    JOB, A_JOB, WHAT, STATUS = "sweep", "a sweep", "sweep", "#sweep-status"
+    NO_SAVED = "no saved sweeps for this run"
+    CANCELLING = "cancelling after the current r ..."
 
     def __init__(self):
         super().__init__()
-        self.rows: list[dict] = []
-        self.saved = []  # SweepResult list from load_sweeps
-        self.shown = -1
-        self.cancel_event: threading.Event | None = None
         self._run = None
         self.trained: set[int] = set()  # the run's training levels, for the heatmap
         self.r_mean = 0
@@ -89,19 +83,18 @@ class SweepScreen(LabScreen):
         self.query_one("#sweep-ckpt", Select).set_options([(f"step {c.step}", c.step) for c in reversed(cks)])
         self.load_saved(show_last=True)
 
-    def load_saved(self, show_last: bool = False) -> None:
+    def read_saved(self) -> list:
         from recurlab.sweep import load_sweeps
 
-        self.saved = load_sweeps(self._run)
         self.heat_step = None
-        if show_last and self.saved:
-            self.show_result(len(self.saved) - 1)
-        elif not self.saved:
-            self.rows = []
-            self.draw()
-            self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
+        return load_sweeps(self._run)
 
-    def show_result(self, index: int) -> None:
+    def show_none(self) -> None:
+        self.rows = []
+        self.draw()
+        self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
+
+    def show_saved(self, index: int) -> None:
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
@@ -114,18 +107,11 @@ class SweepScreen(LabScreen):
                      + (f"\n{counts}" if counts else ""))
         self.draw()
 
-    def _status(self, text: str) -> None:
-        self.query_one("#sweep-status", Static).update(text)
-
     # ---- the sweep ---------------------------------------------------------------------------
     def action_start(self) -> None:
         from recurlab.sweep import parse_rs
 
-        if self._run is None or not self._run.exists():
-            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
-            return
-        if self.cancel_event is not None:
-            self.app.notify("a sweep is already running; c cancels it", severity="warning")
+        if not self.may_start(self._run is not None and self._run.exists()):
             return
         from recurlab.sweep import parse_levels
 
@@ -153,45 +139,23 @@ class SweepScreen(LabScreen):
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
         from recurlab.engine import run_sweep
 
-        try:
-            result = run_sweep(run, rs, step=step, difficulties=levels,
-                               on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
-        except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
-            self.app.call_from_thread(self.report, exc, "sweep")
-            self.app.call_from_thread(self._finish, None)
-            return
-        self.app.call_from_thread(self._finish, result)
+        self.run_job(lambda: run_sweep(run, rs, step=step, difficulties=levels, cancel=cancel,
+                                       on_row=lambda row: self.app.call_from_thread(self.add_row, row)))
 
     def add_row(self, row: dict) -> None:
         self.rows.append(row)
         self.draw()
         self._status(f"sweep: r = {row['r']} done ({len(self.rows)} so far); c cancels")
 
-    def _finish(self, result) -> None:
-        self.cancel_event = None
-        if result is None:
-            return
+    def finished_notice(self, result, state: str) -> str:
         where = f"saved to {result.path}" if result.path else "nothing to save"
-        state = "finished" if result.complete else "cancelled"
-        self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
-        self.load_saved(show_last=True)
+        return f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}"
+
+    def after_finish(self, result) -> None:
         # the sweep just run, even if another one was saved meanwhile
         just_run = [i for i, saved in enumerate(self.saved) if saved.path == result.path]
         if just_run:
-            self.show_result(just_run[-1])
-
-    def action_cancel(self) -> None:
-        if self.cancel_event is None:
-            self.app.notify("no sweep is running")
-            return
-        self.cancel_event.set()
-        self._status("cancelling after the current r ...")
-
-    def action_saved(self, delta: int) -> None:
-        if not self.saved:
-            self.app.notify("no saved sweeps for this run")
-            return
-        self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
+            self.show_saved(just_run[-1])
 
     def figure_specs(self) -> list:
         """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
@@ -210,7 +174,7 @@ class SweepScreen(LabScreen):
         specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
         if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
             live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-            grid = merge_sweeps(self.saved + live, self.heat_step)
+            grid = level_grid(self.saved + live, self.heat_step)
             if grid.levels:
                 specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
         return specs
@@ -251,7 +215,7 @@ class SweepScreen(LabScreen):
             return
         # the rows of a sweep still running join the saved ones of the same checkpoint
         live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-        heat.show(merge_sweeps(self.saved + live, self.heat_step), self.trained, self.r_mean)
+        heat.show(level_grid(self.saved + live, self.heat_step), self.trained, self.r_mean)
 
     @staticmethod
     def _cell(col: str, v) -> str:
