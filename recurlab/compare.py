@@ -19,7 +19,7 @@ import io
 import time
 from pathlib import Path
 
-from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text
+from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text, new_run_name
 
 ARCHS = {  # model.arch -> column label
     "recurrent": "latent",
@@ -35,9 +35,8 @@ class ComparisonError(ValueError):
 
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
                    device: str = "", progress: bool = False, log=print) -> dict:
-    from recurlab.engine import run_sweep
+    from recurlab.engine import run_sweep  # torch and yaml: loaded only when this runs
     from recurlab.lifecycle import create_run, plan_run
-    from recurlab.rundir import new_run_name
     from recurlab.worker import run_worker
 
     # all four are checked (profile, names, device, data) before the first one is created

@@ -96,6 +96,6 @@ class TaskData:
 def make_data(cfg: RunConfig, run: RunDir | None = None):
     if cfg.data.source == "task":
         return TaskData(cfg, run)
-    from recurlab.text.data import TextData
+    from recurlab.text.data import TextData  # numpy and tokenizers: loaded only when this runs
 
     return TextData(cfg, run)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from recurlab.tasks import FEW_HELDOUT
 
 
 @dataclass
@@ -86,8 +87,6 @@ def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def format_heldout(counts: dict[int, int]) -> str:
     """One line saying how many distinct held-out prompts each level's accuracy rests on."""
-    from recurlab.tasks import FEW_HELDOUT
-
     if not counts:
         return ""
     parts = [f"{d}: {n}" + (" (few: its accuracy says little)" if n < FEW_HELDOUT else "")
@@ -97,7 +96,7 @@ def format_heldout(counts: dict[int, int]) -> str:
 
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
     """A comma-separated option value as integers >= 1, or one user-facing error line."""
-    from recurlab.errors import InferenceError
+    from recurlab.errors import InferenceError  # yaml: loaded only when this runs
 
     try:
         # every item must be a number: '' and '1,,2' are mistakes, not shorthands

@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.rundir import RunDir
 
 MODES = {"plain": "no DDP", "ddp": "DDP", "fsdp": "FSDP"}
 
@@ -47,10 +48,9 @@ def measure(args) -> dict:
     """One mode in this process (a torchrun rank for the wrapped modes)."""
     import torch
 
-    from recurlab.config import from_dict, load_yaml, validate
+    from recurlab.config import from_dict, load_yaml, validate  # yaml: loaded only when this runs
     from recurlab.distributed import Dist
     from recurlab.flops import mfu, train_flops_per_token
-    from recurlab.rundir import RunDir
     from recurlab.train import Trainer
 
     cfg = validate(from_dict(load_yaml(Path(args.config)), source=args.config))
@@ -92,7 +92,7 @@ def measure(args) -> dict:
 def bench_config(profile: str, overrides: list[str], cuda: bool):
     """The profile with task data swapped in (batches are replaced anyway), plus the vocabulary and
     sequence length the profile's own data would have."""
-    from recurlab.config import load_profile
+    from recurlab.config import load_profile  # yaml: loaded only when this runs
 
     probe = load_profile(profile, overrides)
     vocab = probe.model.vocab_size
@@ -102,7 +102,7 @@ def bench_config(profile: str, overrides: list[str], cuda: bool):
 
 
 def run_modes(args, cfg, vocab: int, seq_len: int) -> list[dict]:
-    from recurlab.config import to_yaml
+    from recurlab.config import to_yaml  # yaml: loaded only when this runs
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recurlab.config import ConfigError
+    from recurlab.config import ConfigError  # yaml: loaded only when this runs
 
     cuda = torch.cuda.is_available()
     profile = args.profile if cuda else "tiny"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import time
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.tasks import CharVocab
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block_size=128)
 
@@ -23,7 +24,7 @@ RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block
 def requests_for(args, source) -> list[tuple[str, str]]:
     cfg = source.cfg
     if source.run is not None and cfg.data.source == "task":
-        from recurlab.data import TaskData
+        from recurlab.data import TaskData  # torch and yaml: loaded only when this runs
 
         data = TaskData(cfg)
         pairs = [(ex.prompt, ex.answer) for d in data.eval_levels for ex in data.heldout(d)]
@@ -36,16 +37,14 @@ def requests_for(args, source) -> list[tuple[str, str]]:
 
 
 def open_bench_source(args):
-    from recurlab.evaluation.lm import Source, open_source
+    from recurlab.evaluation.lm import Source, open_source  # lm-eval and yaml: loaded only when this runs
 
     if not args.random:
         return open_source(run=args.run, device=args.device, runs_dir=args.runs_dir)
     import torch
 
-    from recurlab.config import ModelConfig, RunConfig
+    from recurlab.config import ModelConfig, RunConfig  # yaml: loaded only when this runs
     from recurlab.model import RecurrentLM
-    from recurlab.tasks import CharVocab
-
     tok = CharVocab.default()
     torch.manual_seed(0)
     cfg = RunConfig(profile="random", model=ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE))
@@ -56,7 +55,7 @@ def open_bench_source(args):
 def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> dict:
     from lm_eval.api.instance import Instance
 
-    from recurlab.evaluation.lm import RecurlabLM
+    from recurlab.evaluation.lm import RecurlabLM  # lm-eval and yaml: loaded only when this runs
 
     lm = RecurlabLM.from_source(source, r=r, batch_size=batch_size, exit=exit_rule, init_scale=0)
     reqs = [Instance("loglikelihood", {}, (c, " " + a if not a.startswith(" ") else a), i, ("bench", i, 1))

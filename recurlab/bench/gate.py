@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.families import open_folder
 
 PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a, b):", "Question: what is the sum of 3"]
 
@@ -30,7 +31,7 @@ PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a
 def teacher_forced(model, tok, text: str, r: int, threshold: float) -> dict:
     import torch
 
-    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax
+    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax  # torch and yaml: loaded only when this runs
 
     ids = torch.tensor([tok.encode(text)])
     with torch.inference_mode():
@@ -70,8 +71,7 @@ def main(argv=None) -> int:
         return 2
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
-    from recurlab.families import open_folder
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
     from recurlab.families.writers import write_random_ouro
 
     torch.set_num_threads(args.threads)

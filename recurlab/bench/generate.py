@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.tasks import CharVocab, get_task
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 
@@ -39,11 +40,9 @@ RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 def load(args):
     import torch
 
-    from recurlab.config import ModelConfig
+    from recurlab.config import ModelConfig  # yaml: loaded only when this runs
     from recurlab.engine import open_run
     from recurlab.model import RecurrentLM
-    from recurlab.tasks import CharVocab
-
     if args.random:
         tok = CharVocab.default()
         torch.manual_seed(0)
@@ -64,7 +63,7 @@ def timed(engine, prompt, opts, repeats: int):
 
 
 def speed_table(engine, args) -> list[dict]:
-    from recurlab.engine import GenerateOptions
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
 
     rows = []
     for r in args.rs:
@@ -98,7 +97,7 @@ def static_table(engine, args) -> list[dict]:
     """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
     import torch
 
-    from recurlab.engine.static_decode import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     model, prompt_ids = engine.model, engine.encode(args.prompt)
     max_len = len(prompt_ids) + args.new_tokens
@@ -127,9 +126,7 @@ def static_table(engine, args) -> list[dict]:
 
 def exit_table(engine, cfg, args) -> list[dict]:
     """Exact-match accuracy and mean iterations per threshold on held-out task examples."""
-    from recurlab.engine import GenerateOptions
-    from recurlab.tasks import get_task
-
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
     rows = []
@@ -159,10 +156,8 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from recurlab.engine import GenerateOptions, KVCache
+    from recurlab.engine import GenerateOptions, KVCache  # torch and yaml: loaded only when this runs
     from recurlab.engine.cached_pass import run_pass
-    from recurlab.tasks import get_task
-
     task, tok, model = get_task(cfg.data.task), engine.tokenizer, engine.model
     r = args.exit_r
     rows = []
@@ -317,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recurlab.engine import Engine
+    from recurlab.engine import Engine  # torch and yaml: loaded only when this runs
     from recurlab.errors import USER_ERRORS, InferenceError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():

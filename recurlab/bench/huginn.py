@@ -43,7 +43,7 @@ def random_model(cfg, device, dtype, seed: int):
     """The model at `cfg`'s shape, filled in place on `device` (no CPU copy, no disk)."""
     import torch
 
-    from recurlab.huginn.weights import empty_model
+    from recurlab.huginn.weights import empty_model  # torch and yaml: loaded only when this runs
 
     model = empty_model(cfg, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -62,7 +62,7 @@ def random_model(cfg, device, dtype, seed: int):
 def build(args, workdir: Path):
     import torch
 
-    from recurlab.huginn import open_huginn, read_huginn_config
+    from recurlab.huginn import open_huginn, read_huginn_config  # yaml: loaded only when this runs
     from recurlab.huginn.tokenizer import load_huginn_tokenizer
     from recurlab.huginn.writer import write_random_huginn
 
@@ -91,7 +91,7 @@ def build(args, workdir: Path):
 def measure(args, model, tok, mcfg) -> dict:
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
 
     engine = Engine(model, tok, device=args.device)
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
@@ -128,7 +128,7 @@ def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
     decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
     import torch
 
-    from recurlab.engine.static_decode import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     mode = "graph" if args.device.startswith("cuda") else "eager"
     ids = tok.encode(PROMPT)

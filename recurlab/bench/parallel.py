@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.tasks import get_task
 
 HUGINN_BENCH_SHAPE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
                           n_layers_in_coda=2, intermediate_size=512, vocab_size=512, block_size=1024)
@@ -40,10 +41,10 @@ PROMPTS = {
 
 def open_bench_model(name: str, args, workdir: Path):
     """-> (model, tokenizer, label, prompt, run config or None)."""
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
     if name == "huginn-random":
-        from recurlab.huginn import write_random_huginn
+        from recurlab.huginn import write_random_huginn  # yaml: loaded only when this runs
 
         path = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
@@ -75,7 +76,7 @@ def agreement(a: list[int], b: list[int]) -> tuple[float, int]:
 
 
 def bench_model(engine, label: str, prompt: str, args) -> dict:
-    from recurlab.engine import GenerateOptions
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
 
     common = dict(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=())
     seq, seq_rates = timed(engine, prompt, GenerateOptions(**common), args.repeats)
@@ -101,9 +102,7 @@ def bench_model(engine, label: str, prompt: str, args) -> dict:
 
 def accuracy_table(engine, cfg, args) -> dict:
     """Held-out exact match per level, sequential against each parallel setting, at r_mean."""
-    from recurlab.engine import GenerateOptions
-    from recurlab.tasks import get_task
-
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     r = args.heldout_r or cfg.train.r_mean
     levels = list(cfg.data.difficulties)
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
     from recurlab.errors import USER_ERRORS, InferenceError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():

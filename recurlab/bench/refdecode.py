@@ -44,7 +44,7 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     import torch
 
     torch.set_num_threads(threads)
-    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
     from recurlab.huginn import open_huginn
 
     model, tok, _cfg = open_huginn(folder, device="cpu", dtype=torch.float32)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="compiled decode steps (this tree's GenerateOptions.compile)")
     args = p.parse_args(argv)
     if args.write:
-        from recurlab.huginn import write_random_huginn
+        from recurlab.huginn import write_random_huginn  # yaml: loaded only when this runs
 
         write_random_huginn(args.folder, **REFERENCE, seed=args.seed, dtype="float32")
         return 0

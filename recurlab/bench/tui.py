@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.rundir import RunDir
 
 COLS, LINES = 160, 48
 
@@ -101,9 +102,7 @@ def tui_cmd(target: Path, runs_dir: Path | None = None) -> list[str]:
 
 
 def write_big_run(root: Path, rows: int) -> Path:
-    from recurlab.config import load_profile, to_yaml
-    from recurlab.rundir import RunDir
-
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     run = RunDir.create(root, "big", to_yaml(load_profile("tiny")))
     rng = random.Random(0)
     with open(run.metrics_path, "w") as f:
@@ -122,7 +121,7 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int) -> dict:
     one start that stays until every row is drawn."""
     import statistics
 
-    from recurlab.tui.seriescache import cache_path
+    from recurlab.tui.seriescache import cache_path  # numpy: loaded only when this runs
 
     out = {}
     cache = cache_path(run_path / "metrics.jsonl")
@@ -153,9 +152,7 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int) -> dict:
 
 
 def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
-    from recurlab.config import load_profile, to_yaml
-    from recurlab.rundir import RunDir
-
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     cfg = load_profile("tiny", ["train.max_steps=100000", "train.eval_every=100000", "train.checkpoint_every=100000"])
     run = RunDir.create(runs_dir, "training", to_yaml(cfg))
     with open(run.log_path, "ab") as log:

@@ -23,7 +23,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
 def user_errors():
     """Turn the project's user-facing exceptions (all ValueError subclasses with one-line
     messages) into `fail`. Other exceptions are bugs and keep their traceback."""
-    from recurlab.errors import USER_ERRORS
+    from recurlab.errors import USER_ERRORS  # yaml: loaded only when this runs
 
     try:
         yield

@@ -15,6 +15,8 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, user_errors
+from recurlab.compare import ComparisonError, format_comparison, run_comparison
+from recurlab.sweep import parse_rs
 
 
 @app.command()
@@ -27,9 +29,6 @@ def compare(
     runs_dir: str = RunsDirOption,
 ) -> None:
     """Train latent recurrence, token recurrence and two fixed-depth baselines on the same data; one table."""
-    from recurlab.sweep import parse_rs
-    from recurlab.compare import ComparisonError, format_comparison, run_comparison
-
     with user_errors():
         rs = parse_rs(r)
         try:

@@ -19,7 +19,8 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
-from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE
+from recurlab.errors import InferenceError
+from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE, parse_r
 from recurlab.options.parallel import SPEC_HELP
 from recurlab.rundir import RunDir
 
@@ -31,10 +32,8 @@ ModelOption = typer.Option(None, "--model", help="A Hugging Face folder (Huginn,
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
     """The OpenedModel of a run (by name, prefix or path) or of a model folder (--model)."""
     if bool(run) == bool(model_path):
-        from recurlab.errors import InferenceError
-
         raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and safetensors: loaded only when this runs
 
     return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
 
@@ -76,9 +75,7 @@ def generate(
 ):
     """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import GenerateOptions
-        from recurlab.options.generate import parse_r
-
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
         r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -86,8 +83,6 @@ def generate(
             speculative=speculative, cache_lookup=cache_lookup, sampler=sampler, compile=compile,
         ).validate()
         if save_wavefront and opts.sampler is None:
-            from recurlab.errors import InferenceError
-
             raise InferenceError("--save-wavefront needs the parallel sampler: add --sampler parallel")
         opened = _open(run, model_path, runs_dir, step, device)
         stream = opened.engine.stream(prompt, opts)
@@ -100,6 +95,7 @@ def generate(
         res = stream.result
         saved = []
         if save_wavefront:
+            # torch and safetensors: loaded only when this runs
             from recurlab.engine.wavefronts import save_wavefront as save, wavefront_record
 
             folder = opened.run.path if opened.run is not None else "."
@@ -189,14 +185,11 @@ def inspect(
     """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
     final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
-        from recurlab.options.generate import parse_r
-
         r = parse_r(r)
 
         if generate_tokens < 0:
-            from recurlab.errors import InferenceError
-
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
         opened = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None

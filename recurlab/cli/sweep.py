@@ -13,7 +13,11 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
+from recurlab.config import default_rs, run_config
+from recurlab.errors import InferenceError
 from recurlab.options.generate import DEVICE, DEVICE_HELP
+from recurlab.replicates import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
+from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
 
 
 @app.command()
@@ -34,10 +38,7 @@ def sweep(
         return
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
-        from recurlab.config import default_rs, run_config
-        from recurlab.engine import run_sweep
-        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
-
+        from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
         cfg = run_config(rundir)
         # given, even empty: parsed (an empty value is an error, not the default)
         rs = parse_rs(r) if r is not None else default_rs(cfg.train.r_mean)
@@ -64,11 +65,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     """Sweep every run (or reuse its saved sweep), then the mean and spread over them."""
     from pathlib import Path
 
-    from recurlab.errors import InferenceError
-    from recurlab.replicates import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
-    from recurlab.engine import run_sweep
-    from recurlab.sweep import parse_levels, parse_rs
-
+    from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
     with user_errors():
         rundirs = expand_runs(specs, runs_dir)
         if not r:

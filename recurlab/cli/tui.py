@@ -34,6 +34,6 @@ def tui(
         fail(str(exc))
     except RunError as exc:
         fail(str(exc).splitlines()[0])
-    from recurlab.tui.app import RecurlabApp
+    from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
 
     RecurlabApp(runs_dir=runs_dir, run=run, model=model).run()

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from recurlab.cli import EXIT_BAD_INPUT
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, RunError, resolve_run
 
 OPTIONS = ("--runs-dir", "--model")
@@ -79,8 +80,6 @@ def start_quickly(argv: list[str]) -> bool:
         runs_dir, run, model = tui_paths(**args)
     except (TuiArgsError, RunError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        from recurlab.cli import EXIT_BAD_INPUT
-
         sys.exit(EXIT_BAD_INPUT)
     import gc
 
@@ -88,7 +87,7 @@ def start_quickly(argv: list[str]) -> bool:
     # small objects would trigger a dozen collections, ~15 ms); the app freezes what start-up made
     # and turns collection back on after that frame (RecurlabApp.on_mount)
     gc.disable()
-    from recurlab.tui.app import RecurlabApp
+    from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
 
     RecurlabApp(runs_dir=runs_dir, run=run, model=model).run()
     return True

@@ -38,6 +38,7 @@ from recurlab.rundir import RunDir
 from recurlab.text import sources
 from recurlab.text.bpe import BPETokenizer
 from recurlab.text.cache import cached_corpus
+from recurlab.text.stream import StreamFeed
 
 IGNORE = -100
 
@@ -77,8 +78,6 @@ class TextData:
         self.token_bytes = torch.from_numpy(self.tokenizer.token_bytes())
         if self.streaming:
             val, skip = self._stream_head()
-            from recurlab.text.stream import StreamFeed
-
             self._feed = StreamFeed(d, self.tokenizer, skip_docs=skip, seed=cfg.train.seed)
             self.train_tokens = None
         else:

@@ -105,7 +105,7 @@ class RecurlabApp(App):
         return self.current_run.path if self.current_run is not None else None
 
     def action_help(self) -> None:
-        from recurlab.tui.screens.help import HelpScreen
+        from recurlab.tui.screens.help import HelpScreen  # the Markdown widget: not before the first frame
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))

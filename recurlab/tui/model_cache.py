@@ -35,7 +35,7 @@ class ModelCache:
 
     def get(self, path: Path):
         """The OpenedModel of `path` on the best device here (CUDA if present), opened at most once."""
-        from recurlab.engine import open_model
+        from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
         key = model_key(Path(path))
         with self._lock:
@@ -50,7 +50,7 @@ def heldout_examples(lm, per_level: int = 6) -> list[tuple[str, str]]:
     """(prompt, answer) pairs from the held-out set of the run's task; [] for text models."""
     if getattr(lm.cfg.data, "source", "") != "task":
         return []
-    from recurlab.data import TaskData
+    from recurlab.data import TaskData  # torch and yaml: loaded only when this runs
 
     data = TaskData(lm.cfg)
     out = []

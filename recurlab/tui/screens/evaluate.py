@@ -21,8 +21,13 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.config import run_config
 from recurlab.errors import USER_ERRORS
+from recurlab.evaluation.results import cell, load_evals
+from recurlab.evaluation.runner import EvalSettings, default_out_dir, run_eval
 from recurlab.options.generate import EXIT_CRITERIA
+from recurlab.rundir import RunDir
+from recurlab.sweep import parse_rs
 from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
 
 MAX_HISTOGRAMS = 6  # side by side; more tasks than this show the first ones
@@ -91,8 +96,6 @@ class EvalScreen(ResultScreen):
         if target is None:
             return None
         if self.app.model_path is not None:
-            from recurlab.evaluation.runner import default_out_dir
-
             return default_out_dir(target)
         return Path(target) / "evals"
 
@@ -106,9 +109,6 @@ class EvalScreen(ResultScreen):
             return
         is_task_run = False
         if self.app.model_path is None:
-            from recurlab.config import run_config
-            from recurlab.rundir import RunDir
-
             try:
                 is_task_run = run_config(RunDir(target)).data.source == "task"
             except USER_ERRORS as exc:
@@ -125,8 +125,6 @@ class EvalScreen(ResultScreen):
         self.load_saved(show_last=True)
 
     def read_saved(self) -> list:
-        from recurlab.evaluation.results import load_evals
-
         out = self._out_dir()
         return load_evals(out) if out is not None else []
 
@@ -165,14 +163,10 @@ class EvalScreen(ResultScreen):
 
     # ---- running an evaluation ---------------------------------------------------------------------
     def action_start(self) -> None:
-        from recurlab.sweep import parse_rs
-
         target = self.app.model_dir()
         if not self.may_start(target is not None):
             return
         try:
-            from recurlab.evaluation.runner import EvalSettings
-
             rs = parse_rs(self.query_one("#eval-rs", Input).value)
             limit_text = self.query_one("#eval-limit", Input).value.strip()
             limit = int(limit_text) if limit_text else None
@@ -194,8 +188,6 @@ class EvalScreen(ResultScreen):
 
     def _evaluate(self, target: Path, settings, cancel: threading.Event):
         from recurlab.evaluation.lm import source_from_opened  # lm-eval: only once an evaluation starts
-        from recurlab.evaluation.runner import run_eval
-
         self.app.call_from_thread(self._status, f"opening {target.name} and building the tasks ...")
         source = source_from_opened(self.app.model_cache.get(target))
         return run_eval(
@@ -223,8 +215,6 @@ class EvalScreen(ResultScreen):
 
     # ---- drawing --------------------------------------------------------------------------------
     def draw(self) -> None:
-        from recurlab.evaluation.results import cell
-
         tasks = list(dict.fromkeys(row["task"] for row in self.rows))
         by = {(row["task"], row["r"]): row for row in self.rows}
         table = self.query_one(DataTable)
@@ -262,7 +252,7 @@ class EvalScreen(ResultScreen):
     def figure_specs(self) -> list:
         """ctrl+s: each task's metric vs r and, under an exit rule, the exit histograms per task at
         the largest r (as drawn), for the evaluation shown (saved or still running)."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when this runs
         from recurlab.figures.evals import eval_exits_figure, eval_vs_r_figure
 
         if not self.rows:

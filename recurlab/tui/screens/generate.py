@@ -27,8 +27,10 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
+from recurlab.errors import USER_ERRORS
 from recurlab.options.generate import EXIT_CRITERIA, R_SLIDER, SPECULATIVE_LOOKAHEAD, speculative_draft
 from recurlab.options.parallel import SCREEN_PARAMS
+from recurlab.rundir import RunDir
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
@@ -113,7 +115,7 @@ class GenerateScreen(ModelScreen):
         return "parallel" + (f":{params}" if params else "")
 
     def options(self, r: int, sequential: bool = False):
-        from recurlab.engine import GenerateOptions
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
 
         _name, temperature, top_k, top_p = SAMPLING[self.choice["sampling"]]
         if self.parallel and not sequential:
@@ -187,8 +189,6 @@ class GenerateScreen(ModelScreen):
         self.query_one("#gen-prompt", Input).focus()
 
     def action_generate(self) -> None:
-        from recurlab.errors import USER_ERRORS
-
         if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
@@ -261,12 +261,11 @@ class GenerateScreen(ModelScreen):
     def _wave_folder(self):
         from pathlib import Path
 
-        from recurlab.rundir import RunDir
-
         path = self.app.model_dir()
         return path if path is not None and RunDir(path).exists() else Path(".")
 
     def action_save_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import save_wavefront, wavefront_record
 
         if self.last_parallel is None:
@@ -282,6 +281,7 @@ class GenerateScreen(ModelScreen):
         self.app.notify(f"wavefront saved to {path}")
 
     def action_load_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import list_wavefronts, load_wavefront
 
         paths = list_wavefronts(self._wave_folder())
@@ -303,7 +303,7 @@ class GenerateScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the wavefront shown (live or replayed) as an outer step x position heatmap."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when this runs
         from recurlab.figures.wavefront import wavefront_figure
 
         wave = self.query_one("#gen-wave", WavefrontView)

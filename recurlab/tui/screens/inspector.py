@@ -139,7 +139,7 @@ class InspectorScreen(ModelScreen):
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
-        from recurlab.engine import GenerateOptions, latent_trace
+        from recurlab.engine import GenerateOptions, latent_trace  # torch and safetensors: loaded only when this runs
 
         try:
             trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
@@ -212,7 +212,7 @@ class InspectorScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
-        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure  # numpy: loaded only when this runs
 
         if not self.trace:
             raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")

@@ -21,9 +21,10 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.config import default_rs, run_config
 from recurlab.errors import USER_ERRORS
 from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
-from recurlab.sweep import level_grid
+from recurlab.sweep import SweepResult, format_heldout, level_grid, load_sweeps, parse_levels, parse_rs, sweep_columns
 from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
@@ -69,8 +70,6 @@ class SweepScreen(ResultScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.config import default_rs, run_config
-
         try:
             cfg = run_config(run)
         except USER_ERRORS as exc:
@@ -84,8 +83,6 @@ class SweepScreen(ResultScreen):
         self.load_saved(show_last=True)
 
     def read_saved(self) -> list:
-        from recurlab.sweep import load_sweeps
-
         self.heat_step = None
         return load_sweeps(self._run)
 
@@ -100,8 +97,6 @@ class SweepScreen(ResultScreen):
         self.rows = list(res.rows)
         self.heat_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
-        from recurlab.sweep import format_heldout
-
         counts = format_heldout(res.heldout)
         self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
                      + (f"\n{counts}" if counts else ""))
@@ -109,12 +104,8 @@ class SweepScreen(ResultScreen):
 
     # ---- the sweep ---------------------------------------------------------------------------
     def action_start(self) -> None:
-        from recurlab.sweep import parse_rs
-
         if not self.may_start(self._run is not None and self._run.exists()):
             return
-        from recurlab.sweep import parse_levels
-
         try:
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
             levels_spec = self.query_one("#sweep-levels", Input).value.strip()
@@ -137,7 +128,7 @@ class SweepScreen(ResultScreen):
 
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
-        from recurlab.engine import run_sweep
+        from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
 
         self.run_job(lambda: run_sweep(run, rs, step=step, difficulties=levels, cancel=cancel,
                                        on_row=lambda row: self.app.call_from_thread(self.add_row, row)))
@@ -162,10 +153,8 @@ class SweepScreen(ResultScreen):
         shown, and the level x r heatmap of the checkpoint's sweeps."""
         from types import SimpleNamespace
 
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when this runs
         from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
-        from recurlab.sweep import SweepResult
-
         if not self.rows or self._run is None:
             raise FigureError("no sweep shown yet: press s to run one")
         first = self.rows[0]
@@ -181,8 +170,6 @@ class SweepScreen(ResultScreen):
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
-        from recurlab.sweep import sweep_columns
-
         table = self.query_one(DataTable)
         table.clear(columns=True)
         cols = sweep_columns(self.rows) if self.rows else ["r", "loss", "acc"]
@@ -207,8 +194,6 @@ class SweepScreen(ResultScreen):
         self.draw_heatmap()
 
     def draw_heatmap(self) -> None:
-        from recurlab.sweep import SweepResult
-
         heat = self.query_one(SweepHeatmap)
         if self.heat_step is None or not self.trained:
             heat.show(None, self.trained, self.r_mean)
