@@ -273,6 +273,8 @@ async def test_inspector_grid_and_cell_details(runs):
         detail = screen.query_one("#insp-detail")
         trace = screen.trace
         assert trace["r"] == 4 and trace["prompt"] == screen.examples[0][0]
+        # the grid's selection reaches the detail pane in a message after the trace
+        await wait_for(pilot, lambda: "top next tokens" in str(detail.render()))
         start = str(detail.render())
         assert f"iteration {trace['r']}/{trace['r']}" in start and "top next tokens" in start
         await pilot.press("left")

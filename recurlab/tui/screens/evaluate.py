@@ -28,7 +28,7 @@ from recurlab.evaluation.runner import EvalSettings, default_out_dir, run_eval
 from recurlab.options.generate import EXIT_CRITERIA
 from recurlab.rundir import RunDir
 from recurlab.sweep import parse_rs
-from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
+from recurlab.tui.screens.resultscreen import ResultScreen, ResultWords, result_bindings
 
 MAX_HISTOGRAMS = 6  # side by side; more tasks than this show the first ones
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
@@ -52,14 +52,10 @@ def find_yaml_tasks(folder: Path) -> list[tuple[str, Path]]:
 
 
 class EvalScreen(ResultScreen):
-    TITLE_SHORT = "Eval"
-    MODE = "eval"
-    HELP = __doc__.split("\n", 1)[1]
-    AUTO_FOCUS = "#eval-table"  # not a text box: digits and ? must reach the app
+    TITLE_SHORT, MODE = "Eval", "eval"
     BINDINGS = result_bindings("Evaluate")
-    JOB, A_JOB, WHAT, STATUS = "evaluation", "an evaluation", "eval", "#eval-status"
-    NO_SAVED = "no saved evaluations here"
-    CANCELLING = "cancelling: the r values finished so far are kept ..."
+    WORDS = ResultWords("evaluation", "an evaluation", no_saved="no saved evaluations here",
+                        cancelling="cancelling: the r values finished so far are kept ...")
 
     def __init__(self):
         super().__init__()

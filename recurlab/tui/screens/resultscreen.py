@@ -2,9 +2,10 @@
 c cancels it (what finished is kept and saved), [ and ] page through the saved results, and a
 finished job's result is shown.
 
-    class SweepScreen(ResultScreen):
-        JOB, A_JOB, WHAT, STATUS = "sweep", "a sweep", "sweep", "#sweep-status"
+    class SweepScreen(ResultScreen):        # in a module whose docstring is the screen's help
+        TITLE_SHORT, MODE = "Sweep", "sweep"  # ids: #sweep-table (focused first), #sweep-status
         BINDINGS = result_bindings("Sweep")
+        WORDS = ResultWords("sweep", "a sweep", no_saved="no saved sweeps for this run", cancelling="...")
         def read_saved(self): return load_sweeps(run)        # oldest first
         def show_saved(self, index): ...                     # put self.saved[index] on screen
         def show_none(self): ...                             # nothing saved yet
@@ -15,7 +16,9 @@ finished job's result is shown.
 
 from __future__ import annotations
 
+import sys
 import threading
+from dataclasses import dataclass
 
 from textual.binding import Binding
 from textual.widgets import Static
@@ -33,13 +36,21 @@ def result_bindings(start: str) -> list[Binding]:
     ]
 
 
+@dataclass(frozen=True)
+class ResultWords:
+    job: str  # what runs, as notices name it: "sweep", "evaluation"
+    a_job: str  # the same with its article: "a sweep", "an evaluation"
+    no_saved: str  # the notice of [ or ] when nothing is saved
+    cancelling: str  # the status line once c was pressed
+
+
 class ResultScreen(LabScreen):
-    JOB = ""  # what runs, as notices name it: "sweep", "evaluation"
-    WHAT = ""  # the prefix of the screen's error notices: "sweep", "eval"
-    A_JOB = ""  # the same with its article: "a sweep", "an evaluation"
-    STATUS = ""  # the id of the screen's status line
-    NO_SAVED = ""  # the notice of [ or ] when nothing is saved
-    CANCELLING = ""  # the status line once c was pressed
+    WORDS = ResultWords("", "", "", "")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.HELP = (sys.modules[cls.__module__].__doc__ or "").split("\n", 1)[-1]
+        cls.AUTO_FOCUS = f"#{cls.MODE}-table"  # not a text box: digits and ? must reach the app
 
     def __init__(self):
         super().__init__()
@@ -49,7 +60,7 @@ class ResultScreen(LabScreen):
         self.cancel_event: threading.Event | None = None  # set while a job runs
 
     def _status(self, text: str) -> None:
-        self.query_one(self.STATUS, Static).update(text)
+        self.query_one(f"#{self.MODE}-status", Static).update(text)
 
     # ---- hooks ---------------------------------------------------------------------------------
     def read_saved(self) -> list:
@@ -85,7 +96,7 @@ class ResultScreen(LabScreen):
             self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
             return False
         if self.cancel_event is not None:
-            self.app.notify(f"{self.A_JOB} is already running; c cancels it", severity="warning")
+            self.app.notify(f"{self.WORDS.a_job} is already running; c cancels it", severity="warning")
             return False
         return True
 
@@ -95,7 +106,7 @@ class ResultScreen(LabScreen):
         try:
             result = job()
         except Exception as exc:
-            self.app.call_from_thread(self.report, exc, self.WHAT)
+            self.app.call_from_thread(self.report, exc, self.MODE)
             self.app.call_from_thread(self.finish, None)
             return
         self.app.call_from_thread(self.finish, result)
@@ -111,13 +122,13 @@ class ResultScreen(LabScreen):
 
     def action_cancel(self) -> None:
         if self.cancel_event is None:
-            self.app.notify(f"no {self.JOB} is running")
+            self.app.notify(f"no {self.WORDS.job} is running")
             return
         self.cancel_event.set()
-        self._status(self.CANCELLING)
+        self._status(self.WORDS.cancelling)
 
     def action_saved(self, delta: int) -> None:
         if not self.saved:
-            self.app.notify(self.NO_SAVED)
+            self.app.notify(self.WORDS.no_saved)
             return
         self.show_saved(min(max(self.shown + delta, 0), len(self.saved) - 1))

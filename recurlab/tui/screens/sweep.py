@@ -23,20 +23,16 @@ from textual_plotext import PlotextPlot
 
 from recurlab.config import default_rs, run_config
 from recurlab.errors import USER_ERRORS
-from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
+from recurlab.tui.screens.resultscreen import ResultScreen, ResultWords, result_bindings
 from recurlab.sweep import SweepResult, format_heldout, level_grid, load_sweeps, parse_levels, parse_rs, sweep_columns
 from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
 class SweepScreen(ResultScreen):
-    TITLE_SHORT = "Sweep"
-    MODE = "sweep"
-    HELP = __doc__.split("\n", 1)[1]
-    AUTO_FOCUS = "#sweep-table"  # not a text box: digits and ? must reach the app
+    TITLE_SHORT, MODE = "Sweep", "sweep"
     BINDINGS = result_bindings("Sweep")
-    JOB, A_JOB, WHAT, STATUS = "sweep", "a sweep", "sweep", "#sweep-status"
-    NO_SAVED = "no saved sweeps for this run"
-    CANCELLING = "cancelling after the current r ..."
+    WORDS = ResultWords("sweep", "a sweep", no_saved="no saved sweeps for this run",
+                        cancelling="cancelling after the current r ...")
 
     def __init__(self):
         super().__init__()
