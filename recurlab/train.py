@@ -21,14 +21,14 @@ from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapsho
                                  save_checkpoint)
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
-from recurlab.heldout import evaluate_heldout
 from recurlab.flops import mfu, train_flops_per_token
+from recurlab.heldout import evaluate_heldout
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.depth_sampler import progressive_split, sample_depth
 
 HEARTBEAT_S = 2.0
 

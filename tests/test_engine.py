@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from recurlab.engine import Engine, GenerateOptions, KVCache, latent_trace, parse_exit, save_trace
-from recurlab.options.generate import EXIT_KINDS
 from recurlab.engine.cached_pass import run_pass
 from recurlab.errors import DeviceError, InferenceError
+from recurlab.options.generate import EXIT_KINDS
 from recurlab.rundir import RunDir, read_json
 from recurlab.tasks import CharVocab, VocabError
 from test_engine_utils import encode, random_model, trained_model

@@ -9,13 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
-import recurlab.cli.sweep  # noqa: F401
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
 from recurlab.engine import Engine, GenerateOptions, open_run
 from recurlab.heldout import evaluate_heldout
 from recurlab.rundir import RunDir, read_json
+import recurlab.cli.sweep  # noqa: F401
 from test_engine_utils import encode, tiny_config, trained_model
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from recurlab.config import ConfigError, load_profile
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.model import RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.train import Trainer
 
 TINY_PERM = ["data.task=permutation4", "data.difficulties=1,2,3", "data.eval_examples=4", "train.grad_clip=0"]

@@ -18,15 +18,15 @@ import time
 
 import torch
 
+from recurlab.bench.results import bench_parser, write_result
 from recurlab.config import load_profile
 from recurlab.data import make_data
+from recurlab.depth_sampler import sample_depth
+from recurlab.devices import resolve_device
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.memory import saved_bytes
 from recurlab.model import RecurrentLM
-from recurlab.depth_sampler import sample_depth
-from recurlab.devices import resolve_device
 from recurlab.train import build_optimizer
-from recurlab.bench.results import bench_parser, write_result
 
 
 def expected_depth(cfg, steps: int = 4000) -> tuple[float, float]:

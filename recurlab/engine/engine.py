@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from recurlab.engine.cache import KVCache
-from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.devices import check_device
-from recurlab.engine.exits import check_exit_support
-from recurlab.options.generate import GenerateOptions
-from recurlab.engine.next_token import choose, next_token_probs
+from recurlab.engine.cache import KVCache
 from recurlab.engine.cached_pass import run_pass
+from recurlab.engine.compiled import CompiledCore, padded_length
+from recurlab.engine.exits import check_exit_support
+from recurlab.engine.next_token import choose, next_token_probs
+from recurlab.engine.parallel_sampler import parallel_generate
 from recurlab.errors import InferenceError
+from recurlab.options.generate import GenerateOptions
 
 
 @dataclass
@@ -240,8 +241,6 @@ class Engine:
         )
 
     def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):
-        from recurlab.engine.parallel_sampler import parallel_generate
-
         stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {self.tokenizer.eos_id}
         rows = _Rows(self.tokenizer, stop_ids, opts.max_new_tokens)
         rows.start(len(encoded))

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recurlab.engine.next_token import next_token_probs
 from recurlab.options.generate import GenerateOptions
 from recurlab.options.parallel import ParallelConfig
-from recurlab.engine.next_token import next_token_probs
 
 
 @dataclass

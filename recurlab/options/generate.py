@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from recurlab.options.parallel import ParallelConfig, parse_sampler
 from recurlab.errors import InferenceError
+from recurlab.options.parallel import ParallelConfig, parse_sampler
 
 EXIT_KINDS = {
     "kl": "KL(p_prev || p_cur) of successive output distributions below the threshold (the paper's)",

@@ -23,8 +23,8 @@ from textual_plotext import PlotextPlot
 
 from recurlab.config import default_rs, run_config
 from recurlab.errors import USER_ERRORS
-from recurlab.tui.screens.resultscreen import ResultScreen, ResultWords, result_bindings
 from recurlab.sweep import SweepResult, format_heldout, level_grid, load_sweeps, parse_levels, parse_rs, sweep_columns
+from recurlab.tui.screens.resultscreen import ResultScreen, ResultWords, result_bindings
 from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
