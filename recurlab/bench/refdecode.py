@@ -18,10 +18,10 @@ code (PYTHONPATH=OTHER_CHECKOUT python .../refdecode.py) to compare two versions
 
 from __future__ import annotations
 
+import argparse  # not recurlab.bench.results: this file also runs against older checkouts
 import json
 import sys
 import time
-from recurlab.bench.results import bench_parser
 
 REFERENCE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4, n_layers_in_coda=2,
                  intermediate_size=512, vocab_size=512, block_size=256, mean_recurrence=32)
@@ -44,7 +44,8 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     import torch
 
     torch.set_num_threads(threads)
-    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
+    # the engine and huginn import torch; only the long-stable names, which every checkout has
+    from recurlab.engine import Engine, GenerateOptions
     from recurlab.huginn import open_huginn
 
     model, tok, _cfg = open_huginn(folder, device="cpu", dtype=torch.float32)
@@ -75,7 +76,7 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = bench_parser("refdecode", __doc__, out=None)  # a child of bench.generate: it prints its JSON
+    p = argparse.ArgumentParser(prog="python -m recurlab.bench.refdecode", description=__doc__.splitlines()[0])
     p.add_argument("--folder", required=True, help="where the random reference checkpoint is (or goes, with --write)")
     p.add_argument("--write", action="store_true", help="write the random checkpoint and exit")
     p.add_argument("--rs", default="4,16,32")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="compiled decode steps (this tree's GenerateOptions.compile)")
     args = p.parse_args(argv)
     if args.write:
-        from recurlab.huginn import write_random_huginn  # yaml: loaded only when this runs
+        from recurlab.huginn import write_random_huginn
 
         write_random_huginn(args.folder, **REFERENCE, seed=args.seed, dtype="float32")
         return 0
