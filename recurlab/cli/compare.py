@@ -15,8 +15,6 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, user_errors
-from recurlab.compare import ComparisonError, format_comparison, run_comparison
-from recurlab.sweep import parse_rs
 
 
 @app.command()
@@ -29,6 +27,10 @@ def compare(
     runs_dir: str = RunsDirOption,
 ) -> None:
     """Train latent recurrence, token recurrence and two fixed-depth baselines on the same data; one table."""
+    # the comparison and the sweep files: not at start-up, only this command needs them
+    from recurlab.compare import ComparisonError, format_comparison, run_comparison
+    from recurlab.sweep import parse_rs
+
     with user_errors():
         rs = parse_rs(r)
         try:

@@ -15,10 +15,7 @@ import typer
 
 from recurlab.cli.app import app
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
-from recurlab.evaluation.results import format_table
-from recurlab.evaluation.runner import EvalSettings, run_eval
 from recurlab.options.generate import DEVICE, DEVICE_HELP
-from recurlab.sweep import parse_rs
 
 
 @app.command("eval")
@@ -51,6 +48,11 @@ def evaluate(
         except ModuleNotFoundError:
             fail("lm-eval is not installed: pip install 'recurlab[eval]'")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        # the evaluation and the sweep files: not at start-up, only this command needs them
+        from recurlab.evaluation.results import format_table
+        from recurlab.evaluation.runner import EvalSettings, run_eval
+        from recurlab.sweep import parse_rs
 
         settings = EvalSettings(tasks=tasks, rs=parse_rs(r), exit=exit, limit=limit, num_fewshot=num_fewshot,
                                 batch_size=batch_size, checkpoint=checkpoint, device=device, dtype=dtype,

@@ -39,7 +39,6 @@ from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.replicates import parse_seeds, seed_run_name
 from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
@@ -138,6 +137,8 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
+    from recurlab.replicates import parse_seeds, seed_run_name  # statistics: not at start-up
+
     with user_errors():
         seed_list = parse_seeds(spec)
         if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in overrides):

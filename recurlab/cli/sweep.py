@@ -16,8 +16,6 @@ from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 from recurlab.config import default_rs, run_config
 from recurlab.errors import InferenceError
 from recurlab.options.generate import DEVICE, DEVICE_HELP
-from recurlab.replicates import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
-from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
 
 
 @app.command()
@@ -39,6 +37,8 @@ def sweep(
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
         from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells  # not at start-up
+
         cfg = run_config(rundir)
         # given, even empty: parsed (an empty value is an error, not the default)
         rs = parse_rs(r) if r is not None else default_rs(cfg.train.r_mean)
@@ -66,6 +66,10 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     from pathlib import Path
 
     from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+    # statistics and the sweep files: not at start-up, only this command needs them
+    from recurlab.replicates import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
+    from recurlab.sweep import parse_levels, parse_rs
+
     with user_errors():
         rundirs = expand_runs(specs, runs_dir)
         if not r:
