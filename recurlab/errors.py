@@ -34,5 +34,10 @@ class FigureError(ValueError):
     output folder, matplotlib missing (`pip install 'recurlab[plot]'`)."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite: the run stops as failed (exit 1), its last
+    checkpoint kept as it was. Not a user error of the command line: the run itself failed."""
+
+
 USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
                DeviceError, FigureError)
