@@ -1,7 +1,8 @@
 """The user-facing error types, gathered without importing torch.
 
 Each is a ValueError subclass whose message is one line that says what is wrong and how to fix
-it; the CLI prints it and exits with code 2, the TUI shows it as a notice.
+it; the CLI prints it and exits with code 2, the TUI shows it as a notice. TrainingDiverged is
+a run's failure, not bad input: a RuntimeError, recorded in the run's status (exit code 1).
 """
 
 from recurlab.config import ConfigError

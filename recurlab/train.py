@@ -23,8 +23,8 @@ from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
-from recurlab.errors import TrainingDiverged
 from recurlab.engine.sweep import evaluate
+from recurlab.errors import TrainingDiverged
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
@@ -245,7 +245,7 @@ class Trainer:
         """Stop as failed: keep the finite metrics, record the last good step and loss, write nothing more."""
         s = self.state
         self.flush()
-        last = f"last finite loss {s.last_loss:.6g} at step {s.step}" if s.last_loss is not None else "no finite loss yet"
+        last = f"last finite loss {s.last_loss:.6g} at step {s.step}" if s.last_loss is not None else "no finite loss since this worker started"
         if self.dist.is_main:
             ckpt = self.run.latest_checkpoint()
             self.run.write_status(step=s.step, loss=s.last_loss, tokens=s.tokens)
