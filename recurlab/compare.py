@@ -19,6 +19,7 @@ import io
 import time
 from pathlib import Path
 
+from recurlab.errors import ComparisonError
 from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text
 
 ARCHS = {  # model.arch -> column label
@@ -28,9 +29,6 @@ ARCHS = {  # model.arch -> column label
     "fixed_depth_matched": "matched",
 }
 
-
-class ComparisonError(ValueError):
-    """One of the four runs failed; the message names the run and how to read its log."""
 
 
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from recurlab.errors import ConfigError  # re-exported: callers catch recurlab.config.ConfigError
+
 # built-in profiles are package data, so that every install (not only an editable one) has them
 BUILTIN_PROFILES = Path(__file__).resolve().parent / "profiles"
 
@@ -30,9 +32,6 @@ ROTARY = ("pairs", "half")
 INJECTIONS = ("adapter", "none")
 STATE_INITS = ("random", "embedding")
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration mistake; the message is one line."""
 
 
 @dataclass

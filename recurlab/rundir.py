@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from recurlab.errors import RunError  # re-exported: callers catch recurlab.rundir.RunError
+
 CONTRACT_VERSION = 1
 STALE_AFTER_S = 60.0
 ACTIVE_STATES = ("starting", "running")
@@ -56,9 +58,6 @@ DEFAULT_RUNS_DIR = "runs"
 STATUS_FIELDS = ("contract", "name", "state", "pid", "host", "device", "world_size", "created", "started", "heartbeat",
                  "ended", "step", "max_steps", "tokens", "loss", "tokens_per_s", "last_checkpoint", "error")
 
-
-class RunError(ValueError):
-    """A user-facing problem with a run name or run directory; the message is one line."""
 
 
 def fsync_dir(path: Path) -> None:

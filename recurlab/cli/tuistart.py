@@ -15,13 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, RunError, resolve_run
+from recurlab.errors import RunError, TuiArgsError
+from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 
 OPTIONS = ("--runs-dir", "--model")
 
-
-class TuiArgsError(ValueError):
-    """A path argument that is not what `recurlab tui` needs; the message says which and why."""
 
 
 def tui_paths(target: str | None, runs_dir: str, model: str | None) -> tuple[str, Path | None, str | None]:

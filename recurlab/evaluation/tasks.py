@@ -23,15 +23,12 @@ from pathlib import Path
 
 import yaml
 
-from recurlab.errors import DataError, InferenceError
+from recurlab.errors import DataError, EvalTaskError, InferenceError
 from recurlab.rundir import atomic_write_text
 
 EMBEDDED = "embedded"
 TASKS_SUBDIR = "tasks"  # RUN/evals/tasks/: the exported embedded tasks
 
-
-class EvalTaskError(InferenceError):
-    """A task that cannot be used: unknown, rejected by lm-eval, or its data unreadable."""
 
 
 @dataclass

@@ -20,6 +20,8 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from recurlab.errors import SplitError, UnknownTaskError  # re-exported by recurlab.tasks
+
 HELDOUT_MOD = 10
 MAX_SPLIT_TRIES = 200
 # levels with at most this many prompts are enumerated, so their held-out sets are exact
@@ -28,12 +30,6 @@ ENUMERATE_LIMIT = 50_000
 FEW_HELDOUT = 20
 
 
-class UnknownTaskError(ValueError):
-    pass
-
-
-class SplitError(UnknownTaskError):
-    """A level with no instance in the requested split (one line, for the user)."""
 
 
 @dataclass(frozen=True)

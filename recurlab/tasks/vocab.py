@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recurlab.errors import VocabError  # re-exported by recurlab.tasks
+
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 ALPHABET = "0123456789+-*=>.,;:|?()abcdefghijklmnopqrstuvwxyz "
 
-
-class VocabError(ValueError):
-    """Text with characters outside the vocabulary; the message is one line."""
 
 
 class CharVocab:
