@@ -447,6 +447,8 @@ def load_yaml(path: Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text, so it is not a profile; fix or remove the file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return data or {}

@@ -34,7 +34,7 @@ def test_the_status_writer_rewrites_a_garbled_file_whole(tmp_path):
     run.write_status(step=7)
     st = run.read_status()
     assert st["state"] == "running" and st["pid"] == os.getpid() and st["name"] == "a"
-    assert st["max_steps"] == 100 and st["step"] == 7 and st["contract"] == 1
+    assert st["max_steps"] == 100 and st["step"] == 7 and st["contract"] == 2
     # a reader-side update (the CLI marking a dead worker) still merges into what is on disk
     other = RunDir(run.path)
     other.write_status(error="x")
