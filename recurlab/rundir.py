@@ -268,9 +268,12 @@ class MetricsTail:
         self._inode = st.st_ino
         if st.st_size == self.offset:
             return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read() if max_bytes is None else f.read(max_bytes)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read() if max_bytes is None else f.read(max_bytes)
+        except OSError:  # a folder in its place, or unreadable: no rows, as for a missing log
+            return []
         end = chunk.rfind(b"\n")
         if end < 0:
             return []  # only a torn line so far
@@ -368,12 +371,15 @@ class RunDir:
         """Make this process the status's writer: from now on it keeps the status in memory and
         rewrites the file whole, so a file that another process garbled or truncated is repaired
         at the next write instead of stripping the run of its state. The file is read once, here,
-        only for what the writer does not know itself (created, device); the run's name and the
-        contract come from the directory."""
+        only for what the writer does not know itself (created, device) and what the run reached
+        (step, tokens, loss, last checkpoint); the run's name and the contract come from the directory."""
         on_disk = self.read_status()
         status = {key: None for key in STATUS_FIELDS}
         status.update(step=0, tokens=0)  # until the first step (or the resumed checkpoint) says otherwise
-        status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
+        # what the run reached so far stays recorded until the worker knows better (a resume that
+        # fails before its checkpoint is loaded must not turn "stopped at step 40" into step 0)
+        kept = ("created", "device", "world_size", "max_steps", "step", "tokens", "loss", "last_checkpoint")
+        status.update({k: on_disk[k] for k in kept if on_disk.get(k) is not None})
         status.update(contract=CONTRACT_VERSION, name=self.name)
         status.update(fields)
         self._status = status
@@ -467,6 +473,20 @@ class RunDir:
         cks = self.checkpoints()
         return cks[-1] if cks else None
 
+    def checkpoint_problem(self, ckpt: Checkpoint) -> str | None:
+        """Why a complete-looking checkpoint cannot be resumed, or None: its state.json is not a
+        {step, tokens} object, or a safetensors file is cut short (its header promises more bytes
+        than the file holds). Read without torch, before a worker is started for it."""
+        state = read_json(ckpt.path / "state.json")
+        if not isinstance(state, dict) or not all(_well_typed(state.get(k), _INT) and state.get(k) is not None
+                                                  for k in ("step", "tokens")):
+            return "its state.json is not a JSON object with an integer step and tokens"
+        for name in ("model.safetensors", "optimizer.safetensors"):
+            problem = safetensors_problem(ckpt.path / name)
+            if problem and (name == "model.safetensors" or (ckpt.path / name).exists()):
+                return f"{name} {problem}"
+        return None
+
     def checkpoint_dir_for(self, step: int) -> Path:
         return self.checkpoints_dir / f"step_{step:08d}"
 
@@ -484,13 +504,49 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """None for a safetensors file whose header parses and whose tensors all fit in the file;
+    else what is wrong (missing, cut short, not safetensors). The format: 8 bytes of header length
+    (little endian), the JSON header, then the tensor bytes at the header's data_offsets."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                return "is cut short or not a safetensors file"
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    except ValueError:
+        return "has a header that is not JSON"
+    if not isinstance(header, dict):
+        return "has a header that is not a JSON object"
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if not all(isinstance(e, int) for e in ends) or 8 + n + max(ends, default=0) > size:
+        return "is cut short (its header names more bytes than the file holds)"
+    return None
+
+
 def check_runs_dir(runs_dir: str | Path) -> None:
     """A --runs-dir that names something other than a folder is a mistake to name, not an empty list."""
+    if str(runs_dir) == "":
+        raise RunError("--runs-dir '' is empty: pass the folder that holds the runs (default: runs)")
     root = Path(runs_dir)
     if root.exists() and not root.is_dir():
         raise RunError(f"--runs-dir {str(root)!r} is a file, not a directory: pass the folder that holds the runs")
     if not root.exists() and root.parent != root and root.parent.exists() and not root.parent.is_dir():
         raise RunError(f"--runs-dir {str(root)!r} is inside {str(root.parent)!r}, which is a file: pass a folder")
+
+
+def check_readable_runs_dir(runs_dir: str | Path) -> None:
+    """For readers (`runs`, the TUI): the runs folder must exist and be listable, not only be no file."""
+    check_runs_dir(runs_dir)
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise RunError(f"runs directory {str(root)!r} does not exist: start a run with `recurlab train` or pass --runs-dir")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise RunError(f"cannot read runs directory {str(root)!r} (permission denied); pass a folder you can read")
 
 
 def folder_problem(path: str | Path) -> str | None:
@@ -513,23 +569,46 @@ def folder_problem(path: str | Path) -> str | None:
     return None
 
 
+def _is_run(path: Path) -> bool | None:
+    """True for a run directory, False for anything else, None for a folder this user cannot look into."""
+    try:
+        return (path / "run.yaml").is_file()
+    except PermissionError:
+        return None
+
+
 def list_runs(runs_dir: str | Path) -> list[RunDir]:
+    """The runs in `runs_dir`, oldest first; a run folder this user cannot read is left out (a
+    lookup by its name says why). RunError when the runs folder itself cannot be listed."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "run.yaml").exists()]
+    try:
+        entries = list(root.iterdir())
+    except PermissionError:
+        raise RunError(f"cannot read runs directory {str(root)!r} (permission denied); pass a folder you can read") from None
+    runs = [RunDir(p) for p in entries if _is_run(p)]
     return sorted(runs, key=lambda r: (r.read_status().get("created") or 0, r.name))
+
+
+def check_readable_run(run: RunDir) -> RunDir:
+    if not os.access(run.path, os.R_OK | os.X_OK) or not os.access(run.config_path, os.R_OK):
+        raise RunError(f"cannot read run directory {str(run.path)!r} (permission denied); ask its owner to make it "
+                       "readable (chmod -R a+rX) or copy it")
+    return run
 
 
 def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     """A run by path, exact name, or unique name prefix within `runs_dir`."""
+    if not spec:
+        raise RunError("the run '' is empty: give a run name, a unique prefix of one, or a run directory path")
     path = Path(spec)
-    if (path / "run.yaml").exists():
-        return RunDir(path)
+    if _is_run(path) is not False:  # a run, or a folder this user cannot read (then: say so)
+        return check_readable_run(RunDir(path))
     root = Path(runs_dir)
     check_runs_dir(root)
-    if (root / spec / "run.yaml").exists():
-        return RunDir(root / spec)
+    if _is_run(root / spec) is not False:
+        return check_readable_run(RunDir(root / spec))
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]
     if len(matches) == 1:
         return matches[0]
