@@ -60,6 +60,7 @@ class RunPlan:
 def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = None, name: str | None = None,
              device: str = "") -> RunPlan:
     """Resolve and check a new run (profile, name, device, data source) without writing anything."""
+    check_runs_dir(runs_dir)  # before Path(), which reads '' as the current folder
     overrides = list(overrides or [])
     if device:
         overrides.append(f"hardware.device={device}")
@@ -67,7 +68,6 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     if name is not None and not NAME_RE.match(name):
         raise RunError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     runs_dir = Path(runs_dir)
-    check_runs_dir(runs_dir)
     if name is not None and (runs_dir / name).exists():
         raise RunError(f"run {name!r} already exists in {runs_dir}; pick another --name or resume it")
     check_device(cfg.hardware.device)

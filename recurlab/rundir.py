@@ -605,8 +605,8 @@ def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     path = Path(spec)
     if _is_run(path) is not False:  # a run, or a folder this user cannot read (then: say so)
         return check_readable_run(RunDir(path))
+    check_runs_dir(runs_dir)  # before Path(), which reads '' as the current folder
     root = Path(runs_dir)
-    check_runs_dir(root)
     if _is_run(root / spec) is not False:
         return check_readable_run(RunDir(root / spec))
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]

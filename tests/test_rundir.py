@@ -172,3 +172,36 @@ def test_write_new_racing_writers_both_keep_their_results(tmp_path):
     jsons = sorted(tmp_path.glob("*.json"))
     assert len(jsons) == 4 and sorted(p.read_text()[0] for p in jsons) == ["0", "1", "2", "3"]
     assert all(p.with_suffix(".csv").read_text() == p.read_text()[0] for p in jsons)
+
+
+def test_unreadable_folders_are_run_errors_even_for_root(tmp_path, monkeypatch):
+    """What a non-root user meets with chmod 000 (root reads through it, so the denial is simulated
+    here; tests/test_cli_errors.py checks the real thing as `nobody` where it can)."""
+    from pathlib import Path
+
+    make_run(tmp_path / "runs", "open")
+    make_run(tmp_path / "runs", "hidden")
+    closed, hidden = tmp_path / "runs", tmp_path / "runs" / "hidden"
+    real_iterdir, real_is_file, real_access = Path.iterdir, Path.is_file, os.access
+
+    def iterdir(self):
+        if self == closed and denied["runs"]:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    def is_file(self):
+        if self.parent == hidden:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    denied = {"runs": True}
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != hidden and real_access(p, mode))
+    with pytest.raises(RunError, match="cannot read runs directory .* .permission denied."):
+        list_runs(closed)
+    denied["runs"] = False
+    assert [r.name for r in list_runs(closed)] == ["open"]  # a run folder it cannot look into is left out
+    for spec, root in (("hidden", closed), (str(hidden), tmp_path)):
+        with pytest.raises(RunError, match="cannot read run directory .*hidden.* .permission denied."):
+            resolve_run(spec, root)

@@ -93,6 +93,10 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
     ids = engine.encode(prompt)
     generated_text = ""
     if generate is not None:
+        room = model.cfg.block_size - len(ids)
+        if generate.max_new_tokens > room:
+            raise InferenceError(f"the prompt ({len(ids)} tokens) and {generate.max_new_tokens} new tokens would trace "
+                                 f"past the model's context of {model.cfg.block_size}; generate at most {room}")
         res = engine.generate(prompt, generate)
         ids, generated_text = ids + res.token_ids, res.text
     scale = model.cfg.init_scale if init_scale is None else init_scale
