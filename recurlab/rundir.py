@@ -11,7 +11,8 @@ Contract (version CONTRACT_VERSION; the README's "The run directory" section sum
                         worker keeps it in memory (own_status) and rewrites it whole:
                         contract, name, state, pid, host, device, world_size, created, started,
                         heartbeat, ended, step, max_steps, tokens, loss, tokens_per_s,
-                        last_checkpoint, error
+                        last_checkpoint, error, params; a reader drops a field whose JSON type is
+                        not the one in STATUS_TYPES, and takes a file that is not an object as {}
     metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
                         "step" and "time"; a reader skips a torn last line
     metrics.jsonl.derived.npz   derived, disposable: the TUI's parsed series of the log's first N
@@ -38,7 +39,7 @@ file and the folder; a name already used gets the next free suffix):
                         rewritten after its first write: by its own writer, atomically, as rows arrive
     evals/tasks/        the run's held-out split exported as lm-eval task YAML and JSON lines
                         (rewritten atomically on each `eval --tasks embedded`; derived, safe to delete)
-    traces/NAME[-K].json    latent traces (`recurlab inspect --name NAME`, the TUI's Inspector)
+    traces/NAME[-K].json    latent traces (`recurlab inspect --name NAME`)
     wavefronts/NAME[-K].json    parallel-sampler wavefronts (`generate --save-wavefront`, the TUI's w)
     figures/STEM[-K].{png,svg,pdf,csv}   figures (`recurlab plot`, the TUI's ctrl+s)
 In the runs folder, beside the runs: compare[-K].{csv,json} of `recurlab compare`.

@@ -52,7 +52,7 @@ class ExitCriterion:
         if self.kind not in EXIT_KINDS:
             raise InferenceError(f"unknown exit criterion {self.kind!r}: use one of {EXIT_EXAMPLE}")
         if not 0 <= self.threshold < math.inf:  # also rejects NaN
-            raise InferenceError(f"exit threshold must be a finite number >= 0 (0 disables the exit), got {self.threshold:g}")
+            raise InferenceError(f"exit threshold must be >= 0 and finite (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
         if self.kind == "gate" and self.threshold > 1:

@@ -77,7 +77,7 @@ class ParallelConfig:
             raise InferenceError(f"parallel headway ({self.headway}) must not exceed the wavefront ({self.wavefront}); "
                                  "lower headway= or raise wavefront=")
         if not 0 <= self.threshold < math.inf:  # also NaN
-            raise InferenceError(f"freeze threshold must be a finite number >= 0, got {self.threshold:g}")
+            raise InferenceError(f"freeze threshold must be >= 0 and finite, got {self.threshold:g}")
         if self.freeze in ("stable", "iterations") and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"freeze rule {self.freeze} takes a whole number, e.g. {self.freeze}:3, got {self.threshold:g}")
         if self.freeze == "stable" and self.threshold < 1:
