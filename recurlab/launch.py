@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from recurlab.errors import RunError, WorkerStartError
+from recurlab.errors import WorkerStartError
 from recurlab.rundir import RunDir
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from recurlab.errors import DataError, EvalTaskError, InferenceError
+from recurlab.errors import DataError, EvalTaskError
 from recurlab.rundir import atomic_write_text
 
 EMBEDDED = "embedded"
