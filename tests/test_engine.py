@@ -394,6 +394,11 @@ def test_trace_agrees_with_forward_at_every_iteration(trained, tmp_path):
     path = save_trace(run, "t1", trace)
     assert path == run.traces_dir / "t1.json" and read_json(path) == json.loads(json.dumps(trace))
     assert read_json(path)["version"] == 1
+    # a second trace under the same name is a new file: both traces stay, byte for byte
+    first = path.read_bytes()
+    again = save_trace(run, "t1", {**trace, "r": trace["r"] + 1})
+    assert again == run.traces_dir / "t1-2.json" and path.read_bytes() == first
+    assert read_json(again)["r"] == trace["r"] + 1
 
 
 def test_trace_after_generation_covers_generated_tokens(trained):

@@ -22,7 +22,7 @@ needs the model, not at start-up.
     # or: engine.generate(prompts, opts, on_token=callback)   callback(TokenEvent) per token
 
     trace = latent_trace(model, tok, "12+34=", r=16, criterion="kl:5e-4", starts=4, seed=0)
-    path = save_trace(run, "my-trace", trace)   # run.traces_dir / "my-trace.json", atomic
+    path = save_trace(run, "my-trace", trace)   # run.traces_dir / "my-trace.json"; again: my-trace-2.json
 
 Public API (stable):
 

@@ -165,6 +165,10 @@ class Engine:
         ids = [*before, *ids, *after]
         if not ids:
             raise InferenceError(f"the prompt {prompt!r} encodes to no tokens; pass some text the model knows")
+        context = self.model.cfg.block_size
+        if len(ids) > context:  # positions past the context were never trained: refuse, do not guess
+            raise InferenceError(f"the prompt is {len(ids)} tokens, longer than the model's context of {context} "
+                                 "(model.block_size); shorten it")
         return list(ids)
 
     def stream(self, prompts: str | Sequence[str], options: GenerateOptions | None = None, on_step=None) -> Stream:

@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from recurlab.errors import UserError
 from recurlab.tui.widgets.navbar import NavBar
 
 
@@ -51,9 +52,7 @@ class LabScreen(Screen):
 
     def report(self, exc: BaseException, what: str) -> None:
         """A notice instead of a crash: one line for user errors, the type and message otherwise."""
-        from recurlab.errors import USER_ERRORS  # yaml and the task registry: not before the first frame
-
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, UserError):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         else:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
