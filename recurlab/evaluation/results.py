@@ -108,7 +108,7 @@ class EvalWriter:
             if base.with_suffix(".csv").exists():
                 continue
             try:
-                fd = os.open(base.with_suffix(".json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(base.with_suffix(".json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0666 less the umask
             except FileExistsError:
                 continue
             os.close(fd)

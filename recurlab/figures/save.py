@@ -53,7 +53,7 @@ def write_new(out: Path, stem: str, files: dict[str, bytes]) -> list[Path]:
         try:
             for suffix, data in files.items():
                 path = out / f"{name}.{suffix}"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0666 less the umask, as every run file
                 written.append(path)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
