@@ -1,7 +1,7 @@
 """The command-line reference (docs/cli.md), written from the Typer app itself, so that it cannot
 drift from the commands: every command, its arguments, options, defaults and examples.
 
-    python -m recurlab.cli.docs > docs/cli.md      # what tests/test_docs.py compares with
+    python -m recurlab.docgen        # writes docs/cli.md with this module's markdown()
 
 It uses Typer's own Markdown writer (what `typer recurlab.cli.app utils docs` runs), without the
 network or a terminal: the text does not depend on the terminal's width.
@@ -10,7 +10,6 @@ network or a terminal: the text does not depend on the terminal's width.
 from __future__ import annotations
 
 import importlib
-import sys
 
 
 def command_app():
@@ -70,11 +69,8 @@ def markdown() -> str:
 
     root, ctx = _root()
     body = _examples_as_code(get_docs_for_click(obj=root, ctx=ctx, name="recurlab", title="Command-line reference"))
-    intro = ("Generated from the Typer app by `python -m recurlab.cli.docs > docs/cli.md`; `tests/test_docs.py` fails "
+    intro = ("Generated from the Typer app by `python -m recurlab.docgen`; `tests/test_docs.py` fails "
              "when this page differs from what the command writes. `recurlab COMMAND --help` prints the same.\n\n")
     title, rest = body.split("\n\n", 1)
     return f"{title}\n\n{intro}{rest.rstrip()}\n"
 
-
-if __name__ == "__main__":
-    sys.stdout.write(markdown())

@@ -4,7 +4,7 @@ screen (`?`) and the generated key map (docs/keys.md), so that neither can drift
     from recurlab.tui.keys import screen_keys
     for key in screen_keys(GenerateScreen): print(key.key, key.description, key.footer)
 
-    python -m recurlab.tui.keys > docs/keys.md      # what tests/test_docs.py compares with
+    python -m recurlab.docgen        # writes docs/keys.md with this module's markdown()
 
 A screen's footer shows its bindings with `show=True`, in the order of its BINDINGS (the most used
 first); the rest are listed only by `?`.
@@ -12,7 +12,6 @@ first); the rest are listed only by `?`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from textual.binding import Binding
@@ -43,20 +42,34 @@ def key_text(binding: Binding) -> str:
     out = []
     for key in binding.key.split(","):
         *mods, name = key.strip().split("+")
-        out.append("+".join([*mods, format_key(name)]))
+        symbol = format_key(name)  # question_mark -> ?; named keys (enter, escape, left) keep their names
+        out.append("+".join([*mods, symbol if len(symbol) == 1 and symbol.isascii() else name]))
     return " ".join(out)
 
 
 def bindings(cls) -> list[Binding]:
-    """A class's bindings as Textual merges them (base classes first, a subclass's key replaces
-    the base's), in declaration order."""
-    merged = cls._merge_bindings()
-    return [b for group in merged.key_to_bindings.values() for b in group]
+    """The bindings recurlab's own classes declare, merged as Textual merges them (base classes
+    first, a subclass's key replacing the base's in its place); Textual's own (tab, ctrl+c) are left out."""
+    merged: dict[str, Binding] = {}
+    for base in reversed(cls.__mro__):
+        if base.__module__.startswith("recurlab.") and "BINDINGS" in base.__dict__:
+            for b in base.__dict__["BINDINGS"]:
+                b = b if isinstance(b, Binding) else Binding(*b)
+                merged[b.key] = b
+    return list(merged.values())
+
+
+def _inert(cls, b: Binding) -> bool:
+    """ctrl+s on a screen without a plot: the base screen declares it, and it does nothing there."""
+    if b.action != "save_figure":
+        return False
+    owner = next(c for c in cls.__mro__ if "figure_specs" in c.__dict__)
+    return any(x.action == "save_figure" for x in owner.__dict__.get("BINDINGS", []))
 
 
 def class_keys(cls) -> list[Key]:
     """The keys of one screen or widget class: footer keys first, in their order, then the rest."""
-    rows = [Key(key_text(b), b.description, b.show) for b in bindings(cls) if b.description]
+    rows = [Key(key_text(b), b.description, b.show) for b in bindings(cls) if b.description and not _inert(cls, b)]
     return [k for k in rows if k.footer] + [k for k in rows if not k.footer]
 
 
@@ -79,7 +92,7 @@ def _load(package: str, module: str, cls: str):
 def markdown() -> str:
     """docs/keys.md: every screen's keys, then the widgets' and the app's."""
     lines = ["# Keys of the TUI", "",
-             "Generated from the screens' bindings by `python -m recurlab.tui.keys > docs/keys.md`; "
+             "Generated from the screens' bindings by `python -m recurlab.docgen`; "
              "`tests/test_docs.py` fails when this page differs from what the command writes.", "",
              "**footer** marks the keys that each screen's footer shows, in that order (the most used first); "
              "`?` lists every key of the screen you are on.", ""]
@@ -104,6 +117,3 @@ def _row(k: Key) -> str:
     key = k.key.replace("|", "\\|")
     return f"| `{key}` | {k.description} | {'yes' if k.footer else 'no'} |"
 
-
-if __name__ == "__main__":
-    sys.stdout.write(markdown())

@@ -1,0 +1,80 @@
+"""The pages of docs/ that are written from the code, so that they cannot drift from it: the key
+map (from the screens' bindings), the command-line reference (from the Typer app) and the
+run-directory contract (from recurlab/rundir.py's docstring).
+
+    python -m recurlab.docgen               # rewrite docs/keys.md, docs/cli.md, docs/run-directory.md
+    python -m recurlab.docgen --check       # list the pages that differ from what it would write; exit 1 if any
+    python -m recurlab.docgen --out DIR     # write them elsewhere
+
+tests/test_docs.py runs the check. The TUI and CLI modules load only here, inside the functions:
+the library never imports this module.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def rundir_markdown() -> str:
+    """docs/run-directory.md: the contract as rundir.py's docstring states it."""
+    from recurlab import rundir
+
+    doc = rundir.__doc__.strip()
+    head = (f"# The run directory (contract version {rundir.CONTRACT_VERSION})\n\n"
+            "Generated from the docstring of `recurlab/rundir.py` by `python -m recurlab.docgen`; "
+            "`tests/test_docs.py` fails when this page differs from what the command writes.\n\n"
+            "A run directory is the only interface between a training worker and everything that watches it "
+            "(`recurlab runs`, `status`, `logs`, sweeps, evaluations, the TUI): the worker writes, the readers read; "
+            "no sockets, no server. A run copied from another machine reads the same.\n\n")
+    return head + _docstring_markdown(doc) + "\n"
+
+
+def _docstring_markdown(doc: str) -> str:
+    """A docstring as Markdown: its paragraphs as text, its indented blocks as code blocks."""
+    out, block = [], []
+    for para in doc.split("\n\n"):
+        lines = para.split("\n")
+        if all(line.startswith("    ") or not line for line in lines):
+            block.append("\n".join(line[4:] for line in lines))
+            continue
+        if block:
+            out.append("```text\n" + "\n\n".join(block) + "\n```")
+            block = []
+        out.append(" ".join(line.strip() for line in lines))
+    if block:
+        out.append("```text\n" + "\n\n".join(block) + "\n```")
+    return "\n\n".join(out)
+
+
+def pages() -> dict[str, str]:
+    from recurlab.cli.docs import markdown as cli_markdown
+    from recurlab.tui.keys import markdown as keys_markdown
+
+    return {"keys.md": keys_markdown(), "cli.md": cli_markdown(), "run-directory.md": rundir_markdown()}
+
+
+def stale(folder: Path = DOCS) -> list[str]:
+    """The generated pages in `folder` that are missing or differ from what would be written now."""
+    return [name for name, text in pages().items()
+            if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[argv.index("--out") + 1]) if "--out" in argv else DOCS
+    if "--check" in argv:
+        names = stale(folder)
+        for name in names:
+            print(f"{folder / name} is out of date: run `python -m recurlab.docgen`")
+        return 1 if names else 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in pages().items():
+        (folder / name).write_text(text, encoding="utf-8")
+        print(f"wrote {folder / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
