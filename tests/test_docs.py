@@ -71,7 +71,8 @@ def test_readme_is_short_and_opens_with_a_screenshot_saved_by_the_app():
     images = [m.group(1) for line in lines[:12] for m in re.finditer(r"!\[[^\]]*\]\(([^)]+\.svg)\)", line)]
     assert images, "no screenshot at the top"
     svg = (README.parent / images[0]).read_text(encoding="utf-8")
-    assert "<svg" in svg and "Textual" in svg  # Textual's own screenshot export
+    assert svg.startswith('<svg class="rich-terminal"') and "textualize.io" in svg  # Textual's own screenshot export
+    assert "recurlab" in svg and "/tmp/" not in svg and "/work/" not in svg
 
 
 FORBIDDEN = [r"\bissue\b", r"\bsessions?\b", r"shared with", r"/work/", r"/tmp/", r"\bthe seeds\b", r"#\d+\b"]
