@@ -95,6 +95,24 @@ async def test_generate_screen_says_how_to_type_a_prompt(one_run):
         assert app.screen.focused is prompt
 
 
+async def test_a_prompt_typed_while_the_model_loads_keeps_its_focus_and_text(one_run):
+    from textual.widgets import Input
+
+    from recurlab.tui import RecurlabApp
+
+    app = RecurlabApp(runs_dir=one_run, run=one_run / "add-small")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.press("slash", "7", "+", "8", "=")
+        screen = app.screen
+        prompt = screen.query_one("#gen-prompt", Input)
+        assert screen.focused is prompt and prompt.value == "7+8="
+        screen.on_model(None, [("1+2=", "3")])  # what the loader calls once the model is open
+        await pilot.pause()
+        assert screen.focused is prompt and prompt.value == "7+8="
+
+
 async def test_help_lists_every_key_of_the_screen(one_run):
     from textual.widgets import Markdown
 

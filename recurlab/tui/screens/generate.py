@@ -104,7 +104,8 @@ class GenerateScreen(ModelScreen):
         prompt = self.query_one("#gen-prompt", Input)
         if examples and not prompt.value:
             prompt.value = examples[0][0]  # a held-out task prompt, so g works at once
-        self.query_one("#gen-r", Slider).focus()
+        if not isinstance(self.focused, Input):  # a prompt being typed while the model loaded keeps its focus
+            self.query_one("#gen-r", Slider).focus()
 
     # ---- options -------------------------------------------------------------------------------
     @property
