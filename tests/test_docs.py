@@ -55,14 +55,27 @@ def test_every_command_of_the_app_is_in_the_readme_command_table():
         assert any(re.match(rf"`recurlab {re.escape(name)}(`| )", row) for row in rows), f"`recurlab {name}` is not in the table"
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as -."""
+    out = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return out
+
+
 def test_every_relative_link_resolves():
     link = re.compile(r"\]\(([^)\s]+)\)|<img[^>]* src=\"([^\"]+)\"")
     for page in pages():
         for m in link.finditer(page.read_text(encoding="utf-8")):
-            target = (m.group(1) or m.group(2)).split("#", 1)[0]
-            if not target or re.match(r"[a-z]+:", target):  # same-page anchors and web links
+            target, _, anchor = (m.group(1) or m.group(2)).partition("#")
+            if re.match(r"[a-z]+:", target):  # web links
                 continue
-            assert (page.parent / target).exists(), f"{page.name}: broken link to {target}"
+            path = (page.parent / target) if target else page
+            assert path.exists(), f"{page.name}: broken link to {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{page.name}: no heading #{anchor} in {path.name}"
 
 
 def test_readme_is_short_and_opens_with_a_screenshot_saved_by_the_app():
