@@ -33,19 +33,35 @@ def rundir_markdown() -> str:
 
 
 def _docstring_markdown(doc: str) -> str:
-    """A docstring as Markdown: its paragraphs as text, its indented blocks as code blocks."""
-    out, block = [], []
-    for para in doc.split("\n\n"):
-        lines = para.split("\n")
-        if all(line.startswith("    ") or not line for line in lines):
-            block.append("\n".join(line[4:] for line in lines))
-            continue
-        if block:
-            out.append("```text\n" + "\n\n".join(block) + "\n```")
-            block = []
-        out.append(" ".join(line.strip() for line in lines))
-    if block:
-        out.append("```text\n" + "\n\n".join(block) + "\n```")
+    """A docstring as Markdown: runs of lines indented by four spaces as code blocks (a blank line
+    inside a run stays in it), the other lines joined into paragraphs."""
+    out, text, code = [], [], []
+
+    def flush_text():
+        if text:
+            out.append(" ".join(line.strip() for line in text))
+            text.clear()
+
+    def flush_code():
+        while code and not code[-1]:
+            code.pop()
+        if code:
+            out.append("```text\n" + "\n".join(code) + "\n```")
+            code.clear()
+
+    for line in doc.split("\n"):
+        if line.startswith("    "):
+            flush_text()
+            code.append(line[4:])
+        elif not line.strip():
+            flush_text()
+            if code:
+                code.append("")
+        else:
+            flush_code()
+            text.append(line)
+    flush_text()
+    flush_code()
     return "\n\n".join(out)
 
 

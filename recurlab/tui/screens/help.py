@@ -38,11 +38,11 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         title = getattr(self.target, "TITLE_SHORT", "") or "recurlab"
-        lines = [f"# {title}", "", getattr(self.target, "HELP", "").strip(), "",
-                 "| key | action | shown |", "|---|---|---|"]
+        # the keys first: they are what ? is pressed for; the screen's description follows
+        lines = [f"# {title}: every key", "", "| key | action | shown |", "|---|---|---|"]
         for key, desc, where in self._rows():
             lines.append(f"| `{key}` | {desc} | {where} |")
         lines += ["", "Keys 1-6 switch screens, escape leaves a text box, ctrl+p opens the command palette; "
-                  "escape closes this help."]
+                  "escape closes this help.", "", f"## {title}", "", getattr(self.target, "HELP", "").strip()]
         with VerticalScroll(id="help-body"):
             yield Markdown("\n".join(lines))
