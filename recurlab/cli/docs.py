@@ -23,10 +23,22 @@ def command_app():
 
 
 def _root():
-    """The app's click command and a context for it (typer's own click: its context class)."""
+    """The app's click command and a context for it (typer's own click: its context class). The
+    commands are put in the order `recurlab` registers them (module by module, as written), which
+    an earlier import of one command module in the same process would otherwise change."""
     import typer
 
+    from recurlab.cli import COMMAND_MODULES
+
     root = typer.main.get_command(command_app())
+
+    def place(item):
+        callback = item[1].callback
+        module = callback.__module__.rsplit(".", 1)[-1]
+        return (COMMAND_MODULES.index(module) if module in COMMAND_MODULES else len(COMMAND_MODULES),
+                callback.__code__.co_firstlineno)
+
+    root.commands = dict(sorted(root.commands.items(), key=place))
     return root, root.context_class(root, info_name="recurlab")
 
 
