@@ -27,8 +27,12 @@ def rundir_markdown() -> str:
             "Generated from the docstring of `recurlab/rundir.py` by `python -m recurlab.docgen`; "
             "`tests/test_docs.py` fails when this page differs from what the command writes.\n\n"
             "A run directory is the only interface between a training worker and everything that watches it "
-            "(`recurlab runs`, `status`, `logs`, sweeps, evaluations, the TUI): the worker writes, the readers read; "
-            "no sockets, no server. A run copied from another machine reads the same.\n\n")
+            "(`recurlab runs`, `status`, `logs`, sweeps, evaluations, the TUI); no sockets, no server, and a run "
+            "copied from another machine reads the same. The worker writes the run's own files; the commands and "
+            "the TUI read them and add results in their own folders. `recurlab/rundir.py` defines the layout, "
+            "reads and writes the status, the metrics and the log, and holds the writers the others use; the "
+            "checkpoints are written by `recurlab/checkpoint.py`, and each result by the module that makes it "
+            "(sweeps, evaluations, figures, the engine's traces and wavefronts).\n\n")
     return head + _docstring_markdown(doc) + "\n"
 
 
