@@ -30,7 +30,7 @@ from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_readable_runs_dir, list_runs, read_json
 
 profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True,
                            epilog=examples("recurlab profiles", "recurlab profiles show tiny k=1"))
@@ -165,8 +165,8 @@ def _exit_for_state(run: RunDir) -> None:
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
     with user_errors():
-        check_runs_dir(runs_dir)
-    found = list_runs(runs_dir)
+        check_readable_runs_dir(runs_dir)
+        found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")
         return
@@ -196,6 +196,11 @@ def status(run: str = typer.Argument(..., help="Run name, unique prefix or path.
         why = "its pid is gone" if state == "failed" else "no heartbeat for a while"
         note = f"  (status.json says {st.get('state')}; {why})"
     typer.echo(f"effective state: {state}{note}")
+    raw = read_json(rd.status_path)
+    if not isinstance(raw, dict):
+        typer.echo(f"  ({rd.status_path.name} is missing, unreadable or not a JSON object: the state is unknown)")
+    elif raw.keys() != st.keys():
+        typer.echo(f"  ({rd.status_path.name}: ignored, of the wrong type: {', '.join(k for k in raw if k not in st)})")
     times = ("created", "started", "heartbeat", "ended")
     for key, value in st.items():
         if key in times and isinstance(value, (int, float)):
@@ -228,6 +233,8 @@ def logs(
                     data = f.read()
             except FileNotFoundError:
                 data = b""
+            except OSError as exc:  # a folder in its place, no permission
+                fail(f"cannot read {rd.log_path}: {exc.strerror}")
             if data:
                 offset += len(data)
                 sys.stdout.write(data.decode("utf-8", "replace"))
@@ -274,7 +281,7 @@ def resume(
     Any number of processes can resume it: checkpoints do not depend on the world size."""
     rd = get_run(run, runs_dir)
     with user_errors():
-        check_resumable(rd)
+        check_resumable(rd, device=device)
         launch = None
         if nproc > 1 or nnodes > 1 or rdzv_endpoint:
             launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)

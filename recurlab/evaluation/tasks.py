@@ -23,15 +23,12 @@ from pathlib import Path
 
 import yaml
 
-from recurlab.errors import DataError, InferenceError
+from recurlab.errors import DataError, EvalTaskError
 from recurlab.rundir import atomic_write_text
 
 EMBEDDED = "embedded"
 TASKS_SUBDIR = "tasks"  # RUN/evals/tasks/: the exported embedded tasks
 
-
-class EvalTaskError(InferenceError):
-    """A task that cannot be used: unknown, rejected by lm-eval, or its data unreadable."""
 
 
 @dataclass
@@ -108,6 +105,10 @@ def _yaml_task_names(path: Path) -> list[str]:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise EvalTaskError(f"{path} is not valid YAML ({first}); fix the file") from None
+    except UnicodeDecodeError:
+        raise EvalTaskError(f"{path} is not UTF-8 text, so it is not a task YAML file; give the task's .yaml") from None
+    except OSError as exc:
+        raise EvalTaskError(f"cannot read task file {path}: {exc.strerror}") from None
     if not isinstance(data, dict) or not (data.get("task") or data.get("group")):
         raise EvalTaskError(f"{path} has no `task:` key, so it is not an lm-eval task; see docs/evaluation.md, 'Writing a local task'")
     name = data.get("task") or data.get("group")

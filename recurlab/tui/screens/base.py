@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from recurlab.errors import UserError
 from recurlab.tui.widgets.navbar import NavBar
 
 
@@ -55,9 +56,7 @@ class LabScreen(Screen):
     def report(self, exc: BaseException, what: str) -> None:
         """A notice instead of a crash: one line for user errors, the type and message otherwise.
         The line also stays in the screen's error line until the next action (a notice fades)."""
-        from recurlab.errors import USER_ERRORS  # yaml and the task registry: not before the first frame
-
-        if isinstance(exc, USER_ERRORS):
+        if isinstance(exc, UserError):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         else:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

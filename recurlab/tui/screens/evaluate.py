@@ -23,7 +23,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.errors import USER_ERRORS
+from recurlab.errors import UserError
 from recurlab.tui.models import EXIT_CRITERIA
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
@@ -121,7 +121,7 @@ class EvalScreen(LabScreen):
 
             try:
                 is_task_run = run_config(RunDir(target)).data.source == "task"
-            except USER_ERRORS as exc:
+            except UserError as exc:
                 self.report(exc, "eval")
                 return
         tasks = self.query_one("#eval-tasks", Input)

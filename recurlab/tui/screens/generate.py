@@ -27,6 +27,7 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
+from recurlab.errors import UserError
 from recurlab.tui.models import EXIT_CRITERIA
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
@@ -191,8 +192,6 @@ class GenerateScreen(ModelScreen):
         self.query_one("#gen-prompt", Input).focus()
 
     def action_generate(self) -> None:
-        from recurlab.errors import USER_ERRORS
-
         if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
@@ -203,7 +202,7 @@ class GenerateScreen(ModelScreen):
         r = self.query_one("#gen-r", Slider).value
         try:
             opts = self.options(r).validate()
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "generate")
             return
         jobs = [(opts, self.describe(r))]

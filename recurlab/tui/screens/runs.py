@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from recurlab.rundir import RunError
+from recurlab.errors import UserError
 from recurlab.tui.runwatch import RunsWatch
 from recurlab.tui.screens.base import LabScreen
 
@@ -155,7 +155,7 @@ class RunsScreen(LabScreen):
             return
         try:
             out = stop_run(row.run, wait=0, by="the TUI")
-        except RunError as exc:
+        except UserError as exc:
             self.report(exc, "stop")
             return
         if out.already_requested:
@@ -174,7 +174,7 @@ class RunsScreen(LabScreen):
 
         try:
             out = stop_run(run, kill=True, by="the TUI (K)")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "kill")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: killed (pid {out.pid}); last checkpoint: "
@@ -192,7 +192,7 @@ class RunsScreen(LabScreen):
 
         try:
             pid, _ck = resume_run(run, how_to_stop="key s")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "resume")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: resuming in worker pid {pid}")

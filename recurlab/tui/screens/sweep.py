@@ -22,7 +22,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.errors import USER_ERRORS
+from recurlab.errors import UserError
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
 from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
@@ -80,7 +80,7 @@ class SweepScreen(LabScreen):
 
         try:
             cfg = run_config(run)
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         self.query_one("#sweep-rs", Input).value = ",".join(map(str, default_rs(cfg.train.r_mean)))
@@ -134,7 +134,7 @@ class SweepScreen(LabScreen):
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
             levels_spec = self.query_one("#sweep-levels", Input).value.strip()
             levels = parse_levels(levels_spec) if levels_spec else None
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         step = self.query_one("#sweep-ckpt", Select).value
