@@ -4,7 +4,7 @@
     run = resolve_run("add-1", runs_dir="runs")   # a name, a unique prefix, or a path
     run.read_status(); run.read_metrics(); run.latest_checkpoint()
 
-Contract (version CONTRACT_VERSION; the README's "The run directory" section summarises it):
+Contract (version CONTRACT_VERSION; docs/run-directory.md is generated from this docstring):
 
     run.yaml            resolved config, written once when the run is created
     status.json         replaced atomically (temp file + fsync + os.replace + fsync of the dir); the

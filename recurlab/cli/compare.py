@@ -15,11 +15,11 @@ from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab compare --profile compare data.name=corpus/ --r 1,2,4,8,16'))
 def compare(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.name=/path/to/text."),
     profile: str = typer.Option("compare", "--profile", "-p", help="Profile for all four runs (model.arch is set per run)."),

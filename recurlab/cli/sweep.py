@@ -11,11 +11,11 @@ from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab sweep demo --r 1,2,4,8', 'recurlab sweep cpu-demo --r 1,2,4,8,16,32 --difficulties 5,6', "recurlab sweep 'perm-s*' --r 8,32 --out perm.csv"))
 def sweep(
     runs: List[str] = typer.Argument(..., help="Run name, unique prefix, or path; several (or a pattern like 'perm-s*') "
                                                "sweep each and print the mean ± sd over them."),

@@ -30,12 +30,13 @@ class RunsScreen(LabScreen):
     MODE = "runs"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("enter", "open", "Open", priority=True),
-        Binding("space", "mark", "Overlay"),
-        Binding("s", "stop", "Stop"),
-        Binding("K", "kill", "Kill"),
-        Binding("u", "resume", "Resume"),
         Binding("n", "new_run", "New run"),
+        Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+        Binding("space", "mark", "Overlay", show=False),
+        Binding("K", "kill", "Kill now", show=False),
     ]
 
     def compose(self) -> ComposeResult:

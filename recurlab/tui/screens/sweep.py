@@ -24,6 +24,7 @@ from textual_plotext import PlotextPlot
 
 from recurlab.errors import UserError
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import log2_positions, r_ticks
 from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
 
 
@@ -35,7 +36,7 @@ class SweepScreen(LabScreen):
     BINDINGS = [
         Binding("s", "start", "Sweep"),
         Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
+        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
         Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
     ]
 
@@ -231,14 +232,13 @@ class SweepScreen(LabScreen):
         plt.clear_figure()
         if self.rows:
             rs = [row["r"] for row in self.rows]
-            plt.plot(rs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
+            xs = log2_positions(rs)  # r on a log2 axis, ticks labelled with r
+            plt.plot(xs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
             if "acc" in self.rows[0]:
-                plt.plot(rs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
-            if len(rs) > 1 and max(rs) / max(min(rs), 1) >= 8:
-                plt.xscale("log")
-                plt.xticks(rs, [str(r) for r in rs])
+                plt.plot(xs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
+            plt.xticks(*r_ticks(rs))
         plt.title("held-out loss and accuracy vs r")
-        plt.xlabel("r (iterations)")
+        plt.xlabel("r (iterations, log2 axis)")
         self.query_one(PlotextPlot).refresh()
         self.draw_heatmap()
 
