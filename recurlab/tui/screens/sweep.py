@@ -17,25 +17,36 @@ import threading
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.config import default_rs, run_config
-from recurlab.errors import USER_ERRORS
-from recurlab.sweep import SweepResult, format_heldout, level_grid, load_sweeps, parse_levels, parse_rs, sweep_columns
-from recurlab.tui.screens.resultscreen import ResultScreen, ResultWords, result_bindings
+from recurlab.errors import UserError
+from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import log2_positions, r_ticks
+from recurlab.sweep import level_grid
 from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
-class SweepScreen(ResultScreen):
-    TITLE_SHORT, MODE = "Sweep", "sweep"
-    BINDINGS = result_bindings("Sweep")
-    WORDS = ResultWords("sweep", "a sweep", no_saved="no saved sweeps for this run",
-                        cancelling="cancelling after the current r ...")
+class SweepScreen(LabScreen):
+    TITLE_SHORT = "Sweep"
+    MODE = "sweep"
+    HELP = __doc__.split("\n", 1)[1]
+    AUTO_FOCUS = "#sweep-table"  # not a text box: digits and ? must reach the app
+    BINDINGS = [
+        Binding("s", "start", "Sweep"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
+        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
+    ]
 
     def __init__(self):
         super().__init__()
+        self.rows: list[dict] = []
+        self.saved = []  # SweepResult list from load_sweeps
+        self.shown = -1
+        self.cancel_event: threading.Event | None = None
         self._run = None
         self.trained: set[int] = set()  # the run's training levels, for the heatmap
         self.r_mean = 0
@@ -66,9 +77,11 @@ class SweepScreen(ResultScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
+        from recurlab.config import default_rs, run_config
+
         try:
             cfg = run_config(run)
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         self.query_one("#sweep-rs", Input).value = ",".join(map(str, default_rs(cfg.train.r_mean)))
@@ -78,35 +91,51 @@ class SweepScreen(ResultScreen):
         self.query_one("#sweep-ckpt", Select).set_options([(f"step {c.step}", c.step) for c in reversed(cks)])
         self.load_saved(show_last=True)
 
-    def read_saved(self) -> list:
+    def load_saved(self, show_last: bool = False) -> None:
+        from recurlab.sweep import load_sweeps
+
+        self.saved = load_sweeps(self._run)
         self.heat_step = None
-        return load_sweeps(self._run)
+        if show_last and self.saved:
+            self.show_result(len(self.saved) - 1)
+        elif not self.saved:
+            self.rows = []
+            self.draw()
+            self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
 
-    def show_none(self) -> None:
-        self.rows = []
-        self.draw()
-        self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
-
-    def show_saved(self, index: int) -> None:
+    def show_result(self, index: int) -> None:
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
         self.heat_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
+        from recurlab.sweep import format_heldout
+
         counts = format_heldout(res.heldout)
         self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
                      + (f"\n{counts}" if counts else ""))
         self.draw()
 
+    def _status(self, text: str) -> None:
+        self.query_one("#sweep-status", Static).update(text)
+
     # ---- the sweep ---------------------------------------------------------------------------
     def action_start(self) -> None:
-        if not self.may_start(self._run is not None and self._run.exists()):
+        from recurlab.sweep import parse_rs
+
+        if self._run is None or not self._run.exists():
+            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
             return
+        if self.cancel_event is not None:
+            self.app.notify("a sweep is already running; c cancels it", severity="warning")
+            return
+        from recurlab.sweep import parse_levels
+
         try:
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
             levels_spec = self.query_one("#sweep-levels", Input).value.strip()
             levels = parse_levels(levels_spec) if levels_spec else None
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         step = self.query_one("#sweep-ckpt", Select).value
@@ -124,33 +153,57 @@ class SweepScreen(ResultScreen):
 
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
-        from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+        from recurlab.engine import run_sweep
 
-        self.run_job(lambda: run_sweep(run, rs, step=step, difficulties=levels, cancel=cancel,
-                                       on_row=lambda row: self.app.call_from_thread(self.add_row, row)))
+        try:
+            result = run_sweep(run, rs, step=step, difficulties=levels,
+                               on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
+        except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
+            self.app.call_from_thread(self.report, exc, "sweep")
+            self.app.call_from_thread(self._finish, None)
+            return
+        self.app.call_from_thread(self._finish, result)
 
     def add_row(self, row: dict) -> None:
         self.rows.append(row)
         self.draw()
         self._status(f"sweep: r = {row['r']} done ({len(self.rows)} so far); c cancels")
 
-    def finished_notice(self, result, state: str) -> str:
+    def _finish(self, result) -> None:
+        self.cancel_event = None
+        if result is None:
+            return
         where = f"saved to {result.path}" if result.path else "nothing to save"
-        return f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}"
-
-    def after_finish(self, result) -> None:
+        state = "finished" if result.complete else "cancelled"
+        self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
+        self.load_saved(show_last=True)
         # the sweep just run, even if another one was saved meanwhile
         just_run = [i for i, saved in enumerate(self.saved) if saved.path == result.path]
         if just_run:
-            self.show_saved(just_run[-1])
+            self.show_result(just_run[-1])
+
+    def action_cancel(self) -> None:
+        if self.cancel_event is None:
+            self.app.notify("no sweep is running")
+            return
+        self.cancel_event.set()
+        self._status("cancelling after the current r ...")
+
+    def action_saved(self, delta: int) -> None:
+        if not self.saved:
+            self.app.notify("no saved sweeps for this run")
+            return
+        self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
 
     def figure_specs(self) -> list:
         """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
         shown, and the level x r heatmap of the checkpoint's sweeps."""
         from types import SimpleNamespace
 
-        from recurlab.figures import FigureError  # numpy: loaded only when this runs
+        from recurlab.figures import FigureError
         from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
+        from recurlab.sweep import SweepResult
+
         if not self.rows or self._run is None:
             raise FigureError("no sweep shown yet: press s to run one")
         first = self.rows[0]
@@ -166,6 +219,8 @@ class SweepScreen(ResultScreen):
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
+        from recurlab.sweep import sweep_columns
+
         table = self.query_one(DataTable)
         table.clear(columns=True)
         cols = sweep_columns(self.rows) if self.rows else ["r", "loss", "acc"]
@@ -178,18 +233,19 @@ class SweepScreen(ResultScreen):
         plt.clear_figure()
         if self.rows:
             rs = [row["r"] for row in self.rows]
-            plt.plot(rs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
+            xs = log2_positions(rs)  # r on a log2 axis, ticks labelled with r
+            plt.plot(xs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
             if "acc" in self.rows[0]:
-                plt.plot(rs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
-            if len(rs) > 1 and max(rs) / max(min(rs), 1) >= 8:
-                plt.xscale("log")
-                plt.xticks(rs, [str(r) for r in rs])
+                plt.plot(xs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
+            plt.xticks(*r_ticks(rs))
         plt.title("held-out loss and accuracy vs r")
-        plt.xlabel("r (iterations)")
+        plt.xlabel("r (iterations, log2 axis)")
         self.query_one(PlotextPlot).refresh()
         self.draw_heatmap()
 
     def draw_heatmap(self) -> None:
+        from recurlab.sweep import SweepResult
+
         heat = self.query_one(SweepHeatmap)
         if self.heat_step is None or not self.trained:
             heat.show(None, self.trained, self.r_mean)
