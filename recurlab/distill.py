@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recurlab.checkpoint import load_weights
-from recurlab.config import ConfigError, RunConfig, run_config
+from recurlab.config import RunConfig, run_config
+from recurlab.errors import ConfigError
 from recurlab.model import RecurrentLM
 from recurlab.rundir import RunDir
 
