@@ -1,6 +1,6 @@
 """A verdict on each token's dynamics, and the local contraction of the core step.
 
-    verdicts = classify(states, tops, tol=1e-3)       # states (r, T, d), tops (r, T) top-1 ids
+    verdicts = classify(states, tops, tol=1e-2)       # states (r, T, d), tops (r, T) top-1 ids
     verdicts[3] -> {"kind": "settling", "at": 6, "period": None}
     rho = spectral_radius(model, s_final, e, rope)     # (T,) one radius per token
     summary = stability_summary(opened, levels=[1, 2, ..., 8], per_level=20, r=16)
@@ -36,7 +36,7 @@ from recurlab.errors import InferenceError
 KRYLOV = 40  # Arnoldi steps (JVPs per token); the full width for models narrower than this
 
 
-def classify(states: Tensor, tops: Tensor, tol: float = 1e-3) -> list[dict]:
+def classify(states: Tensor, tops: Tensor, tol: float = 1e-2) -> list[dict]:
     """One verdict per token from its states (r, T, d) after iterations 1..r and top-1 ids (r, T)."""
     r, T = states.shape[0], states.shape[1]
     sf = states.float()
@@ -162,7 +162,7 @@ def summarize(verdicts: list[dict], radii: list[float]) -> dict:
     }
 
 
-def sequence_dynamics(model, ids: list[int], r: int, *, positions: list[int] | None = None, tol: float = 1e-3,
+def sequence_dynamics(model, ids: list[int], r: int, *, positions: list[int] | None = None, tol: float = 1e-2,
                       init_scale: float | None = None, seed: int = 0, radius: bool = True) -> tuple[list[dict], list[float]]:
     """Verdicts and radii of the given positions (all by default) of one sequence traced to r."""
     device = next(model.parameters()).device
@@ -185,7 +185,7 @@ def sequence_dynamics(model, ids: list[int], r: int, *, positions: list[int] | N
 
 
 def stability_summary(opened, *, levels: list[int] | None = None, per_level: int = 20, r: int | None = None,
-                      tol: float = 1e-3, prompts: list[str] | None = None, seed: int = 0, on_prompt=None) -> dict:
+                      tol: float = 1e-2, prompts: list[str] | None = None, seed: int = 0, on_prompt=None) -> dict:
     """Run-level summary over held-out prompts: per level (task runs) the fraction of answer
     positions settling / orbiting / drifting, the median and 90th percentile of their radius, and
     the exact-match accuracy at the same r over the level's whole held-out set; for text (a list

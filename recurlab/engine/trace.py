@@ -59,6 +59,7 @@ from recurlab.rundir import RunDir, atomic_write_json
 
 TRACE_VERSION = 1
 TOP = 5
+VERDICT_TOL = 1e-2  # a token has settled once its relative change stays below this (the latent exit rule's 1e-2)
 
 
 def _trajectory(model, e, rope, r: int, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +84,7 @@ def _rounded(x: torch.Tensor, digits: int = 6) -> list:
 def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str | None = "kl:5e-4",
                  starts: int = 0, init_scale: float | None = None, seed: int = 0,
                  generate: GenerateOptions | None = None, lens=None, radius: bool = False,
-                 tol: float = 1e-3) -> dict:
+                 tol: float = VERDICT_TOL) -> dict:
     from recurlab.engine.engine import Engine
 
     if not isinstance(r, int) or r < 1:
@@ -115,7 +116,7 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
 
 def trace_record(model, tokenizer, ids: list[int], e, s0, states, *, prompt: str, n_prompt: int, crit, scale: float,
                  seed: int, starts: int = 0, generated_text: str = "", lens=None, radius: bool = False,
-                 tol: float = 1e-3, extra: dict | None = None) -> dict:
+                 tol: float = VERDICT_TOL, extra: dict | None = None) -> dict:
     """The trace dict of a trajectory already run: `states` (r, T, d) after iterations 1..r from
     the start `s0` (T, d), with injected input `e` (1, T, d). Interventions (recurlab.engine.
     interventions) build their changed trajectories' traces here too. `lens` (recurlab.engine.lens)
