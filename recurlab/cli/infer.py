@@ -217,9 +217,14 @@ def inspect(
             raise InferenceError("--stability is a run-level summary: give it without an intervention")
         if not stability and not prompt:
             raise InferenceError("give --prompt TEXT to trace (or --stability for the run-level summary)")
+        if not tol > 0:
+            raise InferenceError(f"--tol must be > 0 (a relative change), got {tol}")
+        level_list = inside.parse_levels(levels)
+        if per_level < 1:
+            raise InferenceError(f"--per-level must be >= 1 prompt, got {per_level}")
         opened = _open(run, model_path, runs_dir, step, device)
         if stability:
-            inside.run_stability(opened, levels=levels, per_level=per_level, r=r, data=data, tol=tol, name=name, seed=seed)
+            inside.run_stability(opened, levels=level_list, per_level=per_level, r=r, data=data, tol=tol, name=name, seed=seed)
             return
         lens_obj = inside.lens_for(opened, lens)
         if kind:

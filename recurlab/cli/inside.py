@@ -144,7 +144,7 @@ def _print_causal(rec: dict, answer: str) -> None:
         typer.echo("no single (token, iteration) state recovers half of the answer's log-probability")
 
 
-def run_stability(opened, *, levels: str | None, per_level: int, r: int, data: str | None, tol: float, name: str | None,
+def run_stability(opened, *, levels: list[int] | None, per_level: int, r: int, data: str | None, tol: float, name: str | None,
                   seed: int) -> None:
     from pathlib import Path
 
@@ -165,7 +165,7 @@ def run_stability(opened, *, levels: str | None, per_level: int, r: int, data: s
     progress = Progress(TextColumn("stability"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with progress:
         bar = progress.add_task("prompts", total=None)
-        rec = stability_summary(opened, levels=parse_levels(levels), per_level=per_level, r=r, tol=tol, prompts=prompts,
+        rec = stability_summary(opened, levels=levels, per_level=per_level, r=r, tol=tol, prompts=prompts,
                                 seed=seed, on_prompt=lambda k, n: progress.update(bar, completed=k, total=n))
     path = write_json(record_root(opened) / "stability", name or default_name("stability"), rec)
 
