@@ -185,6 +185,9 @@ class InspectorScreen(InsideLoop, ModelScreen):
         grid.trace = trace
         if first:  # start on the first answer token, at the last iteration
             grid.select(min(trace["n_prompt"], len(trace["tokens"]) - 1), trace["r"])
+        # the panel follows at once, not only when the grid's Moved message arrives (a worker
+        # computing radii may keep the message queue waiting)
+        self._describe(grid.token, grid.iteration)
         grid.focus()
 
     # ---- the selected cell ---------------------------------------------------------------------
