@@ -2,9 +2,9 @@
 
     lens = get_lens("logit")                                  # "coda", "logit" or a TunedLens
     logits = lens.logits(model, states, rope)                 # states (r, T, d) -> (r, T, V)
-    tuned = TunedLens.create(model.cfg.n_embd, iterations=16, place="coda")
+    tuned = TunedLens(model.cfg.n_embd, iterations=16, place="coda")
     tuned.logits(model, states, rope)                         # translator i, then the coda
-    lens_kl(model, states, rope, [get_lens("coda"), tuned])   # KL(p_r || lens_i), (lenses, r, T)
+    kl_to_final(logits, final_logits)                         # KL(p_r || q), per position
 
 Three lenses, all through the model's public `decode` step:
 
@@ -62,10 +62,6 @@ class TunedLens(nn.Module):
         self.bias = nn.Parameter(torch.zeros(iterations, d))
         self.meta: dict = {}  # what the saved record says about it (name, training data, KL)
 
-    @classmethod
-    def create(cls, d: int, iterations: int, place: str = "coda") -> "TunedLens":
-        return cls(d, iterations, place)
-
     @property
     def iterations(self) -> int:
         return self.weight.shape[0]
@@ -107,13 +103,3 @@ def kl_to_final(logits: Tensor, final_logits: Tensor) -> Tensor:
     logp = final_logits.float().log_softmax(-1)
     return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0)
 
-
-def lens_kl(model, states: Tensor, rope, lenses: list, mask: Tensor | None = None) -> Tensor:
-    """(len(lenses), r) mean KL(p_r || lens_i) over the positions where `mask` (T,) is true, for a
-    single sequence's states (r, T, d); p_r is the coda's distribution after the last iteration."""
-    final = model.decode(states[-1][None], rope)[0]
-    out = []
-    for lens in lenses:
-        kl = kl_to_final(lens.logits(model, states, rope), final[None])  # (r, T)
-        out.append(kl[:, mask].mean(-1) if mask is not None else kl.mean(-1))
-    return torch.stack(out)
