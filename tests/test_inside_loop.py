@@ -12,7 +12,7 @@ from recurlab.config import ModelConfig
 from recurlab.engine import Engine
 from recurlab.engine.interventions import (Sequence, add_noise, causal_trace, inject_off, patch, prepare,
                                            save_intervention, with_prompt)
-from recurlab.engine.lens import Lens, get_lens
+from recurlab.engine.lens import Lens, TunedLens, get_lens
 from recurlab.engine.lens_train import heldout_kl, train_tuned_lens
 from recurlab.engine.stability import classify, spectral_radius
 from recurlab.errors import InferenceError
@@ -170,11 +170,14 @@ def test_a_tuned_lens_lowers_heldout_kl_at_early_iterations(tiny):
     gen = torch.Generator().manual_seed(0)
     seqs = [torch.randint(4, len(tok), (12,), generator=gen).tolist() for _ in range(160)]
     train, heldout = seqs[:128], seqs[128:]
-    lens, report = train_tuned_lens(model, train, heldout, 4, steps=150, batch_size=32, lr=3e-3)
+    # before the head, an untrained tuned lens is the logit lens itself: only training can lower it
+    lens, report = train_tuned_lens(model, train, heldout, 4, steps=150, batch_size=32, lr=3e-3, place="head")
+    untrained = TunedLens(model.cfg.n_embd, 4, place="head")
     # independent of the report: the held-out KL measured again here, per lens
     kl = heldout_kl(model, [Lens("logit"), lens], heldout, 4, seed=5)
+    assert heldout_kl(model, [untrained], heldout, 4, seed=5)["tuned"] == kl["logit"]
     for i in range(2):
-        assert kl["tuned"][i] < kl["logit"][i]
+        assert kl["tuned"][i] < 0.9 * kl["logit"][i], (i, kl)
         assert report["kl"]["tuned"][i] < report["kl"]["logit"][i]
     assert get_lens("tuned", lens) is lens
     with pytest.raises(InferenceError, match="lens train"):
