@@ -177,5 +177,6 @@ def run_stability(opened, *, levels: list[int] | None, per_level: int, r: int, d
                   f(g["orbiting"], True), f(g["drifting"], True), f(g["radius_median"]), f(g["radius_p90"])]
                  for g in rec["groups"] + [{**rec["overall"], "level": "all", "prompts": sum(g["prompts"] for g in rec["groups"]),
                                              "accuracy": None}]], right=True)
-    typer.echo(f"tokens: the positions that predict the answer; settling below a relative change of {tol:g}; "
+    which = "every position of each prompt" if prompts is not None else "the positions that predict the answer"
+    typer.echo(f"tokens: {which}; settling below a relative change of {tol:g}; "
                f"ρ: spectral radius of the core step at the final state. Written to {path}")
