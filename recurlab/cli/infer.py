@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 from recurlab.rundir import RunDir
 
@@ -48,7 +48,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-@app.command()
+@app.command(epilog=examples("recurlab generate demo --prompt '12+34=' --r 8 --temperature 0", "recurlab generate demo --prompt '12+34=' --r 32 --exit kl:5e-4 --json"))
 def generate(
     run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
@@ -169,7 +169,10 @@ def _table(trace: dict) -> list[str]:
     return lines
 
 
-@app.command()
+@app.command(epilog=examples("recurlab inspect demo --prompt '12+34=' --r 8", "recurlab inspect cpu-demo --prompt '3102.0213.2310=' --r 16 --starts 4",
+                             "recurlab inspect cpu-demo -p '3102.0213.2310=' --generate 4 --causal-trace --corrupt '0213.0213.2310='",
+                             "recurlab inspect cpu-demo -p '3102.0213.2310=' --generate 4 --patch-from '0213.0213.2310=' --at 15,4",
+                             "recurlab inspect cpu-demo --stability --levels 1-8 --r 16"))
 def inspect(
     run: Optional[str] = RunArgument,
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt to trace (not needed with --stability)."),
@@ -200,8 +203,9 @@ def inspect(
     per_level: int = typer.Option(20, "--per-level", help="--stability: held-out prompts per level (or lines of --data)."),
     data: Optional[str] = typer.Option(None, "--data", help="--stability on a text model or model folder: a file of prompts, one per line."),
 ):
-    """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
-    final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
+    """Print a token x iteration convergence table and save the latent trace.
+
+    Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
         from recurlab.cli import inside
         from recurlab.engine import GenerateOptions, latent_trace, save_trace

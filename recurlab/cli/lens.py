@@ -15,16 +15,24 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, print_table, user_errors
 from recurlab.cli.infer import ModelOption, RunArgument, _open
 
 lens_app = typer.Typer(help="Tuned lenses: train one per run or model folder (the Inspector's l key cycles lenses).",
-                       no_args_is_help=True)
+                       invoke_without_command=True, epilog=examples("recurlab lens train cpu-demo"))
 app.add_typer(lens_app, name="lens")
 
 
-@lens_app.command("train")
+@lens_app.callback()
+def lens(ctx: typer.Context) -> None:
+    """Tuned lenses: train one per run or model folder (the Inspector's l key cycles lenses)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@lens_app.command("train", epilog=examples("recurlab lens train cpu-demo", "recurlab lens train cpu-demo --r 8 --steps 150 --place head",
+                                             "recurlab lens train --model models/ouro --data notes.txt"))
 def train(
     run: Optional[str] = RunArgument,
     data: Optional[str] = typer.Option(None, "--data", help="A UTF-8 text file, one sequence per line (every 10th held out); default: the run's own data."),
@@ -40,8 +48,7 @@ def train(
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
-    """Train a tuned lens with a progress bar, print held-out KL to the final distribution per
-    iteration for the coda, logit and tuned lenses, and save it."""
+    """Train a tuned lens with a progress bar, print held-out KL to the final distribution per iteration for the coda, logit and tuned lenses, and save it."""
     with user_errors():
         from recurlab.engine.lens import PLACES
         from recurlab.engine.records import check_name

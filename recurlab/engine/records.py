@@ -4,21 +4,20 @@
     paths = write_new(root / "interventions", "patch-1", {"json": data})   # patch-1.json, or patch-1-2.json
     record, path = newest_record(root / "stability", kind="stability")
 
-Each file is created exclusively (O_EXCL), fsynced, and its folder fsynced after; a stem is taken
-only if no file of any extension has it, so a later result gets NAME-2, NAME-3, ... and an earlier
-one is never replaced. No torch here.
+Files go through the run directory's one result writer (`recurlab.rundir.write_new`: exclusive
+create, fsync of the file and the folder), so a later result gets NAME-2, NAME-3, ... and an
+earlier one is never replaced. No torch here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 
+from recurlab import rundir
 from recurlab.errors import InferenceError
-from recurlab.rundir import fsync_dir
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
@@ -41,39 +40,13 @@ def check_name(name: str) -> str:
 
 def write_new(folder: Path, stem: str, files: dict[str, bytes]) -> dict[str, Path]:
     """Write {suffix: bytes} as folder/stem.suffix, or stem-2, stem-3, ... at the first stem no
-    existing file uses. Returns {suffix: path}."""
+    existing file uses (the run directory's one result writer). Returns {suffix: path}."""
     check_name(stem)
-    folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        paths = rundir.write_new(Path(folder), stem, files)
     except OSError as exc:
-        raise InferenceError(f"cannot create {folder}: {exc.strerror or exc}") from None
-    n = 1
-    while True:
-        name = stem if n == 1 else f"{stem}-{n}"
-        n += 1
-        if any(p.name.rsplit(".", 1)[0] == name for p in folder.iterdir()):
-            continue
-        written: dict[str, Path] = {}
-        try:
-            for suffix, data in files.items():
-                path = folder / f"{name}.{suffix}"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                written[suffix] = path
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-        except FileExistsError:  # another writer took the name meanwhile: undo ours, try the next
-            for p in written.values():
-                p.unlink(missing_ok=True)
-            continue
-        except OSError as exc:
-            for p in written.values():
-                p.unlink(missing_ok=True)
-            raise InferenceError(f"cannot write {folder / name}: {exc.strerror or exc}") from None
-        fsync_dir(folder)
-        return written
+        raise InferenceError(f"cannot write {Path(folder) / stem}: {exc.strerror or exc}") from None
+    return {p.name.rsplit(".", 1)[1]: p for p in paths}
 
 
 def write_json(folder: Path, stem: str, record: dict) -> Path:
