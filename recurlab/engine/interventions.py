@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from recurlab.engine.options import GenerateOptions, parse_exit
+from recurlab.options.generate import GenerateOptions, parse_exit
 from recurlab.engine.records import default_name, write_json
 from recurlab.errors import InferenceError
 

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
+from recurlab.options.generate import EXIT_CRITERIA, GATE_CRITERION, R_SLIDER
 from recurlab.tui.screens.inspector_lab import InsideLoop
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.causalmap import CausalMap
@@ -84,7 +84,7 @@ class InspectorScreen(InsideLoop, ModelScreen):
                 Input(placeholder="source prompt (s): patch, causal trace", id="insp-source"),
                 id="insp-controls",
             ),
-            Slider(1, 32, value=8, label="r", id="insp-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="insp-r"),
             Horizontal(
                 TokenGrid(id="insp-grid"),
                 CausalMap(id="insp-causal"),
@@ -163,7 +163,7 @@ class InspectorScreen(InsideLoop, ModelScreen):
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
-        from recurlab.engine import GenerateOptions, latent_trace
+        from recurlab.engine import GenerateOptions, latent_trace  # torch and safetensors: loaded only when this runs
 
         try:
             trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
@@ -246,7 +246,7 @@ class InspectorScreen(InsideLoop, ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
-        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure  # numpy: loaded only when this runs
 
         if not self.trace:
             raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")
