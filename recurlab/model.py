@@ -12,7 +12,7 @@ decoding, traces) goes through four public steps:
     e    = model.embed(idx, rope, cache)              # prelude
     s    = model.init_state(e, scale, generator)      # random (or zero) latent start
     s    = model.core_step(s, e, rope, cache, i)      # one recurrence: adapter + R shared blocks
-    out  = model.decode(s, rope, cache)               # ln_f, coda, ln_f, tied head
+    out  = model.decode(s, rope, cache)               # ln_f, coda, ln_f, tied head (coda=False: skip the coda)
 
 One description, three families (recurlab.config.ModelConfig): recurlab's own models and
 Huginn-0125 (the defaults), Ouro (no prelude/coda/adapter, the state starts at the embedding,
@@ -339,9 +339,11 @@ class RecurrentLM(nn.Module):
             x = self.transformer.ln_f(x)
         return x
 
-    def decode(self, s: Tensor, rope, cache: AttentionCache | None = None) -> Tensor:
+    def decode(self, s: Tensor, rope, cache: AttentionCache | None = None, coda: bool = True) -> Tensor:
+        """The output logits of state `s`; `coda=False` skips the coda's blocks but keeps the norms
+        and the head (the logit lens: on a model without coda blocks it is the same function)."""
         x = self.transformer.ln_f(s) if self.cfg.coda_norm else s
-        for i, block in enumerate(self.transformer.coda):
+        for i, block in enumerate(self.transformer.coda if coda else ()):
             x = block(x, rope, cache, ("coda", i))
         return self.lm_head(self.transformer.ln_f(x) if self.cfg.final_norm else x)
 

@@ -42,6 +42,11 @@ file and the folder; a name already used gets the next free suffix):
     traces/NAME[-K].json    latent traces (`recurlab inspect --name NAME`)
     wavefronts/NAME[-K].json    parallel-sampler wavefronts (`generate --save-wavefront`, the TUI's w)
     figures/STEM[-K].{png,svg,pdf,csv}   figures (`recurlab plot`, the TUI's ctrl+s)
+    lenses/NAME[-K].{safetensors,json}   tuned lenses (`recurlab lens train`): the translators, and
+                        the settings with the held-out KL per iteration of each lens
+    interventions/NAME[-K].json   patches, causal traces, injection-off and noise runs
+                        (`recurlab inspect --patch-from/--causal-trace/--inject-off/--noise`, the Inspector)
+    stability/NAME[-K].json   run-level dynamics summaries (`recurlab inspect --stability`)
 In the runs folder, beside the runs: compare[-K].{csv,json} of `recurlab compare`.
 
 Every file is created with mode 0666 less the umask, so another user can read a run.

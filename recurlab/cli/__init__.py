@@ -13,7 +13,7 @@ import importlib
 import sys
 
 EXIT_BAD_INPUT = 2  # one `error:` line on stderr and this code: bad input, nothing written
-COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot", "export")
+COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot", "export", "lens")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@
     recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
     recurlab generate RUN --prompt "12+34=" --r 32 --sampler parallel:inner=4,headway=1,freeze=latent:0.03
     recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
+    recurlab inspect RUN --prompt "12+34=" --lens tuned --patch-from "56+78=" --at 3,4   (more in recurlab.cli.inside)
     recurlab generate --model models/huginn-0125 --device cuda --prompt "<|begin_text|>Hi" --r 32
 
 torch loads only inside the commands.
@@ -166,10 +167,13 @@ def _table(trace: dict) -> list[str]:
     return lines
 
 
-@app.command(epilog=examples("recurlab inspect demo --prompt '12+34=' --r 8", "recurlab inspect cpu-demo --prompt '3102.0213.2310=' --r 16 --starts 4"))
+@app.command(epilog=examples("recurlab inspect demo --prompt '12+34=' --r 8", "recurlab inspect cpu-demo --prompt '3102.0213.2310=' --r 16 --starts 4",
+                             "recurlab inspect cpu-demo -p '3102.0213.2310=' --generate 4 --causal-trace --corrupt '0213.0213.2310='",
+                             "recurlab inspect cpu-demo -p '3102.0213.2310=' --generate 4 --patch-from '0213.0213.2310=' --at 15,4",
+                             "recurlab inspect cpu-demo --stability --levels 1-8 --r 16"))
 def inspect(
     run: Optional[str] = RunArgument,
-    prompt: str = typer.Option(..., "--prompt", "-p"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The prompt to trace (not needed with --stability)."),
     r: str = typer.Option("16", "--r", help="Iterations to trace."),
     exit: Optional[str] = typer.Option("kl:5e-4", "--exit", help="Criterion for the exit iteration column."),
     starts: int = typer.Option(0, "--starts", help="Random starts for path independence (0: off, else >= 2)."),
@@ -181,21 +185,57 @@ def inspect(
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
+    lens: str = typer.Option("coda", "--lens", help="How each iteration's state is read: coda, logit or tuned (`recurlab lens train` first)."),
+    radius: bool = typer.Option(False, "--radius", help="Also the spectral radius of the core step's Jacobian at each token's final state (about 40 JVPs per token)."),
+    tol: float = typer.Option(1e-2, "--tol", help="Relative change under which a token counts as settled."),
+    patch_from: Optional[str] = typer.Option(None, "--patch-from", help="Patch from this prompt's state of the same position (with --at)."),
+    at: Optional[str] = typer.Option(None, "--at", help="TOKEN,ITER: the position and the iteration to patch."),
+    target: Optional[str] = typer.Option(None, "--target", help="Without --generate: the token whose log-probability to measure (default: the top prediction)."),
+    causal_trace: bool = typer.Option(False, "--causal-trace", help="Patch every (token, iteration) of --corrupt from the prompt, one at a time."),
+    corrupt: Optional[str] = typer.Option(None, "--corrupt", help="The corrupted prompt of --causal-trace (as many tokens as --prompt)."),
+    inject_off: Optional[int] = typer.Option(None, "--inject-off", help="From this iteration on, inject zeros (or --inject-from's embedding)."),
+    inject_from: Optional[str] = typer.Option(None, "--inject-from", help="With --inject-off: inject this prompt's embedding instead of zeros."),
+    noise: Optional[str] = typer.Option(None, "--noise", help="SIGMA@ITER: Gaussian noise of relative size SIGMA added at iteration ITER."),
+    stability: bool = typer.Option(False, "--stability", help="Run-level summary over held-out prompts: settling fraction and radius per level, with accuracy."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="--stability: task levels, e.g. 1-8 (default: the run's)."),
+    per_level: int = typer.Option(20, "--per-level", help="--stability: held-out prompts per level (or lines of --data)."),
+    data: Optional[str] = typer.Option(None, "--data", help="--stability on a text model or model folder: a file of prompts, one per line."),
 ):
     """Print a token x iteration convergence table and save the latent trace.
 
     Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
         # torch and safetensors: loaded only when this runs
+        from recurlab.cli import inside
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
+
         r = parse_r(r)
 
         if generate_tokens < 0:
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
+        kind = inside.chosen(patch_from, at, causal_trace, corrupt, inject_off, noise)
+        if stability and kind:
+            raise InferenceError("--stability is a run-level summary: give it without an intervention")
+        if not stability and not prompt:
+            raise InferenceError("give --prompt TEXT to trace (or --stability for the run-level summary)")
+        if not tol > 0:
+            raise InferenceError(f"--tol must be > 0 (a relative change), got {tol}")
+        level_list = inside.parse_levels(levels)
+        if per_level < 1:
+            raise InferenceError(f"--per-level must be >= 1 prompt, got {per_level}")
         opened = _open(run, model_path, runs_dir, step, device)
+        if stability:
+            inside.run_stability(opened, levels=level_list, per_level=per_level, r=r, data=data, tol=tol, name=name, seed=seed)
+            return
+        lens_obj = inside.lens_for(opened, lens)
+        if kind:
+            inside.run_intervention(kind, opened, prompt=prompt, r=r, answer_tokens=generate_tokens, init_scale=init_scale,
+                                    seed=seed, lens=lens_obj, name=name, target=target, patch_from=patch_from, at=at,
+                                    corrupt=corrupt, inject_off=inject_off, inject_from=inject_from, noise=noise)
+            return
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None
         trace = latent_trace(opened.model, opened.tokenizer, prompt, r=r, criterion=exit, starts=starts, init_scale=init_scale,
-                             seed=seed, generate=gen)
+                             seed=seed, generate=gen, lens=lens_obj, radius=radius, tol=tol)
         name = name or f"inspect-{time.strftime('%Y%m%d-%H%M%S')}"
         # a model folder is not a run directory: its traces go to ./traces/
         path = save_trace(opened.run or RunDir("."), name, trace)
@@ -212,4 +252,5 @@ def inspect(
                 f"path independence ({pi['starts']} starts): mean relative distance {sum(start) / len(start):.3g} "
                 f"at the start -> {sum(final) / len(final):.3g} at iteration {r}"
             )
+        inside.print_dynamics(trace)
         typer.echo(f"trace written to {path}")

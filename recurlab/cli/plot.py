@@ -11,6 +11,9 @@
     recurlab plot heatmap cpu-demo --trace demo --value kl-final
     recurlab plot pca cpu-demo --trace demo --token 19
     recurlab plot wavefront cpu-demo                 # the newest saved parallel-sampler wavefront
+    recurlab plot lens cpu-demo                      # KL to final vs iteration per lens (`recurlab lens train`)
+    recurlab plot causal-trace cpu-demo              # the newest `inspect --causal-trace`, --trace NAME for another
+    recurlab plot stability cpu-demo                 # the newest `inspect --stability`: settling and accuracy per level
 
 Files go to RUN/figures/ (the first run's) unless --out says otherwise, and never replace an
 existing file: a second figure of the same name gets -2, -3, ...
@@ -26,7 +29,7 @@ import typer
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 
-KINDS = ("curves", "sweep", "sweep-heatmap", "exits", "heatmap", "pca", "wavefront")
+KINDS = ("curves", "sweep", "sweep-heatmap", "exits", "heatmap", "pca", "wavefront", "lens", "causal-trace", "stability")
 
 
 def _size(spec: str) -> tuple[int, int]:
@@ -91,6 +94,12 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
         return evals.eval_exits_figure(record, run=one.name, name=name, r=r)
     if kind == "exits":
         return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
+    if kind in ("lens", "causal-trace", "stability"):
+        from recurlab.figures import inside
+
+        record, name = inside.load_record(one, kind, trace)
+        draw = {"lens": inside.lens_figure, "causal-trace": inside.causal_trace_figure, "stability": inside.stability_figure}
+        return draw[kind](record, run=one.name, name=name)
     if kind == "wavefront":
         # numpy and yaml: loaded only when this runs
         from recurlab.figures.wavefront import load_wavefront, wavefront_figure
@@ -112,7 +121,7 @@ def plot(
     logy: bool = typer.Option(False, "--logy", help="curves: logarithmic y axis."),
     y: str = typer.Option("acc", "--y", help="sweep: acc (one line per level), loss or bpb."),
     step: int = typer.Option(None, "--step", help="sweep, sweep-heatmap: checkpoint step (default: the latest swept one)."),
-    trace: str = typer.Option(None, "--trace", help="heatmap, pca, wavefront: file name in traces/ or wavefronts/ (default: the newest)."),
+    trace: str = typer.Option(None, "--trace", help="heatmap, pca, wavefront, lens, causal-trace, stability: file name in traces/, wavefronts/, lenses/, interventions/ or stability/ (default: the newest)."),
     value: str = typer.Option("rel-change", "--value", help="heatmap: rel-change, kl-final or flips."),
     token: int = typer.Option(None, "--token", help="pca: token position (default: the first generated token)."),
     groups: str = typer.Option("", "--groups", help="exits: comma-separated globs over trace names, one panel each (default: one per trace)."),

@@ -30,6 +30,12 @@ Schema (version TRACE_VERSION; every number is a float or int, every list is pla
         exit_pdf     [r] | null      models with a learned exit gate (Ouro): the gate's exit
                                      distribution over iterations 1..r (the last takes the remainder)
         pca          [r][2]          the state at iteration i in the trace's 2-D PCA basis
+        verdict      {"kind": "settling" | "orbiting" | "drifting", "at": int | null, "period": int | null}
+                                     the token's dynamics (recurlab.engine.stability, tolerance verdict_tol)
+        radius       float | null    spectral radius of the core step's Jacobian at the final state
+                                     (null unless asked for: it costs about 40 JVPs per token)
+    lens             the lens the distributions were read with: "coda" (default), "logit", "tuned (...)"
+    verdict_tol      the relative-change tolerance of the verdicts
     pca              {"explained_variance_ratio": [2]}: the basis is fitted to all tokens' states
                      of the main trajectory (centred); other starts are projected onto it
     path_independence  null, or:
@@ -55,6 +61,7 @@ from recurlab.rundir import RunDir, write_new
 
 TRACE_VERSION = 1
 TOP = 5
+VERDICT_TOL = 1e-2  # a token has settled once its relative change stays below this (the latent exit rule's 1e-2)
 
 
 def _trajectory(model, e, rope, r: int, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +85,8 @@ def _rounded(x: torch.Tensor, digits: int = 6) -> list:
 
 def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str | None = "kl:5e-4",
                  starts: int = 0, init_scale: float | None = None, seed: int = 0,
-                 generate: GenerateOptions | None = None) -> dict:
+                 generate: GenerateOptions | None = None, lens=None, radius: bool = False,
+                 tol: float = VERDICT_TOL) -> dict:
     if not isinstance(r, int) or r < 1:
         raise InferenceError(f"r must be a whole number >= 1 (iterations of the recurrent core), got {r}")
     if starts < 0 or starts == 1:
@@ -105,7 +113,29 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
         rope = model.rope(torch.arange(T, device=device))
         e = model.embed(x, rope)
         s0, states = _trajectory(model, e, rope, r, scale, seed)
-        logits = torch.stack([model.decode(s[None], rope)[0] for s in states])  # (r, T, V)
+    return trace_record(model, tokenizer, ids, e, s0, states, prompt=prompt, n_prompt=len(engine.encode(prompt)),
+                        crit=crit, scale=scale, seed=seed, starts=starts, generated_text=generated_text, lens=lens,
+                        radius=radius, tol=tol)
+
+
+def trace_record(model, tokenizer, ids: list[int], e, s0, states, *, prompt: str, n_prompt: int, crit, scale: float,
+                 seed: int, starts: int = 0, generated_text: str = "", lens=None, radius: bool = False,
+                 tol: float = VERDICT_TOL, extra: dict | None = None) -> dict:
+    """The trace dict of a trajectory already run: `states` (r, T, d) after iterations 1..r from
+    the start `s0` (T, d), with injected input `e` (1, T, d). Interventions (recurlab.engine.
+    interventions) build their changed trajectories' traces here too. `lens` (recurlab.engine.lens)
+    reads the distributions (default: the coda lens); each token also gets the verdict on its
+    dynamics (recurlab.engine.stability) and, with `radius`, the spectral radius of the core
+    step's Jacobian at its final state."""
+    from recurlab.engine.lens import get_lens
+    from recurlab.engine.stability import classify, spectral_radius
+
+    lens = get_lens(lens)
+    r, T = states.shape[0], states.shape[1]
+    device = states.device
+    with torch.inference_mode():
+        rope = model.rope(torch.arange(T, device=device))
+        logits = lens.logits(model, states, rope)  # (r, T, V)
         logp = log_softmax(logits)
         prev = torch.cat([s0[None], states[:-1]])
         rel_change = _norm(states - prev) / _norm(states).clamp_min(1e-12)
@@ -118,6 +148,7 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
         pdf = exit_pdf(lambdas) if lambdas is not None else None
         exits = exit_iterations(crit, list(states), list(logits), r, list(lambdas) if lambdas is not None else None) \
             if crit is not None else [None] * T
+        verdicts = classify(states, top_i[..., 0], tol)
 
         flat = states.reshape(-1, states.shape[-1]).float()
         mean = flat.mean(0, keepdim=True)
@@ -131,6 +162,8 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
 
         proj = project(states)
         path = _path_independence(model, e, rope, r, scale, seed, starts, project) if starts else None
+    radii = spectral_radius(model, states[-1].clone(), e[0].clone(), model.rope(torch.arange(T, device=device)), r).tolist() \
+        if radius and model.cfg.is_recurrent else None
 
     tokens = []
     for t in range(T):
@@ -143,12 +176,14 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
             "kl_final": _rounded(kl_final[:, t]), "top": top, "exit_iteration": exits[t],
             "pca": [_rounded(p) for p in proj[t]],
             "exit_pdf": _rounded(pdf[:, t]) if pdf is not None else None,
+            "verdict": verdicts[t], "radius": float(f"{radii[t]:.6g}") if radii is not None else None,
         })
     return {
         "version": TRACE_VERSION, "kind": "latent_trace", "prompt": prompt, "r": r, "init_scale": scale,
-        "seed": seed, "n_prompt": len(engine.encode(prompt)), "generated_text": generated_text,
+        "seed": seed, "n_prompt": n_prompt, "generated_text": generated_text,
         "criterion": crit.spec() if crit is not None else None, "tokens": tokens,
         "pca": {"explained_variance_ratio": explained}, "path_independence": path,
+        "lens": lens.describe(), "verdict_tol": tol, **(extra or {}),
     }
 
 

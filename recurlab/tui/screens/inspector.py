@@ -8,6 +8,12 @@ the selected cell (left/right step one iteration back/forward, p plays the itera
 panel shows that cell's top tokens with probabilities, entropy, KL and where the token exits
 under the chosen criterion (c cycles criteria). The plot shows the PCA trajectory of the
 selected token's states; o overlays the trajectories from several random starts.
+
+Inside the loop: l cycles the lens (coda, logit, tuned); s types a source prompt; a patches the
+selected token at the selected iteration from it, z switches the input injection off from that
+iteration, g adds noise there, u undoes; t shows the causal trace against the source prompt
+(ctrl+s saves its heatmap). The grid's last column is each token's verdict (S settling, O
+orbiting, D drifting) and the spectral radius of its core step at the final state.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
 from recurlab.options.generate import EXIT_CRITERIA, GATE_CRITERION, R_SLIDER
+from recurlab.tui.screens.inspector_lab import InsideLoop
 from recurlab.tui.screens.modelscreen import ModelScreen
+from recurlab.tui.widgets.causalmap import CausalMap
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
 
@@ -29,7 +37,7 @@ ANSWER_TOKENS = 12
 PLAY_S = 0.35
 
 
-class InspectorScreen(ModelScreen):
+class InspectorScreen(InsideLoop, ModelScreen):
     TITLE_SHORT = "Inspector"
     MODE = "inspect"
     HELP = __doc__.split("\n", 1)[1]
@@ -48,6 +56,13 @@ class InspectorScreen(ModelScreen):
         Binding("ctrl+t", "trace", "Trace", show=False),
         Binding("comma", "iteration(-1)", "Iteration back", key_display=",", show=False),
         Binding("full_stop", "iteration(1)", "Iteration forward", key_display=".", show=False),
+        Binding("l", "lens", "Lens"),
+        Binding("s", "source", "Source prompt", show=False),
+        Binding("a", "patch", "Patch cell"),
+        Binding("z", "inject_off", "Injection off", show=False),
+        Binding("g", "noise", "Noise", show=False),
+        Binding("u", "undo", "Undo", show=False),
+        Binding("t", "causal", "Causal trace"),
     ]
 
     def __init__(self):
@@ -59,23 +74,27 @@ class InspectorScreen(ModelScreen):
         self.example = -1
         self.trace: dict | None = None
         self._player = None
+        self.init_inside()
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
             Horizontal(
                 Input(placeholder="prompt, e.g. 12+34= (enter traces it)", id="insp-prompt"),
                 Select([], id="insp-examples", prompt="held-out examples", allow_blank=True),
+                Input(placeholder="source prompt (s): patch, causal trace", id="insp-source"),
                 id="insp-controls",
             ),
             Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="insp-r"),
             Horizontal(
                 TokenGrid(id="insp-grid"),
+                CausalMap(id="insp-causal"),
                 Vertical(Static("", id="insp-detail"), PlotextPlot(id="insp-pca"), id="insp-side"),
                 id="insp-body",
             ),
         )
 
     def on_mount(self) -> None:
+        self.query_one(CausalMap).display = False
         self.on_screen_resume()
 
     def on_screen_suspend(self) -> None:
@@ -104,6 +123,10 @@ class InspectorScreen(ModelScreen):
 
     # ---- tracing -------------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "insp-source":  # enter in the source box: patch the selected cell
+            self.query_one(TokenGrid).focus()
+            self.action_patch()
+            return
         self.action_trace()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -144,19 +167,28 @@ class InspectorScreen(ModelScreen):
 
         try:
             trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
-                                 generate=GenerateOptions(r=r, max_new_tokens=ANSWER_TOKENS))
+                                 generate=GenerateOptions(r=r, max_new_tokens=ANSWER_TOKENS), lens=self.lens_object(lm))
         except Exception as exc:
             self.app.call_from_thread(self.report, exc, "trace")
             return
         self.app.call_from_thread(self._show_trace, trace)
 
-    def _show_trace(self, trace: dict) -> None:
+    def _show_trace(self, trace: dict, keep_clean: bool = False) -> None:
         first = self.trace is None or self.trace.get("prompt") != trace["prompt"]
+        if not keep_clean:  # a fresh trace of the unchanged run
+            self.clean_trace, self.intervention = trace, None
+            if self.lm is not None and self.lm.model.cfg.is_recurrent:
+                self.run_radius(self.lm, trace)
+            if self.view != "grid":
+                self._set_view("grid")
         self.trace = trace
         grid = self.query_one(TokenGrid)
         grid.trace = trace
         if first:  # start on the first answer token, at the last iteration
             grid.select(min(trace["n_prompt"], len(trace["tokens"]) - 1), trace["r"])
+        # the panel follows at once, not only when the grid's Moved message arrives (a worker
+        # computing radii may keep the message queue waiting)
+        self._describe(grid.token, grid.iteration)
         grid.focus()
 
     # ---- the selected cell ---------------------------------------------------------------------
@@ -192,6 +224,7 @@ class InspectorScreen(ModelScreen):
         pi = trace.get("path_independence")
         if pi:
             lines.append(f"{pi['starts']} starts: spread {pi['distance'][t][i]:.3g} (at start {pi['distance_at_start'][t]:.3g})")
+        lines += self.dynamics_lines(t)
         lines.append(f"grid color: {METRIC_NAMES[self.query_one(TokenGrid).metric]}")
         self._detail("\n".join(lines))
 
@@ -219,6 +252,8 @@ class InspectorScreen(ModelScreen):
             raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")
         grid = self.query_one(TokenGrid)
         run = self.app.current_run.name if self.app.current_run is not None else str(self.app.model_dir())
+        if self.view == "causal" and self.causal is not None:
+            return self.causal_figure_specs(run)
         value = grid.metric.replace("_", "-")
         return [heatmap_figure(self.trace, value, run=run, trace_name="inspector"),
                 pca_figure(self.trace, grid.token, run=run, trace_name="inspector")]

@@ -8,7 +8,9 @@ run's own). Results are saved as sweeps/step_NNNNNNNN.csv and .json in the run d
 later sweep of the same checkpoint gets step_NNNNNNNN_2.*, and so on: none replaces another)
 and shown again next time, the newest first; [ and ] page through the saved sweeps. Below, the
 heatmap merges every saved sweep of the shown checkpoint: accuracy per level (rows) and r
-(columns), trained levels and harder ones together.
+(columns), trained levels and harder ones together; beside it, once `recurlab inspect RUN
+--stability` has written one, the run's stability summary per level (settling fraction and the
+core step's spectral radius), so that extrapolation and stability read together.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
 from recurlab.sweep import level_grid
 from recurlab.tui.widgets.heatmap import SweepHeatmap
+from recurlab.tui.widgets.stability import StabilityPanel
 
 
 class SweepScreen(LabScreen):
@@ -63,7 +66,7 @@ class SweepScreen(LabScreen):
             ),
             Static("", id="sweep-status"),
             Horizontal(DataTable(id="sweep-table", cursor_type="row"), PlotextPlot(id="sweep-plot"), id="sweep-body"),
-            SweepHeatmap(id="sweep-heat"),
+            Horizontal(SweepHeatmap(id="sweep-heat"), StabilityPanel(id="sweep-stability"), id="sweep-bottom"),
         )
 
     def on_mount(self) -> None:
@@ -71,6 +74,7 @@ class SweepScreen(LabScreen):
 
     def on_screen_resume(self) -> None:
         run = self.app.current_run
+        self.query_one(StabilityPanel).load(run)  # a summary written since the last visit shows too
         if run is self._run and run is not None:
             return
         self._run = run

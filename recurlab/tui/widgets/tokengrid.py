@@ -6,8 +6,9 @@
 Each cell shows the coda's most likely next token at that iteration on a background colored by
 convergence (log scale: dark blue = converged, red = still changing), so fixed points, late
 flips and orbits are visible at a glance. The selected cell is reversed; a token's exit
-iteration under the chosen criterion is underlined. Arrow keys move the selection; rows and
-columns scroll to keep it visible.
+iteration under the chosen criterion is underlined. The last column is the token's verdict (S
+settling, O orbiting, D drifting) and the spectral radius of its core step at the final state
+(· while it is computed). Arrow keys move the selection; rows and columns scroll to keep it visible.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ RANGES = {"rel_change": (-4.0, 0.0), "kl_final": (-5.0, 1.0)}
 METRIC_NAMES = {"rel_change": "relative change", "kl_final": "KL to final"}
 COLD, HOT = (20, 40, 110), (235, 70, 40)
 LABEL_W = 7  # "12 tok " : position, token text, gap
+DYN_W = 7  # " S 0.41": verdict and radius
+VERDICT_MARKS = {"settling": ("S", "green"), "orbiting": ("O", "yellow"), "drifting": ("D", "red")}
 
 
 def heat(value: float | None, metric: str) -> str:
@@ -109,26 +112,39 @@ class TokenGrid(Widget, can_focus=True):
         start = min(max(cur - size // 2, 0), n - size)
         return range(start, start + size)
 
+    def _dyn_w(self) -> int:
+        """The verdict column's width: traces written before verdicts existed have none."""
+        toks = self.trace["tokens"] if self.trace else []
+        return DYN_W if toks and "verdict" in toks[0] else 0
+
+    def _geometry(self) -> tuple[int, range]:
+        """(cell width, visible iteration columns) for the current size."""
+        r, width, dyn = self.trace["r"], self.size.width, self._dyn_w()
+        cell = 2 if LABEL_W + 2 * r + dyn <= width else 1
+        return cell, self._window(r, self.iteration - 1, (width - LABEL_W - dyn) // cell)
+
     def get_content_width(self, container, viewport) -> int:
         """As wide as two cells per iteration need (CSS max-width caps it; cells shrink to one)."""
         if not self.trace:
             return 40
-        return LABEL_W + 2 * self.trace["r"]
+        return LABEL_W + 2 * self.trace["r"] + self._dyn_w()
 
     def render(self) -> Text:
         trace = self.trace
         if not trace:
             return Text("no trace yet: type a prompt and press enter, or pick a held-out example", style="italic")
         r, tokens = trace["r"], trace["tokens"]
-        width, height = self.size.width, self.size.height
-        cell = 2 if LABEL_W + 2 * r <= width else 1
-        cols = self._window(r, self.iteration - 1, (width - LABEL_W) // cell)
+        height = self.size.height
+        cell, cols = self._geometry()
+        dyn = self._dyn_w()
         rows = self._window(len(tokens), self.token, height - 1)
         out = Text(" " * LABEL_W)
         for i in cols:
             num = str(i + 1)
             mark = num[-cell:].rjust(cell) if (i + 1) % 4 == 0 or i == 0 or i + 1 == self.iteration else " " * cell
             out.append(mark, style="bold" if i + 1 == self.iteration else "dim")
+        if dyn:
+            out.append("  dyn ρ"[:dyn], style="dim")
         for t in rows:
             tok = tokens[t]
             gen = t >= trace.get("n_prompt", len(tokens))
@@ -144,14 +160,19 @@ class TokenGrid(Widget, can_focus=True):
                 elif tok.get("exit_iteration") == i + 1:
                     style += " underline bold"
                 out.append(show_token(top, cell), style=style)
+            if dyn:
+                mark, colour = VERDICT_MARKS.get((tok.get("verdict") or {}).get("kind"), ("?", "dim"))
+                rho = tok.get("radius")
+                out.append(f" {mark}", style=f"bold {colour}")
+                out.append(" ·".ljust(DYN_W - 2) if rho is None else f" {rho:.2f}"[:DYN_W - 2].ljust(DYN_W - 2),
+                           style="bold red" if rho is not None and rho >= 1 else "")
         return out
 
     def on_click(self, event) -> None:
         if not self.trace:
             return
-        r, n = self.trace["r"], len(self.trace["tokens"])
-        cell = 2 if LABEL_W + 2 * r <= self.size.width else 1
-        cols = self._window(r, self.iteration - 1, (self.size.width - LABEL_W) // cell)
+        n = len(self.trace["tokens"])
+        cell, cols = self._geometry()
         rows = self._window(n, self.token, self.size.height - 1)
         offset = event.get_content_offset(self)
         if offset is None:
