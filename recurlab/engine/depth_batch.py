@@ -1,0 +1,413 @@
+"""Depth batching: every token leaves the recurrent core at its own exit, and no row waits for the slowest.
+
+    batcher = DepthBatcher(model, opts, capacity=32, max_len=96, stop_ids={eos})
+    for ids in prompts:
+        batcher.submit(ids)                       # continuous batching: submit any time
+    while batcher.busy:
+        for ev in batcher.step():                 # one core pass over every active token
+            ev.request, ev.index, ev.token, ev.iterations, ev.logits, ev.finished
+    batcher.results[i]                            # tokens, iterations and stop reason of request i
+
+The unit of work is a token at an iteration. A pool of `capacity` rows holds one sequence each, in
+a DepthCache (recurlab.engine.depth_cache) where each row has its own columns. Each step:
+
+  1. admission: waiting requests take free rows; their prompts but the last token are prefilled at r,
+     together, in one multi-column pass per iteration (a stage of its own);
+  2. prelude: the rows whose token starts this step embed it and draw its start;
+  3. core: one core iteration over every active row, each at its own iteration, reading and writing
+     its own iteration's cache slot;
+  4. coda: the rows whose exit check is due, or which reached the last iteration, decode; the exit
+     rule retires the tokens that converged. A retired row gets its next token (chosen greedily or
+     sampled, or given: teacher forcing for scoring) and starts it in the next step; a finished
+     sequence frees its row.
+
+Every decision follows run_pass (recurlab.engine.steps) for one row: the same checks at the same
+iterations, the same exit rule, the same cache writes and exit bookkeeping (KV budget, `latest`
+and `existing` lookups), random starts drawn from (seed, position), so greedy output equals decoding
+each sequence alone, token for token and iteration for iteration. Sampling draws from one
+generator per sequence seeded like a lone call, so it too matches decoding alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from recurlab.engine.depth_cache import DepthCache
+from recurlab.engine.exits import kl_div, entropy, log_softmax, relative_change
+from recurlab.engine.options import ExitCriterion, GenerateOptions
+from recurlab.engine.sampling import choose
+from recurlab.engine.steps import position_noise
+
+
+@dataclass
+class Retired:
+    """One token that left the core: `token` is what the sequence continues with (chosen or forced)."""
+
+    request: int
+    index: int  # position among the request's generated (or scored) tokens
+    token: int
+    iterations: int
+    logits: Tensor  # (V,) the distribution it was chosen from
+    finished: bool  # the request has no more tokens to run
+
+
+@dataclass
+class SequenceResult:
+    tokens: list[int] = field(default_factory=list)  # generated tokens, stop token excluded
+    iterations: list[int] = field(default_factory=list)
+    reason: str | None = None  # "stop" | "length" | "cancelled"
+    submitted: float = 0.0  # perf_counter at submit, at the first and at the last token
+    first_token: float = 0.0
+    done: float = 0.0
+
+
+@dataclass
+class _Request:
+    ids: list[int]
+    max_new: int
+    forced: list[int] | None
+    generator: torch.Generator | None
+
+
+class RowTracker:
+    """ExitTracker (recurlab.engine.exits) for rows at different iterations: the same criteria,
+    applied to each row's own previous check, reset when a row starts a token."""
+
+    def __init__(self, crit: ExitCriterion, rows: int, device):
+        self.crit = crit
+        self.has_prev = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.prev_state: Tensor | None = None  # (rows, d) float
+        self.prev_logp: Tensor | None = None  # (rows, V)
+        self.stable = torch.zeros(rows, dtype=torch.long, device=device)
+        self.cdf = torch.zeros(rows, device=device)
+        self.remaining = torch.ones(rows, device=device)
+
+    @property
+    def needs_logits(self) -> bool:
+        return self.crit.kind in ("kl", "kl-rev", "entropy", "argmax")
+
+    @property
+    def needs_gate(self) -> bool:
+        return self.crit.kind == "gate"
+
+    def due(self, done_iterations: int) -> bool:
+        return done_iterations % self.crit.check_every == 0
+
+    def reset(self, rows: Tensor) -> None:
+        self.has_prev[rows] = False
+        self.stable[rows] = 0
+        self.cdf[rows] = 0
+        self.remaining[rows] = 1
+
+    def update(self, rows: Tensor, state: Tensor, logits: Tensor | None, done: Tensor, gate: Tensor | None) -> Tensor:
+        """rows (n,), state (n, d), logits (n, V) or None, done (n,) iterations run, gate (n,) -> converged (n,)."""
+        kind, thr = self.crit.kind, self.crit.threshold
+        state = state.float()
+        logp = log_softmax(logits) if logits is not None else None
+        if self.prev_state is None:
+            self.prev_state = torch.zeros(self.has_prev.shape[0], state.shape[-1], device=state.device)
+        if logp is not None and self.prev_logp is None:
+            self.prev_logp = torch.zeros(self.has_prev.shape[0], logp.shape[-1], device=state.device)
+        first = ~self.has_prev[rows]
+        prev_state = self.prev_state[rows]
+        prev_logp = self.prev_logp[rows] if logp is not None else None
+        if kind == "gate":
+            lam = gate.float()
+            cdf = self.cdf[rows] + lam * self.remaining[rows]
+            self.remaining[rows] = self.remaining[rows] * (1 - lam)
+            self.cdf[rows] = cdf
+            converged = cdf >= thr
+        else:
+            if kind == "kl":
+                cond = kl_div(prev_logp, logp) < thr
+            elif kind == "kl-rev":
+                cond = kl_div(logp, prev_logp) < thr
+            elif kind == "entropy":
+                cond = (entropy(logp) - entropy(prev_logp)).abs() < thr
+            elif kind == "latent":
+                cond = relative_change(state, prev_state) < thr
+            elif kind == "cosine":
+                cond = torch.nn.functional.cosine_similarity(state, prev_state, dim=-1) >= thr
+            else:  # argmax: the same token for `threshold` successive checks
+                same = logp.argmax(-1) == prev_logp.argmax(-1)
+                stable = torch.where(first | ~same, torch.zeros_like(self.stable[rows]), self.stable[rows] + 1)
+                self.stable[rows] = stable
+                cond = stable >= int(thr)
+            converged = cond & ~first
+        self.prev_state[rows] = state
+        if logp is not None:
+            self.prev_logp[rows] = logp
+        self.has_prev[rows] = True
+        return converged & (done >= self.crit.min_iterations)
+
+
+class DepthBatcher:
+    def __init__(self, model, opts: GenerateOptions, capacity: int, max_len: int, stop_ids=(),
+                 admit_at: int | None = None):
+        """`opts` validated; `admit_at`: with this many requests waiting, admission waits until as many
+        rows are free (default a quarter of the capacity), so that prefills run in groups; fewer
+        waiting requests enter as soon as rows are free for all of them."""
+        self.model, self.opts = model, opts
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.capacity, self.max_len = capacity, max_len
+        self.stop_ids = set(stop_ids)
+        self.admit_at = admit_at if admit_at is not None else max(1, capacity // 4)
+        crit = opts.exit if isinstance(opts.exit, ExitCriterion) and opts.exit.enabled else None
+        self.decode_r = crit.max_iterations if crit is not None and crit.max_iterations else opts.r
+        self.cache = DepthCache(model.cfg, capacity, max_len, opts.max_iterations, opts.kv_budget, self.device,
+                                self.dtype, lookup=opts.cache_lookup)
+        self.tracker = RowTracker(crit, capacity, self.device) if crit is not None else None
+        self.init_scale = opts.init_scale if opts.init_scale is not None else model.cfg.init_scale
+        d = model.cfg.n_embd
+        self.S = torch.zeros(capacity, 1, d, device=self.device, dtype=self.dtype)  # each row's latent state
+        self.E = torch.zeros(capacity, 1, d, device=self.device, dtype=self.dtype)  # each row's prelude output
+        self.requests: list[_Request] = []
+        self.results: list[SequenceResult] = []
+        self.waiting: deque[int] = deque()
+        self.row_req: list[int | None] = [None] * capacity  # request each row serves
+        self.col = [0] * capacity  # column of the row's current token
+        self.its = [0] * capacity  # iterations its current token has run
+        self.next_id = [0] * capacity  # the row's current token
+        self.warm = [False] * capacity  # continuous: the row's state seeds its next token
+        self.cancelled: set[int] = set()
+        self.prefill_seconds = 0.0
+        self.core_passes = 0  # core calls (each over every active row)
+        self.token_iterations = 0  # core iterations summed over the tokens they ran
+
+    # ---- requests -----------------------------------------------------------------------
+    def submit(self, ids: list[int], max_new: int | None = None, forced: list[int] | None = None) -> int:
+        """Queue a prompt (engine-encoded ids); `forced`: feed these tokens instead of choosing (scoring)."""
+        n = len(forced) if forced is not None else (max_new or self.opts.max_new_tokens)
+        if not ids:
+            raise ValueError("a depth-batched request needs at least one prompt token")
+        if len(ids) + n - 1 > self.max_len:
+            raise ValueError(f"a request of {len(ids)} + {n} tokens exceeds the batcher's {self.max_len} columns")
+        gen = None
+        if self.opts.temperature > 0 and forced is None:
+            gen = torch.Generator().manual_seed(self.opts.seed)  # as a lone call seeds its sampler
+        self.requests.append(_Request(list(ids), n, forced, gen))
+        self.results.append(SequenceResult(submitted=time.perf_counter()))
+        self.waiting.append(len(self.requests) - 1)
+        return len(self.requests) - 1
+
+    def cancel(self, request: int) -> None:
+        """Stop a request before its next token (e.g. a stop sequence reached); its row frees."""
+        self.cancelled.add(request)
+
+    @property
+    def active_rows(self) -> list[int]:
+        return [b for b in range(self.capacity) if self.row_req[b] is not None]
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(q is not None for q in self.row_req)
+
+    # ---- one step ---------------------------------------------------------------------------
+    def step(self) -> list[Retired]:
+        """Admit, then one core pass over every active token; returns the tokens that retired."""
+        self._drop_cancelled()
+        self._admit()
+        rows = self.active_rows
+        if not rows:
+            return []
+        starting = [b for b in rows if self.its[b] == 0]
+        if starting:
+            self._prelude(starting)
+        out = self._core(rows)
+        return out
+
+    def _drop_cancelled(self) -> None:
+        for b in range(self.capacity):
+            q = self.row_req[b]
+            if q is not None and q in self.cancelled:
+                self._free(b, "cancelled")
+        if self.cancelled:
+            kept = [q for q in self.waiting if q not in self.cancelled]
+            for q in self.waiting:
+                if q in self.cancelled:
+                    self.results[q].reason = "cancelled"
+            self.waiting = deque(kept)
+
+    def _free(self, b: int, reason: str) -> None:
+        q = self.row_req[b]
+        res = self.results[q]
+        res.reason = res.reason or reason
+        res.done = time.perf_counter()
+        self.row_req[b] = None
+
+    def _admit(self) -> None:
+        free = [b for b in range(self.capacity) if self.row_req[b] is None]
+        if not free or not self.waiting:
+            return
+        if len(free) < min(len(self.waiting), self.admit_at) and len(free) < self.capacity:
+            return  # wait for a group: a prefill costs r passes whatever its number of rows
+        group = []
+        for b in free[:len(self.waiting)]:
+            q = self.waiting.popleft()
+            req = self.requests[q]
+            self.row_req[b], self.col[b], self.its[b] = q, len(req.ids) - 1, 0
+            self.next_id[b], self.warm[b] = req.ids[-1], False
+            if len(req.ids) > 1:
+                group.append(b)
+        if group:
+            t0 = time.perf_counter()
+            self._prefill(group)
+            self._sync()
+            self.prefill_seconds += time.perf_counter() - t0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ---- stages -------------------------------------------------------------------------------
+    def _start(self, e: Tensor, pos: Tensor) -> Tensor:
+        """The random (or zero, or embedding) start of these tokens, drawn from (seed, position) as run_pass does."""
+        if self.init_scale != 0:
+            return self.model.init_state(e, self.init_scale, noise=position_noise(self.opts.seed, pos, e.shape))
+        return self.model.init_state(e, 0.0)
+
+    @torch.inference_mode()
+    def _prefill(self, group: list[int]) -> None:
+        """Every prompt column but the last, at r, for the admitted rows together (right-padded)."""
+        m, r = self.model, self.opts.r
+        prompts = [self.requests[self.row_req[b]].ids[:-1] for b in group]
+        T = max(len(p) for p in prompts)
+        ids = torch.zeros(len(group), T, dtype=torch.long)
+        for k, p in enumerate(prompts):
+            ids[k, :len(p)] = torch.tensor(p)
+        ids = ids.to(self.device)
+        rows = torch.tensor(group, device=self.device)
+        pos = self.cache.select(rows, torch.zeros(len(group), dtype=torch.long, device=self.device), T)
+        self.cache.begin_tokens()
+        rope = m.rope(pos)
+        e = m.embed(ids, rope, self.cache)
+        s = self._start(e, pos)
+        for i in range(r):
+            self.cache.iterations_of = torch.full((len(group),), i, dtype=torch.long, device=self.device)
+            s = m.core_step(s, e, rope, self.cache, i)
+        self.cache.iterations_of = None
+        if r < self.cache.iterations:
+            self.cache.finish(rows.repeat_interleave(T), pos.flatten(),
+                              torch.full((len(group) * T,), r, dtype=torch.long, device=self.device))
+        m.decode(s, rope, self.cache)  # writes the coda's entries of the prompt's columns
+        if self.opts.continuous:
+            last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+            self.S[rows] = s[torch.arange(len(group), device=self.device), last][:, None]
+            for b in group:
+                self.warm[b] = True
+
+    def _select(self, rows: list[int]) -> tuple[Tensor, object]:
+        rows_t = torch.tensor(rows, device=self.device)
+        pos = self.cache.select(rows_t, torch.tensor([self.col[b] for b in rows], device=self.device), 1)
+        return rows_t, self.model.rope(pos)
+
+    @torch.inference_mode()
+    def _prelude(self, rows: list[int]) -> None:
+        rows_t, rope = self._select(rows)
+        self.cache.begin_tokens()
+        ids = torch.tensor([self.next_id[b] for b in rows], device=self.device)[:, None]
+        e = self.model.embed(ids, rope, self.cache)
+        self.E[rows_t] = e
+        cold = [k for k, b in enumerate(rows) if not (self.opts.continuous and self.warm[b])]
+        if cold:
+            pick = torch.tensor(cold, device=self.device)
+            pos = torch.tensor([self.col[rows[k]] for k in cold], device=self.device)[:, None]
+            self.S[rows_t[pick]] = self._start(e[pick], pos)
+        if self.tracker is not None:
+            self.tracker.reset(rows_t)
+
+    @torch.inference_mode()
+    def _core(self, rows: list[int]) -> list[Retired]:
+        m = self.model
+        rows_t, rope = self._select(rows)
+        self.cache.iterations_of = torch.tensor([self.its[b] for b in rows], device=self.device)
+        s = m.core_step(self.S[rows_t], self.E[rows_t], rope, self.cache, 0)
+        self.cache.iterations_of = None
+        self.S[rows_t] = s
+        self.core_passes += 1
+        for b in rows:
+            self.its[b] += 1
+        self.token_iterations += len(rows)
+        # checks after iteration i + 1 < r, as run_pass makes them; the last iteration always decodes
+        last = [k for k, b in enumerate(rows) if self.its[b] >= self.decode_r]
+        due = [k for k, b in enumerate(rows) if self.tracker is not None and self.its[b] < self.decode_r
+               and self.tracker.due(self.its[b])]
+        retire: list[int] = list(last)
+        logits_of: dict[int, Tensor] = {}
+        needs_logits = self.tracker is not None and self.tracker.needs_logits
+        decode_now = sorted(set(last) | (set(due) if needs_logits else set()))
+        if decode_now:
+            self._decode(rows, decode_now, s, logits_of)
+        if due:
+            pick = torch.tensor(due, device=self.device)
+            logits = torch.stack([logits_of[k] for k in due]) if needs_logits else None
+            gate = m.exit_lambda(s[pick, -1]) if self.tracker.needs_gate else None
+            conv = self.tracker.update(rows_t[pick], s[pick, -1], logits, self._its_of(rows, due), gate).tolist()
+            exited = [k for k, c in zip(due, conv) if c]
+            if exited and not needs_logits:
+                self._decode(rows, exited, s, logits_of)
+            retire += exited
+        return self._retire(rows, sorted(retire), logits_of)
+
+    def _its_of(self, rows: list[int], picks: list[int]) -> Tensor:
+        return torch.tensor([self.its[rows[k]] for k in picks], device=self.device)
+
+    def _decode(self, rows: list[int], picks: list[int], s: Tensor, logits_of: dict) -> None:
+        sub = [rows[k] for k in picks]
+        _, rope = self._select(sub)
+        logits = self.model.decode(s[torch.tensor(picks, device=self.device)], rope, self.cache)[:, -1]
+        for k, row_logits in zip(picks, logits):
+            logits_of[k] = row_logits
+
+    def _retire(self, rows: list[int], picks: list[int], logits_of: dict) -> list[Retired]:
+        if not picks:
+            return []
+        sub = [rows[k] for k in picks]
+        used = torch.tensor([self.its[b] for b in sub], device=self.device)
+        self.cache.finish(torch.tensor(sub, device=self.device), torch.tensor([self.col[b] for b in sub],
+                                                                                device=self.device), used)
+        logits = torch.stack([logits_of[k] for k in picks])
+        chosen = self._choose(sub, logits)
+        out = []
+        now = time.perf_counter()
+        for k, b in enumerate(sub):
+            q = self.row_req[b]
+            req, res = self.requests[q], self.results[q]
+            index = len(res.iterations)
+            token = req.forced[index] if req.forced is not None else chosen[k]
+            its = self.its[b]
+            res.first_token = res.first_token or now
+            finished = False
+            if req.forced is None and token in self.stop_ids:
+                res.reason, finished = "stop", True
+            else:
+                res.tokens.append(token)
+                res.iterations.append(its)
+                if len(res.tokens) >= req.max_new:
+                    res.reason, finished = "length", True
+            out.append(Retired(q, index, token, its, logits[k], finished))
+            if finished:
+                self._free(b, res.reason)
+            else:
+                self.next_id[b], self.col[b], self.its[b] = token, self.col[b] + 1, 0
+                self.warm[b] = True
+        return out
+
+    def _choose(self, rows: list[int], logits: Tensor) -> list[int]:
+        o = self.opts
+        if o.temperature == 0:
+            return logits.argmax(-1).tolist()
+        out = []
+        for b, row_logits in zip(rows, logits):
+            req = self.requests[self.row_req[b]]
+            if req.forced is not None:
+                out.append(-1)
+            else:
+                out.append(int(choose(row_logits[None], o.temperature, o.top_k, o.top_p, req.generator)[0]))
+        return out
