@@ -40,15 +40,17 @@ class DepthCache:
         self.rows, self.max_len, self.iterations = rows, max_len, iterations
         self.slots = min(budget, iterations) if budget else iterations
         self.gqa = cfg.kv_heads != cfg.n_head
-        shape = (2, rows, cfg.kv_heads, max_len, cfg.head_dim)  # [k|v, row, head, column, dim]
-        self.prelude = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_prelude)]
-        self.core = [torch.zeros((self.slots, *shape), device=device, dtype=dtype) for _ in range(cfg.n_core_layers)]
-        self.coda = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_coda)]
+        # [row, column, k|v, head, dim] (core: a slot axis first): one (row, column) entry is contiguous,
+        # so that a call writes all its entries with one index_copy_ and reads each row with one gather
+        entry = (2, cfg.kv_heads, cfg.head_dim)
+        self.prelude = [torch.zeros((rows, max_len, *entry), device=device, dtype=dtype) for _ in range(cfg.n_prelude)]
+        self.core = [torch.zeros((self.slots, rows, max_len, *entry), device=device, dtype=dtype)
+                     for _ in range(cfg.n_core_layers)]
+        self.coda = [torch.zeros((rows, max_len, *entry), device=device, dtype=dtype) for _ in range(cfg.n_coda)]
         self.device = torch.device(device)
         # iterations each column's token ran ("existing"), per row
         self.depth = torch.full((rows, max_len), iterations, dtype=torch.long, device=self.device)
-        self.iterations_of: Tensor | None = None  # (n,) core iteration of each selected row
-        self._sel: Tensor | None = None
+        self._its: Tensor | None = None
 
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.prelude + self.core + self.coda)
@@ -59,17 +61,39 @@ class DepthCache:
         Returns the rotary positions (n, n_new): a row's columns are its positions (no padding)."""
         if int(cols.max()) + n_new > self.max_len:
             raise RuntimeError(f"depth cache holds {self.max_len} columns; {int(cols.max()) + n_new} requested")
-        self._sel = rows
+        self._rows = rows
         self._grid = cols[:, None] + torch.arange(n_new, device=cols.device)[None]  # (n, T) query columns
         self._hi = int(cols.max()) + n_new
+        self._entries = (rows[:, None] * self.max_len + self._grid).flatten()  # (n T,) entries of one slot
         keys = torch.arange(self._hi, device=cols.device)
         self._mask = (keys[None, None, :] <= self._grid[:, :, None])[:, None]  # (n, 1, T, hi)
-        self.iterations_of = None
+        self._its = None
         return self._grid
+
+    @property
+    def iterations_of(self) -> Tensor | None:
+        """(n,) the core iteration of each selected row in the coming core call."""
+        return self._its
+
+    @iterations_of.setter
+    def iterations_of(self, its: Tensor | None) -> None:
+        self._its = its
+        if its is None:
+            return
+        slot = its % self.slots
+        T = self._grid.shape[1]
+        self._core_entries = (slot.repeat_interleave(T) * (self.rows * self.max_len) + self._entries)
+        self._core_rows = slot * self.rows + self._rows  # (n,) each row's own slot, as a row of (slots * rows)
+        self._core_mask = self._mask
+        if self.lookup == "existing":
+            ran = self.depth[self._rows, :self._hi] > its[:, None]  # (n, hi)
+            own = torch.zeros_like(ran)
+            own.scatter_(1, self._grid, True)
+            self._core_mask = self._mask & (ran | own)[:, None, None, :]
 
     def begin_tokens(self) -> None:
         """The selected columns hold new tokens: nothing is known of their depth yet."""
-        self.depth[self._sel[:, None], self._grid] = self.iterations
+        self.depth.view(-1)[self._entries] = self.iterations
 
     # ---- the model's protocol ----------------------------------------------------------
     def takes_column(self) -> bool:
@@ -80,28 +104,22 @@ class DepthCache:
 
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q, k, v: (n, T, H, D) for the selected rows, rotary applied; returns (n, H, T, D)."""
-        kind = layer_key[0]
-        rows, grid, hi = self._sel[:, None], self._grid, self._hi
-        kv = torch.stack((k, v), dim=2)  # (n, T, 2, KV, D)
-        mask = self._mask
-        if kind == "core":
+        n = q.shape[0]
+        kv = torch.stack((k, v), dim=2).flatten(0, 1)  # (n T, 2, KV, D)
+        if layer_key[0] == "core":
             buf = self.core[layer_key[2]]
-            slot = (self.iterations_of % self.slots)[:, None]
-            buf[slot, :, rows, :, grid] = kv.to(buf.dtype)
-            keys = buf[:, :, :, :, :hi][slot[:, 0], :, rows[:, 0]]  # (n, 2, KV, hi, D): each row's own slot
-            if self.lookup == "existing":
-                ran = self.depth[rows[:, 0], :hi] > self.iterations_of[:, None]  # (n, hi)
-                own = torch.zeros_like(ran)
-                own.scatter_(1, grid, True)
-                mask = mask & (ran | own)[:, None, None, :]
+            buf.view(-1, *buf.shape[3:]).index_copy_(0, self._core_entries, kv.to(buf.dtype))
+            rows, mask = self._core_rows, self._core_mask
+            table = buf.view(-1, *buf.shape[2:])  # (slots * rows, max_len, 2, KV, D)
         else:
-            buf = (self.prelude if kind == "prelude" else self.coda)[layer_key[1]]
-            buf[:, rows, :, grid] = kv.to(buf.dtype)
-            keys = buf[:, :, :, :hi][:, rows[:, 0]].transpose(0, 1)  # (n, 2, KV, hi, D)
-        if keys.dtype != q.dtype:
-            keys = keys.to(q.dtype)
-        return F.scaled_dot_product_attention(q.transpose(1, 2), keys[:, 0], keys[:, 1], attn_mask=mask,
-                                              enable_gqa=self.gqa)
+            buf = (self.prelude if layer_key[0] == "prelude" else self.coda)[layer_key[1]]
+            buf.view(-1, *buf.shape[2:]).index_copy_(0, self._entries, kv.to(buf.dtype))
+            rows, mask, table = self._rows, self._mask, buf
+        got = table[:, :self._hi].index_select(0, rows)  # (n, hi, 2, KV, D)
+        if got.dtype != q.dtype:
+            got = got.to(q.dtype)
+        keys, values = got.permute(2, 0, 3, 1, 4).unbind(0)  # (n, KV, hi, D) each
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, enable_gqa=self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
     def finish(self, rows: Tensor, cols: Tensor, used: Tensor) -> None:
@@ -115,17 +133,21 @@ class DepthCache:
         if self.lookup == "existing":
             self.depth[rows, cols] = used
             return
+        per_slot = self.rows * self.max_len
+        entries = rows * self.max_len + cols
+        src_all, dst_all = [], []
         for u in used.unique().tolist():  # rows that ran as long share their source and target slots
-            pick = used == u
-            r, c = rows[pick], cols[pick]
+            at = entries[used == u]
             src = self.slot_of(u - 1)
-            targets = sorted({self.slot_of(i) for i in range(u, self.iterations)} - {src})
-            if not targets:
-                continue
-            t = torch.tensor(targets, device=self.device)
-            for buf in self.core:
-                entry = buf[src, :, r, :, c]  # (m, 2, KV, D)
-                buf[t[:, None], :, r[None], :, c[None]] = entry[None].expand(len(targets), *entry.shape)
+            for t in sorted({self.slot_of(i) for i in range(u, self.iterations)} - {src}):
+                src_all.append(src * per_slot + at)
+                dst_all.append(t * per_slot + at)
+        if not dst_all:
+            return
+        src_idx, dst_idx = torch.cat(src_all), torch.cat(dst_all)
+        for buf in self.core:
+            flat = buf.view(-1, *buf.shape[3:])
+            flat.index_copy_(0, dst_idx, flat.index_select(0, src_idx))
 
     def slot_of(self, iteration: int) -> int:
         return iteration % self.slots
