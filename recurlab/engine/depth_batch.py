@@ -42,6 +42,7 @@ from recurlab.engine.exits import kl_div, entropy, log_softmax, relative_change
 from recurlab.engine.options import ExitCriterion, GenerateOptions
 from recurlab.engine.sampling import choose
 from recurlab.engine.steps import position_noise
+from recurlab.model import Rope
 
 
 @dataclass
@@ -216,11 +217,7 @@ class DepthBatcher:
         rows = self.active_rows
         if not rows:
             return []
-        starting = [b for b in rows if self.its[b] == 0]
-        if starting:
-            self._prelude(starting)
-        out = self._core(rows)
-        return out
+        return self._pass(rows)
 
     def _drop_cancelled(self) -> None:
         for b in range(self.capacity):
@@ -293,8 +290,7 @@ class DepthBatcher:
             s = m.core_step(s, e, rope, self.cache, i)
         self.cache.iterations_of = None
         if r < self.cache.iterations:
-            self.cache.finish(rows.repeat_interleave(T), pos.flatten(),
-                              torch.full((len(group) * T,), r, dtype=torch.long, device=self.device))
+            self.cache.finish([b for b in group for _ in range(T)], list(range(T)) * len(group), [r] * (len(group) * T))
         m.decode(s, rope, self.cache)  # writes the coda's entries of the prompt's columns
         if self.opts.continuous:
             last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
@@ -302,30 +298,29 @@ class DepthBatcher:
             for b in group:
                 self.warm[b] = True
 
-    def _select(self, rows: list[int]) -> tuple[Tensor, object]:
+    def _select(self, rows: list[int]) -> tuple[Tensor, Rope]:
         rows_t = torch.tensor(rows, device=self.device)
         pos = self.cache.select(rows_t, torch.tensor([self.col[b] for b in rows], device=self.device), 1)
         return rows_t, self.model.rope(pos)
 
-    @torch.inference_mode()
-    def _prelude(self, rows: list[int]) -> None:
-        rows_t, rope = self._select(rows)
-        self.cache.begin_tokens()
-        ids = torch.tensor([self.next_id[b] for b in rows], device=self.device)[:, None]
-        e = self.model.embed(ids, rope, self.cache)
-        self.E[rows_t] = e
-        cold = [k for k, b in enumerate(rows) if not (self.opts.continuous and self.warm[b])]
-        if cold:
-            pick = torch.tensor(cold, device=self.device)
-            pos = torch.tensor([self.col[rows[k]] for k in cold], device=self.device)[:, None]
-            self.S[rows_t[pick]] = self._start(e[pick], pos)
-        if self.tracker is not None:
-            self.tracker.reset(rows_t)
+    def _narrow(self, rope: Rope, picks: list[int], n: int) -> tuple[Tensor | None, Rope]:
+        """The step's selection and rotary tables restricted to `picks` (positions among its n rows)."""
+        if len(picks) == n:
+            self.cache.narrow(None)
+            return None, rope
+        pick = torch.tensor(picks, device=self.device)
+        self.cache.narrow(pick)
+        return pick, Rope(rope.cos[pick], rope.sin[pick], rope.style)
 
     @torch.inference_mode()
-    def _core(self, rows: list[int]) -> list[Retired]:
+    def _pass(self, rows: list[int]) -> list[Retired]:
+        """Prelude for the tokens that start, one core iteration for all, coda where due; retire."""
         m = self.model
         rows_t, rope = self._select(rows)
+        starting = [k for k, b in enumerate(rows) if self.its[b] == 0]
+        if starting:
+            self._prelude(rows, rows_t, rope, starting)
+        self.cache.narrow(None)
         self.cache.iterations_of = torch.tensor([self.its[b] for b in rows], device=self.device)
         s = m.core_step(self.S[rows_t], self.E[rows_t], rope, self.cache, 0)
         self.cache.iterations_of = None
@@ -343,25 +338,37 @@ class DepthBatcher:
         needs_logits = self.tracker is not None and self.tracker.needs_logits
         decode_now = sorted(set(last) | (set(due) if needs_logits else set()))
         if decode_now:
-            self._decode(rows, decode_now, s, logits_of)
+            self._decode(rope, len(rows), decode_now, s, logits_of)
         if due:
             pick = torch.tensor(due, device=self.device)
             logits = torch.stack([logits_of[k] for k in due]) if needs_logits else None
             gate = m.exit_lambda(s[pick, -1]) if self.tracker.needs_gate else None
-            conv = self.tracker.update(rows_t[pick], s[pick, -1], logits, self._its_of(rows, due), gate).tolist()
+            done = torch.tensor([self.its[rows[k]] for k in due], device=self.device)
+            conv = self.tracker.update(rows_t[pick], s[pick, -1], logits, done, gate).tolist()
             exited = [k for k, c in zip(due, conv) if c]
             if exited and not needs_logits:
-                self._decode(rows, exited, s, logits_of)
+                self._decode(rope, len(rows), exited, s, logits_of)
             retire += exited
         return self._retire(rows, sorted(retire), logits_of)
 
-    def _its_of(self, rows: list[int], picks: list[int]) -> Tensor:
-        return torch.tensor([self.its[rows[k]] for k in picks], device=self.device)
+    def _prelude(self, rows: list[int], rows_t: Tensor, rope: Rope, starting: list[int]) -> None:
+        pick, sub_rope = self._narrow(rope, starting, len(rows))
+        sub = rows_t if pick is None else rows_t[pick]
+        self.cache.begin_tokens()
+        ids = torch.tensor([self.next_id[rows[k]] for k in starting], device=self.device)[:, None]
+        e = self.model.embed(ids, sub_rope, self.cache)
+        self.E[sub] = e
+        cold = [j for j, k in enumerate(starting) if not (self.opts.continuous and self.warm[rows[k]])]
+        if cold:
+            c = torch.tensor(cold, device=self.device)
+            pos = torch.tensor([self.col[rows[starting[j]]] for j in cold], device=self.device)[:, None]
+            self.S[sub[c]] = self._start(e[c], pos)
+        if self.tracker is not None:
+            self.tracker.reset(sub)
 
-    def _decode(self, rows: list[int], picks: list[int], s: Tensor, logits_of: dict) -> None:
-        sub = [rows[k] for k in picks]
-        _, rope = self._select(sub)
-        logits = self.model.decode(s[torch.tensor(picks, device=self.device)], rope, self.cache)[:, -1]
+    def _decode(self, rope: Rope, n: int, picks: list[int], s: Tensor, logits_of: dict) -> None:
+        pick, sub_rope = self._narrow(rope, picks, n)
+        logits = self.model.decode(s if pick is None else s[pick], sub_rope, self.cache)[:, -1]
         for k, row_logits in zip(picks, logits):
             logits_of[k] = row_logits
 
@@ -369,9 +376,7 @@ class DepthBatcher:
         if not picks:
             return []
         sub = [rows[k] for k in picks]
-        used = torch.tensor([self.its[b] for b in sub], device=self.device)
-        self.cache.finish(torch.tensor(sub, device=self.device), torch.tensor([self.col[b] for b in sub],
-                                                                                device=self.device), used)
+        self.cache.finish(sub, [self.col[b] for b in sub], [self.its[b] for b in sub])
         logits = torch.stack([logits_of[k] for k in picks])
         chosen = self._choose(sub, logits)
         out = []

@@ -61,14 +61,23 @@ class DepthCache:
         Returns the rotary positions (n, n_new): a row's columns are its positions (no padding)."""
         if int(cols.max()) + n_new > self.max_len:
             raise RuntimeError(f"depth cache holds {self.max_len} columns; {int(cols.max()) + n_new} requested")
-        self._rows = rows
-        self._grid = cols[:, None] + torch.arange(n_new, device=cols.device)[None]  # (n, T) query columns
+        grid = cols[:, None] + torch.arange(n_new, device=cols.device)[None]  # (n, T) query columns
         self._hi = int(cols.max()) + n_new
-        self._entries = (rows[:, None] * self.max_len + self._grid).flatten()  # (n T,) entries of one slot
         keys = torch.arange(self._hi, device=cols.device)
-        self._mask = (keys[None, None, :] <= self._grid[:, :, None])[:, None]  # (n, 1, T, hi)
+        mask = (keys[None, None, :] <= grid[:, :, None])[:, None]  # (n, 1, T, hi)
+        self._full = (rows, grid, mask)
+        self.narrow(None)
+        return grid
+
+    def narrow(self, pick: Tensor | None) -> None:
+        """Restrict the selection to some of its rows (`pick`: positions in it), or restore it (None):
+        the stages of one step share one selection."""
+        rows, grid, mask = self._full
+        if pick is not None:
+            rows, grid, mask = rows[pick], grid[pick], mask[pick]
+        self._rows, self._grid, self._mask = rows, grid, mask
+        self._entries = (rows[:, None] * self.max_len + grid).flatten()  # (n T,) entries of one slot
         self._its = None
-        return self._grid
 
     @property
     def iterations_of(self) -> Tensor | None:
@@ -122,32 +131,31 @@ class DepthCache:
         return F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, enable_gqa=self.gqa)
 
     # ---- early exit --------------------------------------------------------------------
-    def finish(self, rows: Tensor, cols: Tensor, used: Tensor) -> None:
-        """Rows (n,) whose token at column cols (n,) stopped after used (n,) iterations: "latest" copies
-        each one's entry of iteration used-1 into the slots of iterations used .. iterations-1 (as
+    def finish(self, rows: list[int], cols: list[int], used: list[int]) -> None:
+        """Rows whose token at column cols[k] stopped after used[k] iterations: "latest" copies each
+        one's entry of iteration used-1 into the slots of iterations used .. iterations-1 (as
         KVCache.finish does for one row); "existing" records the depth."""
-        short = used < self.iterations
-        if not bool(short.any()):
+        short = [k for k, u in enumerate(used) if u < self.iterations]
+        if not short:
             return
-        rows, cols, used = rows[short], cols[short], used[short]
         if self.lookup == "existing":
-            self.depth[rows, cols] = used
+            at = torch.tensor([rows[k] * self.max_len + cols[k] for k in short], device=self.device)
+            self.depth.view(-1)[at] = torch.tensor([used[k] for k in short], device=self.device)
             return
         per_slot = self.rows * self.max_len
-        entries = rows * self.max_len + cols
-        src_all, dst_all = [], []
-        for u in used.unique().tolist():  # rows that ran as long share their source and target slots
-            at = entries[used == u]
+        src_idx, dst_idx = [], []
+        for k in short:
+            entry, u = rows[k] * self.max_len + cols[k], used[k]
             src = self.slot_of(u - 1)
-            for t in sorted({self.slot_of(i) for i in range(u, self.iterations)} - {src}):
-                src_all.append(src * per_slot + at)
-                dst_all.append(t * per_slot + at)
-        if not dst_all:
+            for t in {self.slot_of(i) for i in range(u, self.iterations)} - {src}:
+                src_idx.append(src * per_slot + entry)
+                dst_idx.append(t * per_slot + entry)
+        if not dst_idx:
             return
-        src_idx, dst_idx = torch.cat(src_all), torch.cat(dst_all)
+        src_t, dst_t = torch.tensor(src_idx, device=self.device), torch.tensor(dst_idx, device=self.device)
         for buf in self.core:
             flat = buf.view(-1, *buf.shape[3:])
-            flat.index_copy_(0, dst_idx, flat.index_select(0, src_idx))
+            flat.index_copy_(0, dst_t, flat.index_select(0, src_t))
 
     def slot_of(self, iteration: int) -> int:
         return iteration % self.slots

@@ -18,8 +18,6 @@ pool of `batch_size` rows: each token exits at its own iteration and a finished 
 for the next; `batching=padded` keeps left-padded batches that wait for their slowest token.
 """
 
-SCORE_CHUNK = 16  # depth-batched scoring takes this many pools' worth of requests per call (progress, cancel)
-
 from __future__ import annotations
 
 import logging
@@ -32,6 +30,8 @@ from lm_eval.api.model import LM
 
 from recurlab.errors import InferenceError
 from recurlab.tasks import VocabError
+
+SCORE_CHUNK = 16  # under depth batching, each call takes this many pools' worth of requests (progress, cancel)
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
