@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-batch", type=int, default=32)
     ap.add_argument("--eval", type=int, default=0, help="documents per level for the eval comparison (0: none)")
     ap.add_argument("--eval-batch", type=int, default=32)
-    ap.add_argument("--gate-bias", type=float, default=1.0)
+    ap.add_argument("--gate-bias", type=float, default=-1.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-results/depthbatch.json")
