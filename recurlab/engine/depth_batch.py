@@ -62,9 +62,6 @@ class SequenceResult:
     tokens: list[int] = field(default_factory=list)  # generated tokens, stop token excluded
     iterations: list[int] = field(default_factory=list)
     reason: str | None = None  # "stop" | "length" | "cancelled"
-    submitted: float = 0.0  # perf_counter at submit, at the first and at the last token
-    first_token: float = 0.0
-    done: float = 0.0
 
 
 @dataclass
@@ -193,7 +190,7 @@ class DepthBatcher:
         if self.opts.temperature > 0 and forced is None:
             gen = torch.Generator().manual_seed(self.opts.seed)  # as a lone call seeds its sampler
         self.requests.append(_Request(list(ids), n, forced, gen))
-        self.results.append(SequenceResult(submitted=time.perf_counter()))
+        self.results.append(SequenceResult())
         self.waiting.append(len(self.requests) - 1)
         return len(self.requests) - 1
 
@@ -235,7 +232,6 @@ class DepthBatcher:
         q = self.row_req[b]
         res = self.results[q]
         res.reason = res.reason or reason
-        res.done = time.perf_counter()
         self.row_req[b] = None
 
     def _admit(self) -> None:
@@ -380,14 +376,12 @@ class DepthBatcher:
         logits = torch.stack([logits_of[k] for k in picks])
         chosen = self._choose(sub, logits)
         out = []
-        now = time.perf_counter()
         for k, b in enumerate(sub):
             q = self.row_req[b]
             req, res = self.requests[q], self.results[q]
             index = len(res.iterations)
             token = req.forced[index] if req.forced is not None else chosen[k]
             its = self.its[b]
-            res.first_token = res.first_token or now
             finished = False
             if req.forced is None and token in self.stop_ids:
                 res.reason, finished = "stop", True
