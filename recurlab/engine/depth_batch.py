@@ -8,11 +8,13 @@
             ev.request, ev.index, ev.token, ev.iterations, ev.logits, ev.finished
     batcher.results[i]                            # tokens, iterations and stop reason of request i
 
-The unit of work is a token at an iteration. A pool of `capacity` rows holds one sequence each, in
-a DepthCache (recurlab.engine.depth_cache) where each row has its own columns. Each step:
+The unit of work is a token at an iteration. A pool of `capacity` decode rows holds one sequence
+each, in a DepthCache (recurlab.engine.depth_cache) where each row has its own columns (twice
+`capacity` rows: the spare ones take the next prefill group). Each step:
 
-  1. admission: waiting requests take free rows; their prompts but the last token are prefilled at r,
-     together, in one multi-column pass per iteration (a stage of its own);
+  1. admission: prefilled sequences take free decode rows; once none is left, the next group of up
+     to `capacity` waiting prompts is prefilled (all columns but the last, at r, one multi-column
+     pass per iteration: a stage of its own) into the cache's spare rows;
   2. prelude: the rows whose token starts this step embed it and draw its start;
   3. core: one core iteration over every active row, each at its own iteration, reading and writing
      its own iteration's cache slot;
@@ -145,34 +147,35 @@ class RowTracker:
 
 
 class DepthBatcher:
-    def __init__(self, model, opts: GenerateOptions, capacity: int, max_len: int, stop_ids=(),
-                 admit_at: int | None = None):
-        """`opts` validated; `admit_at`: with this many requests waiting, admission waits until as many
-        rows are free (default a quarter of the capacity), so that prefills run in groups; fewer
-        waiting requests enter as soon as rows are free for all of them."""
+    def __init__(self, model, opts: GenerateOptions, capacity: int, max_len: int, stop_ids=()):
+        """`opts` validated; `capacity` rows decode at once. The cache holds twice as many: while one
+        set of rows decodes, the next group of waiting prompts is prefilled into the others, in groups
+        of up to `capacity` prompts (a prefill costs r passes whatever its number of rows)."""
         self.model, self.opts = model, opts
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.capacity, self.max_len = capacity, max_len
+        rows = 2 * capacity
         self.stop_ids = set(stop_ids)
-        self.admit_at = admit_at if admit_at is not None else max(1, capacity // 4)
         crit = opts.exit if isinstance(opts.exit, ExitCriterion) and opts.exit.enabled else None
         self.decode_r = crit.max_iterations if crit is not None and crit.max_iterations else opts.r
-        self.cache = DepthCache(model.cfg, capacity, max_len, opts.max_iterations, opts.kv_budget, self.device,
+        self.cache = DepthCache(model.cfg, rows, max_len, opts.max_iterations, opts.kv_budget, self.device,
                                 self.dtype, lookup=opts.cache_lookup)
-        self.tracker = RowTracker(crit, capacity, self.device) if crit is not None else None
+        self.tracker = RowTracker(crit, rows, self.device) if crit is not None else None
         self.init_scale = opts.init_scale if opts.init_scale is not None else model.cfg.init_scale
         d = model.cfg.n_embd
-        self.S = torch.zeros(capacity, 1, d, device=self.device, dtype=self.dtype)  # each row's latent state
-        self.E = torch.zeros(capacity, 1, d, device=self.device, dtype=self.dtype)  # each row's prelude output
+        self.S = torch.zeros(rows, 1, d, device=self.device, dtype=self.dtype)  # each row's latent state
+        self.E = torch.zeros(rows, 1, d, device=self.device, dtype=self.dtype)  # each row's prelude output
         self.requests: list[_Request] = []
         self.results: list[SequenceResult] = []
         self.waiting: deque[int] = deque()
-        self.row_req: list[int | None] = [None] * capacity  # request each row serves
-        self.col = [0] * capacity  # column of the row's current token
-        self.its = [0] * capacity  # iterations its current token has run
-        self.next_id = [0] * capacity  # the row's current token
-        self.warm = [False] * capacity  # continuous: the row's state seeds its next token
+        self.ready: deque[int] = deque()  # prefilled rows waiting for a decode slot
+        self.decoding: set[int] = set()  # rows in the core passes
+        self.row_req: list[int | None] = [None] * rows  # request each row serves
+        self.col = [0] * rows  # column of the row's current token
+        self.its = [0] * rows  # iterations its current token has run
+        self.next_id = [0] * rows  # the row's current token
+        self.warm = [False] * rows  # continuous: the row's state seeds its next token
         self.cancelled: set[int] = set()
         self.prefill_seconds = 0.0
         self.core_passes = 0  # core calls (each over every active row)
@@ -200,11 +203,11 @@ class DepthBatcher:
 
     @property
     def active_rows(self) -> list[int]:
-        return [b for b in range(self.capacity) if self.row_req[b] is not None]
+        return sorted(self.decoding)
 
     @property
     def busy(self) -> bool:
-        return bool(self.waiting) or any(q is not None for q in self.row_req)
+        return bool(self.waiting or self.ready or self.decoding)
 
     # ---- one step ---------------------------------------------------------------------------
     def step(self) -> list[Retired]:
@@ -217,8 +220,7 @@ class DepthBatcher:
         return self._pass(rows)
 
     def _drop_cancelled(self) -> None:
-        for b in range(self.capacity):
-            q = self.row_req[b]
+        for b, q in enumerate(self.row_req):
             if q is not None and q in self.cancelled:
                 self._free(b, "cancelled")
         if self.cancelled:
@@ -233,15 +235,22 @@ class DepthBatcher:
         res = self.results[q]
         res.reason = res.reason or reason
         self.row_req[b] = None
+        self.decoding.discard(b)
+        if b in self.ready:
+            self.ready.remove(b)
+
+    def _activate(self) -> None:
+        while self.ready and len(self.decoding) < self.capacity:
+            self.decoding.add(self.ready.popleft())
 
     def _admit(self) -> None:
-        free = [b for b in range(self.capacity) if self.row_req[b] is None]
-        if not free or not self.waiting:
+        """Prefilled rows take free decode slots; once none is left, the next group is prefilled."""
+        self._activate()
+        if not self.waiting or self.ready:
             return
-        if len(free) < min(len(self.waiting), self.admit_at) and len(free) < self.capacity:
-            return  # wait for a group: a prefill costs r passes whatever its number of rows
-        group = []
-        for b in free[:len(self.waiting)]:
+        free = [b for b, q in enumerate(self.row_req) if q is None]  # at least `capacity`: ready is empty
+        group, rows = [], free[:min(len(self.waiting), self.capacity)]
+        for b in rows:
             q = self.waiting.popleft()
             req = self.requests[q]
             self.row_req[b], self.col[b], self.its[b] = q, len(req.ids) - 1, 0
@@ -253,6 +262,8 @@ class DepthBatcher:
             self._prefill(group)
             self._sync()
             self.prefill_seconds += time.perf_counter() - t0
+        self.ready.extend(rows)
+        self._activate()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
