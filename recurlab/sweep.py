@@ -2,6 +2,7 @@
 
     from recurlab.sweep import load_sweeps, table_cells, parse_rs
     load_sweeps(run)                     # every saved sweep, the newest last
+    grid = level_grid(load_sweeps(run), step=1600)   # accuracy per (task level, r) of one checkpoint
     save_sweep(run, result, rs, levels, difficulties)   # sweeps/step_NNNNNNNN.{csv,json}; a later
                                          # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
                                          # step_NNNNNNNN_levels_5-6.*
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from recurlab.rundir import RunDir, read_json, write_new
+from recurlab.tasks import FEW_HELDOUT
 
 
 @dataclass
@@ -85,8 +87,6 @@ def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def format_heldout(counts: dict[int, int]) -> str:
     """One line saying how many distinct held-out prompts each level's accuracy rests on."""
-    from recurlab.tasks import FEW_HELDOUT
-
     if not counts:
         return ""
     parts = [f"{d}: {n}" + (" (few: its accuracy says little)" if n < FEW_HELDOUT else "")
@@ -96,7 +96,7 @@ def format_heldout(counts: dict[int, int]) -> str:
 
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
     """A comma-separated option value as integers >= 1, or one user-facing error line."""
-    from recurlab.errors import InferenceError
+    from recurlab.errors import InferenceError  # yaml: loaded only when this runs
 
     try:
         # every item must be a number: '' and '1,,2' are mistakes, not shorthands
@@ -116,39 +116,17 @@ def parse_levels(spec: str) -> list[int]:
     return sorted(set(_positive_ints(spec, "--difficulties", "5,6")))
 
 
-def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -> tuple[Path, Path]:
-    """Fresh (csv, json) paths for a new sweep of `step`, never those of a saved one.
-
-    The first sweep of a checkpoint is `step_N.*`, later ones `step_N_2.*`, `step_N_3.*`, ...; a
-    sweep at other levels than the run's is `step_N_levels_5-6[_K].*`. The name is claimed by
-    creating the JSON exclusively (an empty file, which readers skip), so two sweeps started at
-    once (the TUI and the shell) cannot pick the same one.
-    """
-    run.sweeps_dir.mkdir(exist_ok=True)
-    tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
-    n = 1
-    while True:
-        base = run.sweeps_dir / (f"step_{step:08d}{tag}" + (f"_{n}" if n > 1 else ""))
-        csv_path, json_path = base.with_suffix(".csv"), base.with_suffix(".json")
-        if not csv_path.exists():
-            try:
-                os.close(os.open(json_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-                return csv_path, json_path
-            except FileExistsError:
-                pass
-        n += 1
-
-
 def save_sweep(run: RunDir, result: SweepResult, rs: list[int], levels: list[int], difficulties: list[int] | None) -> Path:
     """Write a sweep's CSV and JSON into the run's sweeps/ folder under a fresh name; -> the CSV path.
     `levels` are the task levels evaluated; `difficulties` names the file when they are not the run's own."""
     rows, counts = result.rows, result.heldout
-    csv_path, json_path = sweep_paths(run, result.step, difficulties)
-    atomic_write_text(csv_path, to_csv(rows))
-    atomic_write_json(json_path, {"run": run.name, "step": result.step, "rs": rs, "complete": result.complete,
-                                  "difficulties": levels,
-                                  "heldout_prompts": {str(d): n for d, n in counts.items()},
-                                  "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
+    record = {"run": run.name, "step": result.step, "rs": rs, "complete": result.complete, "difficulties": levels,
+              "heldout_prompts": {str(d): n for d, n in counts.items()},
+              "time": time.time(), "columns": sweep_columns(rows), "rows": rows}
+    tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
+    # the first sweep of a checkpoint is step_N.*, later ones step_N_2.*, step_N_3.*, ...
+    csv_path, _ = write_new(run.sweeps_dir, f"step_{result.step:08d}{tag}",
+                            {"csv": to_csv(rows), "json": json.dumps(record, indent=1) + "\n"}, sep="_")
     return csv_path
 
 
@@ -167,3 +145,30 @@ def load_sweeps(run: RunDir) -> list[SweepResult]:
                 when = data.get("time")
                 found.append((when if isinstance(when, (int, float)) else p.stat().st_mtime, p.name, res))
     return [res for _, _, res in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+@dataclass
+class LevelGrid:
+    """Accuracy per task level (rows) and r (columns) of one checkpoint."""
+
+    step: int
+    levels: list[int] = field(default_factory=list)
+    rs: list[int] = field(default_factory=list)
+    acc: dict[tuple[int, int], float] = field(default_factory=dict)  # (level, r) -> accuracy
+
+
+def level_grid(results: list[SweepResult], step: int) -> LevelGrid:
+    """The grid over every sweep of checkpoint `step` (the run's own levels and harder ones join);
+    a later sweep wins where two measured the same cell. The Sweep screen's heatmap and the
+    figure of it both draw this."""
+    grid = LevelGrid(step=step)
+    for res in results:
+        if res.step != step:
+            continue
+        for row in res.rows:
+            for key, value in row.items():
+                if key.startswith("acc@") and value is not None:
+                    grid.acc[(int(key[4:]), int(row["r"]))] = float(value)
+    grid.levels = sorted({lv for lv, _ in grid.acc})
+    grid.rs = sorted({r for _, r in grid.acc})
+    return grid

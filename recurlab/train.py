@@ -21,14 +21,15 @@ from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapsho
                                  save_checkpoint)
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
-from recurlab.engine.sweep import evaluate
+from recurlab.errors import TrainingDiverged
 from recurlab.flops import mfu, train_flops_per_token
+from recurlab.heldout import evaluate_heldout
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.sampler import progressive_split, sample_depth
 
 HEARTBEAT_S = 2.0
 
@@ -213,7 +214,7 @@ class Trainer:
         rows = []
         # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
         if self.dist.is_main or self.dist.sharded:
-            for row in evaluate(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
+            for row in evaluate_heldout(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
         if not self.dist.is_main:
             rows = []
@@ -222,6 +223,12 @@ class Trainer:
 
     def save(self, step: int) -> None:
         weights = self.dist.full_state_dict(self.raw_model, self.model)
+        # a checkpoint is never written from broken weights: an update (lr = inf, say) can make them
+        # NaN while the loss of the same step, computed before it, is still finite. Rank 0 holds the
+        # whole state (gathered under FSDP) and tells the others.
+        broken = self.dist.is_main and not all(bool(torch.isfinite(t).all()) for t in weights.values())
+        if self.dist.any_flag(broken):
+            self.diverged(f"the weights became NaN or infinite in the update of step {step}")
         opt = self.dist.optimizer_state(self.model, self.optimizer, optimizer_snapshot)
         if self.dist.is_main:
             s = self.state
@@ -233,6 +240,19 @@ class Trainer:
             self.run.write_status(last_checkpoint=ckpt.name)
         self.saved_step = step
         self.dist.barrier()
+
+    def diverged(self, what: str) -> None:
+        """Stop as failed: keep the finite metrics, record the last good step and loss, write nothing more."""
+        s = self.state
+        self.flush()
+        last = f"last finite loss {s.last_loss:.6g} at step {s.step}" if s.last_loss is not None else "no finite loss since this worker started"
+        if self.dist.is_main:
+            ckpt = self.run.latest_checkpoint()
+            self.run.write_status(step=s.step, loss=s.last_loss, tokens=s.tokens)
+            kept = f"the last checkpoint ({ckpt.path.name}) is intact" if ckpt is not None else "no checkpoint was written"
+        else:
+            kept = "the last checkpoint is intact"
+        raise TrainingDiverged(f"{what} ({last}); {kept}; lower train.lr or fix the profile's numbers")
 
     # ---- the loop --------------------------------------------------------------------
     def fit(self, resume: bool = False) -> str:
@@ -261,6 +281,8 @@ class Trainer:
             step = s.step + 1
             t0 = time.perf_counter()
             m = self.train_step(step)
+            if not math.isfinite(m["loss"]):  # the same on every rank: the loss is reduced over them
+                self.diverged(f"the loss is {m['loss']} at step {step}")
             dt = time.perf_counter() - t0
             s.step, s.tokens = step, s.tokens + m["tokens"]
             # wall time of the whole run (evals and checkpoints included), carried across resumes

@@ -9,7 +9,7 @@ import torch
 from recurlab.engine import Engine, GenerateOptions
 from recurlab.engine.depth_batch import DepthBatcher
 from recurlab.engine.scoring import score_continuations
-from recurlab.engine.options import parse_exit
+from recurlab.options.generate import parse_exit
 from recurlab.errors import InferenceError
 from test_engine_cli import invoke, one_line_error, run_dir  # noqa: F401  (run_dir: a fixture)
 from test_engine_utils import encode, trained_model

@@ -9,12 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
-import recurlab.cli.sweep  # noqa: F401
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
-from recurlab.engine import Engine, GenerateOptions, evaluate, open_run
+from recurlab.engine import Engine, GenerateOptions, open_run
+from recurlab.heldout import evaluate_heldout
 from recurlab.rundir import RunDir, read_json
+import recurlab.cli.sweep  # noqa: F401
 from test_engine_utils import encode, tiny_config, trained_model
 
 
@@ -121,6 +122,11 @@ def test_inspect_prints_table_and_writes_trace(run_dir):
     assert lines[0].split()[:5] == ["1", "2", "3", "4", "5"]
     assert sum(1 for line in lines if line.startswith("'")) == n  # one row per token
     assert "path independence (2 starts)" in res.output
+    first = path.read_bytes()
+    again = invoke("inspect", run_dir.path, "--prompt", "12+3=", "--r", 2, "--name", "cli-trace", "--init-scale", 0)
+    assert again.exit_code == 0, again.output
+    assert f"trace written to {run_dir.traces_dir / 'cli-trace-2.json'}" in again.output
+    assert path.read_bytes() == first and read_json(run_dir.traces_dir / "cli-trace-2.json")["r"] == 2
 
 
 @pytest.mark.parametrize(
@@ -176,7 +182,7 @@ def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
     cfg = run_config(run_dir)
     cfg.data.difficulties = [1, 3]
     model, _ = load_model(run_dir)
-    expected = evaluate(model, TaskData(cfg), [1, 3], "cpu")
+    expected = evaluate_heldout(model, TaskData(cfg), [1, 3], "cpu")
     for got, want in zip(saved["rows"], expected):
         assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)

@@ -273,6 +273,8 @@ async def test_inspector_grid_and_cell_details(runs):
         detail = screen.query_one("#insp-detail")
         trace = screen.trace
         assert trace["r"] == 4 and trace["prompt"] == screen.examples[0][0]
+        # the grid's selection reaches the detail pane in a message after the trace
+        await wait_for(pilot, lambda: "top next tokens" in str(detail.render()))
         start = str(detail.render())
         assert f"iteration {trace['r']}/{trace['r']}" in start and "top next tokens" in start
         await pilot.press("left")
@@ -490,7 +492,8 @@ async def test_sweep_can_be_cancelled(runs):
         await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
         saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
         assert not saved["complete"] and 1 <= len(saved["rows"]) < 40
-        assert any("sweep cancelled" in m for m in notices(app))
+        # a notice is a message to the app: it shows on the app's next turn
+        await wait_for(pilot, lambda: any("sweep cancelled" in m for m in notices(app)), timeout=10)
 
 
 async def test_sweep_heatmap_shows_trained_and_harder_levels(runs):
@@ -670,3 +673,21 @@ async def test_half_written_run_gives_notices_not_crashes(runs):
         await pilot.press("4")
         await pilot.press("1")
         assert app.screen.TITLE_SHORT == "Runs"
+
+
+async def test_status_files_of_the_wrong_shape_show_as_rows_not_crashes(runs):
+    """Valid JSON of the wrong shape: the Runs screen drops the ill-typed fields, as readers do."""
+    from textual.widgets import DataTable
+
+    shapes = {"list": "[1, 2]", "pid": '{"state": "running", "pid": "abc", "host": "%s"}' % os.uname().nodename,
+              "created": '{"state": "finished", "created": "yesterday"}', "heartbeat": '{"state": "running", "heartbeat": "soon"}'}
+    for name, text in shapes.items():
+        shutil.copytree(runs / "tiny-a", runs / name)
+        (runs / name / "status.json").write_text(text)
+    app = make_app(runs)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: all(name in table.rows for name in shapes))
+        states = {name: str(table.get_row(name)[1]) for name in shapes}
+        assert states == {"list": "unreadable", "pid": "lost", "created": "finished", "heartbeat": "lost"}, states
+        assert app.is_running

@@ -13,11 +13,12 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 
-@app.command("eval")
+@app.command("eval", epilog=examples('recurlab eval demo --tasks embedded --r 1,4,8', 'recurlab eval cpu-demo --tasks my_tasks/ --r 1,8 --exit kl:5e-4 --limit 100'))
 def evaluate(
     run: Optional[str] = typer.Argument(None, help="Run name, unique prefix, or path (or use --model)."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated lm-eval task names, YAML files, folders of YAML files, or 'embedded' (the run's own task)."),
@@ -28,7 +29,7 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", help="Requests per batch (left-padded), or rows of the depth-batching pool under --exit."),
     batching: str = typer.Option("auto", "--batching", help="Under --exit: depth (auto: each token exits at its own iteration, finished requests free their row) or padded (batches wait for their slowest token)."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Checkpoint step (default: the latest complete one)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: the model's)."),
     init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start). Default: the model's."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="KV cache slots per token (iteration i uses slot i mod n)."),
@@ -37,8 +38,9 @@ def evaluate(
     model_path: Optional[str] = typer.Option(None, "--model", help="A Huginn-format model folder instead of a run."),
     runs_dir: str = RunsDirOption,
 ):
-    """Evaluate a run (or a Huginn folder) on lm-eval tasks at each r; print a task x r table and
-    save it as JSON and CSV under RUN/evals/ (never replacing an earlier evaluation)."""
+    """Evaluate a run (or a Huginn folder) on lm-eval tasks at each r; print a task x r table.
+
+    The table is saved as JSON and CSV under RUN/evals/ and never replaces an earlier evaluation."""
     if bool(run) == bool(model_path):
         fail("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
     rundir = get_run(run, runs_dir) if run else None
@@ -49,6 +51,7 @@ def evaluate(
             fail("lm-eval is not installed: pip install 'recurlab[eval]'")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # the evaluation and the sweep files: not at start-up, only this command needs them
         from recurlab.evaluation.results import format_table
         from recurlab.evaluation.runner import EvalSettings, run_eval
         from recurlab.sweep import parse_rs

@@ -12,11 +12,11 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab export demo exported/demo'))
 def export(
     run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
     out_dir: str = typer.Argument(..., help="New folder to write (refused if it exists and is not empty)."),
@@ -26,7 +26,7 @@ def export(
     """Write config.json, model.safetensors and tokenizer.json that Huginn's reference code can load."""
     rundir = get_run(run, runs_dir)
     with user_errors():
-        from recurlab.families.export import export_run
+        from recurlab.families.export import export_run  # yaml: loaded only when this runs
 
         out, note = export_run(rundir, out_dir, step=step)
     typer.echo(f"wrote {out} (Huginn format); open it with --model {out}")

@@ -18,9 +18,11 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 from recurlab.errors import InferenceError
+from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE, parse_r
+from recurlab.options.parallel import SPEC_HELP
 from recurlab.rundir import RunDir
 
 
@@ -32,7 +34,7 @@ def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | No
     """The OpenedModel of a run (by name, prefix or path) or of a model folder (--model)."""
     if bool(run) == bool(model_path):
         raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and safetensors: loaded only when this runs
 
     return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
 
@@ -64,7 +66,7 @@ def _read_prompts(path: str) -> list[str]:
     return prompts
 
 
-@app.command()
+@app.command(epilog=examples("recurlab generate demo --prompt '12+34=' --r 8 --temperature 0", "recurlab generate demo --prompt '12+34=' --r 32 --exit kl:5e-4 --json"))
 def generate(
     run: Optional[str] = RunArgument,
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="Prompt text; repeat for several."),
@@ -72,12 +74,12 @@ def generate(
     batch: Optional[int] = typer.Option(None, "--batch", help="Prompts decoded together (default: all)."),
     batching: str = typer.Option("auto", "--batching", help="Several prompts: depth (each token exits at its own iteration; a finished prompt frees its row for the next), padded (left-padded batches that step together), or auto (depth under --exit, padded at fixed r)."),
     r: str = typer.Option("16", "--r", help="Iterations of the recurrent core per token."),
-    exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
+    exit: Optional[str] = typer.Option(None, "--exit", help=f"Adaptive exit, e.g. {EXIT_EXAMPLE} (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
     cache_lookup: str = typer.Option("latest", "--cache-lookup", help="How later tokens read an exited token: latest (its last entry, the reference's latest-m4) or existing (only entries of the current iteration, the reference's default)."),
     continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
     speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="sequential (default) or parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,wavefront=128,steps=4096,kv=latest]; freeze rules latent:T, stable:N, iterations[:N]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help=f"sequential (default) or {SPEC_HELP}; freeze rules latent:T, stable:N, iterations[:N]."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", help="0 is off."),
     top_p: float = typer.Option(1.0, "--top-p", help="1 is off."),
@@ -85,7 +87,7 @@ def generate(
     init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start, deterministic). Default: the run's."),
     seed: int = typer.Option(0, "--seed"),
     step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the latest)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
     compile: bool = typer.Option(False, "--compile", help="Run each decode step's core iterations as one compiled graph (torch.compile; needs a C++ compiler on CPU): the first token waits seconds for the compile, the rest decode faster."),
@@ -94,9 +96,7 @@ def generate(
 ):
     """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import GenerateOptions
-        from recurlab.engine.options import parse_r
-
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
         r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         prompt = list(prompt or []) + (_read_prompts(prompts_file) if prompts_file else [])
         if not prompt:
@@ -120,6 +120,7 @@ def generate(
         res = stream.result
         saved = []
         if save_wavefront:
+            # torch and safetensors: loaded only when this runs
             from recurlab.engine.wavefronts import save_wavefront as save, wavefront_record
 
             folder = opened.run.path if opened.run is not None else "."
@@ -194,7 +195,7 @@ def _table(trace: dict) -> list[str]:
     return lines
 
 
-@app.command()
+@app.command(epilog=examples("recurlab inspect demo --prompt '12+34=' --r 8", "recurlab inspect cpu-demo --prompt '3102.0213.2310=' --r 16 --starts 4"))
 def inspect(
     run: Optional[str] = RunArgument,
     prompt: str = typer.Option(..., "--prompt", "-p"),
@@ -206,21 +207,19 @@ def inspect(
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="Trace file name (default: inspect-<time>)."),
     step: Optional[int] = typer.Option(None, "--step"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
-    """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
-    final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
-    with user_errors():
-        from recurlab.engine import GenerateOptions, latent_trace, save_trace
-        from recurlab.engine.options import parse_r
+    """Print a token x iteration convergence table and save the latent trace.
 
+    Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
+    with user_errors():
+        # torch and safetensors: loaded only when this runs
+        from recurlab.engine import GenerateOptions, latent_trace, save_trace
         r = parse_r(r)
 
         if generate_tokens < 0:
-            from recurlab.errors import InferenceError
-
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
         opened = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None

@@ -22,17 +22,27 @@ from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
-from recurlab.config import run_config
+from recurlab.config import (
+    BUILTIN_PROFILES,
+    from_dict,
+    load_profile,
+    load_yaml,
+    profile_names,
+    profile_path,
+    run_config,
+    to_yaml,
+)
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir, list_runs
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_readable_runs_dir, list_runs, read_json
 
-profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
+profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True,
+                           epilog=examples("recurlab profiles", "recurlab profiles show tiny k=1"))
 app.add_typer(profiles_app, name="profiles")
 
 
@@ -80,7 +90,7 @@ def _fmt(value, spec: str = "") -> str:
 # ---- commands -----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=examples('recurlab train --profile tiny --name demo --foreground', 'recurlab train --profile cpu --name cpu-demo train.max_steps=800 r_mean=16', 'recurlab train --profile cpu --name perm --seeds 0,1,2'))
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value or section.key=value overrides."),
     profile: str = typer.Option("cpu", "--profile", "-p", help="Profile name (see `recurlab profiles`) or a .yaml path."),
@@ -128,7 +138,7 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
-    from recurlab.seeds import parse_seeds, seed_run_name
+    from recurlab.replicates import parse_seeds, seed_run_name  # statistics: not at start-up
 
     with user_errors():
         seed_list = parse_seeds(spec)
@@ -160,12 +170,12 @@ def _exit_for_state(run: RunDir) -> None:
     typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab runs', 'recurlab runs --runs-dir /data/runs'))
 def runs(runs_dir: str = RunsDirOption) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
     with user_errors():
-        check_runs_dir(runs_dir)
-    found = list_runs(runs_dir)
+        check_readable_runs_dir(runs_dir)
+        found = list_runs(runs_dir)
     if not found:
         typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")
         return
@@ -183,7 +193,7 @@ def runs(runs_dir: str = RunsDirOption) -> None:
     print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab status demo'))
 def status(run: str = typer.Argument(..., help="Run name, unique prefix or path."), runs_dir: str = RunsDirOption) -> None:
     """All status fields of a run, its effective state, checkpoints, and the log tail if it died."""
     rd = get_run(run, runs_dir)
@@ -195,6 +205,11 @@ def status(run: str = typer.Argument(..., help="Run name, unique prefix or path.
         why = "its pid is gone" if state == "failed" else "no heartbeat for a while"
         note = f"  (status.json says {st.get('state')}; {why})"
     typer.echo(f"effective state: {state}{note}")
+    raw = read_json(rd.status_path)
+    if not isinstance(raw, dict):
+        typer.echo(f"  ({rd.status_path.name} is missing, unreadable or not a JSON object: the state is unknown)")
+    elif raw.keys() != st.keys():
+        typer.echo(f"  ({rd.status_path.name}: ignored, of the wrong type: {', '.join(k for k in raw if k not in st)})")
     times = ("created", "started", "heartbeat", "ended")
     for key, value in st.items():
         if key in times and isinstance(value, (int, float)):
@@ -209,7 +224,7 @@ def status(run: str = typer.Argument(..., help="Run name, unique prefix or path.
             typer.echo(f"  | {line}")
 
 
-@app.command()
+@app.command(epilog=examples('recurlab logs demo -f'))
 def logs(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the worker ends."),
@@ -227,6 +242,8 @@ def logs(
                     data = f.read()
             except FileNotFoundError:
                 data = b""
+            except OSError as exc:  # a folder in its place, no permission
+                fail(f"cannot read {rd.log_path}: {exc.strerror}")
             if data:
                 offset += len(data)
                 sys.stdout.write(data.decode("utf-8", "replace"))
@@ -236,7 +253,7 @@ def logs(
             time.sleep(POLL_S)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab stop demo', 'recurlab stop demo --now'))
 def stop(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     now: bool = typer.Option(False, "--now", help="Kill the worker at once instead of a graceful stop."),
@@ -259,7 +276,7 @@ def stop(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab resume demo', 'recurlab resume demo --device cuda:1'))
 def resume(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     runs_dir: str = RunsDirOption,
@@ -268,11 +285,12 @@ def resume(
     nnodes: int = NnodesOption,
     rdzv_endpoint: str = RdzvOption,
 ) -> None:
-    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker
-    (with any number of processes: checkpoints do not depend on it)."""
+    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker.
+
+    Any number of processes can resume it: checkpoints do not depend on the world size."""
     rd = get_run(run, runs_dir)
     with user_errors():
-        check_resumable(rd)
+        check_resumable(rd, device=device)
         launch = None
         if nproc > 1 or nnodes > 1 or rdzv_endpoint:
             launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)
@@ -293,8 +311,6 @@ def profiles(ctx: typer.Context) -> None:
     """List the profiles with their descriptions."""
     if ctx.invoked_subcommand is not None:
         return
-    from recurlab.config import BUILTIN_PROFILES, from_dict, load_yaml, profile_names, profile_path
-
     rows = []
     for pname in profile_names():
         path = profile_path(pname)
@@ -305,14 +321,12 @@ def profiles(ctx: typer.Context) -> None:
     print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
-@profiles_app.command("show")
+@profiles_app.command("show", epilog=examples('recurlab profiles show tiny', 'recurlab profiles show cpu k=2 train.max_steps=100'))
 def profiles_show(
     name: str = typer.Argument(..., help="Profile name or a .yaml path."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides to apply."),
 ) -> None:
     """Print a profile resolved with overrides, as the run.yaml a run would get."""
-    from recurlab.config import load_profile, to_yaml
-
     with user_errors():
         cfg = load_profile(name, list(overrides or []))
     typer.echo(to_yaml(cfg), nl=False)

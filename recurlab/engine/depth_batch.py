@@ -23,7 +23,7 @@ each, in a DepthCache (recurlab.engine.depth_cache) where each row has its own c
      sampled, or given: teacher forcing for scoring) and starts it in the next step; a finished
      sequence frees its row.
 
-Every decision follows run_pass (recurlab.engine.steps) for one row: the same checks at the same
+Every decision follows run_pass (recurlab.engine.cached_pass) for one row: the same checks at the same
 iterations, the same exit rule, the same cache writes and exit bookkeeping (KV budget, `latest`
 and `existing` lookups), random starts drawn from (seed, position), so greedy output equals decoding
 each sequence alone, token for token and iteration for iteration. Sampling draws from one
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from recurlab.engine.cached_pass import position_noise
 from recurlab.engine.depth_cache import DepthCache
-from recurlab.engine.exits import kl_div, entropy, log_softmax, relative_change
-from recurlab.engine.options import ExitCriterion, GenerateOptions
-from recurlab.engine.sampling import choose
-from recurlab.engine.steps import position_noise
+from recurlab.engine.exits import entropy, kl_div, log_softmax, relative_change
+from recurlab.engine.next_token import choose
 from recurlab.model import Rope
+from recurlab.options.generate import ExitCriterion, GenerateOptions
 
 
 @dataclass

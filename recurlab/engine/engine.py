@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from recurlab.engine.cache import KVCache
-from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.devices import check_device
+from recurlab.engine.cache import KVCache
+from recurlab.engine.cached_pass import run_pass
+from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.engine.exits import check_exit_support
 from recurlab.engine.many import depth_generate, padded_batches
-from recurlab.engine.options import GenerateOptions
-from recurlab.engine.sampling import choose, next_token_probs
-from recurlab.engine.steps import run_pass
+from recurlab.engine.next_token import choose, next_token_probs
+from recurlab.engine.parallel_sampler import parallel_generate
 from recurlab.errors import InferenceError
+from recurlab.options.generate import GenerateOptions
+from recurlab.text.specials import sequence_specials
 
 
 @dataclass
@@ -52,7 +54,7 @@ class GenerationResult:
     cache_bytes: int
     options: dict
     speculative: dict | None = None
-    parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel)
+    parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel_sampler)
     compile_seconds: float = 0.0  # of prefill + decode, the time spent compiling (`compile`'s first call)
     depth: dict | None = None  # depth batching's statistics (recurlab.engine.many)
 
@@ -165,10 +167,18 @@ class Engine:
         if not isinstance(prompt, str) or prompt == "":
             raise InferenceError("the prompt is empty; pass some text, e.g. --prompt '12+34='")
         ids = self.tokenizer.encode(prompt)
-        if getattr(self.tokenizer, "prepend_bos", False):
-            ids = [self.tokenizer.bos_id, *ids]  # task models were trained on <bos> prompt answer
+        # the model's own convention: <bos> for task models, a model folder's specials (e.g. Llama's <s>);
+        # a prompt that already starts with them (typed by hand) does not get them twice, as in lm-eval
+        before, after = sequence_specials(self.tokenizer)
+        if before and list(ids[:len(before)]) == before:
+            before = []
+        ids = [*before, *ids, *after]
         if not ids:
             raise InferenceError(f"the prompt {prompt!r} encodes to no tokens; pass some text the model knows")
+        context = self.model.cfg.block_size
+        if len(ids) > context:  # positions past the context were never trained: refuse, do not guess
+            raise InferenceError(f"the prompt is {len(ids)} tokens, longer than the model's context of {context} "
+                                 "(model.block_size); shorten it")
         return list(ids)
 
     def stream(self, prompts: str | Sequence[str], options: GenerateOptions | None = None, on_step=None) -> Stream:
@@ -254,8 +264,6 @@ class Engine:
         )
 
     def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):
-        from recurlab.engine.parallel import parallel_generate
-
         stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {self.tokenizer.eos_id}
         rows = _Rows(self.tokenizer, stop_ids, opts.max_new_tokens)
         rows.start(len(encoded))

@@ -27,8 +27,8 @@ import torch
 
 from recurlab.engine.cache import KVCache
 from recurlab.engine.depth_batch import DepthBatcher
-from recurlab.engine.options import ExitCriterion, GenerateOptions
-from recurlab.engine.steps import run_pass
+from recurlab.engine.cached_pass import run_pass
+from recurlab.options.generate import ExitCriterion, GenerateOptions
 
 
 @dataclass

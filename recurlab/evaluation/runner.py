@@ -19,8 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.config import run_config
 from recurlab.errors import InferenceError
 from recurlab.evaluation.results import EvalWriter, histogram, primary_metric
+from recurlab.evaluation.tasks import resolve_tasks
+from recurlab.options.generate import parse_exit
+from recurlab.rundir import folder_problem
 
 
 @dataclass
@@ -40,12 +44,10 @@ class EvalSettings:
     batching: str = "auto"  # under an exit rule: depth (the default) or padded batches (GenerateOptions.batching)
 
     def validate(self) -> "EvalSettings":
-        from recurlab.engine.options import parse_exit
-
         if not self.rs or any(not isinstance(r, int) or r < 1 for r in self.rs):
             raise InferenceError(f"--r values must be whole numbers >= 1 (r = 0 runs no recurrence), got {self.rs}")
         parse_exit(self.exit or None)
-        from recurlab.engine.options import BATCHINGS
+        from recurlab.options.generate import BATCHINGS
 
         if self.batching not in BATCHINGS:
             raise InferenceError(f"--batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
@@ -78,25 +80,23 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
     settings.validate()
     if bool(run) == bool(model_path) and source is None:
         raise InferenceError("give either a RUN or --model PATH, not both or neither")
-    from recurlab.evaluation.tasks import resolve_tasks
-
     cfg = None
     if run is not None:
-        from recurlab.checkpoint import run_config
-
         cfg = run_config(run)
-    plan = resolve_tasks(settings.tasks, run=run, cfg=cfg)
     out = Path(out_dir) if out_dir else (run.path / "evals" if run is not None else default_out_dir(model_path))
-    if out.exists() and not out.is_dir():
-        raise InferenceError(f"output folder {out} is a file; choose another with --out")
+    problem = folder_problem(out)
+    if problem:
+        raise InferenceError(f"--out {str(out)!r}: {problem}; choose another output folder with --out")
 
     from lm_eval import simple_evaluate
 
-    from recurlab.evaluation.lm import EvalCancelled, RecurlabLM, open_source
+    from recurlab.evaluation.lm import EvalCancelled, RecurlabLM, open_source  # lm-eval: loaded only when this runs
 
+    # the model (and so its checkpoint) before the tasks: `embedded` writes the run's evals/tasks/
     if source is None:
         source = open_source(run=run, model=model_path, checkpoint=settings.checkpoint, device=settings.device,
                              dtype=settings.dtype, runs_dir=runs_dir)
+    plan = resolve_tasks(settings.tasks, run=run, cfg=cfg)
     lm = RecurlabLM.from_source(source, r=settings.rs[0], exit=settings.exit, kv_budget=settings.kv_budget,
                                 init_scale=settings.init_scale, batch_size=settings.batch_size, seed=settings.seed,
                                 batching=settings.batching)

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.errors import RunError
 from recurlab.rundir import MetricsTail, RunDir, list_runs, parse_jsonl
 
 SPARK_POINTS = 24
@@ -89,7 +90,10 @@ class RunsWatch:
 
     def poll(self) -> RunsChange:
         change = RunsChange()
-        found = {r.name: r for r in list_runs(self.runs_dir)}
+        try:
+            found = {r.name: r for r in list_runs(self.runs_dir)}
+        except RunError:  # the folder turned unreadable meanwhile: keep the rows until it is back
+            return change
         for name in list(self.rows):
             if name not in found:
                 del self.rows[name]

@@ -25,9 +25,10 @@ from textual.widgets import SelectionList, Static
 
 from recurlab.rundir import RunDir, list_runs
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import step_ticks
 
 if TYPE_CHECKING:
-    from recurlab.tui.metricsource import MetricsSource
+    from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
 
 # numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
 # together they take longer to import than Textual itself
@@ -49,13 +50,14 @@ class CurvesScreen(LabScreen):
     MODE = "curves"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("m", "metric(1)", "Metric"),
-        Binding("M", "metric(-1)", "Prev metric", show=False),
         Binding("e", "smooth", "Smooth"),
-        Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="["),
-        Binding("right_square_bracket", "span(1)", "More smooth", key_display="]"),
         Binding("l", "logy", "Log y"),
         Binding("a", "all_runs", "Overlay all"),
+        Binding("M", "metric(-1)", "Previous metric", show=False),
+        Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="[", show=False),
+        Binding("right_square_bracket", "span(1)", "More smooth", key_display="]", show=False),
     ]
 
     def __init__(self):
@@ -105,7 +107,7 @@ class CurvesScreen(LabScreen):
             self.app.call_from_thread(self._plot_loaded)
 
     def _plot_loaded(self) -> None:
-        from recurlab.tui.widgets.stripplot import StripPlot
+        from recurlab.tui.widgets.stripplot import StripPlot  # plotext: after the first frame
 
         wait = self.query_one("#curves-plot-wait")
         self.plot = StripPlot(id="curves-plot")
@@ -160,7 +162,7 @@ class CurvesScreen(LabScreen):
 
     # ---- reading ------------------------------------------------------------------------------
     def _source(self, name: str) -> MetricsSource:
-        from recurlab.tui.metricsource import MetricsSource
+        from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
 
         src = self.sources.get(name)
         if src is None:
@@ -224,7 +226,7 @@ class CurvesScreen(LabScreen):
     # ---- drawing ------------------------------------------------------------------------------
     def _lines(self, width: int):
         """(label, color, marker, xs, ys) for every line of the chosen metric."""
-        from recurlab.figures.curves import shape_line
+        from recurlab.figures.curves import shape_line  # numpy and yaml: after the first frame (so is METRICS)
         from recurlab.tui.series import METRICS
 
         _title, kind, field = METRICS[self.metric]
@@ -278,7 +280,7 @@ class CurvesScreen(LabScreen):
         plot = self.plot
         if plot is None:
             return  # not loaded yet: _plot_loaded draws
-        from recurlab.tui.series import METRICS
+        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
 
         title = METRICS[self.metric][0]
         if self._redraw_timer is not None:  # drawing now covers the scheduled redraw
@@ -298,6 +300,9 @@ class CurvesScreen(LabScreen):
         for label, color, marker, xs, ys in self._lines(width):
             self.drawn[label] = (xs.tolist(), ys.tolist())
             plt.plot(self.drawn[label][0], self.drawn[label][1], label=label, color=color, marker=marker)
+        steps = [x for xs, _ys in self.drawn.values() for x in (xs[:1] + xs[-1:])]
+        if steps:  # steps are whole numbers: round ticks instead of plotext's 400.8, 800.5, ...
+            plt.xticks(*step_ticks(min(steps), max(steps)))
         extras = []
         if self.smooth:
             extras.append(f"EMA span {SPANS[self.span]:g}")
@@ -310,7 +315,7 @@ class CurvesScreen(LabScreen):
         self._info()
 
     def _info(self) -> None:
-        from recurlab.tui.series import METRICS
+        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
 
         title = METRICS[self.metric][0]
         lines = [f"[b]{title}[/b]", f"smooth {'on' if self.smooth else 'off'} · log y {'on' if self.logy else 'off'}"]
@@ -338,7 +343,7 @@ class CurvesScreen(LabScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
-        from recurlab.figures import curves_figure, run_steps
+        from recurlab.figures import curves_figure, run_steps  # numpy and yaml: only when a figure is saved
         from recurlab.figures.curves import METRIC_NAMES
 
         names = [n for n in self.app.overlay if n in self.sources]
@@ -350,7 +355,7 @@ class CurvesScreen(LabScreen):
 
     # ---- keys ---------------------------------------------------------------------------------
     def action_metric(self, delta: int) -> None:
-        from recurlab.tui.series import METRICS
+        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
 
         self.metric = (self.metric + delta) % len(METRICS)
         self.redraw()

@@ -31,7 +31,10 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.errors import UserError
+from recurlab.options.generate import EXIT_CRITERIA, R_SLIDER, SPECULATIVE_LOOKAHEAD, speculative_draft
+from recurlab.options.parallel import SCREEN_PARAMS
+from recurlab.rundir import RunDir
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
@@ -55,21 +58,22 @@ class GenerateScreen(ModelScreen):
     R_SLIDER = "#gen-r"
     EXAMPLES_PER_LEVEL = 1
     BINDINGS = [
-        Binding("g", "generate", "Generate"),
-        Binding("s", "cycle('sampling')", "Sampling"),
-        Binding("e", "cycle('exit')", "Exit"),
-        Binding("l", "cycle('lookup')", "Lookup"),
-        Binding("v", "cycle('kv')", "KV budget"),
-        Binding("t", "cycle('continuous')", "Continuous"),
-        Binding("d", "cycle('speculative')", "Speculative"),
-        Binding("p", "cycle('sampler')", "Parallel"),
-        Binding("c", "cycle('compile')", "Compile"),
-        Binding("a", "params", "Params"),
-        Binding("w", "save_wavefront", "Save wave"),
-        Binding("o", "load_wavefront", "Replay"),
-        Binding("escape", "stop", "Stop", show=False),
-        Binding("x", "clear", "Clear"),
+        # the footer's keys in order of use; the rest are listed by ? (the option line names them too)
         Binding("slash", "prompt", "Prompt", key_display="/"),
+        Binding("g", "generate", "Generate"),
+        Binding("e", "cycle('exit')", "Exit"),
+        Binding("s", "cycle('sampling')", "Sampling"),
+        Binding("p", "cycle('sampler')", "Parallel sampler", show=False),
+        Binding("x", "clear", "Clear"),
+        Binding("escape", "stop", "Stop (and leave the prompt)", show=False),
+        Binding("v", "cycle('kv')", "KV budget", show=False),
+        Binding("t", "cycle('continuous')", "Continuous", show=False),
+        Binding("d", "cycle('speculative')", "Speculative", show=False),
+        Binding("l", "cycle('lookup')", "Lookup of early exits", show=False),
+        Binding("c", "cycle('compile')", "Compiled decode steps", show=False),
+        Binding("a", "params", "Parallel sampler parameters", show=False),
+        Binding("w", "save_wavefront", "Save the wavefront", show=False),
+        Binding("o", "load_wavefront", "Replay saved wavefronts", show=False),
     ]
 
     def __init__(self):
@@ -84,15 +88,17 @@ class GenerateScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
-            Input(placeholder="prompt (enter generates)", id="gen-prompt"),
-            Slider(1, 32, value=8, label="r", id="gen-r"),
+            Input(placeholder="press / to type a prompt here, then enter to generate", id="gen-prompt"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="gen-r"),
             Static("", id="gen-options"),
-            Input(value=PARALLEL_DEFAULT, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
+            Input(value=SCREEN_PARAMS, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
             HorizontalScroll(id="gen-history"),
             WavefrontView(id="gen-wave"),
         )
 
     def on_mount(self) -> None:
+        # the prompt box says how to reach it: typed keys go to the screen's bindings until / focuses it
+        self.query_one("#gen-prompt", Input).border_title = "prompt: / to type, enter to generate, escape to leave"
         self.query_one("#gen-params").display = False
         self.query_one("#gen-wave").display = False
         self._show_options()
@@ -106,7 +112,8 @@ class GenerateScreen(ModelScreen):
         prompt = self.query_one("#gen-prompt", Input)
         if examples and not prompt.value:
             prompt.value = examples[0][0]  # a held-out task prompt, so g works at once
-        self.query_one("#gen-r", Slider).focus()
+        if not isinstance(self.focused, Input):  # a prompt being typed while the model loaded keeps its focus
+            self.query_one("#gen-r", Slider).focus()
 
     # ---- options -------------------------------------------------------------------------------
     @property
@@ -118,7 +125,7 @@ class GenerateScreen(ModelScreen):
         return "parallel" + (f":{params}" if params else "")
 
     def options(self, r: int, sequential: bool = False):
-        from recurlab.engine import GenerateOptions
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
 
         _name, temperature, top_k, top_p = SAMPLING[self.choice["sampling"]]
         if self.parallel and not sequential:
@@ -133,7 +140,7 @@ class GenerateScreen(ModelScreen):
             exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
             cache_lookup=LOOKUPS[self.choice["lookup"]],
             continuous=bool(self.choice["continuous"]),
-            speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
+            speculative=f"draft={speculative_draft(r)},lookahead={SPECULATIVE_LOOKAHEAD}" if self.choice["speculative"] else None,
             compile=bool(self.choice["compile"]),
         )
 
@@ -150,7 +157,7 @@ class GenerateScreen(ModelScreen):
         if self.choice["continuous"]:
             parts.append("continuous")
         if self.choice["speculative"]:
-            parts.append(f"spec draft={max(1, r // 4)}")
+            parts.append(f"spec draft={speculative_draft(r)}")
         if self.choice["compile"]:
             parts.append("compiled")
         return " ".join(parts)
@@ -192,8 +199,6 @@ class GenerateScreen(ModelScreen):
         self.query_one("#gen-prompt", Input).focus()
 
     def action_generate(self) -> None:
-        from recurlab.errors import USER_ERRORS
-
         if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
@@ -210,7 +215,7 @@ class GenerateScreen(ModelScreen):
         r = self.query_one("#gen-r", Slider).value
         try:
             opts = self.options(r).validate()
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "generate")
             return
         jobs = [(opts, self.describe(r))]
@@ -302,12 +307,11 @@ class GenerateScreen(ModelScreen):
     def _wave_folder(self):
         from pathlib import Path
 
-        from recurlab.rundir import RunDir
-
         path = self.app.model_dir()
         return path if path is not None and RunDir(path).exists() else Path(".")
 
     def action_save_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import save_wavefront, wavefront_record
 
         if self.last_parallel is None:
@@ -323,6 +327,7 @@ class GenerateScreen(ModelScreen):
         self.app.notify(f"wavefront saved to {path}")
 
     def action_load_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import list_wavefronts, load_wavefront
 
         paths = list_wavefronts(self._wave_folder())
@@ -344,7 +349,7 @@ class GenerateScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the wavefront shown (live or replayed) as an outer step x position heatmap."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when this runs
         from recurlab.figures.wavefront import wavefront_figure
 
         wave = self.query_one("#gen-wave", WavefrontView)

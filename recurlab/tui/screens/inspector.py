@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
+from recurlab.options.generate import EXIT_CRITERIA, GATE_CRITERION, R_SLIDER
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -37,16 +37,17 @@ class InspectorScreen(ModelScreen):
     R_SLIDER = "#insp-r"
     EXAMPLES_PER_LEVEL = 6
     BINDINGS = [
-        Binding("ctrl+t", "trace", "Trace"),
-        Binding("x", "examples", "Examples"),
-        Binding("n", "next_example", "Next example"),
-        Binding("k", "color", "Color by"),
-        Binding("c", "criterion", "Exit rule"),
-        Binding("o", "overlay", "Random starts"),
-        Binding("p", "play", "Play"),
-        Binding("comma", "iteration(-1)", "Iter back", key_display=","),
-        Binding("full_stop", "iteration(1)", "Iter fwd", key_display="."),
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("slash", "prompt", "Prompt", key_display="/"),
+        Binding("n", "next_example", "Next example"),
+        Binding("p", "play", "Play"),
+        Binding("k", "color", "Color by"),
+        Binding("x", "examples", "Examples", show=False),
+        Binding("c", "criterion", "Exit rule", show=False),
+        Binding("o", "overlay", "Random starts", show=False),
+        Binding("ctrl+t", "trace", "Trace", show=False),
+        Binding("comma", "iteration(-1)", "Iteration back", key_display=",", show=False),
+        Binding("full_stop", "iteration(1)", "Iteration forward", key_display=".", show=False),
     ]
 
     def __init__(self):
@@ -66,7 +67,7 @@ class InspectorScreen(ModelScreen):
                 Select([], id="insp-examples", prompt="held-out examples", allow_blank=True),
                 id="insp-controls",
             ),
-            Slider(1, 32, value=8, label="r", id="insp-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="insp-r"),
             Horizontal(
                 TokenGrid(id="insp-grid"),
                 Vertical(Static("", id="insp-detail"), PlotextPlot(id="insp-pca"), id="insp-side"),
@@ -139,7 +140,7 @@ class InspectorScreen(ModelScreen):
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
-        from recurlab.engine import GenerateOptions, latent_trace
+        from recurlab.engine import GenerateOptions, latent_trace  # torch and safetensors: loaded only when this runs
 
         try:
             trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
@@ -212,7 +213,7 @@ class InspectorScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
-        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure  # numpy: loaded only when this runs
 
         if not self.trace:
             raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")

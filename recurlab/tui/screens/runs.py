@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from recurlab.rundir import RunError
+from recurlab.errors import UserError
 from recurlab.tui.runwatch import RunsWatch
 from recurlab.tui.screens.base import LabScreen
 
@@ -30,12 +30,13 @@ class RunsScreen(LabScreen):
     MODE = "runs"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("enter", "open", "Open", priority=True),
-        Binding("space", "mark", "Overlay"),
-        Binding("s", "stop", "Stop"),
-        Binding("K", "kill", "Kill"),
-        Binding("u", "resume", "Resume"),
         Binding("n", "new_run", "New run"),
+        Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+        Binding("space", "mark", "Overlay", show=False),
+        Binding("K", "kill", "Kill now", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -147,14 +148,14 @@ class RunsScreen(LabScreen):
         self.query_one(DataTable).update_cell(row.name, "run", self._styled(row.cells())[0])
 
     def action_stop(self) -> None:
-        from recurlab.lifecycle import stop_run
+        from recurlab.lifecycle import stop_run  # yaml: loaded only when this runs
 
         row = self._selected()
         if row is None:
             return
         try:
             out = stop_run(row.run, wait=0, by="the TUI")
-        except RunError as exc:
+        except UserError as exc:
             self.report(exc, "stop")
             return
         if out.already_requested:
@@ -169,11 +170,11 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, group="control")
     def _kill(self, run) -> None:
-        from recurlab.lifecycle import stop_run
+        from recurlab.lifecycle import stop_run  # yaml: loaded only when this runs
 
         try:
             out = stop_run(run, kill=True, by="the TUI (K)")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "kill")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: killed (pid {out.pid}); last checkpoint: "
@@ -187,18 +188,18 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, group="control")
     def _resume(self, run) -> None:
-        from recurlab.lifecycle import resume_run
+        from recurlab.lifecycle import resume_run  # yaml: loaded only when this runs
 
         try:
             pid, _ck = resume_run(run, how_to_stop="key s")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "resume")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: resuming in worker pid {pid}")
         self.app.call_from_thread(self.refresh_runs)
 
     def action_new_run(self) -> None:
-        from recurlab.tui.screens.newrun import NewRunScreen
+        from recurlab.tui.screens.newrun import NewRunScreen  # yaml: loaded only when this runs
 
         def started(run) -> None:
             if run is not None:

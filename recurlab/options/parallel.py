@@ -19,6 +19,7 @@ with the token its predecessor now predicts; no position runs more than r iterat
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from recurlab.errors import InferenceError
@@ -33,8 +34,8 @@ KV_MODES = {
     "aligned": "a position at iteration i reads iteration i's entries, like sequential decoding (r slots)",
 }
 KEYS = ("inner", "headway", "freeze", "noise", "smoothing", "damped", "wavefront", "steps", "kv")
-SPEC_HELP = ("parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,"
-             "wavefront=128,steps=4096,kv=latest]")
+FREEZE_DEFAULTS = {"latent": 0.03, "stable": 3.0, "iterations": 0.0}  # a rule's threshold when the spec gives none
+FREEZE_EXAMPLE = "latent:0.03, stable:3 or iterations[:N]"
 
 
 @dataclass
@@ -42,7 +43,7 @@ class ParallelConfig:
     inner: int | None = None  # core iterations per outer step over the whole wavefront; None: max(1, r // 8)
     headway: int = 1  # new positions appended per outer step
     freeze: str = "latent"
-    threshold: float = 0.03  # latent: relative change; stable: outer steps; iterations: N (0 = r)
+    threshold: float = FREEZE_DEFAULTS["latent"]  # latent: relative change; stable: outer steps; iterations: N (0 = r)
     noise: float = 0.5  # weight of fresh random state mixed into the wavefront each outer step
     damped: bool = True  # noise / (1 + iterations the position has had), else constant
     smoothing: float = 0.1  # weight of the previous outer step's embedding in the new one
@@ -65,7 +66,7 @@ class ParallelConfig:
 
     def validate(self, r: int | None = None) -> "ParallelConfig":
         if self.freeze not in FREEZE_RULES:
-            raise InferenceError(f"unknown freeze rule {self.freeze!r}: use latent:0.03, stable:3 or iterations[:N]")
+            raise InferenceError(f"unknown freeze rule {self.freeze!r}: use {FREEZE_EXAMPLE}")
         if self.inner is not None and (not isinstance(self.inner, int) or self.inner < 1):
             raise InferenceError(f"parallel inner iterations must be >= 1 (core passes per outer step), got {self.inner}")
         if self.headway < 1:
@@ -75,15 +76,15 @@ class ParallelConfig:
         if self.headway > self.wavefront:
             raise InferenceError(f"parallel headway ({self.headway}) must not exceed the wavefront ({self.wavefront}); "
                                  "lower headway= or raise wavefront=")
-        if not self.threshold >= 0:  # also NaN
-            raise InferenceError(f"freeze threshold must be >= 0, got {self.threshold:g}")
+        if not 0 <= self.threshold < math.inf:  # also NaN
+            raise InferenceError(f"freeze threshold must be >= 0 and finite, got {self.threshold:g}")
         if self.freeze in ("stable", "iterations") and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"freeze rule {self.freeze} takes a whole number, e.g. {self.freeze}:3, got {self.threshold:g}")
         if self.freeze == "stable" and self.threshold < 1:
             raise InferenceError(f"freeze rule stable needs at least 1 outer step, e.g. stable:3, got {self.threshold:g}")
         if self.strict and r is not None and self.threshold > r:
             raise InferenceError(f"freeze rule iterations:{int(self.threshold)} exceeds r ({r}); lower it or raise --r")
-        if not 0 <= self.noise <= 1:
+        if not 0 <= self.noise <= 1:  # NaN fails every comparison, so it is refused too
             raise InferenceError(f"parallel noise must be in [0, 1], got {self.noise:g}")
         if not 0 <= self.smoothing < 1:
             raise InferenceError(f"parallel smoothing must be in [0, 1), got {self.smoothing:g}")
@@ -93,14 +94,22 @@ class ParallelConfig:
             raise InferenceError(f"parallel kv mode {self.kv!r}: use latest or aligned")
         return self
 
-    def spec(self) -> str:
+    def params(self, keys: tuple[str, ...] = KEYS) -> str:
+        """The `key=value,...` part of the spec, for the given keys in KEYS order."""
         freeze = self.freeze if self.strict and not self.threshold else f"{self.freeze}:{self.threshold:g}"
-        return (f"parallel:inner={self.inner if self.inner is not None else 'auto'},headway={self.headway},freeze={freeze},noise={self.noise:g},"
-                f"smoothing={self.smoothing:g},damped={int(self.damped)},wavefront={self.wavefront},"
-                f"steps={self.max_steps},kv={self.kv}")
+        values = {"inner": self.inner if self.inner is not None else "auto", "headway": self.headway, "freeze": freeze,
+                  "noise": f"{self.noise:g}", "smoothing": f"{self.smoothing:g}", "damped": int(self.damped),
+                  "wavefront": self.wavefront, "steps": self.max_steps, "kv": self.kv}
+        return ",".join(f"{key}={values[key]}" for key in KEYS if key in keys)
+
+    def spec(self) -> str:
+        return f"parallel:{self.params()}"
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "spec": self.spec()}
+
+
+SPEC_HELP = f"parallel[:{ParallelConfig().params()}]"  # the defaults, as the CLI's help and errors show them
 
 
 def _value(key: str, text: str, kind):
@@ -140,11 +149,11 @@ def parse_sampler(spec) -> ParallelConfig | None:
             rule, colon, thr = value.partition(":")
             cfg.freeze = rule.strip().lower()
             if cfg.freeze not in FREEZE_RULES:
-                raise InferenceError(f"unknown freeze rule {cfg.freeze!r}: use latent:0.03, stable:3 or iterations[:N]")
+                raise InferenceError(f"unknown freeze rule {cfg.freeze!r}: use {FREEZE_EXAMPLE}")
             if colon:
                 cfg.threshold = _value("freeze threshold", thr.strip(), float)
             else:
-                cfg.threshold = {"latent": 0.03, "stable": 3.0, "iterations": 0.0}[cfg.freeze]
+                cfg.threshold = FREEZE_DEFAULTS[cfg.freeze]
         elif key == "kv":
             cfg.kv = value.lower()
         elif key == "steps":
@@ -154,3 +163,5 @@ def parse_sampler(spec) -> ParallelConfig | None:
         else:
             setattr(cfg, key, _value(key, value, kinds[key]))
     return cfg
+# what the Generate screen's parameter box starts with (damped and steps keep their defaults)
+SCREEN_PARAMS = ParallelConfig().params(("inner", "headway", "freeze", "noise", "smoothing", "wavefront", "kv"))

@@ -4,7 +4,7 @@
     recurlab sweep 'perm-s*' --r 1,8,32 --difficulties 5,6          # each run's sweep, then mean ± sd
     recurlab sweep perm-s0 perm-s1 perm-s2 --r 1,8,32 --reuse       # aggregate sweeps already saved
 
-    from recurlab.seeds import aggregate, format_aggregate
+    from recurlab.replicates import aggregate, format_aggregate
     table = aggregate([result_s0, result_s1, result_s2])            # SweepResult of each run
     print(format_aggregate(table))
 
@@ -22,8 +22,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.config import from_dict, load_yaml
 from recurlab.errors import InferenceError
-from recurlab.rundir import RunDir, list_runs, resolve_run
+from recurlab.rundir import RunDir, create_new, list_runs, resolve_run
+from recurlab.sweep import SweepResult, load_sweeps
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -140,36 +142,33 @@ def to_csv(agg: Aggregate) -> str:
     return buf.getvalue()
 
 
-def write_new(path: Path, text: str) -> None:
-    """Write a file that must not exist yet (results are never replaced), fsynced with its directory."""
-    import os
-
-    if path.exists():
-        raise InferenceError(f"{path} already exists; pick another --out (results are never overwritten)")
+def check_out(path: Path) -> None:
+    """--out must name a new file in an existing folder: checked before any sweep is run or saved."""
+    if path.exists() or path.is_symlink():
+        raise InferenceError(f"--out {str(path)!r} already exists; pick another --out (results are never overwritten)")
     if not path.parent.is_dir():
-        raise InferenceError(f"--out: directory {path.parent} does not exist")
-    with open(path, "x") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(path.parent, os.O_RDONLY)
+        raise InferenceError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist; create it or pick "
+                             "another --out")
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write the aggregate to a file that must not exist yet (the one exclusive writer: fsynced with its folder)."""
+    check_out(path)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        create_new(path, text)
+    except FileExistsError:
+        raise InferenceError(f"--out {str(path)!r} already exists; pick another --out (results are never overwritten)") from None
+    except OSError as exc:
+        raise InferenceError(f"cannot write --out {str(path)!r}: {exc.strerror}; pick another --out") from None
 
 
 def saved_sweep(run: RunDir, rs: list[int], levels: list[int] | None):
     """The newest saved sweep of the run's latest complete checkpoint that covers every r in `rs`
     at exactly `levels` (None: the run's own levels), cut to those r; None when there is none."""
-    from recurlab.sweep import SweepResult, load_sweeps
-
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return None
     if levels is None:
-        from recurlab.config import from_dict, load_yaml
-
         data = from_dict(load_yaml(run.config_path), source=str(run.config_path)).data
         levels = data.difficulties if data.source == "task" else []
     want = sorted(levels)
