@@ -391,6 +391,34 @@ async def test_generate_at_r1_and_r8_matches_the_engine(runs):
         assert screen.options(8).compile and "compiled" in screen.describe(8)
 
 
+async def test_generate_several_prompts_depth_batched(runs):
+    """Prompts separated by | get one card each; under an exit rule they are depth batched, and each
+    card holds what the prompt generates alone."""
+    from recurlab.engine import Engine, GenerateOptions, open_run
+    from recurlab.tui.screens.generate import MAX_NEW_TOKENS
+    from recurlab.tui.widgets.genview import GenerationCard
+
+    prompts = ["23+45=", "7+8=", "60+31="]
+    model, tok, _cfg, _ck = open_run(runs / "tiny-a")
+    engine = Engine(model, tok)
+    expected = [engine.generate(p, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS, exit="kl:5e-4")) for p in prompts]
+    app = make_app(runs, run=runs / "tiny-a")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await wait_for(pilot, lambda: hasattr(screen, "lm"))
+        await pilot.press("e", "slash")
+        screen.query_one("#gen-prompt").value = " | ".join(prompts)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(screen.results) == 1)
+        assert screen.results[0].depth is not None
+        cards = list(screen.query(GenerationCard))
+        assert [c.prompt for c in cards] == prompts and all("depth batch" in c.header for c in cards)
+        for card, want in zip(cards, expected):
+            assert card.text == want.text and [i for _p, i in card.pieces] == want.iterations[0]
+            assert "over 3 prompts" in str(card.render())
+
+
 # ---- Sweep --------------------------------------------------------------------------------------
 
 

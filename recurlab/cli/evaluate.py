@@ -26,7 +26,8 @@ def evaluate(
     exit: Optional[str] = typer.Option(None, "--exit", help="Per-token adaptive exit, e.g. kl:5e-4; records the iterations each token used."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N documents per task."),
     num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: each task's own)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Requests per batch (left-padded)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Requests per batch (left-padded), or rows of the depth-batching pool under --exit."),
+    batching: str = typer.Option("auto", "--batching", help="Under --exit: depth (auto: each token exits at its own iteration, finished requests free their row) or padded (batches wait for their slowest token)."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Checkpoint step (default: the latest complete one)."),
     device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: the model's)."),
@@ -57,7 +58,7 @@ def evaluate(
 
         settings = EvalSettings(tasks=tasks, rs=parse_rs(r), exit=exit, limit=limit, num_fewshot=num_fewshot,
                                 batch_size=batch_size, checkpoint=checkpoint, device=device, dtype=dtype,
-                                init_scale=init_scale, kv_budget=kv_budget, seed=seed)
+                                init_scale=init_scale, kv_budget=kv_budget, seed=seed, batching=batching)
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             transient=True)
         bars: dict = {}

@@ -2,6 +2,7 @@
 
     recurlab generate RUN --prompt "12345678+87654321=" --r 16 --exit kl:5e-4
     recurlab generate RUN --prompt "12+34=" --speculative draft=4,lookahead=8 --json
+    recurlab generate RUN --prompts-file prompts.txt --batch 32 --r 16 --exit kl:5e-4   # depth batching
     recurlab generate RUN --prompt "12+34=" --r 32 --sampler parallel:inner=4,headway=1,freeze=latent:0.03
     recurlab inspect RUN --prompt "12+34=" --r 16 --starts 4
     recurlab inspect RUN --prompt "12+34=" --lens tuned --patch-from "56+78=" --at 3,4   (more in recurlab.cli.inside)
@@ -49,10 +50,30 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
+def _read_prompts(path: str) -> list[str]:
+    """One prompt per line of a text file; blank lines are skipped."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise InferenceError(f"--prompts-file {path}: no such file; give a text file with one prompt per line")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InferenceError(f"--prompts-file {path} is not UTF-8 text; give a text file with one prompt per line") from None
+    prompts = [line for line in lines if line.strip()]
+    if not prompts:
+        raise InferenceError(f"--prompts-file {path} holds no prompt; write one prompt per line")
+    return prompts
+
+
 @app.command(epilog=examples("recurlab generate demo --prompt '12+34=' --r 8 --temperature 0", "recurlab generate demo --prompt '12+34=' --r 32 --exit kl:5e-4 --json"))
 def generate(
     run: Optional[str] = RunArgument,
-    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="Prompt text; repeat for several."),
+    prompts_file: Optional[str] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line (blank lines skipped), after any --prompt."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Prompts decoded together (default: all)."),
+    batching: str = typer.Option("auto", "--batching", help="Several prompts: depth (each token exits at its own iteration; a finished prompt frees its row for the next), padded (left-padded batches that step together), or auto (depth under --exit, padded at fixed r)."),
     r: str = typer.Option("16", "--r", help="Iterations of the recurrent core per token."),
     exit: Optional[str] = typer.Option(None, "--exit", help=f"Adaptive exit, e.g. {EXIT_EXAMPLE} (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
@@ -78,10 +99,14 @@ def generate(
     with user_errors():
         from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
         r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
+        prompt = list(prompt or []) + (_read_prompts(prompts_file) if prompts_file else [])
+        if not prompt:
+            raise InferenceError("no prompt given: pass --prompt TEXT or --prompts-file FILE")
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             init_scale=init_scale, seed=seed, exit=exit, kv_budget=kv_budget, continuous=continuous,
             speculative=speculative, cache_lookup=cache_lookup, sampler=sampler, compile=compile,
+            batching=batching, batch=batch,
         ).validate()
         if save_wavefront and opts.sampler is None:
             raise InferenceError("--save-wavefront needs the parallel sampler: add --sampler parallel")
@@ -122,6 +147,10 @@ def generate(
                          f"{sp['serial_iteration_speedup']:.2f}x fewer sequential core iterations")
         if res.parallel:
             parts.append(_parallel_summary(res.parallel))
+        if res.depth:
+            dp = res.depth
+            parts.append(f"depth batching: {dp['rows']} rows, {dp['core_passes']} core passes, "
+                         f"{dp['rows_per_pass']:.1f} tokens per pass")
         typer.echo(typer.style(" | ".join(parts), dim=True), err=True)
         if res.parallel:
             for b, row in enumerate(res.parallel["rows"]):

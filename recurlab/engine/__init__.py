@@ -39,8 +39,11 @@ Public API (stable):
                     kv_budget=None,         # None: one cache slot per iteration; n: iteration i -> slot i mod n
                     continuous=False,       # warm-start each token from the previous token's final state
                     speculative=None,       # None | "draft=4,lookahead=8" | SpeculativeConfig
-                    sampler=None)           # None | "sequential" | "parallel[:inner=4,freeze=latent:0.03,...]"
+                    sampler=None,           # None | "sequential" | "parallel[:inner=4,freeze=latent:0.03,...]"
                                             #   (recurlab.options.parallel.ParallelConfig)
+                    batching="auto",        # several prompts: "depth" (each token exits at its own iteration,
+                                            #   recurlab.engine.depth_batch), "padded", or auto: depth under an exit rule
+                    batch=None)             # rows decoded together (None: all prompts)
         .validate() raises InferenceError with one line (r < 1, top_p outside (0, 1], ...)
 
     ExitCriterion(kind="kl", threshold=5e-4, min_iterations=1, max_iterations=None, check_every=1)
@@ -66,7 +69,9 @@ Public API (stable):
         n_tokens, prefill_seconds, decode_seconds, seconds, tokens_per_s, mean_iterations,
         cache_bytes, acceptance_rate (None unless speculative), speculative (dict or None: draft,
         lookahead, rounds, drafted, accepted, acceptance_rate, serial_iteration_speedup),
-        options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
+        options (dict), depth (depth batching: rows, core_passes, token_iterations, rows_per_pass; else None);
+        properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
+    Stream.stop_row(row): generate no more for that prompt (depth batching frees its row for the next).
 
     run_sweep(run, rs=None, step=None, device="auto", on_row=None, cancel=None, difficulties=None) -> SweepResult
         held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);

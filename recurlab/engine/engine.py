@@ -24,6 +24,7 @@ from recurlab.engine.cache import KVCache
 from recurlab.engine.cached_pass import run_pass
 from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.engine.exits import check_exit_support
+from recurlab.engine.many import depth_generate, padded_batches
 from recurlab.engine.next_token import choose, next_token_probs
 from recurlab.engine.parallel_sampler import parallel_generate
 from recurlab.errors import InferenceError
@@ -55,6 +56,7 @@ class GenerationResult:
     speculative: dict | None = None
     parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel_sampler)
     compile_seconds: float = 0.0  # of prefill + decode, the time spent compiling (`compile`'s first call)
+    depth: dict | None = None  # depth batching's statistics (recurlab.engine.many)
 
     @property
     def text(self) -> str:
@@ -93,19 +95,26 @@ class GenerationResult:
             "decode_seconds": self.decode_seconds, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s,
             "mean_iterations": self.mean_iterations, "cache_bytes": self.cache_bytes,
             "acceptance_rate": self.acceptance_rate, "speculative": self.speculative, "options": self.options,
-            "parallel": self.parallel, "compile_seconds": self.compile_seconds,
+            "parallel": self.parallel, "compile_seconds": self.compile_seconds, "depth": self.depth,
         }
 
 
 class Stream:
     """Iterate for TokenEvents; `result` holds the GenerationResult once the iteration ends."""
 
-    def __init__(self, events: Iterator[TokenEvent]):
+    def __init__(self, events: Iterator[TokenEvent], stopper: list | None = None):
         self._events = events
+        self._stopper = stopper if stopper is not None else []
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[TokenEvent]:
         self.result = yield from self._events
+
+    def stop_row(self, row: int) -> None:
+        """Generate no more for this prompt (e.g. it reached a stop sequence): under depth batching its
+        row goes to the next prompt; other loops keep stepping it until the batch ends."""
+        for stop in self._stopper:
+            stop(row)
 
 
 @dataclass
@@ -185,6 +194,11 @@ class Engine:
             raise InferenceError("speculative decoding takes one prompt at a time; drop --speculative for a batch")
         if opts.sampler is not None:
             return Stream(self._parallel(prompt_list, encoded, opts, on_step))
+        if opts.depth_batched(len(encoded)):
+            stopper: list = []
+            return Stream(depth_generate(self, prompt_list, encoded, opts, stopper), stopper)
+        if opts.batch is not None and opts.batch < len(encoded):
+            return Stream(padded_batches(self, prompt_list, encoded, opts))
         return Stream(self._generate(prompt_list, encoded, opts))
 
     def generate(

@@ -3,12 +3,16 @@
     scores = score_continuations(model, [(ctx_ids, cont_ids), ...], r=8)            # one cached pass
     scores = score_continuations(model, pairs, r=32, exit=parse_exit("kl:5e-4"))   # per-token exit
     scores[0].logprob, scores[0].greedy, scores[0].iterations    # iterations per scored token
+    scores = score_continuations(model, pairs, r=32, exit=crit, batch=8)   # depth batching, 8 rows
 
 Rows are left-padded into one batch and run through the engine's cached pass (`run_pass`), the
 same core step as generation. Without an exit rule the whole sequence is one pass of r core
 iterations. With one, the context is prefilled at r (as generation prefills a prompt) and the
 continuation is fed one column at a time, teacher-forced, each column stopping when the exit
-rule fires, so a scored token uses exactly the iterations that generating it would have used.
+rule fires, so a scored token uses exactly the iterations that generating it would have used. Under
+an exit rule the pairs go through depth batching (recurlab.engine.depth_batch) by default: each
+scored token leaves the core at its own exit instead of every column waiting for the batch's
+slowest row, and a finished pair frees its row for the next one.
 
 The random latent start of each token is drawn from (seed, its position), as generation draws
 it, so a request scores the same alone or in any batch, and scoring a generated continuation
@@ -22,8 +26,9 @@ from dataclasses import dataclass
 import torch
 
 from recurlab.engine.cache import KVCache
+from recurlab.engine.depth_batch import DepthBatcher
 from recurlab.engine.cached_pass import run_pass
-from recurlab.options.generate import ExitCriterion
+from recurlab.options.generate import ExitCriterion, GenerateOptions
 
 
 @dataclass
@@ -52,8 +57,13 @@ def score_continuations(
     init_scale: float | None = None,
     seed: int = 0,
     pad_id: int = 0,
+    batching: str = "auto",
+    batch: int | None = None,
 ) -> list[ContinuationScore]:
-    """Each pair is (context ids, continuation ids), the context non-empty, the continuation too."""
+    """Each pair is (context ids, continuation ids), the context non-empty, the continuation too.
+    Under an exit rule, `batching` "auto" or "depth" scores all pairs through depth batching in a pool
+    of `batch` rows (None: all at once); "padded" steps left-padded rows together, each column
+    waiting for its slowest row. Both give each pair the numbers it gets alone."""
     for ctx, cont in pairs:
         if not ctx or not cont:
             raise ValueError("score_continuations needs a non-empty context and continuation per pair")
@@ -61,6 +71,8 @@ def score_continuations(
     dtype = next(model.parameters()).dtype
     start_args = dict(init_scale=init_scale, start_seed=seed)
     inputs = [(ctx + cont)[:-1] for ctx, cont in pairs]  # position t predicts token t + 1
+    if exit is not None and exit.enabled and batching != "padded":
+        return _score_depth(model, pairs, r, exit, kv_budget, init_scale, seed, batch)
     if exit is not None and exit.enabled:
         return _score_with_exit(model, pairs, inputs, r, exit, kv_budget, pad_id, device, dtype, start_args)
 
@@ -109,3 +121,21 @@ def _score_with_exit(model, pairs, inputs, r, crit: ExitCriterion, kv_budget, pa
             greedy[b] = greedy[b] and int(logp[b].argmax()) == cont[j]
             iterations[b].append(its[b])
     return [ContinuationScore(float(logps[b]), greedy[b], iterations[b]) for b in range(B)]
+
+
+def _score_depth(model, pairs, r, crit: ExitCriterion, kv_budget, init_scale, seed, batch) -> list[ContinuationScore]:
+    """Each pair as a depth-batched request whose continuation is fed, not chosen (teacher forcing)."""
+    opts = GenerateOptions(r=r, exit=crit, kv_budget=kv_budget, init_scale=init_scale, seed=seed, stop_ids=(),
+                           max_new_tokens=max(len(c) for _, c in pairs)).validate()
+    longest = max(len(ctx) + len(cont) for ctx, cont in pairs)
+    batcher = DepthBatcher(model, opts, min(batch or len(pairs), len(pairs)), longest)
+    for ctx, cont in pairs:
+        batcher.submit(ctx, forced=cont)
+    logps = [0.0] * len(pairs)
+    greedy = [True] * len(pairs)
+    while batcher.busy:
+        for ev in batcher.step():
+            logp = ev.logits.float().log_softmax(-1)
+            logps[ev.request] += float(logp[ev.token])
+            greedy[ev.request] = greedy[ev.request] and int(logp.argmax()) == ev.token
+    return [ContinuationScore(logps[i], greedy[i], batcher.results[i].iterations) for i in range(len(pairs))]

@@ -9,10 +9,13 @@
     lm.records["my_task"]["scored"]                          # core iterations per scored token
 
 Options (also as `--model_args key=value,...`): run or model, checkpoint, r, exit, kv_budget,
-init_scale, device, dtype, batch_size, seed, runs_dir. Every request goes through the engine:
+init_scale, device, dtype, batch_size, batching, seed, runs_dir. Every request goes through the engine:
 `loglikelihood` and `loglikelihood_rolling` through `score_continuations` (one cached pass at r,
 or teacher-forced columns with per-token exit), `generate_until` through `Engine.stream` (KV cache,
-left padding, exit, KV budget), in batches of `batch_size`, longest first.
+left padding, exit, KV budget), longest first. At fixed r, requests run in left-padded batches of
+`batch_size`. Under an exit rule they go through depth batching (recurlab.engine.depth_batch) in a
+pool of `batch_size` rows: each token exits at its own iteration and a finished request frees its row
+for the next; `batching=padded` keeps left-padded batches that wait for their slowest token.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from recurlab.options.generate import parse_exit
 from recurlab.rundir import RunDir, resolve_run
 from recurlab.tasks import VocabError
 from recurlab.text.specials import sequence_specials
+
+SCORE_CHUNK = 16  # under depth batching, each call takes this many pools' worth of requests (progress, cancel)
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -99,11 +104,17 @@ def _int(value, what: str, minimum: int = 1) -> int:
 class RecurlabLM(LM):
     def __init__(self, run=None, model=None, checkpoint=None, r=None, exit=None, kv_budget=None, init_scale=None,
                  device="cpu", dtype=None, batch_size=8, seed=0, runs_dir="runs", source: Source | None = None,
-                 max_batch_size=None, **unknown):
+                 max_batch_size=None, batching="auto", **unknown):
         super().__init__()
         if unknown:
             raise InferenceError(f"unknown recurlab model option(s) {', '.join(sorted(unknown))}: use run, model, "
-                                 "checkpoint, r, exit, kv_budget, init_scale, device, dtype, batch_size, seed")
+                                 "checkpoint, r, exit, kv_budget, init_scale, device, dtype, batch_size, batching, seed")
+        from recurlab.options.generate import BATCHINGS, parse_exit
+
+        if batching not in BATCHINGS:
+            raise InferenceError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
+        self.batching = batching
+
         device = str(device or "cpu")
         if source is None and device.startswith("cuda"):
             import torch
@@ -199,11 +210,14 @@ class RecurlabLM(LM):
                 temperature=float(kw.get("temperature", 1.0)) if sample else 0.0,
                 top_k=int(kw.get("top_k", 0) or 0), top_p=float(kw.get("top_p", 1.0) or 1.0),
                 init_scale=self.init_scale, seed=self.seed, exit=self.exit, kv_budget=self.kv_budget,
+                batching=self.batching, batch=self.batch_size,
             ).validate()
             idxs.sort(key=lambda i: -len(requests[i].args[0]))
-            for b in range(0, len(idxs), self.batch_size):
+            # depth batching: the whole group through one pool of batch_size rows, a chunk at a time
+            step = self.batch_size * SCORE_CHUNK if opts.depth_batched(len(idxs)) else self.batch_size
+            for b in range(0, len(idxs), step):
                 self._check_cancel()
-                batch = idxs[b:b + self.batch_size]
+                batch = idxs[b:b + step]
                 texts = self._generate_batch([requests[i].args[0] for i in batch], until, opts,
                                              [requests[i].task_name for i in batch])
                 for i, text in zip(batch, texts):
@@ -259,12 +273,14 @@ class RecurlabLM(LM):
         results = [None] * len(items)
         self._progress(0, len(items), kind)
         pad = getattr(self.source.tokenizer, "pad_id", 0) or 0
-        for b in range(0, len(order), self.batch_size):
+        depth = self.exit is not None and self.exit.enabled and self.batching != "padded"
+        step = self.batch_size * SCORE_CHUNK if depth else self.batch_size
+        for b in range(0, len(order), step):
             self._check_cancel()
-            batch = order[b:b + self.batch_size]
+            batch = order[b:b + step]
             scores = score_continuations(self.source.model, [(items[i][1], items[i][2]) for i in batch], self.r,
                                          exit=self.exit, kv_budget=self.kv_budget, init_scale=self.init_scale,
-                                         seed=self.seed, pad_id=pad)
+                                         seed=self.seed, pad_id=pad, batching=self.batching, batch=self.batch_size)
             for i, s in zip(batch, scores):
                 results[i] = s
                 if self.exit is not None and self.exit.enabled:
@@ -284,6 +300,7 @@ class RecurlabLM(LM):
             texts[ev.row] += ev.text
             if any(s and s in texts[ev.row] for s in until):
                 stopped[ev.row] = True
+                stream.stop_row(ev.row)  # under depth batching its row takes the next request
                 if all(stopped):
                     break  # every row reached a stop sequence: no need to run the batch further
         out = []

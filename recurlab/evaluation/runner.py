@@ -41,11 +41,16 @@ class EvalSettings:
     init_scale: float | None = None
     kv_budget: int | None = None
     seed: int = 0
+    batching: str = "auto"  # under an exit rule: depth (the default) or padded batches (GenerateOptions.batching)
 
     def validate(self) -> "EvalSettings":
         if not self.rs or any(not isinstance(r, int) or r < 1 for r in self.rs):
             raise InferenceError(f"--r values must be whole numbers >= 1 (r = 0 runs no recurrence), got {self.rs}")
         parse_exit(self.exit or None)
+        from recurlab.options.generate import BATCHINGS
+
+        if self.batching not in BATCHINGS:
+            raise InferenceError(f"--batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         for what, v in (("--limit", self.limit), ("--batch-size", self.batch_size), ("--kv-budget", self.kv_budget)):
             if v is not None and v < 1:
                 raise InferenceError(f"{what} must be >= 1, got {v}")
@@ -93,7 +98,8 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
                              dtype=settings.dtype, runs_dir=runs_dir)
     plan = resolve_tasks(settings.tasks, run=run, cfg=cfg)
     lm = RecurlabLM.from_source(source, r=settings.rs[0], exit=settings.exit, kv_budget=settings.kv_budget,
-                                init_scale=settings.init_scale, batch_size=settings.batch_size, seed=settings.seed)
+                                init_scale=settings.init_scale, batch_size=settings.batch_size, seed=settings.seed,
+                                batching=settings.batching)
     lm.cancel = cancel
     import lm_eval
 

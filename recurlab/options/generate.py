@@ -32,6 +32,11 @@ CACHE_LOOKUPS = {
     "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
     "existing": "only entries that exist at the current iteration are read (the reference's default)",
 }
+BATCHINGS = {
+    "auto": "depth batching under an exit rule, padded batches at fixed r",
+    "depth": "every token exits at its own iteration; finished sequences free their row for the next prompt",
+    "padded": "left-padded batches that step together (a batch waits for its slowest token)",
+}
 # one example setting per criterion: the threshold an error suggests for a bare `kind`, the
 # settings the Inspector and Generate screens cycle through and the examples of the CLI's help
 EXIT_PRESETS = {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
@@ -187,6 +192,11 @@ class GenerateOptions:
     speculative: SpeculativeConfig | str | None = None
     sampler: ParallelConfig | str | None = None  # None / "sequential", or "parallel[:inner=2,...]"
     compile: bool = False  # one-column decode steps through a compiled core iteration (recurlab.engine.compiled)
+    # several prompts: "depth" runs each token to its own exit in a shared pool of `batch` rows
+    # (recurlab.engine.depth_batch), "padded" runs left-padded batches of `batch` prompts that step
+    # together; "auto" is depth under an exit rule, padded at fixed r (where it is already optimal)
+    batching: str = "auto"
+    batch: int | None = None  # rows decoded together; None: every prompt at once
 
     def validate(self) -> "GenerateOptions":
         """Parse the spec strings in place and reject impossible values."""
@@ -206,6 +216,10 @@ class GenerateOptions:
             raise InferenceError(f"kv_budget must be >= 1 cache slot per token, got {self.kv_budget}")
         if self.cache_lookup not in CACHE_LOOKUPS:
             raise InferenceError(f"cache lookup must be one of {', '.join(CACHE_LOOKUPS)}, got {self.cache_lookup!r}")
+        if self.batching not in BATCHINGS:
+            raise InferenceError(f"batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
+        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+            raise InferenceError(f"batch must be a whole number >= 1 of prompts decoded together, got {self.batch!r}")
         self.exit = parse_exit(self.exit)
         self.speculative = parse_speculative(self.speculative)
         self.sampler = parse_sampler(self.sampler)
@@ -219,8 +233,12 @@ class GenerateOptions:
                 raise InferenceError("the parallel sampler has its own cache layout (kv=latest|aligned): drop --kv-budget")
             if self.compile:
                 raise InferenceError("--compile compiles sequential decode steps; the parallel sampler runs eagerly: drop one")
+            if self.batching == "depth":
+                raise InferenceError("the parallel sampler runs its own wavefront: drop --batching depth or --sampler")
         if self.speculative is not None:
             self.speculative.validate(self.r)
+            if self.batching == "depth":
+                raise InferenceError("speculative decoding takes one prompt at a time: drop --batching depth or --speculative")
             if self.exit is not None and self.exit.enabled:
                 raise InferenceError("speculative decoding verifies at a fixed r: drop --exit or --speculative")
             if self.continuous:
@@ -230,6 +248,14 @@ class GenerateOptions:
                 # pass would read other iterations' entries than one-token-at-a-time decoding does
                 raise InferenceError("speculative decoding is exact only with a full KV cache: drop --kv-budget or --speculative")
         return self
+
+    def depth_batched(self, n_prompts: int) -> bool:
+        """Whether these prompts go through depth batching (see `batching`); validated options."""
+        if self.sampler is not None or self.speculative is not None:
+            return False
+        if self.batching == "depth":
+            return True
+        return self.batching == "auto" and n_prompts > 1 and self.exit is not None and self.exit.enabled
 
     @property
     def max_iterations(self) -> int:

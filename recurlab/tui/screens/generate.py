@@ -10,6 +10,10 @@ the KV-cache budget, t continuous chain of thought, d speculative decoding, c co
 steps (the first generation waits for the compile, seconds on a CPU; later ones decode faster);
 escape stops a generation (and leaves the prompt box), x clears the history.
 
+Several prompts separated by | (e.g. `2103= | 1023.0132=`) generate together, one card each; under
+an exit rule they are depth batched (every token leaves the core at its own exit, so no prompt waits
+for the slowest), at fixed r they form one left-padded batch.
+
 p switches to the parallel (diffusion-style) sampler; a edits its parameters (inner, headway,
 freeze rule, noise, smoothing, wavefront, kv). A parallel generation draws its wavefront live
 below the answers (one row per token, one column per outer step: the iterations each position
@@ -42,6 +46,8 @@ KV_BUDGETS = (None, 1, 2, 4, 8)
 LOOKUPS = ("latest", "existing")
 MAX_NEW_TOKENS = 48
 HISTORY = 6
+PROMPT_SEPARATOR = "|"  # between several prompts in the prompt box
+PARALLEL_DEFAULT = "inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,wavefront=128,kv=latest"
 
 
 class GenerateScreen(ModelScreen):
@@ -197,8 +203,14 @@ class GenerateScreen(ModelScreen):
             self.app.notify("the model is not loaded yet", severity="warning")
             return
         prompt = self.query_one("#gen-prompt", Input).value
-        if not prompt:
+        prompts = [p.strip() for p in prompt.split(PROMPT_SEPARATOR)] if PROMPT_SEPARATOR in prompt else [prompt]
+        prompts = [p for p in prompts if p]
+        if not prompts:
             self.app.notify("type a prompt first (/ focuses the prompt box)", severity="warning")
+            return
+        if len(prompts) > 1 and (self.parallel or self.choice["speculative"]):
+            self.app.notify("several prompts need the sequential sampler without speculative decoding (p, d)",
+                            severity="warning")
             return
         r = self.query_one("#gen-r", Slider).value
         try:
@@ -213,22 +225,52 @@ class GenerateScreen(ModelScreen):
             self._wave_name = "live"
         history = self.query_one("#gen-history", HorizontalScroll)
         cards = list(history.query(GenerationCard))
-        for old in cards[: max(len(cards) - HISTORY + len(jobs), 0)]:
+        n_new = len(jobs) * len(prompts)
+        for old in cards[: max(len(cards) - max(HISTORY, n_new) + n_new, 0)]:
             old.remove()
         planned = []
         for job_opts, header in jobs:
-            card = GenerationCard(prompt, header, job_opts.max_iterations)
-            history.mount(card)
-            planned.append((job_opts, card))
+            if len(prompts) > 1:
+                header += " depth batch" if job_opts.depth_batched(len(prompts)) else " padded batch"
+            row_cards = [GenerationCard(p, header, job_opts.max_iterations) for p in prompts]
+            for card in row_cards:
+                history.mount(card)
+            planned.append((job_opts, row_cards))
         history.scroll_end(animate=False)
         self._stop = False
-        self.generate(self.lm, prompt, planned)
+        self.generate(self.lm, prompts, planned)
 
     @work(thread=True, exclusive=True, group="generate")
-    def generate(self, lm, prompt, planned) -> None:
-        for opts, card in planned:
-            if not self._generate_one(lm, prompt, opts, card):
+    def generate(self, lm, prompts, planned) -> None:
+        for opts, cards in planned:
+            if len(prompts) > 1:
+                if not self._generate_many(lm, prompts, opts, cards):
+                    return
+            elif not self._generate_one(lm, prompts[0], opts, cards[0]):
                 return
+
+    def _generate_many(self, lm, prompts, opts, cards) -> bool:
+        """Several prompts in one engine call; each event goes to its prompt's card."""
+        try:
+            stream = lm.engine.stream(prompts, opts)
+            for ev in stream:
+                self.app.call_from_thread(cards[ev.row].add_token, ev.text, ev.iterations)
+                if self._stop:
+                    break
+            result = stream.result
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "generate")
+            for card in cards:
+                self.app.call_from_thread(card.fail, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return False
+        if result is None:
+            for card in cards:
+                self.app.call_from_thread(card.fail, "stopped")
+            return False
+        self.results.append(result)
+        for row, card in enumerate(cards):
+            self.app.call_from_thread(card.finish, result, row)
+        return True
 
     def _generate_one(self, lm, prompt, opts, card) -> bool:
         wave = self.query_one("#gen-wave", WavefrontView)

@@ -4,6 +4,7 @@ iterations each used, then the speed summary.
     card = GenerationCard("12+34=", "r=8 greedy", r_max=8)
     card.add_token(text, iterations)      # as the engine streams them
     card.finish(result)                   # a recurlab.engine.GenerationResult
+    card.finish(result, row=2)            # the third prompt of a generation over several
 """
 
 from __future__ import annotations
@@ -41,14 +42,20 @@ class GenerationCard(Static):
         self.pieces.append((text, iterations))
         self._redraw()
 
-    def finish(self, result) -> None:
+    def finish(self, result, row: int = 0) -> None:
+        """Tokens and iterations are the row's; tokens/s, cache and batching are the whole call's."""
         self.result = result
-        parts = [f"{result.n_tokens} tokens", f"{result.tokens_per_s:,.1f} tok/s", f"mean it {result.mean_iterations:.2f}"]
+        its = result.iterations[row]
+        several = len(result.prompts) > 1
+        speed = f"{result.tokens_per_s:,.1f} tok/s" + (f" over {len(result.prompts)} prompts" if several else "")
+        parts = [f"{len(result.generated_ids[row])} tokens", speed, f"mean it {sum(its) / max(len(its), 1):.2f}"]
         if result.compile_seconds:
             parts.insert(2, f"incl. {result.compile_seconds:.1f} s compiling")
         if result.acceptance_rate is not None:
             parts.append(f"accept {100 * result.acceptance_rate:.0f}%")
         parts.append(f"kv {result.cache_bytes / 1024:,.0f} KiB")
+        if result.depth:
+            parts.append(f"depth batch {result.depth['rows']} rows, {result.depth['rows_per_pass']:.1f} tokens/pass")
         par = getattr(result, "parallel", None)
         if par:
             parts.append(f"{par['outer_steps']} outer steps  {par['passes_per_token']:.2f} passes/token "
