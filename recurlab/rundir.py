@@ -20,6 +20,9 @@ Contract (version CONTRACT_VERSION; the README's "The run directory" section sum
                         trusted over the log: used only while the log still starts with those bytes,
                         else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
+    environment.json    replaced at each worker start: torch, python, device, threads, host, the
+                        git commit of recurlab if known (recurlab/environment.py)
+    tensorboard/, wandb/   files of the optional trackers (hardware.trackers; recurlab/trackers.py)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
                         optimizer.json and state.json (step, tokens, elapsed, world_size, seed).
@@ -326,6 +329,13 @@ class RunDir:
                 return f.read(1) != b"\n"
         except OSError:
             return False
+
+    def append_log(self, msg: str) -> str:
+        """One timestamped line at the end of worker.log; returns the line."""
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
+        with open(self.log_path, "a") as f:
+            f.write(line)
+        return line
 
     def log_tail(self, lines: int = 20) -> list[str]:
         try:
