@@ -293,7 +293,7 @@ class Trainer:
                        "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "seq_len": m["seq_len"], "tokens": s.tokens,
                        "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
                 row.update({key: m[key] for key in ("progressive_loss", "gain") if key in m})
-                u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name)  # per device
+                u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name, cfg.hardware.peak_tflops)  # per device
                 if u is not None:
                     row["mfu"] = u
                 s.pending.append(row)

@@ -35,7 +35,7 @@ import numpy as np
 from recurlab.tui.series import RunSeries
 
 SUFFIX = ".derived.npz"
-FORMAT = 1
+FORMAT = 2  # 2: the train columns of MFU and the x axes (tokens, r_no_grad, r_grad, seq_len, step_time)
 WINDOW = 64 * 1024
 SAMPLES = 16
 
