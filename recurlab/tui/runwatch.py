@@ -52,6 +52,7 @@ class RunRow:
     loss: float | None = None
     tokens_per_s: float | None = None
     error: str | None = None
+    status: dict = field(default_factory=dict)  # all of status.json, for the run table's filter and sort
     losses: deque = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
     tail: MetricsTail | None = None
 
@@ -112,6 +113,7 @@ class RunsWatch:
         row.loss = status.get("loss")
         row.tokens_per_s = status.get("tokens_per_s")
         row.error = status.get("error")
+        row.status = status
         if row.tail is None:
             rows, offset = tail_rows(row.run.metrics_path)
             row.tail = MetricsTail(row.run.metrics_path)
