@@ -163,7 +163,7 @@ def show(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(show(v) for v in value)
+        return ",".join(show(v) for v in value) if value else "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -229,6 +229,12 @@ class RunsScreen(LabScreen):
 
     # ---- actions ----------------------------------------------------------------------------
     def action_open(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        if self.focused is box:
+            # enter is a priority key: it acts before the keys typed just ahead of it have passed
+            # through this screen's queue and then the box's, so the filter is read after both
+            self.call_later(lambda: box.call_later(lambda: self._apply_filter(box.value)))
+            return
         row = self._selected()
         if row is None:
             self.app.notify("no run to open: press n to start one", severity="warning")
@@ -296,11 +302,13 @@ class RunsScreen(LabScreen):
         box.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "runs-filter":
-            return
+        if event.input.id == "runs-filter":
+            self._apply_filter(event.value)
+
+    def _apply_filter(self, text: str) -> None:
         extra = tuple({k for c in self.configs.values() if c for k in c})
         try:
-            self.filter = parse_filter(event.value, extra)
+            self.filter = parse_filter(text, extra)
         except FilterError as exc:
             self.report(exc, "filter")
             return
