@@ -76,7 +76,9 @@ def describe(run: RunDir, status: dict | None = None) -> list[tuple[str, str]]:
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
         if key == "recurlab_commit" and value is None and env:
             value = "unknown (not run from a git checkout)"
-        out.append((key, "not recorded" if value is None else str(value)))
+        if value is None:
+            value = "none" if key in env else "not recorded"
+        out.append((key, str(value)))
     if not env:
         out.append(("note", f"no {FILE}: the run was trained before recurlab recorded it"))
     return out

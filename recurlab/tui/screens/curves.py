@@ -396,12 +396,14 @@ class CurvesScreen(LabScreen):
         peaks = {self._mfu_cfg.get(n, (None, None))[1] for n in self.app.overlay if n in self._mfu_cfg}
         if peaks and None not in peaks:
             return "MFU"
-        return "model TFLOP/s per device (no peak known: set hardware.peak_tflops for MFU)"
+        return "TFLOP/s per device (MFU needs hardware.peak_tflops)"
 
     def _info(self) -> None:
         from recurlab.flops import MFU_FORMULA
 
         title, kind, _ = all_metrics()[self.metric]
+        if kind == "mfu":
+            title = self._mfu_title()
         scale = "log-log" if self.loglog else f"log y {'on' if self.logy else 'off'}"
         lines = [f"[b]{title}[/b]", f"x {X_AXES[self.x_axis][0]} · smooth {'on' if self.smooth else 'off'} · {scale}"]
         if kind == "mfu":
