@@ -6,7 +6,6 @@ it; the CLI prints it and exits with code 2, the TUI shows it as a notice.
 
 from recurlab.config import ConfigError
 from recurlab.rundir import RunError
-from recurlab.runtable import FilterError
 from recurlab.tasks import UnknownTaskError, VocabError
 
 
@@ -36,4 +35,4 @@ class FigureError(ValueError):
 
 
 USER_ERRORS = (ConfigError, RunError, UnknownTaskError, VocabError, InferenceError, DataError, CheckpointError, ModelFormatError,
-               DeviceError, FigureError, FilterError)
+               DeviceError, FigureError)

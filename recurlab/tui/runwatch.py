@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import MetricsTail, RunDir, list_runs, parse_jsonl
+from recurlab.rundir import MetricsTail, RunDir, parse_jsonl
 
 SPARK_POINTS = 24
 TAIL_BYTES = 64 * 1024
@@ -90,7 +90,11 @@ class RunsWatch:
 
     def poll(self) -> RunsChange:
         change = RunsChange()
-        found = {r.name: r for r in list_runs(self.runs_dir)}
+        # list_runs' order (creation time, then name) from the status each refresh reads anyway:
+        # one status.json read per run and poll, not two (200 runs, every second)
+        root = self.runs_dir
+        found = {p.name: RunDir(p) for p in (root.iterdir() if root.is_dir() else ())
+                 if p.is_dir() and (p / "run.yaml").exists()}
         for name in list(self.rows):
             if name not in found:
                 del self.rows[name]
@@ -102,6 +106,9 @@ class RunsWatch:
                 change.added.append(name)
             if self._refresh(row) and name not in change.added:
                 change.updated.append(name)
+        order = sorted(self.rows.values(), key=lambda r: (r.status.get("created") or 0, r.name))
+        if [r.name for r in order] != list(self.rows):
+            self.rows = {r.name: r for r in order}
         return change
 
     def _refresh(self, row: RunRow) -> bool:

@@ -62,6 +62,7 @@ class RunsScreen(LabScreen):
         self.reverse = False
         self.group = "none"
         self._layout: tuple = ()  # (columns, row order) the table shows
+        self._polled = False
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -80,7 +81,9 @@ class RunsScreen(LabScreen):
         self.timer.pause()
 
     def on_screen_resume(self) -> None:
-        self.refresh_runs()
+        if self._polled:  # not on the first show: on_mount has just polled (200 runs: a tenth of a second)
+            self.refresh_runs()
+        self._polled = True
         self.timer.resume()
 
     # ---- polling --------------------------------------------------------------------------
