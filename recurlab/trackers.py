@@ -6,13 +6,14 @@ the worker has appended it there.
     pip install 'recurlab[track]'               # tensorboard and wandb
     tensorboard --logdir runs                   # every run's RUN/tensorboard/ folder
 
-    trackers = Trackers.open(run, cfg, step=0, warn=log)    # rank 0 of the worker
+    trackers = Trackers.open(run, cfg, resumed_at=None, warn=log)   # rank 0 of the worker; a resume: its step
     trackers.log(rows); trackers.close()
 
 TensorBoard: event files in RUN/tensorboard/; a train row's numeric fields become train/FIELD and
 an eval row's eval/FIELD/r=R, at the row's step and wall time; the resolved config (flat keys) is
-the run's hparams. A resume writes a new event file with purge_step at the checkpoint's next step,
-so TensorBoard drops what the dead worker logged past the checkpoint, as metrics.jsonl does.
+the run's hparams. A resume writes a new event file with purge_step at the checkpoint's next step
+(step 1 without a checkpoint), so TensorBoard drops what the dead worker logged past the
+checkpoint, as metrics.jsonl does.
 
 W&B: files in RUN/wandb/; the W&B run id comes from the run's name and creation time, so a resume
 continues the same W&B run; the config is the run.yaml; the project is hardware.wandb_project. It
@@ -67,15 +68,16 @@ def hparams_of(cfg_dict: dict) -> dict:
 
 
 class TensorBoardSink:
-    def __init__(self, run: RunDir, cfg, step: int):
+    def __init__(self, run: RunDir, cfg, resumed_at: int | None):
         # torch's writer needs the tensorboard package; imported only for runs that ask for it
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run.path / TB_DIR), purge_step=step + 1 if step else None)
-        if not step:
+        purge = None if resumed_at is None else resumed_at + 1
+        self.writer = SummaryWriter(log_dir=str(run.path / TB_DIR), purge_step=purge)
+        self._end = None
+        if resumed_at is None:  # the first worker states the hparams; a resume's file continues them
             from torch.utils.tensorboard.summary import hparams
 
-            self._end = None
             exp, ssi, sei = hparams(hparams_of(cfg.to_dict()), {"train/loss": 0.0})
             for summary in (exp, ssi):
                 self.writer.file_writer.add_summary(summary)
@@ -89,7 +91,7 @@ class TensorBoardSink:
         self.writer.flush()
 
     def close(self) -> None:
-        if getattr(self, "_end", None) is not None:
+        if self._end is not None:
             self.writer.file_writer.add_summary(self._end)
         self.writer.close()
 
@@ -111,7 +113,7 @@ def wandb_id(run: RunDir, created) -> str:
 
 
 class WandbSink:
-    def __init__(self, run: RunDir, cfg, step: int):
+    def __init__(self, run: RunDir, cfg, resumed_at: int | None):
         import wandb  # optional and slow to import: only for runs that ask for it
 
         self.wandb = wandb
@@ -155,11 +157,13 @@ class Trackers:
         self.sinks, self.warn = sinks, warn
 
     @classmethod
-    def open(cls, run: RunDir, cfg, step: int, warn: Callable[[str], None]) -> "Trackers":
+    def open(cls, run: RunDir, cfg, resumed_at: int | None, warn: Callable[[str], None]) -> "Trackers":
+        """The sinks of cfg.hardware.trackers; `resumed_at`: the step a resumed worker starts after
+        (0 without a checkpoint), None for a run's first worker."""
         sinks = {}
         for name in cfg.hardware.trackers:
             try:
-                sinks[name] = SINKS[name](run, cfg, step)
+                sinks[name] = SINKS[name](run, cfg, resumed_at)
             except Exception as exc:  # any failure of an optional sink must leave the run going
                 warn(f"warning: tracker {name} could not start and is dropped ({_why(exc)}); metrics.jsonl has every row")
         return cls(sinks, warn)

@@ -252,7 +252,7 @@ class Trainer:
             self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main
         if main:  # after restore: a resume's trackers continue from the checkpoint's step
-            self.trackers = Trackers.open(run, cfg, s.step, self.log)
+            self.trackers = Trackers.open(run, cfg, s.step if resume else None, self.log)
         try:
             return self._loop()
         finally:

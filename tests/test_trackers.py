@@ -71,7 +71,7 @@ def test_tensorboard_event_files_hold_the_metrics_and_resume_continues(tmp_path)
 
 
 class Raising:
-    def __init__(self, run, cfg, step):
+    def __init__(self, run, cfg, resumed_at):
         pass
 
     def log(self, rows):
@@ -82,7 +82,7 @@ class Raising:
 
 
 class CannotOpen:
-    def __init__(self, run, cfg, step):
+    def __init__(self, run, cfg, resumed_at):
         raise ImportError("No module named 'wandb'")
 
 
@@ -99,6 +99,27 @@ def test_a_raising_tracker_is_dropped_and_the_run_goes_on(tmp_path, monkeypatch)
     assert run.read_status()["state"] == "finished"
 
 
+def test_an_unknown_tracker_is_refused_before_a_run_exists(cli, tmp_path):
+    res = cli("train", "--profile", "tiny", "--runs-dir", tmp_path / "runs", "hardware.trackers=tensorboard,mlflow")
+    assert res.returncode == 2 and res.stderr.startswith("error: hardware.trackers: 'mlflow' is not one of")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_worker_records_its_environment(tmp_path):
+    import torch
+
+    from recurlab import environment
+
+    run, cfg = new_run(tmp_path, ["train.max_steps=1"])
+    assert environment.read(run) == {}
+    assert ("note", "no environment.json: the run was trained before recurlab recorded it") in environment.describe(run)
+    assert train(run, cfg, device="cpu") == "finished"
+    env = environment.read(run)
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["threads"] == cfg.hardware.threads == 1
+    commit, _dirty = environment.git_commit()
+    assert env["recurlab_commit"] == commit  # this checkout's HEAD, or None for an installed package
+
+
 def test_wandb_writes_offline_files_and_a_resume_keeps_the_run_id(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is not installed (pip install 'recurlab[track]'): W&B offline files untested")
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "WANDB_PROJECT"):
@@ -108,9 +129,9 @@ def test_wandb_writes_offline_files_and_a_resume_keeps_the_run_id(tmp_path, monk
     run, cfg = new_run(tmp_path, ["hardware.trackers=wandb"])
     rows = [{"kind": "train", "step": 1, "time": 1.0, "loss": 2.5}, {"kind": "eval", "step": 1, "time": 1.0, "r": 4, "loss": 2.0},
             {"kind": "train", "step": 2, "time": 2.0, "loss": 2.25}]
-    for step in (0, 2):  # a first worker, then a resumed one
-        sink = trackers.WandbSink(run, cfg, step)
-        sink.log(rows if step == 0 else [{"kind": "train", "step": 3, "time": 3.0, "loss": 2.0}])
+    for resumed_at in (None, 2):  # a first worker, then a resumed one
+        sink = trackers.WandbSink(run, cfg, resumed_at)
+        sink.log(rows if resumed_at is None else [{"kind": "train", "step": 3, "time": 3.0, "loss": 2.0}])
         sink.close()
     folders = sorted((run.path / "wandb").glob("offline-run-*"))
     assert len(folders) == 2 and all(list(f.glob("*.wandb")) for f in folders)
