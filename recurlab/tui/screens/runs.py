@@ -63,6 +63,7 @@ class RunsScreen(LabScreen):
         self.group = "none"
         self._layout: tuple = ()  # (columns, row order) the table shows
         self._polled = False
+        self._keys_for: tuple = ()  # what self.keys were found for
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -148,7 +149,10 @@ class RunsScreen(LabScreen):
     def _fill_table(self, changed: list[str]) -> None:
         table = self.query_one(DataTable)
         shown = self._records()
-        self.keys = differing_keys([r.config for r in shown])
+        # configs never change once read: the keys only change with the runs shown or a config read
+        memo = (tuple(r.name for r in shown), tuple(r.config is None for r in shown))
+        if memo != self._keys_for:
+            self._keys_for, self.keys = memo, differing_keys([r.config for r in shown])
         columns = (("group",) if self.group != "none" else ()) + COLUMNS + tuple(self.keys)
         layout = (columns, tuple(r.name for r in shown))
         if layout == self._layout:
