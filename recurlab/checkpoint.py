@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from recurlab.errors import CheckpointError
 from recurlab.config import run_config
 from recurlab.model import RecurrentLM
-from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir
+from recurlab.rundir import Checkpoint, RunDir, atomic_write_json, fsync_dir, usual_mode
 
 
 TIED = ("lm_head.weight",)
@@ -80,9 +80,11 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(weights, str(tmp / "model.safetensors"))
+    usual_mode(tmp / "model.safetensors")  # safetensors creates its files 0600
     if optimizer_state is not None:
         tensors, meta = optimizer_state
         save_file(tensors, str(tmp / "optimizer.safetensors"))
+        usual_mode(tmp / "optimizer.safetensors")
         (tmp / "optimizer.json").write_text(json.dumps(meta))
     for name in ("model.safetensors", "optimizer.safetensors", "optimizer.json"):
         if (tmp / name).exists():

@@ -3,7 +3,7 @@ Orchestration (it trains runs and sweeps them), so it sits beside recurlab.lifec
 
     from recurlab.compare import run_comparison
     table = run_comparison("compare", ["data.name=/data/math"], runs_dir="runs", rs=[1, 2, 4, 8, 16])
-    print(format_comparison(table))     # also written to runs/compare.csv and runs/compare.json
+    print(format_comparison(table))     # also written to runs/compare.{csv,json} (compare-2.* next)
 
 The four runs train one after the other in this process (the GPU holds one at a time, and
 sequential runs see the same machine state), each in its own run directory NAME-ARCH that
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
 
-from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text
+from recurlab.errors import ComparisonError
+from recurlab.rundir import RunDir, write_new
 
 ARCHS = {  # model.arch -> column label
     "recurrent": "latent",
@@ -28,9 +30,6 @@ ARCHS = {  # model.arch -> column label
     "fixed_depth_matched": "matched",
 }
 
-
-class ComparisonError(ValueError):
-    """One of the four runs failed; the message names the run and how to read its log."""
 
 
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
@@ -63,9 +62,9 @@ def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs:
     table = {"name": name, "profile": profile, "overrides": overrides, "rs": rs, "runs": runs, "params": params,
              "tokens": {a: RunDir(Path(runs_dir) / n).read_status().get("tokens") for a, n in runs.items()},
              "rows": comparison_rows(sweeps, rs), "time": time.time()}
-    out = Path(runs_dir)
-    atomic_write_text(out / "compare.csv", to_csv(table))
-    atomic_write_json(out / "compare.json", table)
+    # compare.{csv,json}, or compare-2.* and so on: an earlier comparison is never replaced
+    csv_path, _ = write_new(Path(runs_dir), "compare", {"csv": to_csv(table), "json": json.dumps(table, indent=1) + "\n"})
+    table["path"] = str(csv_path)
     return table
 
 

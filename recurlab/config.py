@@ -11,11 +11,14 @@ This module imports no torch so that the CLI and the TUI start fast.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from recurlab.errors import ConfigError  # re-exported: callers catch recurlab.config.ConfigError
 
 # built-in profiles are package data, so that every install (not only an editable one) has them
 BUILTIN_PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -31,9 +34,6 @@ INJECTIONS = ("adapter", "none")
 STATE_INITS = ("random", "embedding")
 TRACKERS = ("tensorboard", "wandb")  # recurlab/trackers.py
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration mistake; the message is one line."""
 
 
 @dataclass
@@ -203,7 +203,11 @@ def _coerce(key: str, value, typ):
     if origin is list:
         (inner,) = typing.get_args(typ)
         if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v != ""]
+            items = value.replace(" ", "").split(",") if value.strip() else []
+            if "" in items:
+                raise ConfigError(f"{key}: {value!r} has an empty item; list the values with one comma between each, "
+                                  f"e.g. {key}=1,2,4")
+            value = items
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list of {inner.__name__} (e.g. {key}=1,2,4), got {value!r}")
         return [_coerce(key, v, inner) for v in value]
@@ -214,34 +218,61 @@ def _coerce(key: str, value, typ):
             return value.lower() in ("true", "yes", "on", "1")
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if typ is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return _in_int64(key, _coerce_int(key, value))
     if typ is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        number = _coerce_float(key, value)
+        if not math.isfinite(number):  # nan and inf train to nan, or never stop
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if typ is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return "" if value is None else str(value)
     raise ConfigError(f"{key}: unsupported type")
+
+
+def _coerce_int(key: str, value) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:  # also more digits than Python converts
+            pass
+    raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
+
+
+def _in_int64(key: str, number: int) -> int:
+    """Every integer of a profile ends up in torch or numpy, which hold 64 bits."""
+    if not -(2**63) <= number < 2**63:
+        raise ConfigError(f"{key}: {_short(number)} does not fit in 64 bits; give a smaller value")
+    return number
+
+
+def _coerce_float(key: str, value) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: {_short(value)} is too large for a number; give a smaller value") from None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+
+
+def _short(value) -> str:
+    """repr() of a value for an error line, cut so that a 5000-digit number stays one short line."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 10_000 else f"a {value.bit_length()}-bit integer"
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text)} characters)"
 
 
 def _field_types(cls) -> dict:
@@ -250,10 +281,19 @@ def _field_types(cls) -> dict:
 
 
 def _set(cfg: RunConfig, dotted: str, value) -> None:
-    parts = dotted.split(".")
-    if len(parts) == 1 and parts[0] in TOP_SCALARS:
+    parts = _resolve_key(dotted)
+    if len(parts) == 1:
         setattr(cfg, parts[0], _coerce(dotted, value, str))
         return
+    section, key = parts
+    setattr(getattr(cfg, section), key, _coerce(dotted, value, _field_types(SECTIONS[section])[key]))
+
+
+def _resolve_key(dotted: str) -> list[str]:
+    """[top-level key] or [section, key] for a dotted key; a bare key names the one section that has it."""
+    parts = dotted.split(".")
+    if len(parts) == 1 and parts[0] in TOP_SCALARS:
+        return parts
     if len(parts) == 1:
         # a bare key is accepted when exactly one section has it: `r_mean=16`
         owners = [s for s, cls in SECTIONS.items() if parts[0] in _field_types(cls)]
@@ -266,10 +306,9 @@ def _set(cfg: RunConfig, dotted: str, value) -> None:
     if len(parts) != 2 or parts[0] not in SECTIONS:
         raise ConfigError(f"unknown key {dotted!r}: sections are {', '.join(SECTIONS)} (e.g. train.r_mean=16)")
     section, key = parts
-    types = _field_types(SECTIONS[section])
-    if key not in types:
+    if key not in _field_types(SECTIONS[section]):
         raise ConfigError(f"unknown key {dotted!r}: {section} has {_allowed(SECTIONS[section])}")
-    setattr(getattr(cfg, section), key, _coerce(dotted, value, types[key]))
+    return parts
 
 
 def _allowed_sections() -> str:
@@ -331,6 +370,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.n_core >= 1, f"model.n_core must be >= 1, got {m.n_core}")
     need(m.block_size >= 2, f"model.block_size must be >= 2, got {m.block_size}")
     need(m.init_scale >= 0, f"model.init_scale must be >= 0 (0 = zero start), got {m.init_scale}")
+    need(m.rope_base > 1, f"model.rope_base must be > 1 (the rotary frequencies' base, e.g. 10000), got {m.rope_base}")
+    need(m.norm_eps > 0, f"model.norm_eps must be > 0, got {m.norm_eps}")
+    need(m.embed_scale > 0, f"model.embed_scale must be > 0, got {m.embed_scale}")
     need(t.r_mean >= 1, f"train.r_mean must be >= 1, got {t.r_mean}")
     need(t.k >= 1, f"train.k must be >= 1, got {t.k}")
     need(t.k <= t.r_mean, f"train.k ({t.k}) must be <= train.r_mean ({t.r_mean})")
@@ -357,6 +399,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps}")
     need(t.max_minutes >= 0, f"train.max_minutes must be >= 0 (0 = no time limit), got {t.max_minutes}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    need(t.weight_decay >= 0, f"train.weight_decay must be >= 0 (0 = off), got {t.weight_decay}")
+    need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, f"train.beta1 and train.beta2 must be in [0, 1) (AdamW's moment decay), "
+                                                f"got {t.beta1}, {t.beta2}")
+    need(0 <= t.seed < 2**63, f"train.seed must be in [0, 2^63), got {_short(t.seed)}")
     need(0 <= t.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
     need(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
     need(t.eval_every >= 1 and t.checkpoint_every >= 1 and t.log_every >= 1,
@@ -381,11 +427,18 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
     if d.source == "task":
-        from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task
+        from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task, levels_problem
 
         try:
-            check_levels(get_task(d.task), d.difficulties)
-        except UnknownTaskError as exc:  # also a level without held-out prompts
+            task = get_task(d.task)
+        except UnknownTaskError as exc:
+            raise ConfigError(f"data.task: {exc}") from None
+        for key, levels in (("data.difficulties", d.difficulties), ("data.train_difficulties", d.train_difficulties)):
+            problem = levels_problem(task, levels, m.block_size, d.identity_pad_to)
+            need(problem is None, f"{key}: {problem}")
+        try:
+            check_levels(task, d.difficulties)
+        except UnknownTaskError as exc:  # a level without held-out prompts
             raise ConfigError(f"data.task: {exc}") from None
         m.vocab_size = len(CharVocab.default())
     elif m.vocab_size == 0:
@@ -456,19 +509,38 @@ def load_yaml(path: Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text, so it is not a profile; fix or remove the file") from None
+    except ValueError as exc:  # a scalar YAML cannot build, e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0][:80]}); fix the file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return data or {}
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
-    pairs = []
+    """(key, value) pairs; a key given twice (also as `r_mean` and `train.r_mean`) is refused, as
+    a key given twice in a profile file is."""
+    pairs, seen = [], {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value or section.key=value")
         key, value = item.split("=", 1)
-        pairs.append((key.strip(), value.strip()))
+        key = key.strip()
+        where = ".".join(_resolve_key(key))
+        if where in seen:
+            raise ConfigError(f"{where} is given twice on the command line ({seen[where]!r} and {item!r}); keep one of them")
+        seen[where] = item
+        pairs.append((key, value.strip()))
     return pairs
+
+
+def _list_value(key: str, value: str):
+    """A YAML flow list given on the command line, `data.difficulties=[2,4]`."""
+    try:
+        return yaml.safe_load(value)
+    except (yaml.YAMLError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a list; write {key}=1,2,4 or {key}=[1,2,4]") from None
 
 
 def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
@@ -476,7 +548,7 @@ def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
     cfg = from_dict(load_yaml(path), source=str(path))
     cfg.profile = path.stem
     for key, value in parse_overrides(overrides or []):
-        _set(cfg, key, yaml.safe_load(value) if value.startswith("[") else value)
+        _set(cfg, key, _list_value(key, value) if value.startswith("[") else value)
     if cfg.model.init_from:
         # retrofit: the model's shape comes from the source folder, read once here; the run's
         # run.yaml then stands alone

@@ -17,11 +17,9 @@ import subprocess
 import sys
 import time
 
-from recurlab.rundir import RunDir, RunError
+from recurlab.errors import WorkerStartError
+from recurlab.rundir import RunDir
 
-
-class WorkerStartError(RunError):
-    """The worker process could not be started (the run is marked failed)."""
 
 
 def spawn_worker(run: RunDir, resume: bool = False, device: str = "", launch: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from recurlab.config import RunConfig, load_profile, run_config, to_yaml
 from recurlab.devices import check_device
+from recurlab.errors import CheckpointError
 from recurlab.launch import spawn_worker
 from recurlab.rundir import (
     ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, new_run_name, pid_alive, read_json,
@@ -59,6 +60,7 @@ class RunPlan:
 def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = None, name: str | None = None,
              device: str = "") -> RunPlan:
     """Resolve and check a new run (profile, name, device, data source) without writing anything."""
+    check_runs_dir(runs_dir)  # before Path(), which reads '' as the current folder
     overrides = list(overrides or [])
     if device:
         overrides.append(f"hardware.device={device}")
@@ -66,7 +68,6 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     if name is not None and not NAME_RE.match(name):
         raise RunError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     runs_dir = Path(runs_dir)
-    check_runs_dir(runs_dir)
     if name is not None and (runs_dir / name).exists():
         raise RunError(f"run {name!r} already exists in {runs_dir}; pick another --name or resume it")
     check_device(cfg.hardware.device)
@@ -79,8 +80,6 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
 
 def init_checkpoint(spec: str) -> Path:
     """train.init_from: a run directory (its latest complete checkpoint) or one checkpoint directory."""
-    from recurlab.errors import CheckpointError
-
     path = Path(spec)
     if (path / "model.safetensors").exists():
         return path
@@ -190,6 +189,9 @@ def stop_run(run: RunDir, wait: float = GRACEFUL_STOP_WAIT_S, kill: bool = False
     state = run.effective_state(status)
     if state not in ACTIVE_STATES and state != "lost":
         raise RunError(f"run {run.name} is not running (state: {state}); nothing to stop")
+    if state == "lost" and not pid_alive(status.get("pid")) and status.get("host") in (None, socket.gethostname()):
+        raise RunError(f"run {run.name} has no live worker here (status.json names no running pid, no heartbeat "
+                       f"for a while); nothing to stop: resume it with `recurlab resume {run.name}`")
     if kill:
         return _kill(run, status, f"killed by {by}")
     if run.request_stop():
@@ -220,9 +222,11 @@ def stop_run(run: RunDir, wait: float = GRACEFUL_STOP_WAIT_S, kill: bool = False
 # ---- resuming -------------------------------------------------------------------------------
 
 
-def check_resumable(run: RunDir, how_to_stop: str = "`recurlab stop {name}`") -> None:
-    """Raise RunError unless the run can be resumed: no live worker, not finished. A checkpoint that
-    reached train.max_steps means finished whatever status.json says (it may be unreadable)."""
+def check_resumable(run: RunDir, how_to_stop: str = "`recurlab stop {name}`", device: str = "") -> None:
+    """Raise a UserError unless the run can be resumed: no live worker, not finished, its latest
+    checkpoint intact (state.json, safetensors that are not cut short) and the device present:
+    checked here so that no worker is started to fail. A checkpoint that reached train.max_steps
+    means finished whatever status.json says (it may be unreadable)."""
     status = run.read_status()
     state = run.effective_state(status)
     stop_hint = how_to_stop.format(name=run.name)
@@ -233,20 +237,26 @@ def check_resumable(run: RunDir, how_to_stop: str = "`recurlab stop {name}`") ->
                        f"end it with `recurlab stop {run.name} --now`")
     if state == "finished":
         raise RunError(f"run {run.name} already finished at step {status.get('step')}; start a new run with `recurlab train`")
+    cfg = run_config(run)
     ck = run.latest_checkpoint()
     if ck is not None:
-        max_steps = run_config(run).train.max_steps
+        max_steps = cfg.train.max_steps
         state_json = read_json(ck.path / "state.json")
         step = state_json.get("step", ck.step) if isinstance(state_json, dict) else ck.step
         if isinstance(step, int) and step >= max_steps:
             raise RunError(f"run {run.name} already finished: its checkpoint {ck.path.name} reached train.max_steps="
                            f"{max_steps}; start a new run with `recurlab train`")
+        problem = run.checkpoint_problem(ck)
+        if problem:
+            raise CheckpointError(f"run {run.name}: checkpoint {ck.path.name} is damaged: {problem}; move that folder "
+                                  "out of checkpoints/ to resume from the one before it")
+    check_device(device or cfg.hardware.device)
 
 
 def resume_run(run: RunDir, device: str = "", launch: list[str] | None = None,
                how_to_stop: str = "`recurlab stop {name}`") -> tuple[int, Checkpoint | None]:
     """Start a detached worker that continues from the latest complete checkpoint; -> (pid, checkpoint)."""
-    check_resumable(run, how_to_stop)
+    check_resumable(run, how_to_stop, device)
     run.clear_stop()
     run.write_status(state="starting", pid=None, heartbeat=time.time(), ended=None, error=None)
     pid = spawn_worker(run, resume=True, device=device, launch=launch)

@@ -4,14 +4,15 @@
     run = resolve_run("add-1", runs_dir="runs")   # a name, a unique prefix, or a path
     run.read_status(); run.read_metrics(); run.latest_checkpoint()
 
-Contract (version CONTRACT_VERSION; the README's "The run directory" section summarises it):
+Contract (version CONTRACT_VERSION; docs/run-directory.md is generated from this docstring):
 
     run.yaml            resolved config, written once when the run is created
     status.json         replaced atomically (temp file + fsync + os.replace + fsync of the dir); the
                         worker keeps it in memory (own_status) and rewrites it whole:
                         contract, name, state, pid, host, device, world_size, created, started,
                         heartbeat, ended, step, max_steps, tokens, loss, tokens_per_s,
-                        last_checkpoint, error
+                        last_checkpoint, error, params; a reader drops a field whose JSON type is
+                        not the one in STATUS_TYPES, and takes a file that is not an object as {}
     metrics.jsonl       append-only JSON lines; every row has "kind" ("train" | "eval"),
                         "step" and "time"; a reader skips a torn last line
     metrics.jsonl.derived.npz   derived, disposable: the TUI's parsed series of the log's first N
@@ -32,8 +33,21 @@ Contract (version CONTRACT_VERSION; the README's "The run directory" section sum
     vocab.json          character vocabulary of embedded-task runs
     tokenizer.json      byte-level BPE of text runs (a `tokenizers` file)
     stop                present while a stop is requested; the worker checkpoints and exits
-    sweeps/step_NNNNNNNN[_K].{csv,json}   r sweeps of a checkpoint; the K-th sweep of a step gets _K, none is replaced
-    traces/*.json       latent traces
+
+Results, never replaced: each is written once through `write_new` (exclusive create, fsync of the
+file and the folder; a name already used gets the next free suffix):
+    sweeps/step_NNNNNNNN[_levels_A-B][_K].{csv,json}   r sweeps of a checkpoint (`recurlab sweep`);
+                        the K-th sweep of a step gets _K
+    evals/eval-YYYYmmdd-HHMMSS[-K].{json,csv}   one evaluation (`recurlab eval`); the only result
+                        rewritten after its first write: by its own writer, atomically, as rows arrive
+    evals/tasks/        the run's held-out split exported as lm-eval task YAML and JSON lines
+                        (rewritten atomically on each `eval --tasks embedded`; derived, safe to delete)
+    traces/NAME[-K].json    latent traces (`recurlab inspect --name NAME`)
+    wavefronts/NAME[-K].json    parallel-sampler wavefronts (`generate --save-wavefront`, the TUI's w)
+    figures/STEM[-K].{png,svg,pdf,csv}   figures (`recurlab plot`, the TUI's ctrl+s)
+In the runs folder, beside the runs: compare[-K].{csv,json} of `recurlab compare`.
+
+Every file is created with mode 0666 less the umask, so another user can read a run.
 
 States: starting, running, finished, failed, stopped. A reader reports "lost" for a running
 run whose heartbeat is older than STALE_AFTER_S, and "failed" when its pid on this host is gone.
@@ -49,8 +63,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-CONTRACT_VERSION = 1
+from recurlab.errors import RunError  # re-exported: callers catch recurlab.rundir.RunError
+
+CONTRACT_VERSION = 2  # 2: every result folder registered, results written through write_new
 STALE_AFTER_S = 60.0
 ACTIVE_STATES = ("starting", "running")
 DEFAULT_RUNS_DIR = "runs"
@@ -58,10 +75,14 @@ DEFAULT_RUNS_DIR = "runs"
 
 STATUS_FIELDS = ("contract", "name", "state", "pid", "host", "device", "world_size", "created", "started", "heartbeat",
                  "ended", "step", "max_steps", "tokens", "loss", "tokens_per_s", "last_checkpoint", "error")
+_INT, _NUM, _STR = (int,), (int, float), (str,)
+# the JSON type of each status field (None is allowed for every one): a reader drops a field of
+# another type, as it drops a file that does not parse, so that no reader trusts a garbled file
+STATUS_TYPES = {"contract": _INT, "name": _STR, "state": _STR, "pid": _INT, "host": _STR, "device": _STR,
+                "world_size": _INT, "created": _NUM, "started": _NUM, "heartbeat": _NUM, "ended": _NUM, "step": _INT,
+                "max_steps": _INT, "tokens": _INT, "loss": _NUM, "tokens_per_s": _NUM, "last_checkpoint": _STR,
+                "error": _STR, "params": _INT}
 
-
-class RunError(ValueError):
-    """A user-facing problem with a run name or run directory; the message is one line."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -93,24 +114,115 @@ def atomic_write_text(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where /proc says (os.umask alone must set one)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(path: Path) -> None:
+    """Give a file written by a library that creates it 0600 (safetensors) the mode every other
+    file of a run has, 0666 less the umask, so that another user can read the checkpoint."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def read_json(path: Path):
-    """JSON from a file that may be missing or half-written: None instead of an error."""
+def create_new(path: Path, data: bytes | str) -> Path:
+    """Write a file that must not exist yet: exclusive create (O_EXCL), write, fsync of the file and
+    of its folder. FileExistsError if the name is taken; never replaces anything. The mode is 0666
+    less the umask, like every other file of a run."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # ours, half written
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def write_new(folder: Path, stem: str, files: dict[str, bytes | str] | Callable[[str], dict[str, bytes | str]],
+              sep: str = "-") -> list[Path]:
+    """The one writer of results that are never replaced (sweeps, evaluations, figures, traces,
+    wavefronts, comparisons): {suffix: data} as folder/stem.suffix, or at the first free stem of
+    stem{sep}2, stem{sep}3, ... A stem is free when no entry of the folder is named stem.*, so the
+    files of one result share their stem; each file is created exclusively and fsynced, and the
+    folder after them. Two writers racing for a stem both succeed, under different stems. `files`
+    may be a function of the stem taken, for results that record their own name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = [p.name for p in folder.iterdir()]
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}{sep}{n}"
+        n += 1
+        if any(e.startswith(name + ".") for e in existing):
+            continue
+        written: list[Path] = []
+        try:
+            for suffix, data in (files(name) if callable(files) else files).items():
+                written.append(create_new(folder / f"{name}.{suffix}", data))
+        except FileExistsError:  # another writer took this stem meanwhile: undo ours, take the next
+            for path in written:
+                path.unlink(missing_ok=True)
+            continue
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return written
+
+
+def read_json(path: Path):
+    """JSON from a file that may be missing, half-written, unreadable, not UTF-8 or a folder: None
+    instead of an error. The caller checks the shape (read_json_object, valid_status)."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):  # UnicodeDecodeError and RecursionError-free JSON errors are ValueErrors
         return None
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
+def read_json_object(path: Path) -> dict:
+    """A JSON object from `path`, or {} for anything else (missing, garbled, a list, a number)."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+def _well_typed(value, types: tuple) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, types):
         return False
+    return not isinstance(value, float) or value == value and abs(value) != float("inf")
+
+
+def valid_status(data) -> dict:
+    """The fields of a status.json object that have their contract's type; the rest are dropped."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and _well_typed(v, STATUS_TYPES.get(k, (int, float, str)))}
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False  # 0 and -1 would address a process group or every process, not one worker
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -160,9 +272,12 @@ class MetricsTail:
         self._inode = st.st_ino
         if st.st_size == self.offset:
             return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read() if max_bytes is None else f.read(max_bytes)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read() if max_bytes is None else f.read(max_bytes)
+        except OSError:  # a folder in its place, or unreadable: no rows, as for a missing log
+            return []
         end = chunk.rfind(b"\n")
         if end < 0:
             return []  # only a torn line so far
@@ -252,18 +367,23 @@ class RunDir:
 
     # ---- status -----------------------------------------------------------------------
     def read_status(self) -> dict:
-        return read_json(self.status_path) or {}
+        """status.json as far as it has the contract's shape: {} for a garbled file, and a field of
+        the wrong type (a pid that is a string, a heartbeat that is "soon") is left out."""
+        return valid_status(read_json(self.status_path))
 
     def own_status(self, **fields) -> dict:
         """Make this process the status's writer: from now on it keeps the status in memory and
         rewrites the file whole, so a file that another process garbled or truncated is repaired
         at the next write instead of stripping the run of its state. The file is read once, here,
-        only for what the writer does not know itself (created, device); the run's name and the
-        contract come from the directory."""
+        only for what the writer does not know itself (created, device) and what the run reached
+        (step, tokens, loss, last checkpoint); the run's name and the contract come from the directory."""
         on_disk = self.read_status()
         status = {key: None for key in STATUS_FIELDS}
         status.update(step=0, tokens=0)  # until the first step (or the resumed checkpoint) says otherwise
-        status.update({k: on_disk[k] for k in ("created", "device", "world_size", "max_steps") if k in on_disk})
+        # what the run reached so far stays recorded until the worker knows better (a resume that
+        # fails before its checkpoint is loaded must not turn "stopped at step 40" into step 0)
+        kept = ("created", "device", "world_size", "max_steps", "step", "tokens", "loss", "last_checkpoint")
+        status.update({k: on_disk[k] for k in kept if on_disk.get(k) is not None})
         status.update(contract=CONTRACT_VERSION, name=self.name)
         status.update(fields)
         self._status = status
@@ -364,6 +484,20 @@ class RunDir:
         cks = self.checkpoints()
         return cks[-1] if cks else None
 
+    def checkpoint_problem(self, ckpt: Checkpoint) -> str | None:
+        """Why a complete-looking checkpoint cannot be resumed, or None: its state.json is not a
+        {step, tokens} object, or a safetensors file is cut short (its header promises more bytes
+        than the file holds). Read without torch, before a worker is started for it."""
+        state = read_json(ckpt.path / "state.json")
+        if not isinstance(state, dict) or not all(_well_typed(state.get(k), _INT) and state.get(k) is not None
+                                                  for k in ("step", "tokens")):
+            return "its state.json is not a JSON object with an integer step and tokens"
+        for name in ("model.safetensors", "optimizer.safetensors"):
+            problem = safetensors_problem(ckpt.path / name)
+            if problem and (name == "model.safetensors" or (ckpt.path / name).exists()):
+                return f"{name} {problem}"
+        return None
+
     def checkpoint_dir_for(self, step: int) -> Path:
         return self.checkpoints_dir / f"step_{step:08d}"
 
@@ -381,8 +515,34 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """None for a safetensors file whose header parses and whose tensors all fit in the file;
+    else what is wrong (missing, cut short, not safetensors). The format: 8 bytes of header length
+    (little endian), the JSON header, then the tensor bytes at the header's data_offsets."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                return "is cut short or not a safetensors file"
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    except ValueError:
+        return "has a header that is not JSON"
+    if not isinstance(header, dict):
+        return "has a header that is not a JSON object"
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if not all(isinstance(e, int) for e in ends) or 8 + n + max(ends, default=0) > size:
+        return "is cut short (its header names more bytes than the file holds)"
+    return None
+
+
 def check_runs_dir(runs_dir: str | Path) -> None:
     """A --runs-dir that names something other than a folder is a mistake to name, not an empty list."""
+    if str(runs_dir) == "":
+        raise RunError("--runs-dir '' is empty: pass the folder that holds the runs (default: runs)")
     root = Path(runs_dir)
     if root.exists() and not root.is_dir():
         raise RunError(f"--runs-dir {str(root)!r} is a file, not a directory: pass the folder that holds the runs")
@@ -390,23 +550,76 @@ def check_runs_dir(runs_dir: str | Path) -> None:
         raise RunError(f"--runs-dir {str(root)!r} is inside {str(root.parent)!r}, which is a file: pass a folder")
 
 
+def check_readable_runs_dir(runs_dir: str | Path) -> None:
+    """For readers (`runs`, the TUI): the runs folder must exist and be listable, not only be no file."""
+    check_runs_dir(runs_dir)
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise RunError(f"runs directory {str(root)!r} does not exist: start a run with `recurlab train` or pass --runs-dir")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise RunError(f"cannot read runs directory {str(root)!r} (permission denied); pass a folder you can read")
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be (or become) a folder this process writes into, or None: it is a file,
+    it lies under a file, or the nearest existing folder above it is not writable. Checked before
+    a command writes anything, so that a bad output path is refused with nothing written."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            return f"{str(path)!r} is a file, not a folder"
+        above = path
+    else:
+        above = path.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            return f"{str(above)!r} is a file, not a folder"
+    if not os.access(above, os.W_OK | os.X_OK):
+        return f"cannot write in {str(above)!r} (permission denied)"
+    return None
+
+
+def is_run(path: Path) -> bool | None:
+    """True for a run directory, False for anything else, None for a folder this user cannot look into."""
+    try:
+        return (path / "run.yaml").is_file()
+    except PermissionError:
+        return None
+
+
 def list_runs(runs_dir: str | Path) -> list[RunDir]:
+    """The runs in `runs_dir`, oldest first; a run folder this user cannot read is left out (a
+    lookup by its name says why). RunError when the runs folder itself cannot be listed."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "run.yaml").exists()]
+    try:
+        entries = list(root.iterdir())
+    except PermissionError:
+        raise RunError(f"cannot read runs directory {str(root)!r} (permission denied); pass a folder you can read") from None
+    runs = [RunDir(p) for p in entries if is_run(p)]
     return sorted(runs, key=lambda r: (r.read_status().get("created") or 0, r.name))
+
+
+def check_readable_run(run: RunDir) -> RunDir:
+    if not os.access(run.path, os.R_OK | os.X_OK) or not os.access(run.config_path, os.R_OK):
+        raise RunError(f"cannot read run directory {str(run.path)!r} (permission denied); ask its owner to make it "
+                       "readable (chmod -R a+rX) or copy it")
+    return run
 
 
 def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     """A run by path, exact name, or unique name prefix within `runs_dir`."""
+    if not spec:
+        raise RunError("the run '' is empty: give a run name, a unique prefix of one, or a run directory path")
     path = Path(spec)
-    if (path / "run.yaml").exists():
-        return RunDir(path)
+    if is_run(path) is not False:  # a run, or a folder this user cannot read (then: say so)
+        return check_readable_run(RunDir(path))
+    check_runs_dir(runs_dir)  # before Path(), which reads '' as the current folder
     root = Path(runs_dir)
-    check_runs_dir(root)
-    if (root / spec / "run.yaml").exists():
-        return RunDir(root / spec)
+    if is_run(root / spec) is not False:
+        return check_readable_run(RunDir(root / spec))
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]
     if len(matches) == 1:
         return matches[0]

@@ -26,7 +26,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import MetricsTail, RunDir, RunError, list_runs
+from recurlab.errors import FilterError
+from recurlab.rundir import MetricsTail, RunDir, list_runs
 
 # status fields a filter, a sort and `runs --json` can name
 STATUS_KEYS = ("step", "max_steps", "loss", "tokens", "tokens_per_s", "params", "device", "host", "created")
@@ -38,11 +39,6 @@ TERM_RE = re.compile(r"^([A-Za-z_][\w.@]*)(!=|<=|>=|==|=|<|>|~)(.*)$")
 SEED_SUFFIX = re.compile(r"-s\d+$")
 
 _config_cache: dict[Path, tuple[tuple[int, int], dict]] = {}
-
-
-class FilterError(RunError):
-    """A filter that does not parse; the message is one line that says how to write it (a RunError,
-    so the CLI and the TUI report it as every other user error about runs)."""
 
 
 def _yaml_load(text: str):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recurlab.errors import InferenceError
-from recurlab.rundir import RunDir, list_runs, resolve_run
+from recurlab.rundir import RunDir, create_new, list_runs, resolve_run
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -140,23 +140,24 @@ def to_csv(agg: Aggregate) -> str:
     return buf.getvalue()
 
 
-def write_new(path: Path, text: str) -> None:
-    """Write a file that must not exist yet (results are never replaced), fsynced with its directory."""
-    import os
-
-    if path.exists():
-        raise InferenceError(f"{path} already exists; pick another --out (results are never overwritten)")
+def check_out(path: Path) -> None:
+    """--out must name a new file in an existing folder: checked before any sweep is run or saved."""
+    if path.exists() or path.is_symlink():
+        raise InferenceError(f"--out {str(path)!r} already exists; pick another --out (results are never overwritten)")
     if not path.parent.is_dir():
-        raise InferenceError(f"--out: directory {path.parent} does not exist")
-    with open(path, "x") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(path.parent, os.O_RDONLY)
+        raise InferenceError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist; create it or pick "
+                             "another --out")
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write the aggregate to a file that must not exist yet (the one exclusive writer: fsynced with its folder)."""
+    check_out(path)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        create_new(path, text)
+    except FileExistsError:
+        raise InferenceError(f"--out {str(path)!r} already exists; pick another --out (results are never overwritten)") from None
+    except OSError as exc:
+        raise InferenceError(f"cannot write --out {str(path)!r}: {exc.strerror}; pick another --out") from None
 
 
 def saved_sweep(run: RunDir, rs: list[int], levels: list[int] | None):

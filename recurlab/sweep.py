@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from recurlab.rundir import RunDir, read_json, write_new
 
 
 @dataclass
@@ -116,39 +116,17 @@ def parse_levels(spec: str) -> list[int]:
     return sorted(set(_positive_ints(spec, "--difficulties", "5,6")))
 
 
-def sweep_paths(run: RunDir, step: int, difficulties: list[int] | None = None) -> tuple[Path, Path]:
-    """Fresh (csv, json) paths for a new sweep of `step`, never those of a saved one.
-
-    The first sweep of a checkpoint is `step_N.*`, later ones `step_N_2.*`, `step_N_3.*`, ...; a
-    sweep at other levels than the run's is `step_N_levels_5-6[_K].*`. The name is claimed by
-    creating the JSON exclusively (an empty file, which readers skip), so two sweeps started at
-    once (the TUI and the shell) cannot pick the same one.
-    """
-    run.sweeps_dir.mkdir(exist_ok=True)
-    tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
-    n = 1
-    while True:
-        base = run.sweeps_dir / (f"step_{step:08d}{tag}" + (f"_{n}" if n > 1 else ""))
-        csv_path, json_path = base.with_suffix(".csv"), base.with_suffix(".json")
-        if not csv_path.exists():
-            try:
-                os.close(os.open(json_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-                return csv_path, json_path
-            except FileExistsError:
-                pass
-        n += 1
-
-
 def save_sweep(run: RunDir, result: SweepResult, rs: list[int], levels: list[int], difficulties: list[int] | None) -> Path:
     """Write a sweep's CSV and JSON into the run's sweeps/ folder under a fresh name; -> the CSV path.
     `levels` are the task levels evaluated; `difficulties` names the file when they are not the run's own."""
     rows, counts = result.rows, result.heldout
-    csv_path, json_path = sweep_paths(run, result.step, difficulties)
-    atomic_write_text(csv_path, to_csv(rows))
-    atomic_write_json(json_path, {"run": run.name, "step": result.step, "rs": rs, "complete": result.complete,
-                                  "difficulties": levels,
-                                  "heldout_prompts": {str(d): n for d, n in counts.items()},
-                                  "time": time.time(), "columns": sweep_columns(rows), "rows": rows})
+    record = {"run": run.name, "step": result.step, "rs": rs, "complete": result.complete, "difficulties": levels,
+              "heldout_prompts": {str(d): n for d, n in counts.items()},
+              "time": time.time(), "columns": sweep_columns(rows), "rows": rows}
+    tag = f"_levels_{'-'.join(map(str, difficulties))}" if difficulties else ""
+    # the first sweep of a checkpoint is step_N.*, later ones step_N_2.*, step_N_3.*, ...
+    csv_path, _ = write_new(run.sweeps_dir, f"step_{result.step:08d}{tag}",
+                            {"csv": to_csv(rows), "json": json.dumps(record, indent=1) + "\n"}, sep="_")
     return csv_path
 
 

@@ -25,6 +25,7 @@ from recurlab.data import encode_examples, make_data
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
 from recurlab.engine.sweep import evaluate
+from recurlab.errors import TrainingDiverged
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
@@ -229,6 +230,12 @@ class Trainer:
 
     def save(self, step: int) -> None:
         weights = self.dist.full_state_dict(self.raw_model, self.model)
+        # a checkpoint is never written from broken weights: an update (lr = inf, say) can make them
+        # NaN while the loss of the same step, computed before it, is still finite. Rank 0 holds the
+        # whole state (gathered under FSDP) and tells the others.
+        broken = self.dist.is_main and not all(bool(torch.isfinite(t).all()) for t in weights.values())
+        if self.dist.any_flag(broken):
+            self.diverged(f"the weights became NaN or infinite in the update of step {step}")
         opt = self.dist.optimizer_state(self.model, self.optimizer, optimizer_snapshot)
         if self.dist.is_main:
             s = self.state
@@ -240,6 +247,19 @@ class Trainer:
             self.run.write_status(last_checkpoint=ckpt.name)
         self.saved_step = step
         self.dist.barrier()
+
+    def diverged(self, what: str) -> None:
+        """Stop as failed: keep the finite metrics, record the last good step and loss, write nothing more."""
+        s = self.state
+        self.flush()
+        last = f"last finite loss {s.last_loss:.6g} at step {s.step}" if s.last_loss is not None else "no finite loss since this worker started"
+        if self.dist.is_main:
+            ckpt = self.run.latest_checkpoint()
+            self.run.write_status(step=s.step, loss=s.last_loss, tokens=s.tokens)
+            kept = f"the last checkpoint ({ckpt.path.name}) is intact" if ckpt is not None else "no checkpoint was written"
+        else:
+            kept = "the last checkpoint is intact"
+        raise TrainingDiverged(f"{what} ({last}); {kept}; lower train.lr or fix the profile's numbers")
 
     # ---- the loop --------------------------------------------------------------------
     def fit(self, resume: bool = False) -> str:
@@ -278,6 +298,8 @@ class Trainer:
             step = s.step + 1
             t0 = time.perf_counter()
             m = self.train_step(step)
+            if not math.isfinite(m["loss"]):  # the same on every rank: the loss is reduced over them
+                self.diverged(f"the loss is {m['loss']} at step {step}")
             dt = time.perf_counter() - t0
             s.step, s.tokens = step, s.tokens + m["tokens"]
             # wall time of the whole run (evals and checkpoints included), carried across resumes

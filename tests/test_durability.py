@@ -34,11 +34,22 @@ def test_the_status_writer_rewrites_a_garbled_file_whole(tmp_path):
     run.write_status(step=7)
     st = run.read_status()
     assert st["state"] == "running" and st["pid"] == os.getpid() and st["name"] == "a"
-    assert st["max_steps"] == 100 and st["step"] == 7 and st["contract"] == 1
+    assert st["max_steps"] == 100 and st["step"] == 7 and st["contract"] == 2
     # a reader-side update (the CLI marking a dead worker) still merges into what is on disk
     other = RunDir(run.path)
     other.write_status(error="x")
     assert other.read_status()["state"] == "running" and other.read_status()["error"] == "x"
+
+
+def test_a_new_status_writer_keeps_the_step_the_run_reached(tmp_path):
+    """A resumed worker that fails before its checkpoint loads must leave "failed at step 40", not 0."""
+    run, _ = make_run(tmp_path)
+    run.write_status(state="stopped", step=40, tokens=2560, loss=1.5, last_checkpoint="step_00000040")
+    run.own_status(state="starting", pid=os.getpid())
+    run.write_status(state="failed", error="CheckpointError: ...")
+    st = run.read_status()
+    assert (st["state"], st["step"], st["tokens"], st["loss"], st["last_checkpoint"]) == (
+        "failed", 40, 2560, 1.5, "step_00000040")
 
 
 @pytest.mark.slow
@@ -139,7 +150,8 @@ def test_resume_removes_a_stale_temporary_checkpoint(tmp_path):
 # ---- 5. the umask ----------------------------------------------------------------------------
 
 def test_run_files_honour_the_umask(tmp_path):
-    old = os.umask(0o022)
+    """0666 less the umask: with 002, group-writable 0664 (no file may hard-code 0644 or 0600)."""
+    old = os.umask(0o002)
     try:
         run, cfg = make_run(tmp_path, overrides=["train.max_steps=2", "train.checkpoint_every=2"])
         train(run, cfg, device="cpu")
@@ -149,7 +161,9 @@ def test_run_files_honour_the_umask(tmp_path):
         atomic_write_text(tmp_path / "plain.txt", "x")
     finally:
         os.umask(old)
+    ckpt = run.latest_checkpoint().path
     paths = [run.config_path, run.status_path, run.vocab_path, run.metrics_path, res.path, res.path.with_suffix(".json"),
-             run.latest_checkpoint().path / "state.json", tmp_path / "plain.txt"]
+             ckpt / "state.json", ckpt / "model.safetensors", ckpt / "optimizer.safetensors", ckpt / "optimizer.json",
+             tmp_path / "plain.txt"]
     for p in paths:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o644, (p, oct(p.stat().st_mode))
+        assert stat.S_IMODE(p.stat().st_mode) == 0o664, (p, oct(p.stat().st_mode))

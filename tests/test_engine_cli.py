@@ -121,6 +121,11 @@ def test_inspect_prints_table_and_writes_trace(run_dir):
     assert lines[0].split()[:5] == ["1", "2", "3", "4", "5"]
     assert sum(1 for line in lines if line.startswith("'")) == n  # one row per token
     assert "path independence (2 starts)" in res.output
+    first = path.read_bytes()
+    again = invoke("inspect", run_dir.path, "--prompt", "12+3=", "--r", 2, "--name", "cli-trace", "--init-scale", 0)
+    assert again.exit_code == 0, again.output
+    assert f"trace written to {run_dir.traces_dir / 'cli-trace-2.json'}" in again.output
+    assert path.read_bytes() == first and read_json(run_dir.traces_dir / "cli-trace-2.json")["r"] == 2
 
 
 @pytest.mark.parametrize(

@@ -79,3 +79,29 @@ def test_runs_status_and_the_tuis_runs_screen_load_no_torch(tmp_path):
         print("torch loaded" if "torch" in sys.modules else "no torch")
     """, tmp_path).splitlines()
     assert out[-2:] == ["RunsScreen 1", "no torch"], out
+
+
+def test_errors_is_a_leaf_and_every_user_error_lives_there():
+    """errors.py imports nothing (of recurlab or anything else), and every exception class the
+    package defines is declared there: a UserError, except two signals that never reach a user and
+    TrainingDiverged, a run's failure (recorded in its status), not a mistake of the user's."""
+    import ast
+
+    from recurlab import errors
+
+    package = ROOT / "recurlab"
+    tree = ast.parse((package / "errors.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    internal = {"EvalCancelled", "_DuplicateKey"}  # a cancel signal inside lm-eval; a YAML loader's signal
+    elsewhere = []
+    for path in package.rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Exception"))
+                                                      for b in node.bases):
+                elsewhere.append(node.name)
+    assert set(elsewhere) <= internal, elsewhere
+    declared = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, BaseException)]
+    failures = {errors.TrainingDiverged}
+    assert len(declared) >= 17 and all(issubclass(c, errors.UserError) for c in declared if c not in failures)

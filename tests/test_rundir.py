@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from recurlab.rundir import STALE_AFTER_S, MetricsTail, RunDir, RunError, list_runs, new_run_name, resolve_run
+from recurlab.rundir import (
+    STALE_AFTER_S, MetricsTail, RunDir, RunError, create_new, list_runs, new_run_name, resolve_run, write_new,
+)
 
 
 def make_run(root, name, created=None):
@@ -23,7 +25,7 @@ def test_create_writes_config_and_starting_status(tmp_path):
     run = make_run(tmp_path, "a")
     assert run.config_path.read_text() == "profile: tiny\n"
     st = run.read_status()
-    assert st["state"] == "starting" and st["name"] == "a" and st["contract"] == 1
+    assert st["state"] == "starting" and st["name"] == "a" and st["contract"] == 2
     before = {p.name: p.read_bytes() for p in run.path.iterdir()}
     with pytest.raises(RunError, match="already exists"):
         RunDir.create(tmp_path, "a", "profile: other\n")
@@ -133,3 +135,73 @@ def test_request_stop_reports_a_pending_stop(tmp_path):
     run.clear_stop()
     assert not run.stop_requested()
     assert not os.path.exists(run.stop_path)
+
+
+def test_write_new_never_replaces_and_takes_the_next_free_stem(tmp_path):
+    folder = tmp_path / "results"
+    first = write_new(folder, "step_00000010", {"csv": "a\n", "json": b'{"n": 1}\n'}, sep="_")
+    assert [p.name for p in first] == ["step_00000010.csv", "step_00000010.json"]
+    # a stem is taken by a file of any suffix: a lone json is enough to move on
+    (folder / "step_00000010_2.json").write_text("{}")
+    second = write_new(folder, "step_00000010", {"csv": "b\n", "json": "{}\n"}, sep="_")
+    assert [p.name for p in second] == ["step_00000010_3.csv", "step_00000010_3.json"]
+    assert (folder / "step_00000010.csv").read_text() == "a\n" and (folder / "step_00000010_2.json").read_text() == "{}"
+    named = write_new(folder, "t", lambda stem: {"json": f'{{"name": "{stem}"}}'})
+    named2 = write_new(folder, "t", lambda stem: {"json": f'{{"name": "{stem}"}}'})
+    assert json.loads(named[0].read_text()) == {"name": "t"} and json.loads(named2[0].read_text()) == {"name": "t-2"}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in first + second + named)
+
+
+def test_create_new_refuses_an_existing_file_and_leaves_it(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("old")
+    with pytest.raises(FileExistsError):
+        create_new(path, "new")
+    assert path.read_text() == "old"
+    assert create_new(tmp_path / "fresh.csv", "new").read_text() == "new"
+
+
+def test_write_new_racing_writers_both_keep_their_results(tmp_path):
+    """Writers in separate processes started together: every result lands under its own stem."""
+    code = ("import sys; from recurlab.rundir import write_new; "
+            "write_new(sys.argv[1], 'trace', {'json': sys.argv[2] * 1000, 'csv': sys.argv[2]})")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(i)]) for i in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 4
+    jsons = sorted(tmp_path.glob("*.json"))
+    assert len(jsons) == 4 and sorted(p.read_text()[0] for p in jsons) == ["0", "1", "2", "3"]
+    assert all(p.with_suffix(".csv").read_text() == p.read_text()[0] for p in jsons)
+
+
+def test_unreadable_folders_are_run_errors_even_for_root(tmp_path, monkeypatch):
+    """What a non-root user meets with chmod 000 (root reads through it, so the denial is simulated
+    here; tests/test_cli_errors.py checks the real thing as `nobody` where it can)."""
+    from pathlib import Path
+
+    make_run(tmp_path / "runs", "open")
+    make_run(tmp_path / "runs", "hidden")
+    closed, hidden = tmp_path / "runs", tmp_path / "runs" / "hidden"
+    real_iterdir, real_is_file, real_access = Path.iterdir, Path.is_file, os.access
+
+    def iterdir(self):
+        if self == closed and denied["runs"]:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    def is_file(self):
+        if self.parent == hidden:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    denied = {"runs": True}
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != hidden and real_access(p, mode))
+    with pytest.raises(RunError, match="cannot read runs directory .* .permission denied."):
+        list_runs(closed)
+    denied["runs"] = False
+    assert [r.name for r in list_runs(closed)] == ["open"]  # a run folder it cannot look into is left out
+    for spec, root in (("hidden", closed), (str(hidden), tmp_path)):
+        with pytest.raises(RunError, match="cannot read run directory .*hidden.* .permission denied."):
+            resolve_run(spec, root)

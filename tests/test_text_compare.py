@@ -15,12 +15,18 @@ TINY = ["model.n_embd=32", "model.n_head=2", "model.block_size=32", "data.seq_le
 
 def test_compare_trains_four_models_and_writes_one_table(cli, runs_dir, tmp_path):
     write_corpus(tmp_path / "corpus", n_bytes=60_000, files=1)
+    # an earlier comparison's table stays as it is: this one is written beside it as compare-2.*
+    (runs_dir / "compare.csv").write_text("r,loss_latent\n1,9.9\n")
+    (runs_dir / "compare.json").write_text('{"earlier": true}\n')
     res = cli("compare", "--profile", "compare", f"data.name={tmp_path / 'corpus'}", f"data.cache_dir={tmp_path / 'cache'}",
               *TINY, "--r", "1,4", "--name", "cmp", "--runs-dir", runs_dir, timeout=300, check=True)
     assert "loss_latent" in res.stdout and "bpb_matched" in res.stdout
-    rows = list(csv.DictReader((runs_dir / "compare.csv").open()))
+    assert (runs_dir / "compare.csv").read_text() == "r,loss_latent\n1,9.9\n"
+    assert json.loads((runs_dir / "compare.json").read_text()) == {"earlier": True}
+    assert f"wrote {runs_dir / 'compare-2.csv'} and {runs_dir / 'compare-2.json'}" in res.stdout
+    rows = list(csv.DictReader((runs_dir / "compare-2.csv").open()))
     assert [row["r"] for row in rows] == ["1", "4"]
-    table = json.loads((runs_dir / "compare.json").read_text())
+    table = json.loads((runs_dir / "compare-2.json").read_text())
     assert set(table["runs"].values()) == {"cmp-latent", "cmp-token", "cmp-fixed", "cmp-matched"}
     for name in table["runs"].values():
         assert json.loads((runs_dir / name / "status.json").read_text())["state"] == "finished"

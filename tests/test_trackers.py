@@ -110,7 +110,8 @@ def test_the_worker_records_its_environment(tmp_path):
 
     from recurlab import environment
 
-    run, cfg = new_run(tmp_path, ["train.max_steps=1"])
+    cfg = load_profile("tiny", ["train.max_steps=1", "data.eval_examples=8"])
+    run = RunDir.create(tmp_path / "runs", "env", to_yaml(cfg))
     assert environment.read(run) == {}
     assert ("note", "no environment.json: the run was trained before recurlab recorded it") in environment.describe(run)
     assert train(run, cfg, device="cpu") == "finished"

@@ -642,3 +642,21 @@ async def test_half_written_run_gives_notices_not_crashes(runs):
         await pilot.press("4")
         await pilot.press("1")
         assert app.screen.TITLE_SHORT == "Runs"
+
+
+async def test_status_files_of_the_wrong_shape_show_as_rows_not_crashes(runs):
+    """Valid JSON of the wrong shape: the Runs screen drops the ill-typed fields, as readers do."""
+    from textual.widgets import DataTable
+
+    shapes = {"list": "[1, 2]", "pid": '{"state": "running", "pid": "abc", "host": "%s"}' % os.uname().nodename,
+              "created": '{"state": "finished", "created": "yesterday"}', "heartbeat": '{"state": "running", "heartbeat": "soon"}'}
+    for name, text in shapes.items():
+        shutil.copytree(runs / "tiny-a", runs / name)
+        (runs / name / "status.json").write_text(text)
+    app = make_app(runs)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: all(name in table.rows for name in shapes))
+        states = {name: str(table.get_row(name)[1]) for name in shapes}
+        assert states == {"list": "unreadable", "pid": "lost", "created": "finished", "heartbeat": "lost"}, states
+        assert app.is_running

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from recurlab.engine import Engine
-    from recurlab.errors import USER_ERRORS, InferenceError
+    from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InferenceError("--exit-table needs an embedded-task run (data.source=task)")
             result["exit_table"] = exit_table(engine, cfg, args)
             result["kv_budget_table"] = kv_budget_table(engine, cfg, args)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from recurlab.engine import Engine, GenerateOptions
-    from recurlab.errors import USER_ERRORS, InferenceError
+    from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise InferenceError(f"--heldout needs an embedded-task run; {name} is not one")
                     entry["accuracy"] = accuracy_table(engine, cfg, args)
                 result["models"].append(entry)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = fresh_path(Path(args.out))

@@ -25,4 +25,30 @@ def main() -> None:
 
     for name in COMMAND_MODULES:  # a missing module is a broken install: let its ImportError show
         importlib.import_module(f"recurlab.cli.{name}")
-    app()
+    sys.exit(run_app(app, sys.argv[1:]))
+
+
+def run_app(app, argv: list[str]) -> int:
+    """Run typer with its parse errors (a word for an integer, an unknown option, a missing
+    argument) as the one `error:` line and exit code 2 that every other bad input gets, instead of
+    its usage box. `recurlab` alone still prints the help."""
+    import typer
+
+    # typer raises click's UsageError, or that of the click it bundles (typer >= 0.20): take it
+    # from typer's own BadParameter, whichever it is
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    no_args_is_help = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
+    try:
+        code = app(args=argv, prog_name="recurlab", standalone_mode=False)
+    except no_args_is_help as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except usage_error as exc:
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        where = f"`{exc.ctx.command_path} --help`" if exc.ctx is not None else "`recurlab --help`"
+        sys.stderr.write(f"error: {message}; see {where}\n")
+        return EXIT_BAD_INPUT
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return code if isinstance(code, int) else 0

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import typer
 
 from recurlab.cli import EXIT_BAD_INPUT
+from recurlab.errors import UserError
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 
 RunsDirOption = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Directory that holds run directories.")
@@ -21,13 +22,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
 
 @contextmanager
 def user_errors():
-    """Turn the project's user-facing exceptions (all ValueError subclasses with one-line
-    messages) into `fail`. Other exceptions are bugs and keep their traceback."""
-    from recurlab.errors import USER_ERRORS
-
+    """Turn a UserError (a one-line message) into `fail`. Other exceptions are bugs and keep
+    their traceback."""
     try:
         yield
-    except USER_ERRORS as exc:
+    except UserError as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -4,20 +4,22 @@
 
 Trains latent recurrence, token recurrence, fixed depth (same parameters) and fixed depth
 (matched compute) one after the other in the foreground, then prints validation loss and bits
-per byte per r and writes RUNS_DIR/compare.csv and compare.json (see recurlab.compare).
+per byte per r and writes RUNS_DIR/compare.csv and compare.json, or compare-2.* and so on: an earlier
+comparison is never replaced (see recurlab.compare).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab compare --profile compare data.name=corpus/ --r 1,2,4,8,16'))
 def compare(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. data.name=/path/to/text."),
     profile: str = typer.Option("compare", "--profile", "-p", help="Profile for all four runs (model.arch is set per run)."),
@@ -38,4 +40,4 @@ def compare(
         except ComparisonError as exc:
             fail(str(exc), code=1)
     typer.echo(format_comparison(table))
-    typer.echo(f"wrote {runs_dir}/compare.csv and {runs_dir}/compare.json")
+    typer.echo(f"wrote {table['path']} and {Path(table['path']).with_suffix('.json')}")

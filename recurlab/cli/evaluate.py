@@ -13,11 +13,11 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 
 
-@app.command("eval")
+@app.command("eval", epilog=examples('recurlab eval demo --tasks embedded --r 1,4,8', 'recurlab eval cpu-demo --tasks my_tasks/ --r 1,8 --exit kl:5e-4 --limit 100'))
 def evaluate(
     run: Optional[str] = typer.Argument(None, help="Run name, unique prefix, or path (or use --model)."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated lm-eval task names, YAML files, folders of YAML files, or 'embedded' (the run's own task)."),
@@ -36,8 +36,9 @@ def evaluate(
     model_path: Optional[str] = typer.Option(None, "--model", help="A Huginn-format model folder instead of a run."),
     runs_dir: str = RunsDirOption,
 ):
-    """Evaluate a run (or a Huginn folder) on lm-eval tasks at each r; print a task x r table and
-    save it as JSON and CSV under RUN/evals/ (never replacing an earlier evaluation)."""
+    """Evaluate a run (or a Huginn folder) on lm-eval tasks at each r; print a task x r table.
+
+    The table is saved as JSON and CSV under RUN/evals/ and never replaces an earlier evaluation."""
     if bool(run) == bool(model_path):
         fail("give either a RUN or --model PATH (a Huginn-format folder), not both or neither")
     rundir = get_run(run, runs_dir) if run else None

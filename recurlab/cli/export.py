@@ -12,11 +12,11 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab export demo exported/demo'))
 def export(
     run: str = typer.Argument(..., help="Run name, unique prefix, or run directory."),
     out_dir: str = typer.Argument(..., help="New folder to write (refused if it exists and is not empty)."),

@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 from recurlab.rundir import RunDir
 
@@ -47,7 +47,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-@app.command()
+@app.command(epilog=examples("recurlab generate demo --prompt '12+34=' --r 8 --temperature 0", "recurlab generate demo --prompt '12+34=' --r 32 --exit kl:5e-4 --json"))
 def generate(
     run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
@@ -168,7 +168,7 @@ def _table(trace: dict) -> list[str]:
     return lines
 
 
-@app.command()
+@app.command(epilog=examples("recurlab inspect demo --prompt '12+34=' --r 8", "recurlab inspect cpu-demo --prompt '3102.0213.2310=' --r 16 --starts 4"))
 def inspect(
     run: Optional[str] = RunArgument,
     prompt: str = typer.Option(..., "--prompt", "-p"),
@@ -184,8 +184,9 @@ def inspect(
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
-    """Print a token x iteration convergence table (cell: the argmax token, colour: KL to the
-    final iteration) and write the latent trace to the run's traces/ folder (./traces/ for --model)."""
+    """Print a token x iteration convergence table and save the latent trace.
+
+    Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
         from recurlab.engine.options import parse_r

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
 
 KINDS = ("curves", "sweep", "sweep-heatmap", "exits", "heatmap", "pca", "wavefront")
@@ -102,7 +102,7 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
     return figures.pca_figure(data, token, run=one.name, trace_name=name)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab plot curves demo --metric eval-acc', 'recurlab plot sweep cpu-demo --csv', 'recurlab plot exits cpu-demo --r 32'))
 def plot(
     kind: str = typer.Argument(..., help=f"What to plot: {', '.join(KINDS)}."),
     runs: list[str] = typer.Argument(..., help="Run names, unique prefixes or paths (curves and sweep overlay several)."),

@@ -24,7 +24,7 @@ from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
 from recurlab.config import run_config
 from recurlab.launch import WorkerStartError
@@ -32,9 +32,10 @@ from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
     train_foreground,
 )
-from recurlab.rundir import ACTIVE_STATES, RunDir, check_runs_dir
+from recurlab.rundir import ACTIVE_STATES, RunDir, check_readable_runs_dir, list_runs, read_json
 
-profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True)
+profiles_app = typer.Typer(help="List the training profiles, or print one resolved.", invoke_without_command=True,
+                           epilog=examples("recurlab profiles", "recurlab profiles show tiny k=1"))
 app.add_typer(profiles_app, name="profiles")
 
 
@@ -82,7 +83,7 @@ def _fmt(value, spec: str = "") -> str:
 # ---- commands -----------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=examples('recurlab train --profile tiny --name demo --foreground', 'recurlab train --profile cpu --name cpu-demo train.max_steps=800 r_mean=16', 'recurlab train --profile cpu --name perm --seeds 0,1,2'))
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value or section.key=value overrides."),
     profile: str = typer.Option("cpu", "--profile", "-p", help="Profile name (see `recurlab profiles`) or a .yaml path."),
@@ -162,19 +163,19 @@ def _exit_for_state(run: RunDir) -> None:
     typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab runs', 'recurlab runs --runs-dir /data/runs',
+                             'recurlab runs --where r_mean=16 --where state=finished --json'))
 def runs(
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON: status, flat config, differing keys."),
     where: Optional[List[str]] = typer.Option(None, "--where", help="Only runs that match, e.g. r_mean=16, "
                                               "state=finished, loss<2, name~seed (repeat to require several)."),
 ) -> None:
-    """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost"), and a
-    column for every config key that differs among the runs listed."""
+    """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost"), and a column for every config key that differs among the runs listed."""  # noqa: E501  (one help paragraph)
     from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show
 
     with user_errors():
-        check_runs_dir(runs_dir)
+        check_readable_runs_dir(runs_dir)
         records = load_records(runs_dir)
         extra = tuple({k for r in records for k in (r.config or {})})
         flt = parse_filter(" ".join(shlex.quote(w) for w in where or []), extra)
@@ -206,7 +207,7 @@ def runs(
     print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE", *(titles[k].upper() for k in keys)], rows)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab status demo'))
 def status(run: str = typer.Argument(..., help="Run name, unique prefix or path."), runs_dir: str = RunsDirOption) -> None:
     """All status fields of a run, its effective state, checkpoints, and the log tail if it died."""
     rd = get_run(run, runs_dir)
@@ -218,6 +219,11 @@ def status(run: str = typer.Argument(..., help="Run name, unique prefix or path.
         why = "its pid is gone" if state == "failed" else "no heartbeat for a while"
         note = f"  (status.json says {st.get('state')}; {why})"
     typer.echo(f"effective state: {state}{note}")
+    raw = read_json(rd.status_path)
+    if not isinstance(raw, dict):
+        typer.echo(f"  ({rd.status_path.name} is missing, unreadable or not a JSON object: the state is unknown)")
+    elif raw.keys() != st.keys():
+        typer.echo(f"  ({rd.status_path.name}: ignored, of the wrong type: {', '.join(k for k in raw if k not in st)})")
     times = ("created", "started", "heartbeat", "ended")
     for key, value in st.items():
         if key in times and isinstance(value, (int, float)):
@@ -232,7 +238,7 @@ def status(run: str = typer.Argument(..., help="Run name, unique prefix or path.
             typer.echo(f"  | {line}")
 
 
-@app.command()
+@app.command(epilog=examples('recurlab logs demo -f'))
 def logs(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the worker ends."),
@@ -250,6 +256,8 @@ def logs(
                     data = f.read()
             except FileNotFoundError:
                 data = b""
+            except OSError as exc:  # a folder in its place, no permission
+                fail(f"cannot read {rd.log_path}: {exc.strerror}")
             if data:
                 offset += len(data)
                 sys.stdout.write(data.decode("utf-8", "replace"))
@@ -259,7 +267,7 @@ def logs(
             time.sleep(POLL_S)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab stop demo', 'recurlab stop demo --now'))
 def stop(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     now: bool = typer.Option(False, "--now", help="Kill the worker at once instead of a graceful stop."),
@@ -282,7 +290,7 @@ def stop(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=examples('recurlab resume demo', 'recurlab resume demo --device cuda:1'))
 def resume(
     run: str = typer.Argument(..., help="Run name, unique prefix or path."),
     runs_dir: str = RunsDirOption,
@@ -291,11 +299,12 @@ def resume(
     nnodes: int = NnodesOption,
     rdzv_endpoint: str = RdzvOption,
 ) -> None:
-    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker
-    (with any number of processes: checkpoints do not depend on it)."""
+    """Continue a stopped or dead run from its latest complete checkpoint, in a detached worker.
+
+    Any number of processes can resume it: checkpoints do not depend on the world size."""
     rd = get_run(run, runs_dir)
     with user_errors():
-        check_resumable(rd)
+        check_resumable(rd, device=device)
         launch = None
         if nproc > 1 or nnodes > 1 or rdzv_endpoint:
             launch = _torchrun(rd.path, run_config(rd), True, device, nproc, nnodes, rdzv_endpoint)
@@ -328,7 +337,7 @@ def profiles(ctx: typer.Context) -> None:
     print_table(["PROFILE", "FROM", "DESCRIPTION"], rows)
 
 
-@profiles_app.command("show")
+@profiles_app.command("show", epilog=examples('recurlab profiles show tiny', 'recurlab profiles show cpu k=2 train.max_steps=100'))
 def profiles_show(
     name: str = typer.Argument(..., help="Profile name or a .yaml path."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides to apply."),

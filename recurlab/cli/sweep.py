@@ -11,11 +11,11 @@ from typing import List, Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
 
 
-@app.command()
+@app.command(epilog=examples('recurlab sweep demo --r 1,2,4,8', 'recurlab sweep cpu-demo --r 1,2,4,8,16,32 --difficulties 5,6', "recurlab sweep 'perm-s*' --r 8,32 --out perm.csv"))
 def sweep(
     runs: List[str] = typer.Argument(..., help="Run name, unique prefix, or path; several (or a pattern like 'perm-s*') "
                                                "sweep each and print the mean ± sd over them."),
@@ -64,7 +64,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     from pathlib import Path
 
     from recurlab.errors import InferenceError
-    from recurlab.seeds import aggregate, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
+    from recurlab.seeds import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
     from recurlab.engine import run_sweep
     from recurlab.sweep import parse_levels, parse_rs
 
@@ -74,8 +74,8 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
             raise InferenceError("several runs need --r (the same r for every run), e.g. --r 1,8,32")
         rs = parse_rs(r)
         levels = parse_levels(difficulties) if difficulties is not None else None
-        if out and Path(out).exists():
-            raise InferenceError(f"{out} already exists; pick another --out (results are never overwritten)")
+        if out:
+            check_out(Path(out))  # before the first sweep is written
         if reuse and step is not None:
             raise InferenceError("--reuse takes each run's latest checkpoint; drop --step")
         results = []

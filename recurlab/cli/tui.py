@@ -15,13 +15,13 @@ from typing import Optional
 
 import typer
 
-from recurlab.cli.app import app
+from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail
-from recurlab.cli.tuistart import TuiArgsError, tui_paths
-from recurlab.rundir import RunError
+from recurlab.cli.tuistart import tui_paths
+from recurlab.errors import UserError
 
 
-@app.command()
+@app.command(epilog=examples('recurlab tui', 'recurlab tui demo', 'recurlab tui --runs-dir /data/runs --model models/huginn-0125'))
 def tui(
     target: Optional[str] = typer.Argument(None, help="A run (name, prefix or path) or a runs directory."),
     runs_dir: str = RunsDirOption,
@@ -30,9 +30,7 @@ def tui(
     """Open the TUI: runs, live curves, latent inspector, generation with an r slider, r sweeps."""
     try:
         runs_dir, run, model = tui_paths(target, runs_dir, model)
-    except TuiArgsError as exc:
-        fail(str(exc))
-    except RunError as exc:
+    except UserError as exc:
         fail(str(exc).splitlines()[0])
     from recurlab.tui.app import RecurlabApp
 

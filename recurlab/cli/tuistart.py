@@ -15,18 +15,21 @@ import os
 import sys
 from pathlib import Path
 
-from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, RunError, resolve_run
+from recurlab.errors import ModelFormatError, RunError, TuiArgsError
+from recurlab.folders import check_model_path
+from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 
 OPTIONS = ("--runs-dir", "--model")
 
-
-class TuiArgsError(ValueError):
-    """A path argument that is not what `recurlab tui` needs; the message says which and why."""
 
 
 def tui_paths(target: str | None, runs_dir: str, model: str | None) -> tuple[str, Path | None, str | None]:
     """(runs directory, run to open or None, model) for `recurlab tui TARGET --runs-dir --model`."""
     run = None
+    if not runs_dir:
+        raise TuiArgsError("--runs-dir '' is empty: pass the folder that holds the runs")
+    if target == "":
+        raise TuiArgsError("'' is empty: pass a run directory, a runs directory or the name of a run in --runs-dir")
     if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
         raise TuiArgsError(f"--runs-dir {runs_dir!r} is a file, not a directory: pass the folder that holds the runs")
     if target is not None:
@@ -43,8 +46,8 @@ def tui_paths(target: str | None, runs_dir: str, model: str | None) -> tuple[str
             run, runs_dir = found.path, str(found.path.parent)
     elif not Path(runs_dir).is_dir():
         raise TuiArgsError(f"runs directory {runs_dir!r} does not exist: start a run with `recurlab train` or pass --runs-dir")
-    if model is not None and not Path(model).exists():
-        raise TuiArgsError(f"--model {model!r} does not exist: pass a run directory or a model folder")
+    if model is not None:
+        check_model_path(model)  # before the first frame: a folder the engine cannot open is refused here
     return runs_dir, run, model
 
 
@@ -77,7 +80,7 @@ def start_quickly(argv: list[str]) -> bool:
         return False
     try:
         runs_dir, run, model = tui_paths(**args)
-    except (TuiArgsError, RunError) as exc:
+    except (TuiArgsError, RunError, ModelFormatError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         from recurlab.cli import EXIT_BAD_INPUT
 

@@ -22,7 +22,7 @@ needs the model, not at start-up.
     # or: engine.generate(prompts, opts, on_token=callback)   callback(TokenEvent) per token
 
     trace = latent_trace(model, tok, "12+34=", r=16, criterion="kl:5e-4", starts=4, seed=0)
-    path = save_trace(run, "my-trace", trace)   # run.traces_dir / "my-trace.json", atomic
+    path = save_trace(run, "my-trace", trace)   # run.traces_dir / "my-trace.json"; again: my-trace-2.json
 
 Public API (stable):
 
@@ -54,7 +54,8 @@ Public API (stable):
         on_step(StepEvent) follows the parallel sampler's outer steps (recurlab.engine.parallel); its
         result has .parallel: outer_steps, core_passes, passes_per_token, rows[b].frozen_at / .wavefront;
         recurlab.engine.wavefronts saves and loads wavefronts (RUN/wavefronts/*.json, never overwritten).
-        .encode(prompt) -> list[int]     (<bos> first where tokenizer.prepend_bos; raises VocabError /
+        .encode(prompt) -> list[int]     (wrapped in the model's specials, recurlab.text.specials: <bos> for
+                                          task models, a folder's own (Llama: <s>); raises VocabError /
                                           InferenceError for bad prompts)
 
     TokenEvent(row: int, index: int, token_id: int, text: str, iterations: int)

@@ -27,6 +27,7 @@ from recurlab.engine.options import GenerateOptions
 from recurlab.engine.sampling import choose, next_token_probs
 from recurlab.engine.steps import run_pass
 from recurlab.errors import InferenceError
+from recurlab.text.specials import sequence_specials
 
 
 @dataclass
@@ -156,10 +157,18 @@ class Engine:
         if not isinstance(prompt, str) or prompt == "":
             raise InferenceError("the prompt is empty; pass some text, e.g. --prompt '12+34='")
         ids = self.tokenizer.encode(prompt)
-        if getattr(self.tokenizer, "prepend_bos", False):
-            ids = [self.tokenizer.bos_id, *ids]  # task models were trained on <bos> prompt answer
+        # the model's own convention: <bos> for task models, a model folder's specials (e.g. Llama's <s>);
+        # a prompt that already starts with them (typed by hand) does not get them twice, as in lm-eval
+        before, after = sequence_specials(self.tokenizer)
+        if before and list(ids[:len(before)]) == before:
+            before = []
+        ids = [*before, *ids, *after]
         if not ids:
             raise InferenceError(f"the prompt {prompt!r} encodes to no tokens; pass some text the model knows")
+        context = self.model.cfg.block_size
+        if len(ids) > context:  # positions past the context were never trained: refuse, do not guess
+            raise InferenceError(f"the prompt is {len(ids)} tokens, longer than the model's context of {context} "
+                                 "(model.block_size); shorten it")
         return list(ids)
 
     def stream(self, prompts: str | Sequence[str], options: GenerateOptions | None = None, on_step=None) -> Stream:

@@ -16,7 +16,6 @@ Hugging Face folder, opened by the loader registered for its `model_type` in FOL
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Callable
 from recurlab.checkpoint import load_model
 from recurlab.config import RunConfig, run_config
 from recurlab.devices import check_device, resolve_device
-from recurlab.errors import ModelFormatError
+from recurlab.folders import MODEL_TYPES, folder_model_type
 from recurlab.rundir import DEFAULT_RUNS_DIR, Checkpoint, RunDir, RunError, resolve_run
 from recurlab.tokenizer import run_tokenizer
 
@@ -73,25 +72,7 @@ def _open_family(path: Path, device: str):
 
 # config.json model_type -> loader(folder, device) -> (model, tokenizer, RunConfig)
 # (a plain `llama` folder is refused there with the command that retrofits it)
-FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {
-    "huginn_raven": _open_family, "ouro": _open_family, "llama": _open_family,
-}
-
-
-def folder_model_type(path: Path) -> str:
-    """The model_type of a Hugging Face folder's config.json, checked against FOLDER_LOADERS."""
-    try:
-        raw = json.loads((path / "config.json").read_text())
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {path / 'config.json'} ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ModelFormatError(f"{path / 'config.json'} is not valid JSON ({exc}); re-download the model folder") from None
-    found = raw.get("model_type") if isinstance(raw, dict) else None
-    if found not in FOLDER_LOADERS:
-        arch = ",".join(raw.get("architectures") or []) if isinstance(raw, dict) else ""
-        raise ModelFormatError(f"{path} holds a {found or 'untyped'} model ({arch or 'unknown'}); recurlab opens run "
-                               f"directories and folders of model type {', '.join(sorted(FOLDER_LOADERS))}")
-    return found
+FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {kind: _open_family for kind in MODEL_TYPES}
 
 
 def open_model(target: str | Path | RunDir, step: int | None = None, device: str = "auto") -> OpenedModel:
@@ -112,7 +93,7 @@ def open_model(target: str | Path | RunDir, step: int | None = None, device: str
         raise RunError(f"{path} is neither a run directory (run.yaml) nor a Hugging Face model folder (config.json)")
     if step is not None:
         raise RunError(f"{path} is a model folder, which has no checkpoints to choose with a step")
-    kind = folder_model_type(path)
+    kind = folder_model_type(path, tuple(FOLDER_LOADERS))
     model, tokenizer, cfg = FOLDER_LOADERS[kind](path, device)
     return OpenedModel(model, tokenizer, cfg, device, path.name, path, kind=kind)
 

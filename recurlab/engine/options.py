@@ -9,6 +9,7 @@ Every mistake raises InferenceError with one line that says what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from recurlab.engine.parallel_options import ParallelConfig, parse_sampler
@@ -50,8 +51,8 @@ class ExitCriterion:
     def validate(self) -> "ExitCriterion":
         if self.kind not in EXIT_KINDS:
             raise InferenceError(f"unknown exit criterion {self.kind!r}: use one of {EXIT_EXAMPLE}")
-        if not self.threshold >= 0:  # also rejects NaN
-            raise InferenceError(f"exit threshold must be >= 0 (0 disables the exit), got {self.threshold:g}")
+        if not 0 <= self.threshold < math.inf:  # also rejects NaN
+            raise InferenceError(f"exit threshold must be >= 0 and finite (0 disables the exit), got {self.threshold:g}")
         if self.kind == "cosine" and self.threshold > 1:
             raise InferenceError(f"cosine exit threshold must be in [0, 1], got {self.threshold:g}")
         if self.kind == "gate" and self.threshold > 1:

@@ -333,10 +333,6 @@ def _advance(row: _Row, b: int, step: int, s: Tensor, logits: Tensor, n: Tensor,
             break
         k += 1
     row.steps = step
-    event = StepEvent(row=b, step=step, first=row.lo - row.base, iterations=n_list, tokens=preds, frozen=k)
-    row.record.append({"step": step, "first": event.first, "iterations": n_list, "tokens": preds, "frozen": k})
-    if on_step is not None:
-        on_step(event)
     events = []
     for i in range(k):
         cache.spread(b, row.lo + i, n_list[i])
@@ -346,8 +342,17 @@ def _advance(row: _Row, b: int, step: int, s: Tensor, logits: Tensor, n: Tensor,
         if ev is not None:
             events.append(ev)
         if rows_out.finished(b):
+            # a stop token or the last wanted token ends the row: the positions after it in the
+            # passing prefix are never committed, so they do not count as frozen
             row.done = True
-            return events
+            k = i + 1
+            break
+    event = StepEvent(row=b, step=step, first=row.lo - row.base, iterations=n_list, tokens=preds, frozen=k)
+    row.record.append({"step": step, "first": event.first, "iterations": n_list, "tokens": preds, "frozen": k})
+    if on_step is not None:
+        on_step(event)
+    if row.done:
+        return events
     if k:
         row.last_state = s[k - 1].clone()
         row.next_token = preds[k - 1]

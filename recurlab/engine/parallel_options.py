@@ -19,6 +19,7 @@ with the token its predecessor now predicts; no position runs more than r iterat
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from recurlab.errors import InferenceError
@@ -75,15 +76,15 @@ class ParallelConfig:
         if self.headway > self.wavefront:
             raise InferenceError(f"parallel headway ({self.headway}) must not exceed the wavefront ({self.wavefront}); "
                                  "lower headway= or raise wavefront=")
-        if not self.threshold >= 0:  # also NaN
-            raise InferenceError(f"freeze threshold must be >= 0, got {self.threshold:g}")
+        if not 0 <= self.threshold < math.inf:  # also NaN
+            raise InferenceError(f"freeze threshold must be >= 0 and finite, got {self.threshold:g}")
         if self.freeze in ("stable", "iterations") and float(self.threshold) != int(self.threshold):
             raise InferenceError(f"freeze rule {self.freeze} takes a whole number, e.g. {self.freeze}:3, got {self.threshold:g}")
         if self.freeze == "stable" and self.threshold < 1:
             raise InferenceError(f"freeze rule stable needs at least 1 outer step, e.g. stable:3, got {self.threshold:g}")
         if self.strict and r is not None and self.threshold > r:
             raise InferenceError(f"freeze rule iterations:{int(self.threshold)} exceeds r ({r}); lower it or raise --r")
-        if not 0 <= self.noise <= 1:
+        if not 0 <= self.noise <= 1:  # NaN fails every comparison, so it is refused too
             raise InferenceError(f"parallel noise must be in [0, 1], got {self.noise:g}")
         if not 0 <= self.smoothing < 1:
             raise InferenceError(f"parallel smoothing must be in [0, 1), got {self.smoothing:g}")

@@ -25,6 +25,7 @@ from recurlab.data import IGNORE
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir
 from recurlab.sweep import SweepResult, save_sweep
+from recurlab.tasks import get_task, levels_problem
 
 
 @torch.no_grad()
@@ -68,15 +69,6 @@ def evaluate(model, data, rs: list[int], device, autocast=None, on_row=None, can
     return rows
 
 
-def _check_levels_fit(cfg, data, difficulties: list[int]) -> None:
-    """Every held-out example of the requested levels must fit the model's context."""
-    for d in difficulties:
-        longest = max(len(ex.prompt) + len(ex.answer) + 1 for ex in data.heldout(d))
-        if longest > cfg.model.block_size:
-            raise InferenceError(f"--difficulties: level {d} needs {longest} tokens but the model's block_size is "
-                                 f"{cfg.model.block_size}; choose lower levels")
-
-
 def run_sweep(
     run: RunDir,
     rs: list[int] | None = None,
@@ -101,12 +93,13 @@ def run_sweep(
     if difficulties:
         if cfg.data.source != "task":  # refused before loading anything
             raise InferenceError("--difficulties applies to runs on an embedded task, not to text runs")
+        problem = levels_problem(get_task(cfg.data.task), difficulties, cfg.model.block_size)
+        if problem:  # before any example is written: level 100000 of addition is a 100000-digit number
+            raise InferenceError(f"--difficulties: {problem}")
         cfg.data.difficulties = list(difficulties)
     device = resolve_device(device)
     model, ckpt = load_model(run, step, device)
     data = make_data(cfg, run)  # text runs: the tokenizer saved in the run, not a fresh one
-    if difficulties:
-        _check_levels_fit(cfg, data, difficulties)
     rows = evaluate(model, data, rs, device, on_row=on_row, cancel=cancel)
     counts = dict(getattr(data, "heldout_counts", {}))
     result = SweepResult(run=run.name, step=ckpt.step, rows=rows, complete=len(rows) == len(rs), heldout=counts)

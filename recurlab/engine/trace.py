@@ -41,6 +41,7 @@ Schema (version TRACE_VERSION; every number is a float or int, every list is pla
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -49,7 +50,7 @@ import torch
 from recurlab.engine.exits import check_exit_support, entropy, exit_iterations, exit_pdf, kl_div, log_softmax
 from recurlab.engine.options import GenerateOptions, parse_exit
 from recurlab.errors import InferenceError
-from recurlab.rundir import RunDir, atomic_write_json
+from recurlab.rundir import RunDir, write_new
 
 TRACE_VERSION = 1
 TOP = 5
@@ -92,6 +93,10 @@ def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str |
     ids = engine.encode(prompt)
     generated_text = ""
     if generate is not None:
+        room = model.cfg.block_size - len(ids)
+        if generate.max_new_tokens > room:
+            raise InferenceError(f"the prompt ({len(ids)} tokens) and {generate.max_new_tokens} new tokens would trace "
+                                 f"past the model's context of {model.cfg.block_size}; generate at most {room}")
         res = engine.generate(prompt, generate)
         ids, generated_text = ids + res.token_ids, res.text
     scale = model.cfg.init_scale if init_scale is None else init_scale
@@ -172,7 +177,5 @@ def _path_independence(model, e, rope, r, scale, seed, starts, project) -> dict:
 def save_trace(run: RunDir, name: str, trace: dict) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
         raise InferenceError(f"trace name {name!r} must be letters, digits, '.', '_' or '-' (at most 100)")
-    run.traces_dir.mkdir(parents=True, exist_ok=True)
-    path = run.traces_dir / f"{name}.json"
-    atomic_write_json(path, trace)
-    return path
+    # a name used before gets -2, -3, ...: a trace is a result, never replaced
+    return write_new(run.traces_dir, name, {"json": json.dumps(trace, indent=1) + "\n"})[0]

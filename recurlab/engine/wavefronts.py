@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from recurlab.rundir import atomic_write_json
+from recurlab.rundir import write_new
 
 WAVEFRONT_VERSION = 1
 
@@ -49,15 +49,8 @@ def wavefront_record(result, tokenizer, row: int = 0) -> dict:
 
 def save_wavefront(run_path, record: dict, name: str | None = None) -> Path:
     """Write RUN/wavefronts/<name>.json; an existing name gets a -2, -3, ... suffix instead."""
-    folder = Path(run_path) / "wavefronts"
-    folder.mkdir(parents=True, exist_ok=True)
     stem = name or time.strftime("wavefront-%Y%m%d-%H%M%S")
-    path, n = folder / f"{stem}.json", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{stem}-{n}.json"
-    atomic_write_json(path, record)
-    return path
+    return write_new(Path(run_path) / "wavefronts", stem, {"json": json.dumps(record, indent=1) + "\n"})[0]
 
 
 def list_wavefronts(run_path) -> list[Path]:

@@ -27,6 +27,7 @@ from lm_eval.api.model import LM
 
 from recurlab.errors import InferenceError
 from recurlab.tasks import VocabError
+from recurlab.text.specials import sequence_specials
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -236,8 +237,13 @@ class RecurlabLM(LM):
         whole = self._encode(context + continuation, task)
         ctx = self._encode(context, task) if context else []
         cont = whole[len(ctx):]
-        if getattr(self.source.tokenizer, "prepend_bos", False) or not ctx:
-            ctx = [self._prefix_id, *ctx]
+        # the model's sequence start goes before the context only, never between context and continuation
+        # (lm-eval's HF backend does the same); an empty context is scored after the prefix token alone
+        start, _ = sequence_specials(self.source.tokenizer)
+        if start:
+            ctx = [*start, *ctx]
+        elif not ctx:
+            ctx = [self._prefix_id]
         if not cont:
             raise InferenceError(f"task {task}: the continuation {continuation!r} encodes to no tokens")
         over = len(ctx) + len(cont) - 1 - self.max_length

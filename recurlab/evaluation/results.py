@@ -1,7 +1,7 @@
 """Evaluation results: rows (task x r), the text table, and the saved files in evals/ (no torch, no lm-eval).
 
-    writer = EvalWriter(run.path / "evals")          # reserves evals/eval-YYYYmmdd-HHMMSS[-k].json on first save
-    writer.save(record)                              # JSON + CSV, replaced atomically as rows arrive
+    writer = EvalWriter(run.path / "evals")          # the first save takes evals/eval-YYYYmmdd-HHMMSS[-k].{json,csv}
+    writer.save(record)                              # later saves replace its own two files atomically
     print(format_table(record["rows"], record["rs"]))
     load_evals(run.path / "evals")                   # saved evaluations, oldest first
 
@@ -17,11 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from pathlib import Path
 
-from recurlab.rundir import atomic_write_text, fsync_dir, read_json
+from recurlab.rundir import atomic_write_text, read_json, write_new
 
 CSV_COLUMNS = ["task", "r", "metric", "value", "stderr", "n", "mean_iterations", "tokens"]
 # the metric shown for a task, in order of preference (lm-eval keys are "metric,filter")
@@ -100,28 +99,20 @@ class EvalWriter:
         self.prefix = prefix
         self.json_path: Path | None = None
 
-    def _claim(self) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for k in range(1, 1000):
-            base = self.folder / (f"{self.prefix}-{stamp}" + (f"-{k}" if k > 1 else ""))
-            if base.with_suffix(".csv").exists():
-                continue
-            try:
-                fd = os.open(base.with_suffix(".json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                continue
-            os.close(fd)
-            return base.with_suffix(".json")
-        raise RuntimeError(f"no free evaluation name in {self.folder}")
-
     def save(self, record: dict) -> Path:
+        """The first save takes a fresh name (never one of a saved evaluation); later saves of
+        the same evaluation, as rows arrive, replace its own two files atomically."""
+        def files(stem: str, record=record) -> dict[str, str]:
+            record = {**record, "name": stem, "csv": f"{stem}.csv"}
+            return {"csv": to_csv(record["rows"]), "json": json.dumps(record, indent=1, default=str) + "\n"}
+
         if self.json_path is None:
-            self.json_path = self._claim()
-        record = {**record, "name": self.json_path.stem, "csv": self.json_path.with_suffix(".csv").name}
-        atomic_write_text(self.json_path.with_suffix(".csv"), to_csv(record["rows"]))
-        atomic_write_text(self.json_path, json.dumps(record, indent=1, default=str) + "\n")
-        fsync_dir(self.folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _, self.json_path = write_new(self.folder, f"{self.prefix}-{time.strftime('%Y%m%d-%H%M%S')}", files)
+            return self.json_path
+        own = files(self.json_path.stem)
+        atomic_write_text(self.json_path.with_suffix(".csv"), own["csv"])
+        atomic_write_text(self.json_path, own["json"])
         return self.json_path
 
 

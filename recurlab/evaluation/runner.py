@@ -21,6 +21,7 @@ from pathlib import Path
 
 from recurlab.errors import InferenceError
 from recurlab.evaluation.results import EvalWriter, histogram, primary_metric
+from recurlab.rundir import folder_problem
 
 
 @dataclass
@@ -80,18 +81,20 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
         from recurlab.checkpoint import run_config
 
         cfg = run_config(run)
-    plan = resolve_tasks(settings.tasks, run=run, cfg=cfg)
     out = Path(out_dir) if out_dir else (run.path / "evals" if run is not None else default_out_dir(model_path))
-    if out.exists() and not out.is_dir():
-        raise InferenceError(f"output folder {out} is a file; choose another with --out")
+    problem = folder_problem(out)
+    if problem:
+        raise InferenceError(f"--out {str(out)!r}: {problem}; choose another output folder with --out")
 
     from lm_eval import simple_evaluate
 
     from recurlab.evaluation.lm import EvalCancelled, RecurlabLM, open_source
 
+    # the model (and so its checkpoint) before the tasks: `embedded` writes the run's evals/tasks/
     if source is None:
         source = open_source(run=run, model=model_path, checkpoint=settings.checkpoint, device=settings.device,
                              dtype=settings.dtype, runs_dir=runs_dir)
+    plan = resolve_tasks(settings.tasks, run=run, cfg=cfg)
     lm = RecurlabLM.from_source(source, r=settings.rs[0], exit=settings.exit, kv_budget=settings.kv_budget,
                                 init_scale=settings.init_scale, batch_size=settings.batch_size, seed=settings.seed)
     lm.cancel = cancel

@@ -9,7 +9,7 @@
 Every task is built once here (which reads its data), so that an unknown name, a YAML lm-eval
 rejects, a missing data file or a hub dataset without network fails with one line before a model
 loads or a file is written. Built-in tasks fetch their data from the Hugging Face hub; a local task
-is a YAML file over a JSON lines file (README: "Writing a local task").
+is a YAML file over a JSON lines file (docs/evaluation.md: "Writing a local task").
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ from pathlib import Path
 
 import yaml
 
-from recurlab.errors import DataError, InferenceError
+from recurlab.errors import DataError, EvalTaskError
 from recurlab.rundir import atomic_write_text
 
 EMBEDDED = "embedded"
 TASKS_SUBDIR = "tasks"  # RUN/evals/tasks/: the exported embedded tasks
 
-
-class EvalTaskError(InferenceError):
-    """A task that cannot be used: unknown, rejected by lm-eval, or its data unreadable."""
 
 
 @dataclass
@@ -108,8 +105,12 @@ def _yaml_task_names(path: Path) -> list[str]:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise EvalTaskError(f"{path} is not valid YAML ({first}); fix the file") from None
+    except UnicodeDecodeError:
+        raise EvalTaskError(f"{path} is not UTF-8 text, so it is not a task YAML file; give the task's .yaml") from None
+    except OSError as exc:
+        raise EvalTaskError(f"cannot read task file {path}: {exc.strerror}") from None
     if not isinstance(data, dict) or not (data.get("task") or data.get("group")):
-        raise EvalTaskError(f"{path} has no `task:` key, so it is not an lm-eval task; see README 'Writing a local task'")
+        raise EvalTaskError(f"{path} has no `task:` key, so it is not an lm-eval task; see docs/evaluation.md, 'Writing a local task'")
     name = data.get("task") or data.get("group")
     if isinstance(name, list):  # a group file lists its tasks under task:; the group's name is what runs
         name = data.get("group")
@@ -193,13 +194,13 @@ def _build(plan: TaskPlan, name: str) -> None:
     except (ConnectionError, TimeoutError) as exc:
         raise DataError(f"task {name} needs its data from the Hugging Face hub, which cannot be reached "
                         f"({_first_line(exc)}); connect to the network once so that datasets caches it, "
-                        "or write a local task over a JSON lines file (README)") from None
+                        "or write a local task over a JSON lines file (docs/evaluation.md)") from None
     except FileNotFoundError as exc:
         raise DataError(f"task {name}: a data file is missing ({_first_line(exc)}); fix the path in its YAML") from None
     except Exception as exc:  # lm-eval and datasets raise many types for a config they reject
         if "offline" in str(exc).lower() or "couldn't reach" in str(exc).lower():
             raise DataError(f"task {name} needs its data from the Hugging Face hub, which cannot be reached "
-                            f"({_first_line(exc)}); connect to the network, or write a local task (README)") from None
+                            f"({_first_line(exc)}); connect to the network, or write a local task (docs/evaluation.md)") from None
         raise EvalTaskError(f"task {name}: lm-eval rejected it ({type(exc).__name__}: {_first_line(exc)}); "
                             "fix its YAML") from None
     for tname, task in loaded["tasks"].items():

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from recurlab.errors import ModelFormatError
-from recurlab.rundir import fsync_dir
+from recurlab.rundir import folder_problem, fsync_dir, usual_mode
 
 HUGINN_LAYOUT = {"block": "sandwich", "rotary": "pairs", "injection": "adapter", "state_init": "random",
                  "step_norm": False, "coda_norm": True, "final_norm": True, "tie_head": True, "exit_gate": False}
@@ -90,6 +90,16 @@ def _config(cfg, ids: dict, step: int) -> dict:
     }
 
 
+def check_out_dir(out: Path) -> None:
+    """OUT_DIR must be new (or an empty folder) under folders this user can write: checked before
+    the checkpoint is read, so that a bad path writes nothing."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelFormatError(f"{out} already exists and is not empty; choose a new OUT_DIR (nothing was written)")
+    problem = folder_problem(out)
+    if problem:
+        raise ModelFormatError(f"OUT_DIR {str(out)!r}: {problem}; choose another OUT_DIR (nothing was written)")
+
+
 def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs") -> tuple[Path, str | None]:
     """-> (the folder, reference_note or None)."""
     import torch
@@ -100,8 +110,7 @@ def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs
     from recurlab.model import rotary_tables
 
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelFormatError(f"{out} already exists and is not empty; choose a new OUT_DIR (nothing was written)")
+    check_out_dir(out)
     model, tok, cfg, ckpt = open_run(run, step=step, runs_dir=runs_dir)
     check_exportable(cfg)
     text, ids = _tokenizer_json(tok)
@@ -120,6 +129,7 @@ def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    usual_mode(tmp / "model.safetensors")  # safetensors creates its files 0600
     (tmp / "config.json").write_text(json.dumps(_config(cfg, ids, ckpt.step), indent=2))
     (tmp / "tokenizer.json").write_text(text)
     names = {role: tok.token_str(i) for role, i in ids.items() if i is not None}

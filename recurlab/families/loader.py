@@ -22,6 +22,7 @@ from recurlab.families import detect_family
 from recurlab.families.common import FolderSpec
 from recurlab.huginn.loader import DTYPE_NAMES, _resolve_dtype
 from recurlab.text.bpe import BPETokenizer
+from recurlab.text.specials import folder_specials
 
 
 def _tokenizer(spec: FolderSpec, hint: str) -> BPETokenizer:
@@ -33,6 +34,7 @@ def _tokenizer(spec: FolderSpec, hint: str) -> BPETokenizer:
         if value is not None:
             setattr(tok, f"{role}_id", int(value))
             tok.special_ids.add(int(value))
+    tok.prefix_ids, tok.suffix_ids = folder_specials(spec.path, tok)  # <s> for Llama-family folders
     return tok
 
 

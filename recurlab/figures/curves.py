@@ -11,6 +11,7 @@ choose 0.005 to 0.2, 0.05 by default); 0 plots the raw points.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -81,8 +82,8 @@ def curves_figure(series: dict[str, RunSeries], metric: str, *, smooth: float = 
     """Lines of `metric` for every run in `series` (in order). `steps` says where each run stands
     (`run_steps`), for the subtitle. Raises FigureError when no run has a point to plot."""
     title, kind, field = METRICS[metric_index(metric)]
-    if smooth < 0:
-        raise FigureError(f"--smooth must be >= 0 (a fraction of the step range, e.g. 0.05), got {smooth}")
+    if not 0 <= smooth < math.inf:  # NaN fails the comparison too
+        raise FigureError(f"--smooth must be a finite number >= 0 (a fraction of the step range, e.g. 0.05), got {smooth}")
     names = list(series)
     lines = []
     for name in names:

@@ -5,7 +5,8 @@ its series, and (from the TUI) the screen itself as SVG.
     # [.../figures/sweep-acc-cpu-demo.png, ...svg, ...csv]; the next call gives sweep-acc-cpu-demo-2.*
 
 All files of one figure share a stem; a stem is taken only if no file of any extension has it.
-Each file is created exclusively (O_EXCL), fsynced, and the folder fsynced after.
+Each file is created exclusively (O_EXCL), fsynced, and the folder fsynced after
+(recurlab.rundir.write_new, the one writer of results).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from recurlab.figures.render import check_formats, render
 from recurlab.figures.spec import FigureError, csv_text
-from recurlab.rundir import RunDir, fsync_dir
+from recurlab.rundir import RunDir
+from recurlab.rundir import write_new as rundir_write_new
 
 
 def run_figures_dir(run: RunDir) -> Path:
@@ -39,36 +41,13 @@ def prepare_dir(out: Path) -> Path:
 
 def write_new(out: Path, stem: str, files: dict[str, bytes]) -> list[Path]:
     """Write {suffix: bytes} as out/stem.suffix, or out/stem-2.suffix, ... at the first stem
-    that no existing file uses. Never replaces a file."""
+    that no existing file uses (through the run directory's one writer). Never replaces a file."""
     out = prepare_dir(out)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "figure"
-    taken = {p.name.rsplit(".", 1)[0] for p in out.iterdir()}
-    n = 1
-    while True:
-        name = stem if n == 1 else f"{stem}-{n}"
-        n += 1
-        if name in taken:
-            continue
-        written: list[Path] = []
-        try:
-            for suffix, data in files.items():
-                path = out / f"{name}.{suffix}"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                written.append(path)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-        except FileExistsError:  # another writer took this name meanwhile: undo ours, try the next
-            for p in written:
-                p.unlink(missing_ok=True)
-            continue
-        except OSError as exc:
-            for p in written:
-                p.unlink(missing_ok=True)
-            raise FigureError(f"cannot write {out / name}: {exc.strerror or exc}; choose another folder with --out") from None
-        fsync_dir(out)
-        return written
+    try:
+        return rundir_write_new(out, stem, files)
+    except OSError as exc:
+        raise FigureError(f"cannot write {out / stem}: {exc.strerror or exc}; choose another folder with --out") from None
 
 
 def save_figure(fig, out: Path, formats: list[str] = ("png", "svg", "pdf"), csv: bool = False,

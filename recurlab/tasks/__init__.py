@@ -9,8 +9,10 @@ All tasks share one character vocabulary (`recurlab.tasks.vocab.CharVocab`), so 
 on one task can be prompted with any string over that alphabet.
 """
 
-from recurlab.tasks.base import FEW_HELDOUT, Example, SplitError, Task, UnknownTaskError, check_levels, get_task, task_names
+from recurlab.tasks.base import (
+    FEW_HELDOUT, Example, SplitError, Task, UnknownTaskError, check_levels, get_task, levels_problem, task_names,
+)
 from recurlab.tasks.vocab import CharVocab, VocabError
 
 __all__ = ["FEW_HELDOUT", "CharVocab", "Example", "SplitError", "Task", "UnknownTaskError", "VocabError", "check_levels",
-           "get_task", "task_names"]
+           "get_task", "levels_problem", "task_names"]

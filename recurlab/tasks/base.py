@@ -20,6 +20,8 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from recurlab.errors import SplitError, UnknownTaskError  # re-exported by recurlab.tasks
+
 HELDOUT_MOD = 10
 MAX_SPLIT_TRIES = 200
 # levels with at most this many prompts are enumerated, so their held-out sets are exact
@@ -28,12 +30,6 @@ ENUMERATE_LIMIT = 50_000
 FEW_HELDOUT = 20
 
 
-class UnknownTaskError(ValueError):
-    pass
-
-
-class SplitError(UnknownTaskError):
-    """A level with no instance in the requested split (one line, for the user)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,12 @@ def _is_heldout(prompt: str) -> bool:
 class Task:
     name = ""
     description = ""
+    max_difficulty: int | None = None  # the hardest level the task can write (None: no limit)
+
+    def example_length(self, difficulty: int) -> int:
+        """Characters of prompt + answer at a level: the same for every example of it, computed
+        without writing one (level 100000 of addition would be a 100000-digit number)."""
+        raise NotImplementedError
 
     def generate(self, rng: random.Random, difficulty: int) -> Example:
         raise NotImplementedError
@@ -116,6 +118,9 @@ class MSBAddition(Task):
         prompt = f"{a:0{n}d}+{b:0{n}d}="
         return Example(prompt, self.solve(prompt), n)
 
+    def example_length(self, difficulty):
+        return (2 * difficulty + 2) + (difficulty + 1)  # a+b= and the n+1 digit sum
+
     def solve(self, prompt):
         a, b = prompt.rstrip("=").split("+")
         return f"{int(a) + int(b):0{len(a) + 1}d}"
@@ -145,6 +150,9 @@ class PermutationComposition(Task):
             perms.append("".join(map(str, p)))
         prompt = ".".join(perms) + "="
         return Example(prompt, self.solve(prompt), difficulty)
+
+    def example_length(self, difficulty):
+        return difficulty * (self.n + 1) + self.n  # k permutations joined by '.', '=', the answer
 
     def all_prompts(self, difficulty):
         perms = ["".join(map(str, p)) for p in itertools.permutations(range(self.n))]
@@ -184,6 +192,10 @@ class VariableChain(Task):
 
     name = "chain"
     description = "multi-hop variable lookup through k shuffled assignments, with a distractor chain"
+    max_difficulty = 13  # two chains of k distinct letters each
+
+    def example_length(self, difficulty):
+        return 2 * difficulty * 4 - 1 + 4 + 1  # 2k "x=y" joined by ';', then ";?x=", the digit
 
     def generate(self, rng, difficulty):
         letters = rng.sample("abcdefghijklmnopqrstuvwxyz", 2 * difficulty)
@@ -222,6 +234,21 @@ def check_levels(task: Task, difficulties) -> None:
             total = len(task.all_prompts(d))
             raise SplitError(f"level {d} of {task.name} has no held-out prompt (all {total} of its prompts are training "
                              "data), so it cannot be evaluated; drop it from the difficulties")
+
+
+def levels_problem(task: Task, difficulties, block_size: int, pad_to: int = 0) -> str | None:
+    """Why these levels cannot be trained or evaluated by a model of `block_size` tokens, or None:
+    a level beyond what the task can write, or a sequence (<bos>, prompt, answer; identity padding
+    up to `pad_to` permutations) longer than the context."""
+    for d in sorted(difficulties):
+        if task.max_difficulty is not None and d > task.max_difficulty:
+            return f"level {d} of {task.name}: the task has levels 1 to {task.max_difficulty}"
+    for d in sorted(difficulties):
+        need = 1 + task.example_length(max(d, pad_to))
+        if need > block_size:
+            return (f"level {d} of {task.name} needs {need} tokens but the model's block_size is {block_size}; "
+                    "choose lower levels (or a larger model.block_size)")
+    return None
 
 
 def task_names() -> list[str]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recurlab.errors import VocabError  # re-exported by recurlab.tasks
+
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 ALPHABET = "0123456789+-*=>.,;:|?()abcdefghijklmnopqrstuvwxyz "
 
-
-class VocabError(ValueError):
-    """Text with characters outside the vocabulary; the message is one line."""
 
 
 class CharVocab:
@@ -66,7 +65,13 @@ class CharVocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "CharVocab":
-        data = json.loads(Path(path).read_text())
-        if data.get("type") != "chars" or list(data.get("specials", [])) != list(SPECIALS):
+        try:
+            data = json.loads(Path(path).read_bytes())
+        except OSError as exc:  # a folder in its place, no permission
+            raise VocabError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError:
+            data = None
+        if (not isinstance(data, dict) or data.get("type") != "chars" or list(data.get("specials", [])) != list(SPECIALS)
+                or not isinstance(data.get("alphabet"), str)):
             raise VocabError(f"{path} is not a recurlab character vocabulary")
         return cls(data["alphabet"])

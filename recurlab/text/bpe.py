@@ -60,6 +60,9 @@ class BPETokenizer:
         self.pad_id = ids["pad"] if ids["pad"] is not None else self.eos_id
         self.special_ids = {i for i in ids.values() if i is not None}
         self.special_ids |= {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+        # ids around a whole sequence: a model folder's convention (recurlab.text.specials), none for a run's own
+        self.prefix_ids: list[int] = []
+        self.suffix_ids: list[int] = []
 
     # ---- construction -----------------------------------------------------------------
     @classmethod

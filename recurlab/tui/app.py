@@ -20,6 +20,7 @@ from textual.reactive import reactive
 from recurlab.rundir import RunDir
 from recurlab.tui.models import ModelCache
 
+KEEPS_ERROR_LINE = frozenset({"help", "switch_mode", "command_palette", "leave_input", "quit", "dismiss"})
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 
 
@@ -52,7 +53,7 @@ class RecurlabApp(App):
         Binding("4", "switch_mode('generate')", "Generate", show=False),
         Binding("5", "switch_mode('sweep')", "Sweep", show=False),
         Binding("6", "switch_mode('eval')", "Eval", show=False),
-        Binding("question_mark", "help", "Help"),
+        Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -104,6 +105,16 @@ class RecurlabApp(App):
         if self.model_path is not None:
             return self.model_path
         return self.current_run.path if self.current_run is not None else None
+
+    async def run_action(self, action, default_namespace=None) -> bool:
+        # an action started on a screen ends the error line of its last failure there; opening the help,
+        # the command palette or another screen does not (the reason is still there on return)
+        name = action.split("(", 1)[0] if isinstance(action, str) else ""
+        if name not in KEEPS_ERROR_LINE:
+            clear = getattr(self.screen, "clear_error", None)
+            if clear is not None:
+                clear()
+        return await super().run_action(action, default_namespace)
 
     def action_help(self) -> None:
         from recurlab.tui.screens.help import HelpScreen

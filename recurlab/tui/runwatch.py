@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.rundir import MetricsTail, RunDir, parse_jsonl
+from recurlab.rundir import MetricsTail, RunDir, is_run, parse_jsonl
 
 SPARK_POINTS = 24
 TAIL_BYTES = 64 * 1024
@@ -93,8 +93,11 @@ class RunsWatch:
         # list_runs' order (creation time, then name) from the status each refresh reads anyway:
         # one status.json read per run and poll, not two (200 runs, every second)
         root = self.runs_dir
-        found = {p.name: RunDir(p) for p in (root.iterdir() if root.is_dir() else ())
-                 if p.is_dir() and (p / "run.yaml").exists()}
+        try:
+            entries = list(root.iterdir()) if root.is_dir() else []
+        except OSError:  # the folder turned unreadable meanwhile: keep the rows until it is back
+            return change
+        found = {p.name: RunDir(p) for p in entries if is_run(p)}
         for name in list(self.rows):
             if name not in found:
                 del self.rows[name]

@@ -1,4 +1,4 @@
-"""What every screen shares: the navigation bar, the footer, a help text, error notices, and
+"""What every screen shares: the navigation bar, the footer, a help text, an error line, and
 ctrl+s, which saves the screen's plot as a figure (PNG, SVG, PDF and CSV, through the same
 code as `recurlab plot`) and the screen itself as SVG, into the run's figures/ folder.
 
@@ -16,8 +16,9 @@ from pathlib import Path
 from textual import events, on, work
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
+from recurlab.errors import UserError
 from recurlab.tui.widgets.navbar import NavBar
 
 
@@ -27,7 +28,8 @@ class LabScreen(Screen):
     HELP = ""
     BINDINGS = [
         Binding("escape", "leave_input", "Leave input", show=False),
-        Binding("ctrl+s", "save_figure", "Save figure"),
+        # listed by ? (the footer has room only for each screen's own most used keys)
+        Binding("ctrl+s", "save_figure", "Save figure and screen", show=False),
     ]
 
     # the first screens of `recurlab tui` (Runs, Curves) mount their key bar right after the first
@@ -37,6 +39,8 @@ class LabScreen(Screen):
     def frame(self, *widgets):
         yield NavBar(self.MODE)
         yield from widgets
+        # a failed action's one-line reason, above the footer until the screen's next action
+        yield Static("", id="error-line", markup=False)
         if not self.LATE_FOOTER:
             yield Footer()
 
@@ -50,14 +54,31 @@ class LabScreen(Screen):
         self.refresh_bindings()  # a footer mounted late shows the keys once told that they are current
 
     def report(self, exc: BaseException, what: str) -> None:
-        """A notice instead of a crash: one line for user errors, the type and message otherwise."""
-        from recurlab.errors import USER_ERRORS  # yaml and the task registry: not before the first frame
-
-        if isinstance(exc, USER_ERRORS):
+        """A notice instead of a crash: one line for user errors, the type and message otherwise.
+        The line also stays in the screen's error line until the next action (a notice fades)."""
+        if isinstance(exc, UserError):
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         else:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        self.app.notify(f"{what}: {msg}", severity="error", timeout=8)
+        self.fail(f"{what}: {msg}")
+
+    def fail(self, line: str) -> None:
+        """A failed action: its one-line reason in the error line and as a notice."""
+        self.show_error(line)
+        self.app.notify(line, severity="error", timeout=8)
+
+    def show_error(self, line: str) -> None:
+        """Write `line` into the error line; it stays until clear_error (the next action)."""
+        widget = self.query_one("#error-line", Static)
+        widget.update(f"error: {line}" if not line.startswith("error:") else line)
+        widget.display = True
+
+    def clear_error(self) -> None:
+        """Called by the app before each action that a key starts on this screen."""
+        widget = self.query("#error-line")
+        if widget and widget.first().display:
+            widget.first().update("")
+            widget.first().display = False
 
     def action_leave_input(self) -> None:
         """escape out of a text box, so that the screen's keys (and 1-5, ?) work again."""

@@ -30,6 +30,7 @@ from textual.widgets import SelectionList, Static
 
 from recurlab.rundir import RunDir, list_runs
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import step_ticks
 
 if TYPE_CHECKING:
     from recurlab.tui.metricsource import MetricsSource
@@ -57,15 +58,16 @@ class CurvesScreen(LabScreen):
     MODE = "curves"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("m", "metric(1)", "Metric"),
-        Binding("M", "metric(-1)", "Prev metric", show=False),
         Binding("e", "smooth", "Smooth"),
-        Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="["),
-        Binding("right_square_bracket", "span(1)", "More smooth", key_display="]"),
         Binding("l", "logy", "Log y"),
-        Binding("L", "loglog", "Log-log"),
-        Binding("x", "x_axis", "X axis"),
         Binding("a", "all_runs", "Overlay all"),
+        Binding("x", "x_axis", "X axis", show=False),
+        Binding("L", "loglog", "Log-log", show=False),
+        Binding("M", "metric(-1)", "Previous metric", show=False),
+        Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="[", show=False),
+        Binding("right_square_bracket", "span(1)", "More smooth", key_display="]", show=False),
     ]
 
     def __init__(self):
@@ -375,6 +377,9 @@ class CurvesScreen(LabScreen):
         for label, color, marker, xs, ys in self._lines(width):
             self.drawn[label] = (xs.tolist(), ys.tolist())
             plt.plot(self.drawn[label][0], self.drawn[label][1], label=label, color=color, marker=marker)
+        steps = [x for xs, _ys in self.drawn.values() for x in (xs[:1] + xs[-1:])]
+        if steps:  # steps are whole numbers: round ticks instead of plotext's 400.8, 800.5, ...
+            plt.xticks(*step_ticks(min(steps), max(steps)))
         extras = []
         if self.smooth:
             extras.append(f"EMA span {SPANS[self.span]:g}")

@@ -12,6 +12,7 @@ used, side by side. Results are saved in the run's evals/ folder (./evals/<folde
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.errors import USER_ERRORS
+from recurlab.errors import UserError
 from recurlab.tui.models import EXIT_CRITERIA
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import log2_positions, r_ticks
 
+NO_LM_EVAL = "eval: lm-eval is not installed: pip install 'recurlab[eval]'"
 MAX_HISTOGRAMS = 6  # side by side; more tasks than this show the first ones
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 
@@ -55,7 +58,7 @@ class EvalScreen(LabScreen):
     BINDINGS = [
         Binding("s", "start", "Evaluate"),
         Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
+        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
         Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
     ]
 
@@ -118,7 +121,7 @@ class EvalScreen(LabScreen):
 
             try:
                 is_task_run = run_config(RunDir(target)).data.source == "task"
-            except USER_ERRORS as exc:
+            except UserError as exc:
                 self.report(exc, "eval")
                 return
         tasks = self.query_one("#eval-tasks", Input)
@@ -185,6 +188,10 @@ class EvalScreen(LabScreen):
         if self.cancel_event is not None:
             self.app.notify("an evaluation is already running; c cancels it", severity="warning")
             return
+        if importlib.util.find_spec("lm_eval") is None:  # checked here, without importing it (seconds)
+            self.fail(NO_LM_EVAL)
+            self._status("evaluation not started: " + NO_LM_EVAL.removeprefix("eval: "))
+            return
         try:
             from recurlab.evaluation.runner import EvalSettings
 
@@ -217,9 +224,14 @@ class EvalScreen(LabScreen):
                 on_progress=lambda r, done, total, kind: self.app.call_from_thread(self._progress, r, done, total, kind),
                 on_row=lambda row, hist: self.app.call_from_thread(self.add_row, row, hist),
             )
-        except Exception as exc:  # a bad task or a deleted run becomes a notice
-            self.app.call_from_thread(self.report, exc, "eval")
-            self.app.call_from_thread(self._finish, None, cancel)
+        except Exception as exc:  # a bad task or a deleted run: its reason stays in the status and error lines
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "lm_eval":
+                self.app.call_from_thread(self.fail, NO_LM_EVAL)
+                reason = NO_LM_EVAL.removeprefix("eval: ")
+            else:
+                self.app.call_from_thread(self.report, exc, "eval")
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.app.call_from_thread(self._finish, None, cancel, reason)
             return
         self.app.call_from_thread(self._finish, result, cancel)
 
@@ -232,10 +244,10 @@ class EvalScreen(LabScreen):
         self.histograms.setdefault(row["task"], {})[str(row["r"])] = hist
         self.draw()
 
-    def _finish(self, result, cancel: threading.Event) -> None:
+    def _finish(self, result, cancel: threading.Event, reason: str = "") -> None:
         self.cancel_event = None
         if result is None:
-            self._status("evaluation failed; see the notice")
+            self._status(f"evaluation failed: {reason}")
             return
         state = "finished" if result.complete else "cancelled"
         where = f"saved to {result.path}" if result.path else "nothing finished, nothing saved"
@@ -280,17 +292,16 @@ class EvalScreen(LabScreen):
         plotted = set()
         for i, t in enumerate(tasks):
             pts = [(r, by[(t, r)]["value"]) for r in self.rs if (t, r) in by]
-            if pts:
-                plt.plot([p[0] for p in pts], [p[1] for p in pts], label=t.removeprefix("recurlab_")[-28:], color=COLORS[i % len(COLORS)],
-                         marker="hd")
+            if pts:  # r on a log2 axis, ticks labelled with r
+                plt.plot(log2_positions([p[0] for p in pts]), [p[1] for p in pts], label=t.removeprefix("recurlab_")[-28:],
+                         color=COLORS[i % len(COLORS)], marker="hd")
                 plotted.update(p[0] for p in pts)
-        if len(plotted) > 1 and max(plotted) / min(plotted) >= 8:  # plotext cannot log-scale an empty plot
-            plt.xscale("log")
-            plt.xticks(sorted(plotted), [str(r) for r in sorted(plotted)])
+        if plotted:
+            plt.xticks(*r_ticks(plotted))
         if self.rows and all(row["metric"].split(",")[0] in ("exact_match", "acc", "acc_norm") for row in self.rows):
             plt.ylim(0, 1)
         plt.title("metric vs r")
-        plt.xlabel("r (iterations)")
+        plt.xlabel("r (iterations, log2 axis)")
         plot.refresh()
 
     def figure_specs(self) -> list:

@@ -27,6 +27,7 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
+from recurlab.errors import UserError
 from recurlab.tui.models import EXIT_CRITERIA
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
@@ -50,21 +51,22 @@ class GenerateScreen(ModelScreen):
     R_SLIDER = "#gen-r"
     EXAMPLES_PER_LEVEL = 1
     BINDINGS = [
-        Binding("g", "generate", "Generate"),
-        Binding("s", "cycle('sampling')", "Sampling"),
-        Binding("e", "cycle('exit')", "Exit"),
-        Binding("l", "cycle('lookup')", "Lookup"),
-        Binding("v", "cycle('kv')", "KV budget"),
-        Binding("t", "cycle('continuous')", "Continuous"),
-        Binding("d", "cycle('speculative')", "Speculative"),
-        Binding("p", "cycle('sampler')", "Parallel"),
-        Binding("c", "cycle('compile')", "Compile"),
-        Binding("a", "params", "Params"),
-        Binding("w", "save_wavefront", "Save wave"),
-        Binding("o", "load_wavefront", "Replay"),
-        Binding("escape", "stop", "Stop", show=False),
-        Binding("x", "clear", "Clear"),
+        # the footer's keys in order of use; the rest are listed by ? (the option line names them too)
         Binding("slash", "prompt", "Prompt", key_display="/"),
+        Binding("g", "generate", "Generate"),
+        Binding("e", "cycle('exit')", "Exit"),
+        Binding("s", "cycle('sampling')", "Sampling"),
+        Binding("p", "cycle('sampler')", "Parallel sampler", show=False),
+        Binding("x", "clear", "Clear"),
+        Binding("escape", "stop", "Stop (and leave the prompt)", show=False),
+        Binding("v", "cycle('kv')", "KV budget", show=False),
+        Binding("t", "cycle('continuous')", "Continuous", show=False),
+        Binding("d", "cycle('speculative')", "Speculative", show=False),
+        Binding("l", "cycle('lookup')", "Lookup of early exits", show=False),
+        Binding("c", "cycle('compile')", "Compiled decode steps", show=False),
+        Binding("a", "params", "Parallel sampler parameters", show=False),
+        Binding("w", "save_wavefront", "Save the wavefront", show=False),
+        Binding("o", "load_wavefront", "Replay saved wavefronts", show=False),
     ]
 
     def __init__(self):
@@ -79,7 +81,7 @@ class GenerateScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
-            Input(placeholder="prompt (enter generates)", id="gen-prompt"),
+            Input(placeholder="press / to type a prompt here, then enter to generate", id="gen-prompt"),
             Slider(1, 32, value=8, label="r", id="gen-r"),
             Static("", id="gen-options"),
             Input(value=PARALLEL_DEFAULT, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
@@ -88,6 +90,8 @@ class GenerateScreen(ModelScreen):
         )
 
     def on_mount(self) -> None:
+        # the prompt box says how to reach it: typed keys go to the screen's bindings until / focuses it
+        self.query_one("#gen-prompt", Input).border_title = "prompt: / to type, enter to generate, escape to leave"
         self.query_one("#gen-params").display = False
         self.query_one("#gen-wave").display = False
         self._show_options()
@@ -101,7 +105,8 @@ class GenerateScreen(ModelScreen):
         prompt = self.query_one("#gen-prompt", Input)
         if examples and not prompt.value:
             prompt.value = examples[0][0]  # a held-out task prompt, so g works at once
-        self.query_one("#gen-r", Slider).focus()
+        if not isinstance(self.focused, Input):  # a prompt being typed while the model loaded keeps its focus
+            self.query_one("#gen-r", Slider).focus()
 
     # ---- options -------------------------------------------------------------------------------
     @property
@@ -187,8 +192,6 @@ class GenerateScreen(ModelScreen):
         self.query_one("#gen-prompt", Input).focus()
 
     def action_generate(self) -> None:
-        from recurlab.errors import USER_ERRORS
-
         if self.lm is None:
             self.app.notify("the model is not loaded yet", severity="warning")
             return
@@ -199,7 +202,7 @@ class GenerateScreen(ModelScreen):
         r = self.query_one("#gen-r", Slider).value
         try:
             opts = self.options(r).validate()
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "generate")
             return
         jobs = [(opts, self.describe(r))]

@@ -37,16 +37,17 @@ class InspectorScreen(ModelScreen):
     R_SLIDER = "#insp-r"
     EXAMPLES_PER_LEVEL = 6
     BINDINGS = [
-        Binding("ctrl+t", "trace", "Trace"),
-        Binding("x", "examples", "Examples"),
-        Binding("n", "next_example", "Next example"),
-        Binding("k", "color", "Color by"),
-        Binding("c", "criterion", "Exit rule"),
-        Binding("o", "overlay", "Random starts"),
-        Binding("p", "play", "Play"),
-        Binding("comma", "iteration(-1)", "Iter back", key_display=","),
-        Binding("full_stop", "iteration(1)", "Iter fwd", key_display="."),
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("slash", "prompt", "Prompt", key_display="/"),
+        Binding("n", "next_example", "Next example"),
+        Binding("p", "play", "Play"),
+        Binding("k", "color", "Color by"),
+        Binding("x", "examples", "Examples", show=False),
+        Binding("c", "criterion", "Exit rule", show=False),
+        Binding("o", "overlay", "Random starts", show=False),
+        Binding("ctrl+t", "trace", "Trace", show=False),
+        Binding("comma", "iteration(-1)", "Iteration back", key_display=",", show=False),
+        Binding("full_stop", "iteration(1)", "Iteration forward", key_display=".", show=False),
     ]
 
     def __init__(self):

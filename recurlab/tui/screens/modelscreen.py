@@ -54,7 +54,7 @@ class ModelScreen(LabScreen):
             examples = heldout_examples(lm, self.EXAMPLES_PER_LEVEL)
         except Exception as exc:  # a deleted run or a broken folder becomes a notice
             self.app.call_from_thread(self.report, exc, "loading the model")
-            self.app.call_from_thread(self.show_status, f"could not load {path}; see the notice")
+            self.app.call_from_thread(self.show_status, f"could not load {path} (the reason is in the error line below)")
             return
         self.app.call_from_thread(self._loaded, lm, examples)
 

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from recurlab.errors import USER_ERRORS
+from recurlab.errors import UserError
 
 
 class NewRunScreen(ModalScreen):
@@ -54,7 +54,7 @@ class NewRunScreen(ModalScreen):
         name = self.query_one("#newrun-name", Input).value.strip() or None
         try:
             run, _pid = start_run(plan_run(self.runs_dir, str(profile), overrides, name=name))
-        except USER_ERRORS + (OSError,) as exc:
+        except (UserError, OSError) as exc:
             self.app.notify(f"new run: {str(exc).splitlines()[0]}", severity="error", timeout=8)
             return
         self.app.notify(f"started {run.name} ({profile})")

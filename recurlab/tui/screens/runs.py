@@ -19,8 +19,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
-from recurlab.rundir import RunError
-from recurlab.runtable import GROUPS, FilterError, RunRecord, differing_keys, flat_config, group_of, parse_filter, short_names, show, sort_records
+from recurlab.errors import UserError
+from recurlab.runtable import (GROUPS, FilterError, RunRecord, differing_keys, flat_config, group_of, parse_filter,
+                               short_names, show, sort_records)
 from recurlab.tui.runwatch import RunsWatch
 from recurlab.tui.screens.base import LabScreen
 
@@ -38,19 +39,20 @@ class RunsScreen(LabScreen):
     MODE = "runs"
     HELP = __doc__.split("\n", 1)[1]
     BINDINGS = [
+        # the footer's keys in order of use; the rest are listed by ?
         Binding("enter", "open", "Open", priority=True),
-        Binding("space", "mark", "Overlay"),
-        Binding("s", "stop", "Stop"),
-        Binding("K", "kill", "Kill"),
-        Binding("u", "resume", "Resume"),
         Binding("n", "new_run", "New run"),
-        Binding("p", "pin", "Pin"),
-        Binding("v", "overview", "Overview"),
-        Binding("c", "compare", "Compare"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("o", "sort(1)", "Sort"),
-        Binding("O", "reverse", "Reverse", show=False),
-        Binding("g", "group", "Group"),
+        Binding("v", "overview", "Overview"),
+        Binding("s", "stop", "Stop"),
+        Binding("u", "resume", "Resume"),
+        Binding("space", "mark", "Overlay", show=False),
+        Binding("p", "pin", "Pin", show=False),
+        Binding("c", "compare", "Compare", show=False),
+        Binding("o", "sort(1)", "Sort", show=False),
+        Binding("O", "reverse", "Reverse sort", show=False),
+        Binding("g", "group", "Group", show=False),
+        Binding("K", "kill", "Kill now", show=False),
     ]
 
     def __init__(self):
@@ -369,7 +371,7 @@ class RunsScreen(LabScreen):
             return
         try:
             out = stop_run(row.run, wait=0, by="the TUI")
-        except RunError as exc:
+        except UserError as exc:
             self.report(exc, "stop")
             return
         if out.already_requested:
@@ -388,7 +390,7 @@ class RunsScreen(LabScreen):
 
         try:
             out = stop_run(run, kill=True, by="the TUI (K)")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "kill")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: killed (pid {out.pid}); last checkpoint: "
@@ -406,7 +408,7 @@ class RunsScreen(LabScreen):
 
         try:
             pid, _ck = resume_run(run, how_to_stop="key s")
-        except (RunError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.app.call_from_thread(self.report, exc, "resume")
             return
         self.app.call_from_thread(self.app.notify, f"{run.name}: resuming in worker pid {pid}")

@@ -22,8 +22,9 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.errors import USER_ERRORS
+from recurlab.errors import UserError
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.widgets.axes import log2_positions, r_ticks
 from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
 
 
@@ -35,7 +36,7 @@ class SweepScreen(LabScreen):
     BINDINGS = [
         Binding("s", "start", "Sweep"),
         Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),
+        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
         Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
     ]
 
@@ -79,7 +80,7 @@ class SweepScreen(LabScreen):
 
         try:
             cfg = run_config(run)
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         self.query_one("#sweep-rs", Input).value = ",".join(map(str, default_rs(cfg.train.r_mean)))
@@ -133,7 +134,7 @@ class SweepScreen(LabScreen):
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
             levels_spec = self.query_one("#sweep-levels", Input).value.strip()
             levels = parse_levels(levels_spec) if levels_spec else None
-        except USER_ERRORS as exc:
+        except UserError as exc:
             self.report(exc, "sweep")
             return
         step = self.query_one("#sweep-ckpt", Select).value
@@ -231,14 +232,13 @@ class SweepScreen(LabScreen):
         plt.clear_figure()
         if self.rows:
             rs = [row["r"] for row in self.rows]
-            plt.plot(rs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
+            xs = log2_positions(rs)  # r on a log2 axis, ticks labelled with r
+            plt.plot(xs, [row["loss"] for row in self.rows], label="held-out loss", color="cyan", marker="hd")
             if "acc" in self.rows[0]:
-                plt.plot(rs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
-            if len(rs) > 1 and max(rs) / max(min(rs), 1) >= 8:
-                plt.xscale("log")
-                plt.xticks(rs, [str(r) for r in rs])
+                plt.plot(xs, [row["acc"] for row in self.rows], label="accuracy", color="orange", marker="hd", yside="right")
+            plt.xticks(*r_ticks(rs))
         plt.title("held-out loss and accuracy vs r")
-        plt.xlabel("r (iterations)")
+        plt.xlabel("r (iterations, log2 axis)")
         self.query_one(PlotextPlot).refresh()
         self.draw_heatmap()
 

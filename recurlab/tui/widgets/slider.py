@@ -22,10 +22,10 @@ class Slider(Widget, can_focus=True):
     BINDINGS = [
         Binding("left,minus", "step(-1)", "r -1", show=False),
         Binding("right,plus,equals_sign", "step(1)", "r +1", show=False),
-        Binding("pagedown", "page(-1)", show=False),
-        Binding("pageup", "page(1)", show=False),
-        Binding("home", "jump(0)", show=False),
-        Binding("end", "jump(1)", show=False),
+        Binding("pagedown", "page(-1)", "r down a page", show=False),
+        Binding("pageup", "page(1)", "r up a page", show=False),
+        Binding("home", "jump(0)", "smallest r", show=False),
+        Binding("end", "jump(1)", "largest r", show=False),
     ]
     DEFAULT_CSS = """
     Slider { height: 1; width: 1fr; }

@@ -51,8 +51,8 @@ class TokenGrid(Widget, can_focus=True):
     BINDINGS = [
         Binding("up", "move(-1, 0)", "Token up", show=False),
         Binding("down", "move(1, 0)", "Token down", show=False),
-        Binding("left", "move(0, -1)", "Iteration back"),
-        Binding("right", "move(0, 1)", "Iteration fwd"),
+        Binding("left", "move(0, -1)", "Iteration back", show=False),
+        Binding("right", "move(0, 1)", "Iteration forward", show=False),
         Binding("home", "edge(0)", "First iteration", show=False),
         Binding("end", "edge(1)", "Last iteration", show=False),
     ]

@@ -29,8 +29,8 @@ LABEL_W = 6
 
 class WavefrontView(Widget, can_focus=True):
     BINDINGS = [
-        Binding("left", "move(-1)", "Step back"),
-        Binding("right", "move(1)", "Step fwd"),
+        Binding("left", "move(-1)", "Step back", show=False),
+        Binding("right", "move(1)", "Step forward", show=False),
         Binding("home", "edge(0)", "First step", show=False),
         Binding("end", "edge(1)", "Last step", show=False),
     ]

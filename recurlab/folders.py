@@ -1,0 +1,70 @@
+"""What a path given as a model is, told without torch: a run directory, or a Hugging Face folder
+whose config.json names a model type recurlab opens.
+
+    from recurlab.folders import check_model_path, folder_model_type
+    check_model_path("runs/add-1")            # "run" (it has a complete checkpoint)
+    check_model_path("models/huginn-0125")    # "huginn_raven"; a bad config.json raises ModelFormatError
+    folder_model_type(Path("models/ouro"))    # "ouro"
+
+The TUI checks `--model` with this before its first frame; the engine's loader (engine/loading.py)
+opens a folder by the same model type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recurlab.errors import ModelFormatError, RunError
+from recurlab.rundir import RunDir
+
+# config.json model_type values with a loader (huginn_raven: Huginn-0125 and retrofitted Llama
+# models; llama: refused there with the command that retrofits it; ouro: Ouro)
+MODEL_TYPES = ("huginn_raven", "llama", "ouro")
+
+
+def read_config_json(path: Path) -> dict:
+    """A model folder's config.json as a JSON object, or one line saying why it is not one."""
+    file = Path(path) / "config.json"
+    try:
+        raw = json.loads(file.read_bytes())
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {file} ({exc.strerror})") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise ModelFormatError(f"{file} is not valid JSON ({exc}); re-download the model folder") from None
+    if not isinstance(raw, dict):
+        raise ModelFormatError(f"{file} is not a JSON object of model settings; re-download the model folder")
+    return raw
+
+
+def folder_model_type(path: Path, known: tuple[str, ...] = MODEL_TYPES) -> str:
+    """The model_type of a Hugging Face folder's config.json, one of `known` (the engine passes
+    the types it has a loader for)."""
+    raw = read_config_json(path)
+    found = raw.get("model_type")
+    if not isinstance(found, str) or found not in known:
+        arch = raw.get("architectures")
+        arch = ",".join(map(str, arch)) if isinstance(arch, list) else str(arch or "")
+        what = f"a {found} model" if isinstance(found, str) and found else "a model with no model_type"
+        raise ModelFormatError(f"{path} holds {what} ({arch or 'unknown'}); recurlab opens run directories and folders of model type "
+                               f"{', '.join(sorted(known))}")
+    return found
+
+
+def check_model_path(model: str) -> str:
+    """'run' for a run directory with a complete checkpoint, else the model type of a model folder;
+    RunError or ModelFormatError with one line for anything that cannot be opened as a model."""
+    if not model:
+        raise RunError("--model '' is empty: pass a run directory or a model folder")
+    path = Path(model)
+    if not path.exists():
+        raise RunError(f"--model {model!r} does not exist: pass a run directory or a model folder")
+    if (path / "run.yaml").is_file():
+        if RunDir(path).latest_checkpoint() is None:
+            raise RunError(f"--model {model!r} is a run with no complete checkpoint yet; wait for one "
+                           "(train.checkpoint_every) or pass another run")
+        return "run"
+    if not (path / "config.json").is_file():
+        raise RunError(f"--model {model!r} is neither a run directory (run.yaml) nor a Hugging Face model folder "
+                       "(config.json)")
+    return folder_model_type(path)
