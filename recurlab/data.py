@@ -2,7 +2,7 @@
 
     data = make_data(cfg, run)                        # TaskData, or TextData for text sources
     idx, targets = data.train_batch(step, n=64)       # deterministic in (seed, step): resumes exactly
-    rows = recurlab.engine.sweep.evaluate(model, data, rs=[1, 4, 8], device="cpu")
+    rows = recurlab.heldout.evaluate_heldout(model, data, rs=[1, 4, 8], device="cpu")
 
 A sequence is <bos> prompt answer <eos>; only the answer and <eos> are supervised (targets are
 -100 elsewhere), so every answer position carries a loss. Exact match under teacher forcing
@@ -73,7 +73,7 @@ class TaskData:
     def heldout(self, difficulty: int) -> list[Example]:
         return self._heldout[difficulty]
 
-    # ---- held-out evaluation (the loop is recurlab.engine.sweep.evaluate) -----------------------
+    # ---- held-out evaluation (the loop is recurlab.heldout.evaluate_heldout) -----------------------
     token_bytes = None  # text runs weigh targets by bytes; tasks score exact matches instead
 
     def eval_batches(self, batch_size: int | None = None):
@@ -96,6 +96,6 @@ class TaskData:
 def make_data(cfg: RunConfig, run: RunDir | None = None):
     if cfg.data.source == "task":
         return TaskData(cfg, run)
-    from recurlab.text.data import TextData
+    from recurlab.text.data import TextData  # numpy and tokenizers: loaded only when this runs
 
     return TextData(cfg, run)

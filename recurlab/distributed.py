@@ -30,6 +30,7 @@ import torch
 import torch.distributed as tdist
 
 from recurlab.config import ConfigError
+from recurlab.model import Block
 
 PR_SET_PDEATHSIG = 1
 
@@ -135,8 +136,6 @@ class Dist:
         if self.fsdp:
             from torch.distributed.fsdp import fully_shard
 
-            from recurlab.model import Block
-
             for m in model.modules():
                 if isinstance(m, Block):
                     fully_shard(m)
@@ -214,12 +213,12 @@ class Dist:
 
     def full_state_dict(self, raw_model, model) -> dict[str, torch.Tensor]:
         """Full weights as CPU tensors on rank 0 (empty elsewhere under FSDP). Every rank calls it."""
-        from recurlab.checkpoint import model_tensors
+        from recurlab.checkpoint import model_tensors  # safetensors: loaded only when this runs
 
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-            from recurlab.checkpoint import tied_names
+            from recurlab.checkpoint import tied_names  # safetensors: loaded only when this runs
 
             sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
             tied = tied_names(raw_model)

@@ -55,7 +55,9 @@ from torch.utils.checkpoint import checkpoint
 from recurlab.config import ModelConfig
 
 
-class KVCache(Protocol):
+class AttentionCache(Protocol):
+    """What attention needs of a cache (the engine's KVCache, WavefrontCache and compiled slot views)."""
+
     def attend(self, layer_key: tuple, q: Tensor, k: Tensor, v: Tensor) -> Tensor: ...
 
     def takes_column(self) -> bool: ...
@@ -165,7 +167,7 @@ class CausalSelfAttention(nn.Module):
         # learned biases for q and k, added before the rotation (shape: 2, heads, head_dim)
         self.qk_bias = nn.Parameter(torch.zeros(2, cfg.n_head, cfg.head_dim)) if cfg.qk_bias else None
 
-    def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
+    def forward(self, x: Tensor, rope, cache: AttentionCache | None = None, layer_key: tuple = ()) -> Tensor:
         B, T, _ = x.shape
         hd = self.head_dim
         # F.linear on the parameters rather than calling the Linear modules: a decode step makes
@@ -190,7 +192,7 @@ class CausalSelfAttention(nn.Module):
             y = cache.attend(layer_key, q, k, v)
         return F.linear(y.transpose(1, 2).reshape(B, T, -1), self.proj.weight)
 
-    def _decode_column(self, qkv: Tensor, rope: Rope, cache: KVCache, layer_key: tuple) -> Tensor:
+    def _decode_column(self, qkv: Tensor, rope: Rope, cache: AttentionCache, layer_key: tuple) -> Tensor:
         """The one-column, one-row pass of sequential decoding, with the fewest torch calls: heads as
         rows of one (H + 2 KV, D) matrix, q and k rotated by one matmul with the pass's rotation matrix,
         and the cache writing and attending through `attend_column`. Same arithmetic as `forward`."""
@@ -229,7 +231,7 @@ class Block(nn.Module):
             self.norm_3 = RMSNorm(cfg.n_embd, cfg.norm_eps)
             self.norm_4 = RMSNorm(cfg.n_embd, cfg.norm_eps)
 
-    def forward(self, x: Tensor, rope, cache: KVCache | None = None, layer_key: tuple = ()) -> Tensor:
+    def forward(self, x: Tensor, rope, cache: AttentionCache | None = None, layer_key: tuple = ()) -> Tensor:
         # submodules' forward and the norm function are called directly: the modules hold the
         # parameters (and their names), but __call__ would cost ~10 us per call in a decode step
         eps, attn, mlp = self.eps, self.attn.forward, self.mlp.forward
@@ -290,7 +292,7 @@ class RecurrentLM(nn.Module):
     def rope(self, positions: Tensor) -> Rope:
         return Rope(*rotary_tables(positions, self.cfg.head_dim, self.cfg.rope_base), self.cfg.rotary)
 
-    def embed(self, idx: Tensor, rope, cache: KVCache | None = None) -> Tensor:
+    def embed(self, idx: Tensor, rope, cache: AttentionCache | None = None) -> Tensor:
         x = self.transformer.wte(idx)
         if self.cfg.embed_scale != 1.0:
             x = x * self.cfg.embed_scale
@@ -318,7 +320,7 @@ class RecurrentLM(nn.Module):
             s = s * self.cfg.embed_scale
         return s.to(e.dtype)
 
-    def core_step(self, s: Tensor, e: Tensor, rope, cache: KVCache | None = None, iteration: int = 0) -> Tensor:
+    def core_step(self, s: Tensor, e: Tensor, rope, cache: AttentionCache | None = None, iteration: int = 0) -> Tensor:
         """One recurrence: s' = Core(Adapter([s; e])) (or Core(s) without injection), then ln_f if
         `step_norm`. Baselines without a loop ignore `s`."""
         if not self.cfg.is_recurrent:
@@ -337,7 +339,7 @@ class RecurrentLM(nn.Module):
             x = self.transformer.ln_f(x)
         return x
 
-    def decode(self, s: Tensor, rope, cache: KVCache | None = None) -> Tensor:
+    def decode(self, s: Tensor, rope, cache: AttentionCache | None = None) -> Tensor:
         x = self.transformer.ln_f(s) if self.cfg.coda_norm else s
         for i, block in enumerate(self.transformer.coda):
             x = block(x, rope, cache, ("coda", i))

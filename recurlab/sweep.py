@@ -2,6 +2,7 @@
 
     from recurlab.sweep import load_sweeps, table_cells, parse_rs
     load_sweeps(run)                     # every saved sweep, the newest last
+    grid = level_grid(load_sweeps(run), step=1600)   # accuracy per (task level, r) of one checkpoint
     save_sweep(run, result, rs, levels, difficulties)   # sweeps/step_NNNNNNNN.{csv,json}; a later
                                          # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
                                          # step_NNNNNNNN_levels_5-6.*
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recurlab.rundir import RunDir, read_json, write_new
+from recurlab.tasks import FEW_HELDOUT
 
 
 @dataclass
@@ -85,8 +87,6 @@ def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def format_heldout(counts: dict[int, int]) -> str:
     """One line saying how many distinct held-out prompts each level's accuracy rests on."""
-    from recurlab.tasks import FEW_HELDOUT
-
     if not counts:
         return ""
     parts = [f"{d}: {n}" + (" (few: its accuracy says little)" if n < FEW_HELDOUT else "")
@@ -96,7 +96,7 @@ def format_heldout(counts: dict[int, int]) -> str:
 
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
     """A comma-separated option value as integers >= 1, or one user-facing error line."""
-    from recurlab.errors import InferenceError
+    from recurlab.errors import InferenceError  # yaml: loaded only when this runs
 
     try:
         # every item must be a number: '' and '1,,2' are mistakes, not shorthands
@@ -145,3 +145,30 @@ def load_sweeps(run: RunDir) -> list[SweepResult]:
                 when = data.get("time")
                 found.append((when if isinstance(when, (int, float)) else p.stat().st_mtime, p.name, res))
     return [res for _, _, res in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+@dataclass
+class LevelGrid:
+    """Accuracy per task level (rows) and r (columns) of one checkpoint."""
+
+    step: int
+    levels: list[int] = field(default_factory=list)
+    rs: list[int] = field(default_factory=list)
+    acc: dict[tuple[int, int], float] = field(default_factory=dict)  # (level, r) -> accuracy
+
+
+def level_grid(results: list[SweepResult], step: int) -> LevelGrid:
+    """The grid over every sweep of checkpoint `step` (the run's own levels and harder ones join);
+    a later sweep wins where two measured the same cell. The Sweep screen's heatmap and the
+    figure of it both draw this."""
+    grid = LevelGrid(step=step)
+    for res in results:
+        if res.step != step:
+            continue
+        for row in res.rows:
+            for key, value in row.items():
+                if key.startswith("acc@") and value is not None:
+                    grid.acc[(int(key[4:]), int(row["r"]))] = float(value)
+    grid.levels = sorted({lv for lv, _ in grid.acc})
+    grid.rs = sorted({r for _, r in grid.acc})
+    return grid

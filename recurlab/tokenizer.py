@@ -15,7 +15,7 @@ def run_tokenizer(run: RunDir):
     if run.vocab_path.exists():
         return CharVocab.load(run.vocab_path)
     if run.tokenizer_path.exists():
-        from recurlab.text.bpe import BPETokenizer
+        from recurlab.text.bpe import BPETokenizer  # numpy and tokenizers: loaded only when this runs
 
         return BPETokenizer.load(run.tokenizer_path)
     raise RunError(f"run {run.name} has no vocab.json or tokenizer.json yet; the worker writes it when it starts")

@@ -22,16 +22,16 @@ from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapsho
                                  save_checkpoint)
 from recurlab.config import RunConfig
 from recurlab.data import encode_examples, make_data
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.devices import resolve_device
 from recurlab.distributed import Dist
-from recurlab.engine.sweep import evaluate
 from recurlab.errors import TrainingDiverged
 from recurlab.flops import mfu, train_flops_per_token
+from recurlab.heldout import evaluate_heldout
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
 from recurlab.trackers import Trackers
-from recurlab.sampler import progressive_split, sample_depth
 
 HEARTBEAT_S = 2.0
 
@@ -221,7 +221,7 @@ class Trainer:
         rows = []
         # sharded weights are gathered collectively, so under FSDP every rank runs the evaluation
         if self.dist.is_main or self.dist.sharded:
-            for row in evaluate(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
+            for row in evaluate_heldout(self.raw_model, self.data, self.cfg.eval_rs, self.device, self.autocast()):
                 rows.append({"kind": "eval", "step": step, "time": time.time(), **row})
         if not self.dist.is_main:
             rows = []

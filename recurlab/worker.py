@@ -101,7 +101,7 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if LAUNCHER_PID is not None:
-        from recurlab.distributed import follow_launcher
+        from recurlab.distributed import follow_launcher  # torch: loaded only when this runs
 
         follow_launcher(LAUNCHER_PID)
     if rank == 0:
@@ -112,7 +112,7 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
     try:
         import torch  # noqa: F401  (imported here so a broken install fails inside the try)
 
-        from recurlab.train import train
+        from recurlab.train import train  # torch and numpy: loaded only when this runs
 
         bar = ProgressBar(cfg.train.max_steps, budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
         try:

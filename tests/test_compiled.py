@@ -11,8 +11,8 @@ import torch
 
 from recurlab.config import ModelConfig
 from recurlab.engine import Engine, GenerateOptions, KVCache
+from recurlab.engine.cached_pass import run_pass
 from recurlab.engine.compiled import CompiledCore, padded_length
-from recurlab.engine.steps import run_pass
 from recurlab.errors import InferenceError
 from recurlab.model import RecurrentLM
 from recurlab.tasks import CharVocab

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from recurlab.engine import Engine, GenerateOptions, KVCache, latent_trace, parse_exit, save_trace
-from recurlab.engine.options import EXIT_KINDS
-from recurlab.engine.steps import run_pass
+from recurlab.engine.cached_pass import run_pass
 from recurlab.errors import DeviceError, InferenceError
+from recurlab.options.generate import EXIT_KINDS
 from recurlab.rundir import RunDir, read_json
 from recurlab.tasks import CharVocab, VocabError
 from test_engine_utils import encode, random_model, trained_model
@@ -461,7 +461,7 @@ def test_cuda_without_cuda_gives_one_line():
 
 def test_static_decoder_eager_equals_engine_greedy(trained):
     """The static-shape step (what the CUDA graph captures) gives the engine's greedy tokens."""
-    from recurlab.engine.graphs import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder
 
     model, tok = trained
     want = Engine(model, tok).generate("12+34=", greedy(4, max_new_tokens=8)).token_ids

@@ -9,12 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
-import recurlab.cli.sweep  # noqa: F401
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
-from recurlab.engine import Engine, GenerateOptions, evaluate, open_run
+from recurlab.engine import Engine, GenerateOptions, open_run
+from recurlab.heldout import evaluate_heldout
 from recurlab.rundir import RunDir, read_json
+import recurlab.cli.sweep  # noqa: F401
 from test_engine_utils import encode, tiny_config, trained_model
 
 
@@ -181,7 +182,7 @@ def test_sweep_at_other_levels_keeps_the_standard_sweep(run_dir):
     cfg = run_config(run_dir)
     cfg.data.difficulties = [1, 3]
     model, _ = load_model(run_dir)
-    expected = evaluate(model, TaskData(cfg), [1, 3], "cpu")
+    expected = evaluate_heldout(model, TaskData(cfg), [1, 3], "cpu")
     for got, want in zip(saved["rows"], expected):
         assert (got["acc@1"], got["acc@3"]) == (want["acc@1"], want["acc@3"])
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)

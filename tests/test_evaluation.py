@@ -260,14 +260,14 @@ def test_custom_tasks_give_the_independent_accuracies_and_never_overwrite(run, t
 
 def test_embedded_tasks_agree_with_teacher_forced_accuracy_at_zero_start(perm_run):
     """Greedy exact match through lm-eval equals the sweep's teacher-forced exact match, both
-    from a zero latent start (the sweep's `evaluate` with the model's init_scale set to 0)."""
+    from a zero latent start (`evaluate_heldout` with the model's init_scale set to 0)."""
     from recurlab.checkpoint import load_model, run_config
-    from recurlab.engine.sweep import evaluate
+    from recurlab.heldout import evaluate_heldout
 
     cfg = run_config(perm_run)
     model, _ = load_model(perm_run)
     model.cfg.init_scale = 0.0
-    want = evaluate(model, TaskData(cfg), [1, 4], "cpu")
+    want = evaluate_heldout(model, TaskData(cfg), [1, 4], "cpu")
     res = run_eval(EvalSettings(tasks="embedded", rs=[1, 4], init_scale=0.0, exit=None, batch_size=8), run=perm_run)
     got = {(row["task"], row["r"]): row["value"] for row in res.rows}
     for row in want:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from recurlab.config import ConfigError, load_profile
+from recurlab.depth_sampler import progressive_split, sample_depth
 from recurlab.model import RecurrentLM
 from recurlab.rundir import RunDir
-from recurlab.sampler import progressive_split, sample_depth
 from recurlab.train import Trainer
 
 TINY_PERM = ["data.task=permutation4", "data.difficulties=1,2,3", "data.eval_examples=4", "train.grad_clip=0"]
@@ -205,7 +205,7 @@ def test_identity_padding_lengthens_training_prompts_without_changing_answers():
 
 
 def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
-    from recurlab.bench.length_probe import padded, probe
+    from recurlab.length_probe import padded, probe
     from recurlab.tasks import get_task
 
     task = get_task("permutation4")
@@ -218,7 +218,7 @@ def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
     tr.fit()
     rows = probe(str(tr.run.path), level=2, pads=[0, 3], rs=[2], examples=4)
     assert [(r["pad"], r["r"], r["examples"]) for r in rows] == [(0, 2, 4), (3, 2, 4)]
-    from recurlab.engine.sweep import evaluate
+    from recurlab.heldout import evaluate_heldout
 
-    expected = evaluate(tr.raw_model, tr.data, [2], "cpu")[0]["acc@2"]
+    expected = evaluate_heldout(tr.raw_model, tr.data, [2], "cpu")[0]["acc@2"]
     assert rows[0]["acc"] == expected

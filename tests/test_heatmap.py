@@ -1,7 +1,8 @@
 """The Sweep heatmap's data: sweeps of one checkpoint merged into level x r, and its colour scale."""
 
 from recurlab.sweep import SweepResult
-from recurlab.tui.widgets.heatmap import colour, merge_sweeps, render_grid
+from recurlab.sweep import level_grid
+from recurlab.tui.widgets.heatmap import colour, render_grid
 
 
 def test_merge_takes_every_sweep_of_the_checkpoint_and_later_ones_win():
@@ -9,7 +10,7 @@ def test_merge_takes_every_sweep_of_the_checkpoint_and_later_ones_win():
     harder = SweepResult("a", 100, [{"r": 8, "loss": 2.0, "acc@3": 0.4}, {"r": 32, "loss": 2.0, "acc@3": 0.6}])
     again = SweepResult("a", 100, [{"r": 8, "loss": 2.0, "acc@3": 0.45}])
     other_step = SweepResult("a", 50, [{"r": 64, "loss": 2.0, "acc@9": 0.0}])
-    grid = merge_sweeps([own, harder, other_step, again], step=100)
+    grid = level_grid([own, harder, other_step, again], step=100)
     assert grid.levels == [1, 2, 3] and grid.rs == [1, 8, 32]
     assert grid.acc == {(1, 1): 0.5, (2, 1): 0.1, (1, 8): 1.0, (2, 8): 0.9, (3, 8): 0.45, (3, 32): 0.6}
     text = render_grid(grid, trained={1, 2}, r_mean=8).plain

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from recurlab.bench.train import saved_bytes
 from recurlab.config import ModelConfig, RunConfig, validate
 from recurlab.data import TaskData
+from recurlab.depth_sampler import sample_depth
+from recurlab.memory import saved_bytes
 from recurlab.model import RecurrentLM
-from recurlab.sampler import sample_depth
 from recurlab.tasks import CharVocab
 
 V = len(CharVocab.default())

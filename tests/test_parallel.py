@@ -10,15 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 import recurlab.cli.infer  # noqa: F401  (registers the commands)
-import recurlab.engine.engine as engine_mod
-import recurlab.engine.parallel as parallel_mod
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
 from recurlab.engine import Engine, GenerateOptions
-from recurlab.engine.parallel_options import parse_sampler
 from recurlab.errors import InferenceError
+from recurlab.options.parallel import parse_sampler
 from recurlab.rundir import RunDir
+import recurlab.engine.engine as engine_mod
+import recurlab.engine.parallel_sampler as parallel_mod
 from test_engine_utils import random_model, tiny_config, trained_model
 
 PROMPTS = ["12+34=", "7+08=", "5", "1+2+3+4+5="]

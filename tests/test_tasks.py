@@ -5,7 +5,7 @@ import torch
 
 from recurlab.config import RunConfig, validate
 from recurlab.data import IGNORE, TaskData, encode_examples
-from recurlab.engine import evaluate
+from recurlab.heldout import evaluate_heldout
 from recurlab.tasks import CharVocab, Example, VocabError, get_task, task_names
 from recurlab.tasks.base import UnknownTaskError
 
@@ -87,8 +87,8 @@ def test_exact_match_uses_every_answer_position():
             logits.scatter_(2, safe.unsqueeze(-1), 10.0)
             return type("O", (), {"logits": logits})
 
-    assert evaluate(Oracle(False), data, [1], "cpu", batch_size=16)[0]["acc@2"] == 1.0
-    assert evaluate(Oracle(True), data, [1], "cpu", batch_size=16)[0]["acc@2"] == 0.0
+    assert evaluate_heldout(Oracle(False), data, [1], "cpu", batch_size=16)[0]["acc@2"] == 1.0
+    assert evaluate_heldout(Oracle(True), data, [1], "cpu", batch_size=16)[0]["acc@2"] == 0.0
 
 
 # ---- held-out sets: distinct, without replacement, counted ------------------------------------
@@ -143,7 +143,7 @@ def test_inspector_examples_are_distinct():
     from types import SimpleNamespace
 
     from recurlab.config import load_profile
-    from recurlab.tui.models import heldout_examples
+    from recurlab.tui.model_cache import heldout_examples
 
     cfg = load_profile("cpu")
     pairs = heldout_examples(SimpleNamespace(cfg=cfg), 6)

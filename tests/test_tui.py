@@ -273,6 +273,8 @@ async def test_inspector_grid_and_cell_details(runs):
         detail = screen.query_one("#insp-detail")
         trace = screen.trace
         assert trace["r"] == 4 and trace["prompt"] == screen.examples[0][0]
+        # the grid's selection reaches the detail pane in a message after the trace
+        await wait_for(pilot, lambda: "top next tokens" in str(detail.render()))
         start = str(detail.render())
         assert f"iteration {trace['r']}/{trace['r']}" in start and "top next tokens" in start
         await pilot.press("left")
@@ -462,7 +464,8 @@ async def test_sweep_can_be_cancelled(runs):
         await wait_for(pilot, lambda: screen.cancel_event is None, timeout=60)
         saved = json.loads((run.sweeps_dir / "step_00000040.json").read_text())
         assert not saved["complete"] and 1 <= len(saved["rows"]) < 40
-        assert any("sweep cancelled" in m for m in notices(app))
+        # a notice is a message to the app: it shows on the app's next turn
+        await wait_for(pilot, lambda: any("sweep cancelled" in m for m in notices(app)), timeout=10)
 
 
 async def test_sweep_heatmap_shows_trained_and_harder_levels(runs):

@@ -14,14 +14,15 @@ pytestmark = pytest.mark.anyio
 async def test_parallel_generation_wavefront_save_and_replay(runs):  # noqa: F811
     from recurlab.engine import Engine, GenerateOptions, open_run
     from recurlab.engine.wavefronts import load_wavefront
-    from recurlab.tui.screens.generate import MAX_NEW_TOKENS, PARALLEL_DEFAULT
+    from recurlab.options.parallel import SCREEN_PARAMS
+    from recurlab.tui.screens.generate import MAX_NEW_TOKENS
     from recurlab.tui.widgets.genview import GenerationCard
     from recurlab.tui.widgets.wavefront import WavefrontView
 
     prompt = "23+45="
     model, tok, _cfg, _ck = open_run(runs / "tiny-a")
     engine = Engine(model, tok)
-    want_par = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS, sampler=f"parallel:{PARALLEL_DEFAULT}"))
+    want_par = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS, sampler=f"parallel:{SCREEN_PARAMS}"))
     want_seq = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS))
     app = make_app(runs, run=runs / "tiny-a")
     async with app.run_test(size=SIZE) as pilot:

@@ -17,13 +17,14 @@ Results are printed as JSON and written to `--out`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
+from recurlab.text.synth import write_corpus
 
 
 def _timed(fn):
@@ -46,7 +47,7 @@ def loader_rate(data, batch: int, seconds: float) -> float:
 def model_rate(cfg, device: str, steps: int) -> float:
     import torch
 
-    from recurlab.model import RecurrentLM
+    from recurlab.model import RecurrentLM  # torch and yaml: loaded only when this runs
     from recurlab.devices import resolve_device
     from recurlab.train import build_optimizer
 
@@ -76,23 +77,18 @@ def model_rate(cfg, device: str, steps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recurlab.bench.data", description=__doc__.splitlines()[0])
+    parser = bench_parser("data", __doc__, out="bench-results/data.json")
     parser.add_argument("--mb", type=float, default=8.0, help="size of the generated corpus in MB")
     parser.add_argument("--profile", default="compare", help="profile whose model and data shape are measured")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model-steps", type=int, default=2)
     parser.add_argument("--loader-seconds", type=float, default=3.0)
-    parser.add_argument("--out", default="bench-results/data.json")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args(argv)
 
-    import torch
-
-    from recurlab.config import load_profile
+    from recurlab.config import load_profile  # yaml: loaded only when this runs
     from recurlab.text import sources
     from recurlab.text.data import TextData
-    from recurlab.text.synth import write_corpus
-
     work = Path(tempfile.mkdtemp(prefix="recurlab-bench-data-"))
     try:
         files = write_corpus(work / "corpus", n_bytes=int(args.mb * 1e6), files=4)
@@ -123,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
             streamed.close()
         train_rate = model_rate(cfg, args.device, args.model_steps)
         result = {
-            "machine": f"{torch.get_num_threads()} CPU threads" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() and args.device.startswith("cuda") else ""),
             "device": args.device, "profile": args.profile, "corpus_mb": sum(p.stat().st_size for p in files) / 1e6,
             "docs": cold.meta["docs"], "tokens": tokens, "bytes_per_token": cold.meta["bytes"] / tokens,
             "cold_total_s": t_cold, "tokenizer_train_s": t_cold - t_tok, "tokenize_s": t_tok,
@@ -136,11 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    print(json.dumps(result, indent=1))
+    write_result(args.out, result)
     return 0
 
 

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
+from recurlab.rundir import RunDir
 
 MODES = {"plain": "no DDP", "ddp": "DDP", "fsdp": "FSDP"}
 
@@ -46,10 +48,9 @@ def measure(args) -> dict:
     """One mode in this process (a torchrun rank for the wrapped modes)."""
     import torch
 
-    from recurlab.config import from_dict, load_yaml, validate
+    from recurlab.config import from_dict, load_yaml, validate  # yaml: loaded only when this runs
     from recurlab.distributed import Dist
     from recurlab.flops import mfu, train_flops_per_token
-    from recurlab.rundir import RunDir
     from recurlab.train import Trainer
 
     cfg = validate(from_dict(load_yaml(Path(args.config)), source=args.config))
@@ -91,7 +92,7 @@ def measure(args) -> dict:
 def bench_config(profile: str, overrides: list[str], cuda: bool):
     """The profile with task data swapped in (batches are replaced anyway), plus the vocabulary and
     sequence length the profile's own data would have."""
-    from recurlab.config import load_profile
+    from recurlab.config import load_profile  # yaml: loaded only when this runs
 
     probe = load_profile(profile, overrides)
     vocab = probe.model.vocab_size
@@ -101,7 +102,7 @@ def bench_config(profile: str, overrides: list[str], cuda: bool):
 
 
 def run_modes(args, cfg, vocab: int, seq_len: int) -> list[dict]:
-    from recurlab.config import to_yaml
+    from recurlab.config import to_yaml  # yaml: loaded only when this runs
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,13 +142,12 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recurlab.bench.ddp", description=__doc__.splitlines()[0])
+    parser = bench_parser("ddp", __doc__, out="bench-results/ddp.json")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     parser.add_argument("--profile", default="h100")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     parser.add_argument("--fsdp", action="store_true", help="also measure fully_shard with one process")
-    parser.add_argument("--out", default="bench-results/ddp.json")
     for name in ("--child", "--config", "--result"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     for name in ("--vocab", "--seq-len"):
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recurlab.config import ConfigError
+    from recurlab.config import ConfigError  # yaml: loaded only when this runs
 
     cuda = torch.cuda.is_available()
     profile = args.profile if cuda else "tiny"
@@ -177,10 +177,8 @@ def main(argv: list[str] | None = None) -> int:
              f"r_mean {cfg.train.r_mean}, k {cfg.train.k}, {cfg.hardware.dtype}, compile {cfg.hardware.compile}")
     print(shape)
     print(table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"profile": profile, "config": shape, "torch": torch.__version__, "cuda": cuda,
-                               "steps": args.steps, "warmup": args.warmup, "results": results}, indent=2))
+    out = write_result(args.out, {"profile": profile, "config": shape, "cuda": cuda, "steps": args.steps,
+                                  "warmup": args.warmup, "results": results}, indent=2)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

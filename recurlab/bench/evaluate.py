@@ -13,11 +13,10 @@ JSON to --out (default bench-results/evaluate.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import time
-from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
+from recurlab.tasks import CharVocab
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block_size=128)
 
@@ -25,7 +24,7 @@ RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block
 def requests_for(args, source) -> list[tuple[str, str]]:
     cfg = source.cfg
     if source.run is not None and cfg.data.source == "task":
-        from recurlab.data import TaskData
+        from recurlab.data import TaskData  # torch and yaml: loaded only when this runs
 
         data = TaskData(cfg)
         pairs = [(ex.prompt, ex.answer) for d in data.eval_levels for ex in data.heldout(d)]
@@ -38,16 +37,14 @@ def requests_for(args, source) -> list[tuple[str, str]]:
 
 
 def open_bench_source(args):
-    from recurlab.evaluation.lm import Source, open_source
+    from recurlab.evaluation.lm import Source, open_source  # lm-eval and yaml: loaded only when this runs
 
     if not args.random:
         return open_source(run=args.run, device=args.device, runs_dir=args.runs_dir)
     import torch
 
-    from recurlab.config import ModelConfig, RunConfig
+    from recurlab.config import ModelConfig, RunConfig  # yaml: loaded only when this runs
     from recurlab.model import RecurrentLM
-    from recurlab.tasks import CharVocab
-
     tok = CharVocab.default()
     torch.manual_seed(0)
     cfg = RunConfig(profile="random", model=ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE))
@@ -58,7 +55,7 @@ def open_bench_source(args):
 def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> dict:
     from lm_eval.api.instance import Instance
 
-    from recurlab.evaluation.lm import RecurlabLM
+    from recurlab.evaluation.lm import RecurlabLM  # lm-eval and yaml: loaded only when this runs
 
     lm = RecurlabLM.from_source(source, r=r, batch_size=batch_size, exit=exit_rule, init_scale=0)
     reqs = [Instance("loglikelihood", {}, (c, " " + a if not a.startswith(" ") else a), i, ("bench", i, 1))
@@ -80,7 +77,7 @@ def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> 
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser("evaluate", __doc__, out="bench-results/evaluate.json")
     p.add_argument("run", nargs="?", help="a run directory or name (omit with --random)")
     p.add_argument("--random", action="store_true", help="a random 256-wide model instead of a run")
     p.add_argument("--runs-dir", default="runs")
@@ -90,7 +87,6 @@ def main(argv=None) -> None:
     p.add_argument("--requests", type=int, default=128)
     p.add_argument("--exit", default="kl:5e-4", help="also measure with this exit rule ('' to skip)")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--out", default="bench-results/evaluate.json")
     args = p.parse_args(argv)
     if bool(args.run) == args.random:
         p.error("give a RUN or --random")
@@ -111,10 +107,7 @@ def main(argv=None) -> None:
                 rows.append(row)
                 print(f"{r:>3} {row['exit']:>8} {bs:>5} {row['requests_per_s']:>9.1f} {row['speedup_vs_first']:>6.2f}x "
                       f"{row['mean_iterations']:>8.2f}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": source.label, "device": args.device, "threads": torch.get_num_threads(),
-                               "rows": rows}, indent=1) + "\n")
+    out = write_result(args.out, {"model": source.label, "device": args.device, "rows": rows})
     print(f"wrote {out}")
 
 

@@ -17,12 +17,13 @@ one prompt at a time, batch 1. The result is printed as JSON and written to `--o
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
+from recurlab.families import open_folder
 
 PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a, b):", "Question: what is the sum of 3"]
 
@@ -30,7 +31,7 @@ PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a
 def teacher_forced(model, tok, text: str, r: int, threshold: float) -> dict:
     import torch
 
-    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax
+    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax  # torch and yaml: loaded only when this runs
 
     ids = torch.tensor([tok.encode(text)])
     with torch.inference_mode():
@@ -53,7 +54,7 @@ def teacher_forced(model, tok, text: str, r: int, threshold: float) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser("gate", __doc__, out="bench-results/gate.json")
     ap.add_argument("--model", help="an Ouro-format folder")
     ap.add_argument("--random", action="store_true", help="write and use a random Ouro-format model")
     ap.add_argument("--hidden", type=int, default=256)
@@ -64,15 +65,13 @@ def main(argv=None) -> int:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="bench-results/gate.json")
     args = ap.parse_args(argv)
     if bool(args.model) == bool(args.random):
         print("error: give either --model FOLDER or --random", file=sys.stderr)
         return 2
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
-    from recurlab.families import open_folder
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
     from recurlab.families.writers import write_random_ouro
 
     torch.set_num_threads(args.threads)
@@ -121,9 +120,7 @@ def main(argv=None) -> int:
         "all_steps_tokens_per_s": sum(f.n_tokens for f in full) / sum(f.seconds for f in full),
         "rows": rows, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(args.out, result, indent=2)
     print(json.dumps(result, indent=2))
     return 0
 

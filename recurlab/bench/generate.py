@@ -27,11 +27,12 @@ compile happens in the untimed warm-up.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.tasks import CharVocab, get_task
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 
@@ -39,11 +40,9 @@ RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 def load(args):
     import torch
 
-    from recurlab.config import ModelConfig
+    from recurlab.config import ModelConfig  # yaml: loaded only when this runs
     from recurlab.engine import open_run
     from recurlab.model import RecurrentLM
-    from recurlab.tasks import CharVocab
-
     if args.random:
         tok = CharVocab.default()
         torch.manual_seed(0)
@@ -64,7 +63,7 @@ def timed(engine, prompt, opts, repeats: int):
 
 
 def speed_table(engine, args) -> list[dict]:
-    from recurlab.engine import GenerateOptions
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
 
     rows = []
     for r in args.rs:
@@ -98,7 +97,7 @@ def static_table(engine, args) -> list[dict]:
     """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
     import torch
 
-    from recurlab.engine.graphs import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     model, prompt_ids = engine.model, engine.encode(args.prompt)
     max_len = len(prompt_ids) + args.new_tokens
@@ -127,9 +126,7 @@ def static_table(engine, args) -> list[dict]:
 
 def exit_table(engine, cfg, args) -> list[dict]:
     """Exact-match accuracy and mean iterations per threshold on held-out task examples."""
-    from recurlab.engine import GenerateOptions
-    from recurlab.tasks import get_task
-
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
     rows = []
@@ -159,10 +156,8 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from recurlab.engine import GenerateOptions, KVCache
-    from recurlab.engine.steps import run_pass
-    from recurlab.tasks import get_task
-
+    from recurlab.engine import GenerateOptions, KVCache  # torch and yaml: loaded only when this runs
+    from recurlab.engine.cached_pass import run_pass
     task, tok, model = get_task(cfg.data.task), engine.tokenizer, engine.model
     r = args.exit_r
     rows = []
@@ -190,13 +185,6 @@ def kv_budget_table(engine, cfg, args) -> list[dict]:
         print(f"kv budget {budget or r:>3} (r={r})  answer loss {nll / n_tok:.4f}  exact match {correct / n_ex:.2%}  "
               f"cache {mem} B/token", flush=True)
     return rows
-
-
-def _load_average() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
 
 
 def reference(args) -> dict:
@@ -234,7 +222,7 @@ def reference(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="recurlab-refdecode-") as tmp:
         folder = str(Path(tmp) / "ref")
         child(here, "--folder", folder, "--write")
-        load_before = _load_average()
+        load_before = load_average()
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for k in range(args.rounds):
             order = list(trees) if k % 2 == 0 else list(trees)[::-1]
@@ -245,7 +233,7 @@ def reference(args) -> dict:
                 runs[name].append(res)
                 print(f"round {k + 1} {name:<8} " + "  ".join(f"r={r} {v['tokens_per_s']:7.2f} tok/s"
                                                              for r, v in res["rs"].items()), flush=True)
-        load_after = _load_average()
+        load_after = load_average()
     table = []
     for r in map(str, args.rs):
         row = {"r": int(r)}
@@ -281,7 +269,7 @@ def reference(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recurlab.bench.generate", description=__doc__.splitlines()[0])
+    p = bench_parser("generate", __doc__, out="")  # default: generate.json, or generate-reference.json
     p.add_argument("run", nargs="?", help="run name or directory (or use --random)")
     p.add_argument("--random", action="store_true", help=f"a random-init model of shape {RANDOM_SHAPE}")
     p.add_argument("--runs-dir", default="runs")
@@ -305,16 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="with --reference: rounds (each tree once per round)")
     p.add_argument("--threads", type=int, default=2, help="with --reference: torch threads")
     p.add_argument("--compile", action="store_true", help="with --reference: also time this tree with compiled decode steps")
-    p.add_argument("--out", default="")
     args = p.parse_args(argv)
     args.rs = [int(x) for x in args.rs.split(",")]
     if args.reference:
         if args.run or args.random:
             p.error("--reference takes no RUN and no --random")
         result = reference(args)
-        out = Path(args.out or "bench-results/generate-reference.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        out = write_result(args.out or "bench-results/generate-reference.json", result)
         print(f"written to {out}", file=sys.stderr)
         return 0
     args.out = args.out or "bench-results/generate.json"
@@ -327,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recurlab.engine import Engine
+    from recurlab.engine import Engine  # torch and yaml: loaded only when this runs
     from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -338,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(model, tok, device=args.device)
         print(f"model: {source} ({model.num_params() / 1e6:.2f}M parameters) on {args.device}", flush=True)
         result = {"model": source, "device": args.device, "prompt": args.prompt, "new_tokens": args.new_tokens,
-                  "torch": torch.__version__, "speed": speed_table(engine, args)}
+                  "speed": speed_table(engine, args)}
         if args.device.startswith("cuda"):
             result["gpu"] = torch.cuda.get_device_name()
             result["static"] = static_table(engine, args)
@@ -350,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(args.out, result)
     print(json.dumps(result))
     print(f"written to {out}", file=sys.stderr)
     return 0

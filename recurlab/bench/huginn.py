@@ -17,13 +17,13 @@ and written to `--out`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, write_result
 
 SHAPES = {
     "huginn-0125": dict(n_embd=5280, n_heads=55, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
@@ -43,7 +43,7 @@ def random_model(cfg, device, dtype, seed: int):
     """The model at `cfg`'s shape, filled in place on `device` (no CPU copy, no disk)."""
     import torch
 
-    from recurlab.huginn.weights import empty_model
+    from recurlab.huginn.weights import empty_model  # torch and yaml: loaded only when this runs
 
     model = empty_model(cfg, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -62,7 +62,7 @@ def random_model(cfg, device, dtype, seed: int):
 def build(args, workdir: Path):
     import torch
 
-    from recurlab.huginn import open_huginn, read_huginn_config
+    from recurlab.huginn import open_huginn, read_huginn_config  # yaml: loaded only when this runs
     from recurlab.huginn.tokenizer import load_huginn_tokenizer
     from recurlab.huginn.writer import write_random_huginn
 
@@ -91,7 +91,7 @@ def build(args, workdir: Path):
 def measure(args, model, tok, mcfg) -> dict:
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
 
     engine = Engine(model, tok, device=args.device)
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
@@ -128,7 +128,7 @@ def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
     decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
     import torch
 
-    from recurlab.engine.graphs import StaticDecoder
+    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     mode = "graph" if args.device.startswith("cuda") else "eager"
     ids = tok.encode(PROMPT)
@@ -157,7 +157,7 @@ def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m recurlab.bench.huginn", description=__doc__.splitlines()[0])
+    ap = bench_parser("huginn", __doc__, out="")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="huginn-0125")
     ap.add_argument("--source", choices=["direct", "checkpoint"], default="direct")
@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="", help="where the random checkpoint goes (default: a temporary folder)")
-    ap.add_argument("--out", default="", help="also write the JSON result to this file")
     args = ap.parse_args(argv)
 
     import torch
@@ -194,14 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             "engine": "recurlab.engine.Engine (KV cache, greedy, init_scale 0)",
             **info,
             **measure(args, model, tok, mcfg),
-            "torch": torch.__version__,
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        write_result(args.out, result, indent=2)
     return 0
 
 

@@ -22,14 +22,14 @@ Results are printed and written as JSON to --out (a new file when it exists, nev
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.tasks import get_task
 
 HUGINN_BENCH_SHAPE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
                           n_layers_in_coda=2, intermediate_size=512, vocab_size=512, block_size=1024)
@@ -41,10 +41,10 @@ PROMPTS = {
 
 def open_bench_model(name: str, args, workdir: Path):
     """-> (model, tokenizer, label, prompt, run config or None)."""
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
     if name == "huginn-random":
-        from recurlab.huginn import write_random_huginn
+        from recurlab.huginn import write_random_huginn  # yaml: loaded only when this runs
 
         path = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
@@ -76,7 +76,7 @@ def agreement(a: list[int], b: list[int]) -> tuple[float, int]:
 
 
 def bench_model(engine, label: str, prompt: str, args) -> dict:
-    from recurlab.engine import GenerateOptions
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
 
     common = dict(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=())
     seq, seq_rates = timed(engine, prompt, GenerateOptions(**common), args.repeats)
@@ -102,9 +102,7 @@ def bench_model(engine, label: str, prompt: str, args) -> dict:
 
 def accuracy_table(engine, cfg, args) -> dict:
     """Held-out exact match per level, sequential against each parallel setting, at r_mean."""
-    from recurlab.engine import GenerateOptions
-    from recurlab.tasks import get_task
-
+    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     r = args.heldout_r or cfg.train.r_mean
     levels = list(cfg.data.difficulties)
@@ -137,17 +135,8 @@ def accuracy_table(engine, cfg, args) -> dict:
     return {"r": r, "per_level": args.heldout, "levels": levels, "rows": rows}
 
 
-def fresh_path(path: Path) -> Path:
-    """`path`, or path-2, path-3 ... when it exists: a benchmark never replaces an earlier result."""
-    n, out = 1, path
-    while out.exists():
-        n += 1
-        out = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recurlab.bench.parallel", description=__doc__.splitlines()[0])
+    p = bench_parser("parallel", __doc__, out="bench-results/parallel.json")
     p.add_argument("models", nargs="+", help="run names or directories, Huginn folders, or huginn-random")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--device", default="cpu")
@@ -161,13 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout", type=int, default=0, help="held-out prompts per level for the accuracy table (task runs)")
     p.add_argument("--heldout-r", type=int, default=0, help="r for the accuracy table (default: the run's r_mean)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="bench-results/parallel.json")
     args = p.parse_args(argv)
     args.samplers = [s for s in _split_plain(args.samplers) if s]
 
     import torch
 
-    from recurlab.engine import Engine, GenerateOptions
+    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
     from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -175,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     result = {"r": args.r, "new_tokens": args.new_tokens, "device": args.device, "threads": args.threads,
-              "torch": torch.__version__, "cpus": os.cpu_count(), "load_average_before": round(os.getloadavg()[0], 2),
+              "load_average_before": load_average(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": []}
     if args.device.startswith("cuda"):
         result["gpu"] = torch.cuda.get_device_name()
@@ -195,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = fresh_path(Path(args.out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(args.out, result, keep_earlier=True)
     print(f"\nwritten to {out}", file=sys.stderr)
     return 0
 

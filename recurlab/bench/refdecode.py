@@ -18,7 +18,7 @@ code (PYTHONPATH=OTHER_CHECKOUT python .../refdecode.py) to compare two versions
 
 from __future__ import annotations
 
-import argparse
+import argparse  # not recurlab.bench.results: this file also runs against older checkouts
 import json
 import sys
 import time
@@ -44,6 +44,7 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     import torch
 
     torch.set_num_threads(threads)
+    # the engine and huginn import torch; only the long-stable names, which every checkout has
     from recurlab.engine import Engine, GenerateOptions
     from recurlab.huginn import open_huginn
 

@@ -14,19 +14,18 @@ Writes the numbers as JSON to --out (default bench-results/train.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
+from recurlab.bench.results import bench_parser, write_result
 from recurlab.config import load_profile
 from recurlab.data import make_data
-from recurlab.flops import mfu, train_flops_per_token
-from recurlab.model import RecurrentLM
-from recurlab.sampler import sample_depth
+from recurlab.depth_sampler import sample_depth
 from recurlab.devices import resolve_device
+from recurlab.flops import mfu, train_flops_per_token
+from recurlab.memory import saved_bytes
+from recurlab.model import RecurrentLM
 from recurlab.train import build_optimizer
 
 
@@ -93,27 +92,12 @@ def peak_memory(cfg, device, r: int) -> int:
     return saved_bytes(lambda: model(idx, r - n_g, n_g, tgt).loss.backward())
 
 
-def saved_bytes(step) -> int:
-    """Bytes autograd saves for backward while `step()` runs (CPU stand-in for peak memory)."""
-    saved = 0
-
-    def pack(t):
-        nonlocal saved
-        saved += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return saved
-
-
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_parser("train", __doc__, out="bench-results/train.json")
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--out", default="bench-results/train.json")
     ap.add_argument("overrides", nargs="*", help="key=value profile overrides")
     args = ap.parse_args(argv)
     cfg = load_profile(args.profile, args.overrides)
@@ -145,8 +129,7 @@ def main(argv=None) -> dict:
     print(f"peak memory ({result['memory_kind']}), k = {cfg.train.k}:")
     for key, v in mem.items():
         print(f"  {key:<8}{v / 2**20:>10.1f} MiB")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_result(args.out, result)
     print(f"wrote {args.out}")
     return result
 

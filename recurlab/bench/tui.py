@@ -24,7 +24,6 @@ The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a u
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
@@ -40,6 +39,8 @@ import termios
 import threading
 import time
 from pathlib import Path
+from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.rundir import RunDir
 
 COLS, LINES = 160, 48
 
@@ -106,9 +107,7 @@ def tui_cmd(target: Path, runs_dir: Path | None = None) -> list[str]:
 
 
 def write_big_run(root: Path, rows: int) -> Path:
-    from recurlab.config import load_profile, to_yaml
-    from recurlab.rundir import RunDir
-
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     run = RunDir.create(root, "big", to_yaml(load_profile("tiny")))
     rng = random.Random(0)
     with open(run.metrics_path, "w") as f:
@@ -127,7 +126,7 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int) -> dict:
     one start that stays until every row is drawn."""
     import statistics
 
-    from recurlab.tui.seriescache import cache_path
+    from recurlab.tui.seriescache import cache_path  # numpy: loaded only when this runs
 
     out = {}
     cache = cache_path(run_path / "metrics.jsonl")
@@ -158,8 +157,7 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int) -> dict:
 
 
 def write_many_runs(root: Path, n: int) -> Path:
-    from recurlab.config import load_profile, to_yaml
-    from recurlab.rundir import RunDir
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
 
     for i in range(n):
         run = RunDir.create(root, f"sweep-{i:03d}", to_yaml(load_profile("tiny", [f"train.r_mean={(4, 8, 16)[i % 3]}",
@@ -188,17 +186,8 @@ def runs_first_frame(runs_dir: Path, timeout: float, starts: int) -> dict:
             "runs_columns_s": med(columns)}
 
 
-def load_average() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
 def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
-    from recurlab.config import load_profile, to_yaml
-    from recurlab.rundir import RunDir
-
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     cfg = load_profile("tiny", ["train.max_steps=100000", "train.eval_every=100000", "train.checkpoint_every=100000"])
     run = RunDir.create(runs_dir, "training", to_yaml(cfg))
     with open(run.log_path, "ab") as log:
@@ -233,13 +222,12 @@ def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recurlab.bench.tui", description=__doc__.splitlines()[0])
+    p = bench_parser("tui", __doc__, out="bench-results/tui.json")
     p.add_argument("--rows", type=int, default=1_000_000, help="metric rows in the big run")
     p.add_argument("--starts", type=int, default=7, help="starts per attach whose median is the first frame")
     p.add_argument("--idle-seconds", type=float, default=20.0)
     p.add_argument("--settle-seconds", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=300.0)
-    p.add_argument("--out", default="bench-results/tui.json")
     p.add_argument("--mode", choices=("attach", "runs"), default="attach",
                    help="attach: the big run and the idle CPU; runs: the Runs screen on --runs runs")
     p.add_argument("--runs", type=int, default=200, help="runs in the folder of --mode runs")
@@ -249,18 +237,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             t0 = time.perf_counter()
             root = write_many_runs(tmp / "runs", args.runs)
-            result = {"machine": f"{os.cpu_count()} CPU cores, {sys.platform}", "load_average_before": load_average(),
+            result = {"load_average_before": load_average(),
                       "terminal": f"{COLS}x{LINES}", "runs": args.runs, "write_seconds": round(time.perf_counter() - t0, 1),
                       **runs_first_frame(root, args.timeout, args.starts), "load_average_after": load_average()}
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return _write(result, args.out)
+        write_result(args.out, result)
+        print(json.dumps(result, indent=1))
+        return 0
     try:
         t0 = time.perf_counter()
         big = write_big_run(tmp / "runs", args.rows)
         size_mb = big.joinpath("metrics.jsonl").stat().st_size / 2**20
         result = {
-            "machine": f"{os.cpu_count()} CPU cores, {sys.platform}",
             "load_average_before": load_average(),
             "terminal": f"{COLS}x{LINES}",
             "metric_rows": args.rows,
@@ -276,13 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 "second_attach_first_curve_s", "second_attach_all_rows_drawn_s"):
         if result[key] is not None:
             result[key] = round(result[key], 3)
-    return _write(result, args.out)
-
-
-def _write(result: dict, path: str) -> int:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -21,7 +21,7 @@ def main() -> None:
 
     if start_quickly(sys.argv[1:]):
         return
-    from recurlab.cli.app import app
+    from recurlab.cli.app import app  # typer: loaded only when this runs
 
     for name in COMMAND_MODULES:  # a missing module is a broken install: let its ImportError show
         importlib.import_module(f"recurlab.cli.{name}")

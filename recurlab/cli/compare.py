@@ -29,8 +29,9 @@ def compare(
     runs_dir: str = RunsDirOption,
 ) -> None:
     """Train latent recurrence, token recurrence and two fixed-depth baselines on the same data; one table."""
-    from recurlab.sweep import parse_rs
+    # the comparison and the sweep files: not at start-up, only this command needs them
     from recurlab.compare import ComparisonError, format_comparison, run_comparison
+    from recurlab.sweep import parse_rs
 
     with user_errors():
         rs = parse_rs(r)

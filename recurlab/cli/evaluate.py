@@ -15,6 +15,7 @@ import typer
 
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, user_errors
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 
 @app.command("eval", epilog=examples('recurlab eval demo --tasks embedded --r 1,4,8', 'recurlab eval cpu-demo --tasks my_tasks/ --r 1,8 --exit kl:5e-4 --limit 100'))
@@ -27,7 +28,7 @@ def evaluate(
     num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: each task's own)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests per batch (left-padded)."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Checkpoint step (default: the latest complete one)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: the model's)."),
     init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start). Default: the model's."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="KV cache slots per token (iteration i uses slot i mod n)."),
@@ -49,6 +50,7 @@ def evaluate(
             fail("lm-eval is not installed: pip install 'recurlab[eval]'")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # the evaluation and the sweep files: not at start-up, only this command needs them
         from recurlab.evaluation.results import format_table
         from recurlab.evaluation.runner import EvalSettings, run_eval
         from recurlab.sweep import parse_rs

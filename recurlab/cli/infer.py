@@ -19,6 +19,9 @@ import typer
 
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
+from recurlab.errors import InferenceError
+from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE, parse_r
+from recurlab.options.parallel import SPEC_HELP
 from recurlab.rundir import RunDir
 
 
@@ -29,10 +32,8 @@ ModelOption = typer.Option(None, "--model", help="A Hugging Face folder (Huginn,
 def _open(run: str | None, model_path: str | None, runs_dir: str, step: int | None, device: str):
     """The OpenedModel of a run (by name, prefix or path) or of a model folder (--model)."""
     if bool(run) == bool(model_path):
-        from recurlab.errors import InferenceError
-
         raise InferenceError("give either a RUN or --model PATH (a Hugging Face model folder), not both or neither")
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and safetensors: loaded only when this runs
 
     return open_model(model_path or get_run(run, runs_dir), step=step, device=device)
 
@@ -52,12 +53,12 @@ def generate(
     run: Optional[str] = RunArgument,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a left-padded batch."),
     r: str = typer.Option("16", "--r", help="Iterations of the recurrent core per token."),
-    exit: Optional[str] = typer.Option(None, "--exit", help="Adaptive exit, e.g. kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 (add ,min=N,max=N,every=N)."),
+    exit: Optional[str] = typer.Option(None, "--exit", help=f"Adaptive exit, e.g. {EXIT_EXAMPLE} (add ,min=N,max=N,every=N)."),
     kv_budget: Optional[int] = typer.Option(None, "--kv-budget", help="Cache slots per token (iteration i uses slot i mod n)."),
     cache_lookup: str = typer.Option("latest", "--cache-lookup", help="How later tokens read an exited token: latest (its last entry, the reference's latest-m4) or existing (only entries of the current iteration, the reference's default)."),
     continuous: bool = typer.Option(False, "--continuous", help="Warm-start each token from the previous token's final state."),
     speculative: Optional[str] = typer.Option(None, "--speculative", help="Self-speculative decoding, e.g. draft=4,lookahead=8."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="sequential (default) or parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,wavefront=128,steps=4096,kv=latest]; freeze rules latent:T, stable:N, iterations[:N]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help=f"sequential (default) or {SPEC_HELP}; freeze rules latent:T, stable:N, iterations[:N]."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", help="0 is off."),
     top_p: float = typer.Option(1.0, "--top-p", help="1 is off."),
@@ -65,7 +66,7 @@ def generate(
     init_scale: Optional[float] = typer.Option(None, "--init-scale", help="Std of the random latent start (0: zero start, deterministic). Default: the run's."),
     seed: int = typer.Option(0, "--seed"),
     step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the latest)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
     compile: bool = typer.Option(False, "--compile", help="Run each decode step's core iterations as one compiled graph (torch.compile; needs a C++ compiler on CPU): the first token waits seconds for the compile, the rest decode faster."),
@@ -74,9 +75,7 @@ def generate(
 ):
     """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import GenerateOptions
-        from recurlab.engine.options import parse_r
-
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
         r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         opts = GenerateOptions(
             r=r, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -84,8 +83,6 @@ def generate(
             speculative=speculative, cache_lookup=cache_lookup, sampler=sampler, compile=compile,
         ).validate()
         if save_wavefront and opts.sampler is None:
-            from recurlab.errors import InferenceError
-
             raise InferenceError("--save-wavefront needs the parallel sampler: add --sampler parallel")
         opened = _open(run, model_path, runs_dir, step, device)
         stream = opened.engine.stream(prompt, opts)
@@ -98,6 +95,7 @@ def generate(
         res = stream.result
         saved = []
         if save_wavefront:
+            # torch and safetensors: loaded only when this runs
             from recurlab.engine.wavefronts import save_wavefront as save, wavefront_record
 
             folder = opened.run.path if opened.run is not None else "."
@@ -180,7 +178,7 @@ def inspect(
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="Trace file name (default: inspect-<time>)."),
     step: Optional[int] = typer.Option(None, "--step"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
@@ -188,14 +186,11 @@ def inspect(
 
     Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine import GenerateOptions, latent_trace, save_trace
-        from recurlab.engine.options import parse_r
-
         r = parse_r(r)
 
         if generate_tokens < 0:
-            from recurlab.errors import InferenceError
-
             raise InferenceError(f"--generate must be >= 0 tokens, got {generate_tokens}")
         opened = _open(run, model_path, runs_dir, step, device)
         gen = GenerateOptions(r=r, max_new_tokens=generate_tokens, init_scale=init_scale, seed=seed) if generate_tokens else None

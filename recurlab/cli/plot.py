@@ -39,7 +39,7 @@ def _size(spec: str) -> tuple[int, int]:
 
 def _source(kind: str, source: str, run) -> str:
     """sweeps or evals for `sweep`, evals or traces for `exits`; "auto" takes what the run has."""
-    from recurlab.figures import evals
+    from recurlab.figures import evals  # numpy and yaml: loaded only when this runs
     from recurlab.figures.spec import FigureError
 
     allowed = {"sweep": ("sweeps", "evals"), "exits": ("evals", "traces")}.get(kind, ())
@@ -64,7 +64,7 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
           step: int | None = None, trace: str | None = None, value: str = "rel-change", token: int | None = None,
           groups: str = "", tokens: str = "all", source: str = "auto", evaluation: str | None = None, r: int | None = None):
     """The figure spec of `kind` for the given RunDirs (no matplotlib needed)."""
-    from recurlab import figures
+    from recurlab import figures  # numpy and yaml: loaded only when this runs
     from recurlab.figures import evals
     from recurlab.figures.spec import FigureError
 
@@ -83,7 +83,7 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
     if kind == "sweep":
         return figures.sweep_figure(runs, y=y, step=step)
     if kind == "sweep-heatmap":
-        from recurlab.figures.sweeps import saved_level_heatmap
+        from recurlab.figures.sweeps import saved_level_heatmap  # numpy and yaml: loaded only when this runs
 
         return saved_level_heatmap(one, step)
     if kind == "exits" and src == "evals":
@@ -92,6 +92,7 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
     if kind == "exits":
         return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
     if kind == "wavefront":
+        # numpy and yaml: loaded only when this runs
         from recurlab.figures.wavefront import load_wavefront, wavefront_figure
 
         record, name = load_wavefront(one, trace)
@@ -131,6 +132,7 @@ def plot(
         fail(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}, e.g. `recurlab plot sweep RUN`")
     rundirs = [get_run(r, runs_dir) for r in runs]
     with user_errors():
+        # numpy and yaml: loaded only when this runs
         from recurlab.figures.render import check_formats, matplotlib_modules
         from recurlab.figures.save import run_figures_dir, save_figure
 

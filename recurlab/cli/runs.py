@@ -26,7 +26,16 @@ import typer
 
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_errors
-from recurlab.config import run_config
+from recurlab.config import (
+    BUILTIN_PROFILES,
+    from_dict,
+    load_profile,
+    load_yaml,
+    profile_names,
+    profile_path,
+    run_config,
+    to_yaml,
+)
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
     GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
@@ -131,7 +140,7 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
-    from recurlab.seeds import parse_seeds, seed_run_name
+    from recurlab.replicates import parse_seeds, seed_run_name  # statistics: not at start-up
 
     with user_errors():
         seed_list = parse_seeds(spec)
@@ -325,8 +334,6 @@ def profiles(ctx: typer.Context) -> None:
     """List the profiles with their descriptions."""
     if ctx.invoked_subcommand is not None:
         return
-    from recurlab.config import BUILTIN_PROFILES, from_dict, load_yaml, profile_names, profile_path
-
     rows = []
     for pname in profile_names():
         path = profile_path(pname)
@@ -343,8 +350,6 @@ def profiles_show(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides to apply."),
 ) -> None:
     """Print a profile resolved with overrides, as the run.yaml a run would get."""
-    from recurlab.config import load_profile, to_yaml
-
     with user_errors():
         cfg = load_profile(name, list(overrides or []))
     typer.echo(to_yaml(cfg), nl=False)

@@ -13,6 +13,9 @@ import typer
 
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, print_table, user_errors
+from recurlab.config import default_rs, run_config
+from recurlab.errors import InferenceError
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 
 @app.command(epilog=examples('recurlab sweep demo --r 1,2,4,8', 'recurlab sweep cpu-demo --r 1,2,4,8,16,32 --difficulties 5,6', "recurlab sweep 'perm-s*' --r 8,32 --out perm.csv"))
@@ -21,7 +24,7 @@ def sweep(
                                                "sweep each and print the mean ± sd over them."),
     r: Optional[str] = typer.Option(None, "--r", help="Comma-separated r values (default: 1,2,4,...,4*r_mean)."),
     step: int = typer.Option(None, "--step", help="Checkpoint step (default: the latest complete one)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     difficulties: Optional[str] = typer.Option(None, "--difficulties", help="Task levels to evaluate instead of the run's, e.g. 5,6 (saved as a separate sweep)."),
     reuse: bool = typer.Option(False, "--reuse", help="Use a saved sweep of the same checkpoint, levels and r when there is one."),
     out: str = typer.Option("", "--out", help="Several runs: also write the mean/sd table to this new CSV file."),
@@ -33,9 +36,8 @@ def sweep(
         return
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
-        from recurlab.config import default_rs, run_config
-        from recurlab.engine import run_sweep
-        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells
+        from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells  # not at start-up
 
         cfg = run_config(rundir)
         # given, even empty: parsed (an empty value is an error, not the default)
@@ -63,9 +65,9 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     """Sweep every run (or reuse its saved sweep), then the mean and spread over them."""
     from pathlib import Path
 
-    from recurlab.errors import InferenceError
-    from recurlab.seeds import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
-    from recurlab.engine import run_sweep
+    from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+    # statistics and the sweep files: not at start-up, only this command needs them
+    from recurlab.replicates import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
     from recurlab.sweep import parse_levels, parse_rs
 
     with user_errors():

@@ -32,6 +32,6 @@ def tui(
         runs_dir, run, model = tui_paths(target, runs_dir, model)
     except UserError as exc:
         fail(str(exc).splitlines()[0])
-    from recurlab.tui.app import RecurlabApp
+    from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
 
     RecurlabApp(runs_dir=runs_dir, run=run, model=model).run()

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from recurlab.cli import EXIT_BAD_INPUT
 from recurlab.errors import ModelFormatError, RunError, TuiArgsError
 from recurlab.folders import check_model_path
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
@@ -82,8 +83,6 @@ def start_quickly(argv: list[str]) -> bool:
         runs_dir, run, model = tui_paths(**args)
     except (TuiArgsError, RunError, ModelFormatError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        from recurlab.cli import EXIT_BAD_INPUT
-
         sys.exit(EXIT_BAD_INPUT)
     import gc
 
@@ -91,7 +90,7 @@ def start_quickly(argv: list[str]) -> bool:
     # small objects would trigger a dozen collections, ~15 ms); the app freezes what start-up made
     # and turns collection back on after that frame (RecurlabApp.on_mount)
     gc.disable()
-    from recurlab.tui.app import RecurlabApp
+    from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
 
     RecurlabApp(runs_dir=runs_dir, run=run, model=model).run()
     return True

@@ -40,7 +40,7 @@ Public API (stable):
                     continuous=False,       # warm-start each token from the previous token's final state
                     speculative=None,       # None | "draft=4,lookahead=8" | SpeculativeConfig
                     sampler=None)           # None | "sequential" | "parallel[:inner=4,freeze=latent:0.03,...]"
-                                            #   (recurlab.engine.parallel_options.ParallelConfig)
+                                            #   (recurlab.options.parallel.ParallelConfig)
         .validate() raises InferenceError with one line (r < 1, top_p outside (0, 1], ...)
 
     ExitCriterion(kind="kl", threshold=5e-4, min_iterations=1, max_iterations=None, check_every=1)
@@ -51,7 +51,7 @@ Public API (stable):
     Engine(model, tokenizer, device="cpu")
         .generate(prompt_or_prompts, options=None, on_token=None, on_step=None) -> GenerationResult
         .stream(prompt_or_prompts, options=None, on_step=None) -> Stream  (iterable of TokenEvent; .result after)
-        on_step(StepEvent) follows the parallel sampler's outer steps (recurlab.engine.parallel); its
+        on_step(StepEvent) follows the parallel sampler's outer steps (recurlab.engine.parallel_sampler); its
         result has .parallel: outer_steps, core_passes, passes_per_token, rows[b].frozen_at / .wavefront;
         recurlab.engine.wavefronts saves and loads wavefronts (RUN/wavefronts/*.json, never overwritten).
         .encode(prompt) -> list[int]     (wrapped in the model's specials, recurlab.text.specials: <bos> for
@@ -68,32 +68,37 @@ Public API (stable):
         lookahead, rounds, drafted, accepted, acceptance_rate, serial_iteration_speedup),
         options (dict); properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
 
-    run_sweep(run, rs=None, step=None, device="cpu", on_row=None, cancel=None, difficulties=None) -> SweepResult
+    run_sweep(run, rs=None, step=None, device="auto", on_row=None, cancel=None, difficulties=None) -> SweepResult
         held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);
         rs=None: powers of two up to 4 x r_mean
-    evaluate(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows   (the loop training uses too)
+    evaluate_heldout(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows
+        the held-out loop that sweeps and training share (recurlab.heldout)
     score_continuations(model, [(ctx_ids, cont_ids), ...], r, exit=None, kv_budget=None, init_scale=None, seed=0)
         -> [ContinuationScore(logprob, greedy, iterations)]   (recurlab.engine.scoring; lm-eval's loglikelihood)
 
     latent_trace(model, tokenizer, prompt, r=16, *, criterion="kl:5e-4", starts=0,
                  init_scale=None, seed=0, generate=None) -> dict   (schema in recurlab.engine.trace)
     save_trace(run, name, trace) -> Path
-    KVCache(...)  the cache object the model's attention calls (recurlab.engine.cache).
-    StaticDecoder(model, max_len, r, mode="eager" | "graph" | "compile").generate(prompt_ids, n_new)
-        greedy static-shape decoding, one CUDA graph per token on CUDA (recurlab.engine.graphs).
+    KVCache(...)  the cache the model's attention calls (recurlab.engine.cache; the model's side of it
+        is the protocol recurlab.model.AttentionCache).
+
+Options and their defaults (GenerateOptions, the exit presets, the device default) live in the
+torch-free recurlab.options, so that the CLI's help and the TUI show them before torch loads.
+Fast decoding is GenerateOptions(compile=True) (recurlab.engine.compiled); the static-shape decoder
+that benchmarks time against it (CUDA graphs) is recurlab.engine.static_decode, not part of this API.
 
 All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-line message.
 """
 
 from recurlab.engine.cache import KVCache
 from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
-from recurlab.engine.graphs import StaticDecoder
 from recurlab.engine.loading import FOLDER_LOADERS, OpenedModel, open_model, open_run
-from recurlab.engine.sweep import evaluate, run_sweep
-from recurlab.engine.options import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
+from recurlab.engine.sweep import run_sweep
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
+from recurlab.heldout import evaluate_heldout
+from recurlab.options.generate import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 
 __all__ = [
-    "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "StaticDecoder", "Stream",
-    "TRACE_VERSION", "TokenEvent", "evaluate", "latent_trace", "run_sweep", "open_run", "parse_exit", "parse_speculative", "save_trace",
+    "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "Stream",
+    "TRACE_VERSION", "TokenEvent", "evaluate_heldout", "latent_trace", "run_sweep", "open_run", "parse_exit", "parse_speculative", "save_trace",
 ]

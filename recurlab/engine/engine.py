@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from recurlab.engine.cache import KVCache
-from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.devices import check_device
+from recurlab.engine.cache import KVCache
+from recurlab.engine.cached_pass import run_pass
+from recurlab.engine.compiled import CompiledCore, padded_length
 from recurlab.engine.exits import check_exit_support
-from recurlab.engine.options import GenerateOptions
-from recurlab.engine.sampling import choose, next_token_probs
-from recurlab.engine.steps import run_pass
+from recurlab.engine.next_token import choose, next_token_probs
+from recurlab.engine.parallel_sampler import parallel_generate
 from recurlab.errors import InferenceError
+from recurlab.options.generate import GenerateOptions
 from recurlab.text.specials import sequence_specials
 
 
@@ -52,7 +53,7 @@ class GenerationResult:
     cache_bytes: int
     options: dict
     speculative: dict | None = None
-    parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel)
+    parallel: dict | None = None  # the parallel sampler's statistics and wavefronts (recurlab.engine.parallel_sampler)
     compile_seconds: float = 0.0  # of prefill + decode, the time spent compiling (`compile`'s first call)
 
     @property
@@ -249,8 +250,6 @@ class Engine:
         )
 
     def _parallel(self, prompts: list[str], encoded: list[list[int]], opts: GenerateOptions, on_step):
-        from recurlab.engine.parallel import parallel_generate
-
         stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {self.tokenizer.eos_id}
         rows = _Rows(self.tokenizer, stop_ids, opts.max_new_tokens)
         rows.start(len(encoded))

@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from recurlab.engine.options import ExitCriterion
 from recurlab.errors import InferenceError
+from recurlab.options.generate import ExitCriterion
 
 
 def check_exit_support(model, crit: ExitCriterion | None) -> None:

@@ -25,6 +25,7 @@ from recurlab.checkpoint import load_model
 from recurlab.config import RunConfig, run_config
 from recurlab.devices import check_device, resolve_device
 from recurlab.folders import MODEL_TYPES, folder_model_type
+from recurlab.options.generate import DEVICE
 from recurlab.rundir import DEFAULT_RUNS_DIR, Checkpoint, RunDir, RunError, resolve_run
 from recurlab.tokenizer import run_tokenizer
 
@@ -75,7 +76,7 @@ def _open_family(path: Path, device: str):
 FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {kind: _open_family for kind in MODEL_TYPES}
 
 
-def open_model(target: str | Path | RunDir, step: int | None = None, device: str = "auto") -> OpenedModel:
+def open_model(target: str | Path | RunDir, step: int | None = None, device: str = DEVICE) -> OpenedModel:
     """Open a run directory (run.yaml) or a model folder (config.json) on `device` (auto: CUDA if present)."""
     check_device(device)
     device = resolve_device(device)

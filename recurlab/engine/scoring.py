@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.options import ExitCriterion
-from recurlab.engine.steps import run_pass
+from recurlab.engine.cached_pass import run_pass
+from recurlab.options.generate import ExitCriterion
 
 
 @dataclass

@@ -47,9 +47,10 @@ from pathlib import Path
 
 import torch
 
+from recurlab.engine.engine import Engine
 from recurlab.engine.exits import check_exit_support, entropy, exit_iterations, exit_pdf, kl_div, log_softmax
-from recurlab.engine.options import GenerateOptions, parse_exit
 from recurlab.errors import InferenceError
+from recurlab.options.generate import GenerateOptions, parse_exit
 from recurlab.rundir import RunDir, write_new
 
 TRACE_VERSION = 1
@@ -78,8 +79,6 @@ def _rounded(x: torch.Tensor, digits: int = 6) -> list:
 def latent_trace(model, tokenizer, prompt: str, r: int = 16, *, criterion: str | None = "kl:5e-4",
                  starts: int = 0, init_scale: float | None = None, seed: int = 0,
                  generate: GenerateOptions | None = None) -> dict:
-    from recurlab.engine.engine import Engine
-
     if not isinstance(r, int) or r < 1:
         raise InferenceError(f"r must be a whole number >= 1 (iterations of the recurrent core), got {r}")
     if starts < 0 or starts == 1:

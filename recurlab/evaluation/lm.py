@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from lm_eval.api.model import LM
 
 from recurlab.errors import InferenceError
+from recurlab.options.generate import parse_exit
+from recurlab.rundir import RunDir, resolve_run
 from recurlab.tasks import VocabError
 from recurlab.text.specials import sequence_specials
 
@@ -55,12 +57,10 @@ def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None,
     engine's door to a model, on `device`, optionally cast to `dtype`."""
     if bool(run) == bool(model):
         raise InferenceError("give either a run (run=...) or a model folder (model=...), not both or neither")
-    from recurlab.engine import open_model
+    from recurlab.engine import open_model  # torch and safetensors: loaded only when this runs
 
     torch_dtype = _dtype(dtype)
     if run:
-        from recurlab.rundir import RunDir, resolve_run
-
         target = run if isinstance(run, RunDir) else resolve_run(str(run), runs_dir)
     else:
         target = model
@@ -104,8 +104,6 @@ class RecurlabLM(LM):
         if unknown:
             raise InferenceError(f"unknown recurlab model option(s) {', '.join(sorted(unknown))}: use run, model, "
                                  "checkpoint, r, exit, kv_budget, init_scale, device, dtype, batch_size, seed")
-        from recurlab.engine.options import parse_exit
-
         device = str(device or "cpu")
         if source is None and device.startswith("cuda"):
             import torch
@@ -127,7 +125,7 @@ class RecurlabLM(LM):
         self.records: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"scored": [], "generated": []})
         self.on_progress: Callable[[int, int, str], None] | None = None
         self.cancel: threading.Event | None = None
-        from recurlab.engine import Engine
+        from recurlab.engine import Engine  # torch and safetensors: loaded only when this runs
 
         self.engine = Engine(self.source.model, self.source.tokenizer, device=str(self._device))
 
@@ -182,7 +180,7 @@ class RecurlabLM(LM):
         return totals
 
     def generate_until(self, requests) -> list[str]:
-        from recurlab.engine import GenerateOptions
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
 
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
@@ -255,7 +253,7 @@ class RecurlabLM(LM):
         return ctx, cont
 
     def _score(self, items: list[tuple], kind: str):
-        from recurlab.engine.scoring import score_continuations
+        from recurlab.engine.scoring import score_continuations  # torch and safetensors: loaded only when this runs
 
         order = sorted(range(len(items)), key=lambda i: -(len(items[i][1]) + len(items[i][2])))
         results = [None] * len(items)

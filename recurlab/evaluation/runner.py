@@ -19,8 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.config import run_config
 from recurlab.errors import InferenceError
 from recurlab.evaluation.results import EvalWriter, histogram, primary_metric
+from recurlab.evaluation.tasks import resolve_tasks
+from recurlab.options.generate import parse_exit
 from recurlab.rundir import folder_problem
 
 
@@ -40,8 +43,6 @@ class EvalSettings:
     seed: int = 0
 
     def validate(self) -> "EvalSettings":
-        from recurlab.engine.options import parse_exit
-
         if not self.rs or any(not isinstance(r, int) or r < 1 for r in self.rs):
             raise InferenceError(f"--r values must be whole numbers >= 1 (r = 0 runs no recurrence), got {self.rs}")
         parse_exit(self.exit or None)
@@ -74,12 +75,8 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
     settings.validate()
     if bool(run) == bool(model_path) and source is None:
         raise InferenceError("give either a RUN or --model PATH, not both or neither")
-    from recurlab.evaluation.tasks import resolve_tasks
-
     cfg = None
     if run is not None:
-        from recurlab.checkpoint import run_config
-
         cfg = run_config(run)
     out = Path(out_dir) if out_dir else (run.path / "evals" if run is not None else default_out_dir(model_path))
     problem = folder_problem(out)
@@ -88,7 +85,7 @@ def run_eval(settings: EvalSettings, run=None, model_path=None, out_dir=None, ru
 
     from lm_eval import simple_evaluate
 
-    from recurlab.evaluation.lm import EvalCancelled, RecurlabLM, open_source
+    from recurlab.evaluation.lm import EvalCancelled, RecurlabLM, open_source  # lm-eval: loaded only when this runs
 
     # the model (and so its checkpoint) before the tasks: `embedded` writes the run's evals/tasks/
     if source is None:

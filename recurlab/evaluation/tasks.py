@@ -25,6 +25,7 @@ import yaml
 
 from recurlab.errors import DataError, EvalTaskError
 from recurlab.rundir import atomic_write_text
+from recurlab.tasks import get_task
 
 EMBEDDED = "embedded"
 TASKS_SUBDIR = "tasks"  # RUN/evals/tasks/: the exported embedded tasks
@@ -50,8 +51,6 @@ def export_embedded(run, cfg, folder: Path | None = None) -> list[str]:
     The examples are the sweep's (`TaskData.heldout`: same task, levels, count and seed). A task
     allows len(answer) + 1 new tokens, so a greedy answer is right only when it is followed by
     <eos>, as teacher-forced exact match in `recurlab sweep` demands."""
-    from recurlab.tasks import get_task
-
     if cfg.data.source != "task":
         raise EvalTaskError(f"'{EMBEDDED}' needs a run trained on an embedded task; {run.name} trains on text "
                             f"(data.source={cfg.data.source}): name lm-eval tasks or YAML files instead")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recurlab.evaluation.results import load_evals
 from recurlab.figures.curves import _slug
 from recurlab.figures.spec import FigureError, HistFigure, Line, LineFigure
 from recurlab.rundir import RunDir
@@ -20,8 +21,6 @@ ACCURACY_METRICS = ("exact_match", "acc", "acc_norm")
 
 def eval_files(run: RunDir) -> list[tuple[dict, Path]]:
     """The run's saved evaluations with at least one row, oldest first."""
-    from recurlab.evaluation.results import load_evals
-
     return [(rec, Path(rec["path"])) for rec in load_evals(run.path / "evals") if rec["rows"]]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from recurlab.figures.curves import _slug
 from recurlab.figures.spec import FigureError, HeatFigure, Line, LineFigure
 from recurlab.rundir import RunDir
+from recurlab.sweep import level_grid, load_sweeps
 
 Y_CHOICES = ("acc", "loss", "bpb")
 Y_LABELS = {
@@ -22,8 +23,6 @@ Y_LABELS = {
 
 
 def _sweeps_of(run: RunDir, step: int | None):
-    from recurlab.sweep import load_sweeps
-
     saved = [s for s in load_sweeps(run) if s.rows]
     if not saved:
         raise FigureError(f"run {run.name} has no saved sweeps: run `recurlab sweep {run.name}` first "
@@ -114,20 +113,6 @@ def shown_sweep_figure(run: RunDir, step: int | None, result, y: str) -> LineFig
     return _figure(y, _slug(run.name), where, lines, rs)
 
 
-def level_grid(results: list, step: int) -> tuple[list[int], list[int], dict[tuple[int, int], float]]:
-    """(levels, rs, {(level, r): accuracy}) over every sweep of checkpoint `step`; a later sweep
-    wins where two measured the same cell (the rule of the Sweep screen's heatmap)."""
-    acc: dict[tuple[int, int], float] = {}
-    for res in results:
-        if res.step != step:
-            continue
-        for row in res.rows:
-            for key, value in row.items():
-                if key.startswith("acc@") and value is not None:
-                    acc[(int(key[4:]), int(row["r"]))] = float(value)
-    return sorted({lv for lv, _ in acc}), sorted({r for _, r in acc}), acc
-
-
 def level_heatmap_figure(run: RunDir, step: int, levels: list[int], rs: list[int],
                          acc: dict[tuple[int, int], float]) -> HeatFigure:
     """Accuracy per task level (rows) and r (columns), values written in the cells."""
@@ -159,4 +144,5 @@ def _r_mean(run: RunDir) -> int | None:
 def saved_level_heatmap(run: RunDir, step: int | None = None) -> HeatFigure:
     """The heatmap of every saved sweep of checkpoint `step` (default: the latest swept one)."""
     step, chosen = _sweeps_of(run, step)
-    return level_heatmap_figure(run, step, *level_grid(chosen, step))
+    grid = level_grid(chosen, step)
+    return level_heatmap_figure(run, step, grid.levels, grid.rs, grid.acc)

@@ -2,7 +2,7 @@
 
     data = TextData(cfg, run)                   # run given on rank 0: writes run/tokenizer.json
     idx, targets = data.train_batch(step, n=64) # deterministic in (seed, step): resumes exactly
-    rows = recurlab.engine.sweep.evaluate(model, data, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
+    rows = recurlab.heldout.evaluate_heldout(model, data, rs=[1, 4, 8], device="cpu")   # r, loss, bpb, tokens_per_s
 
 Sources: local files and hub datasets with streaming off are tokenized once into a memory-mapped
 cache (recurlab.text.cache) under data.cache_dir, keyed by the files' paths, sizes and mtimes (or
@@ -38,6 +38,7 @@ from recurlab.rundir import RunDir
 from recurlab.text import sources
 from recurlab.text.bpe import BPETokenizer
 from recurlab.text.cache import cached_corpus
+from recurlab.text.stream import StreamFeed
 
 IGNORE = -100
 
@@ -77,8 +78,6 @@ class TextData:
         self.token_bytes = torch.from_numpy(self.tokenizer.token_bytes())
         if self.streaming:
             val, skip = self._stream_head()
-            from recurlab.text.stream import StreamFeed
-
             self._feed = StreamFeed(d, self.tokenizer, skip_docs=skip, seed=cfg.train.seed)
             self.train_tokens = None
         else:
@@ -187,7 +186,7 @@ class TextData:
         w = torch.from_numpy(self.train_windows(first, n))
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
-    # ---- held-out evaluation (the loop is recurlab.engine.sweep.evaluate) -------------------
+    # ---- held-out evaluation (the loop is recurlab.heldout.evaluate_heldout) -------------------
     def eval_batches(self, batch_size: int | None = None):
         """(None, offset, inputs, targets) for every validation batch."""
         batch_size = batch_size or 64

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from recurlab.config import DataConfig
 from recurlab.errors import DataError
 from recurlab.text.bpe import BPETokenizer
-from recurlab.text.sources import empty_error, open_rows
+from recurlab.text.sources import empty_error, iter_texts, open_rows
 
 SHUFFLE_BUFFER = 10_000
 ENCODE_DOCS = 64
@@ -52,8 +52,6 @@ class PackedStream(IterableDataset):
 
     def __iter__(self):
         from tokenizers import Tokenizer
-
-        from recurlab.text.sources import iter_texts
 
         tok = BPETokenizer(Tokenizer.from_str(self.tokenizer_json))
         length = self.d.seq_len + 1

@@ -15,7 +15,7 @@ __all__ = ["RecurlabApp"]
 
 def __getattr__(name: str):
     if name == "RecurlabApp":
-        from recurlab.tui.app import RecurlabApp
+        from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
 
         return RecurlabApp
     raise AttributeError(f"module 'recurlab.tui' has no attribute {name!r}")

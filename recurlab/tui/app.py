@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from recurlab.rundir import RunDir
-from recurlab.tui.models import ModelCache
+from recurlab.tui.model_cache import ModelCache
 
 KEEPS_ERROR_LINE = frozenset({"help", "switch_mode", "command_palette", "leave_input", "quit", "dismiss"})
 RUN_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
@@ -117,7 +117,7 @@ class RecurlabApp(App):
         return await super().run_action(action, default_namespace)
 
     def action_help(self) -> None:
-        from recurlab.tui.screens.help import HelpScreen
+        from recurlab.tui.screens.help import HelpScreen  # the Markdown widget: not before the first frame
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))

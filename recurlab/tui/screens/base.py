@@ -106,7 +106,7 @@ class LabScreen(Screen):
         return True
 
     def action_save_figure(self) -> None:
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy and yaml: loaded only when this runs
 
         out = self.figure_dir()
         if out is None:
@@ -125,7 +125,7 @@ class LabScreen(Screen):
 
     @work(thread=True, group="save-figure")
     def _write_figures(self, specs: list, screen_svg: str, out: Path) -> None:
-        from recurlab.figures import save_figure, write_new
+        from recurlab.figures import save_figure, write_new  # numpy and yaml: loaded only when this runs
 
         saved, errors = [], []
         try:

@@ -33,7 +33,7 @@ from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import step_ticks
 
 if TYPE_CHECKING:
-    from recurlab.tui.metricsource import MetricsSource
+    from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
 
 # numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
 # together they take longer to import than Textual itself
@@ -120,7 +120,7 @@ class CurvesScreen(LabScreen):
             self.app.call_from_thread(self._plot_loaded)
 
     def _plot_loaded(self) -> None:
-        from recurlab.tui.widgets.stripplot import StripPlot
+        from recurlab.tui.widgets.stripplot import StripPlot  # plotext: after the first frame
 
         wait = self.query_one("#curves-plot-wait")
         self.plot = StripPlot(id="curves-plot")
@@ -175,7 +175,7 @@ class CurvesScreen(LabScreen):
 
     # ---- reading ------------------------------------------------------------------------------
     def _source(self, name: str) -> MetricsSource:
-        from recurlab.tui.metricsource import MetricsSource
+        from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
 
         src = self.sources.get(name)
         if src is None:
@@ -437,7 +437,7 @@ class CurvesScreen(LabScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
-        from recurlab.figures import curves_figure, run_steps
+        from recurlab.figures import curves_figure, run_steps  # numpy and yaml: only when a figure is saved
         from recurlab.figures.curves import METRIC_NAMES
 
         if self.metric >= len(METRIC_NAMES) or self.x_axis or self.loglog:

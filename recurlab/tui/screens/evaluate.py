@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from recurlab.errors import UserError
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.options.generate import EXIT_CRITERIA
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
 

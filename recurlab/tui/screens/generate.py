@@ -28,7 +28,9 @@ from textual.containers import HorizontalScroll
 from textual.widgets import Input, Static
 
 from recurlab.errors import UserError
-from recurlab.tui.models import EXIT_CRITERIA
+from recurlab.options.generate import EXIT_CRITERIA, R_SLIDER, SPECULATIVE_LOOKAHEAD, speculative_draft
+from recurlab.options.parallel import SCREEN_PARAMS
+from recurlab.rundir import RunDir
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.genview import GenerationCard
 from recurlab.tui.widgets.slider import Slider
@@ -40,7 +42,6 @@ KV_BUDGETS = (None, 1, 2, 4, 8)
 LOOKUPS = ("latest", "existing")
 MAX_NEW_TOKENS = 48
 HISTORY = 6
-PARALLEL_DEFAULT = "inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,wavefront=128,kv=latest"
 
 
 class GenerateScreen(ModelScreen):
@@ -82,9 +83,9 @@ class GenerateScreen(ModelScreen):
     def compose(self) -> ComposeResult:
         yield from self.frame(
             Input(placeholder="press / to type a prompt here, then enter to generate", id="gen-prompt"),
-            Slider(1, 32, value=8, label="r", id="gen-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="gen-r"),
             Static("", id="gen-options"),
-            Input(value=PARALLEL_DEFAULT, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
+            Input(value=SCREEN_PARAMS, placeholder="parallel sampler parameters: key=value,...", id="gen-params"),
             HorizontalScroll(id="gen-history"),
             WavefrontView(id="gen-wave"),
         )
@@ -118,7 +119,7 @@ class GenerateScreen(ModelScreen):
         return "parallel" + (f":{params}" if params else "")
 
     def options(self, r: int, sequential: bool = False):
-        from recurlab.engine import GenerateOptions
+        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
 
         _name, temperature, top_k, top_p = SAMPLING[self.choice["sampling"]]
         if self.parallel and not sequential:
@@ -133,7 +134,7 @@ class GenerateScreen(ModelScreen):
             exit=EXITS[self.choice["exit"]], kv_budget=KV_BUDGETS[self.choice["kv"]],
             cache_lookup=LOOKUPS[self.choice["lookup"]],
             continuous=bool(self.choice["continuous"]),
-            speculative=f"draft={max(1, r // 4)},lookahead=4" if self.choice["speculative"] else None,
+            speculative=f"draft={speculative_draft(r)},lookahead={SPECULATIVE_LOOKAHEAD}" if self.choice["speculative"] else None,
             compile=bool(self.choice["compile"]),
         )
 
@@ -150,7 +151,7 @@ class GenerateScreen(ModelScreen):
         if self.choice["continuous"]:
             parts.append("continuous")
         if self.choice["speculative"]:
-            parts.append(f"spec draft={max(1, r // 4)}")
+            parts.append(f"spec draft={speculative_draft(r)}")
         if self.choice["compile"]:
             parts.append("compiled")
         return " ".join(parts)
@@ -264,12 +265,11 @@ class GenerateScreen(ModelScreen):
     def _wave_folder(self):
         from pathlib import Path
 
-        from recurlab.rundir import RunDir
-
         path = self.app.model_dir()
         return path if path is not None and RunDir(path).exists() else Path(".")
 
     def action_save_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import save_wavefront, wavefront_record
 
         if self.last_parallel is None:
@@ -285,6 +285,7 @@ class GenerateScreen(ModelScreen):
         self.app.notify(f"wavefront saved to {path}")
 
     def action_load_wavefront(self) -> None:
+        # torch and safetensors: loaded only when this runs
         from recurlab.engine.wavefronts import list_wavefronts, load_wavefront
 
         paths = list_wavefronts(self._wave_folder())
@@ -306,7 +307,7 @@ class GenerateScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the wavefront shown (live or replayed) as an outer step x position heatmap."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when this runs
         from recurlab.figures.wavefront import wavefront_figure
 
         wave = self.query_one("#gen-wave", WavefrontView)

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from recurlab.tui.models import EXIT_CRITERIA, GATE_CRITERION
+from recurlab.options.generate import EXIT_CRITERIA, GATE_CRITERION, R_SLIDER
 from recurlab.tui.screens.modelscreen import ModelScreen
 from recurlab.tui.widgets.slider import Slider
 from recurlab.tui.widgets.tokengrid import METRIC_NAMES, TokenGrid
@@ -67,7 +67,7 @@ class InspectorScreen(ModelScreen):
                 Select([], id="insp-examples", prompt="held-out examples", allow_blank=True),
                 id="insp-controls",
             ),
-            Slider(1, 32, value=8, label="r", id="insp-r"),
+            Slider(*R_SLIDER[:2], value=R_SLIDER[2], label="r", id="insp-r"),
             Horizontal(
                 TokenGrid(id="insp-grid"),
                 Vertical(Static("", id="insp-detail"), PlotextPlot(id="insp-pca"), id="insp-side"),
@@ -140,7 +140,7 @@ class InspectorScreen(ModelScreen):
 
     @work(thread=True, exclusive=True, group="inspect-trace")
     def run_trace(self, lm, prompt: str, r: int, criterion: str, starts: int) -> None:
-        from recurlab.engine import GenerateOptions, latent_trace
+        from recurlab.engine import GenerateOptions, latent_trace  # torch and safetensors: loaded only when this runs
 
         try:
             trace = latent_trace(lm.model, lm.tokenizer, prompt, r=r, criterion=criterion, starts=starts,
@@ -213,7 +213,7 @@ class InspectorScreen(ModelScreen):
 
     def figure_specs(self) -> list:
         """ctrl+s: the grid as a heatmap (the chosen colouring) and the selected token's PCA plot."""
-        from recurlab.figures import FigureError, heatmap_figure, pca_figure
+        from recurlab.figures import FigureError, heatmap_figure, pca_figure  # numpy: loaded only when this runs
 
         if not self.trace:
             raise FigureError("no trace shown yet: type a prompt and press enter, or x for examples")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from textual import work
 
 from recurlab.config import slider_max_r
-from recurlab.tui.models import heldout_examples, model_key
+from recurlab.tui.model_cache import heldout_examples, model_key
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.slider import Slider
 

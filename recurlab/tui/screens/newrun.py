@@ -11,7 +11,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
+from recurlab.config import profile_names
 from recurlab.errors import UserError
+from recurlab.lifecycle import plan_run, start_run
 
 
 class NewRunScreen(ModalScreen):
@@ -22,8 +24,6 @@ class NewRunScreen(ModalScreen):
         self.runs_dir = runs_dir
 
     def compose(self) -> ComposeResult:
-        from recurlab.config import profile_names
-
         names = profile_names()
         with Vertical(id="newrun-box"):
             yield Label(f"New training run in {self.runs_dir}")
@@ -47,8 +47,6 @@ class NewRunScreen(ModalScreen):
         self.dismiss(None)
 
     def start(self) -> None:
-        from recurlab.lifecycle import plan_run, start_run
-
         profile = self.query_one("#newrun-profile", Select).value
         overrides = self.query_one("#newrun-overrides", Input).value.split()
         name = self.query_one("#newrun-name", Input).value.strip() or None

@@ -364,7 +364,7 @@ class RunsScreen(LabScreen):
         self._show_detail()
 
     def action_stop(self) -> None:
-        from recurlab.lifecycle import stop_run
+        from recurlab.lifecycle import stop_run  # yaml: loaded only when this runs
 
         row = self._selected()
         if row is None:
@@ -386,7 +386,7 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, group="control")
     def _kill(self, run) -> None:
-        from recurlab.lifecycle import stop_run
+        from recurlab.lifecycle import stop_run  # yaml: loaded only when this runs
 
         try:
             out = stop_run(run, kill=True, by="the TUI (K)")
@@ -404,7 +404,7 @@ class RunsScreen(LabScreen):
 
     @work(thread=True, group="control")
     def _resume(self, run) -> None:
-        from recurlab.lifecycle import resume_run
+        from recurlab.lifecycle import resume_run  # yaml: loaded only when this runs
 
         try:
             pid, _ck = resume_run(run, how_to_stop="key s")
@@ -415,7 +415,7 @@ class RunsScreen(LabScreen):
         self.app.call_from_thread(self.refresh_runs)
 
     def action_new_run(self) -> None:
-        from recurlab.tui.screens.newrun import NewRunScreen
+        from recurlab.tui.screens.newrun import NewRunScreen  # yaml: loaded only when this runs
 
         def started(run) -> None:
             if run is not None:

@@ -25,7 +25,8 @@ from textual_plotext import PlotextPlot
 from recurlab.errors import UserError
 from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
-from recurlab.tui.widgets.heatmap import SweepHeatmap, merge_sweeps
+from recurlab.sweep import level_grid
+from recurlab.tui.widgets.heatmap import SweepHeatmap
 
 
 class SweepScreen(LabScreen):
@@ -155,7 +156,7 @@ class SweepScreen(LabScreen):
         from recurlab.engine import run_sweep
 
         try:
-            result = run_sweep(run, rs, step=step, device="auto", difficulties=levels,
+            result = run_sweep(run, rs, step=step, difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")
@@ -211,7 +212,7 @@ class SweepScreen(LabScreen):
         specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
         if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
             live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-            grid = merge_sweeps(self.saved + live, self.heat_step)
+            grid = level_grid(self.saved + live, self.heat_step)
             if grid.levels:
                 specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
         return specs
@@ -251,7 +252,7 @@ class SweepScreen(LabScreen):
             return
         # the rows of a sweep still running join the saved ones of the same checkpoint
         live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-        heat.show(merge_sweeps(self.saved + live, self.heat_step), self.trained, self.r_mean)
+        heat.show(level_grid(self.saved + live, self.heat_step), self.trained, self.r_mean)
 
     @staticmethod
     def _cell(col: str, v) -> str:

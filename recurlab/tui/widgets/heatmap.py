@@ -1,6 +1,6 @@
 """The Sweep screen's accuracy heatmap: one row per task level, one column per r.
 
-    grid = merge_sweeps(load_sweeps(run), step=1600)        # every saved sweep of that checkpoint
+    grid = level_grid(load_sweeps(run), step=1600)          # recurlab.sweep: every saved sweep of it
     heatmap = SweepHeatmap(id="sweep-heat")
     heatmap.show(grid, trained={1, 2, 3, 4}, r_mean=8)
 
@@ -14,37 +14,14 @@ column with ▾.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from rich.text import Text
 from textual.widgets import Static
+
+from recurlab.sweep import LevelGrid
 
 # accuracy 0 -> 0.5 -> 1: dark red, amber, green
 STOPS = ((0.0, (110, 20, 25)), (0.5, (190, 140, 20)), (1.0, (30, 150, 60)))
 CELL_W = 6
-
-
-@dataclass
-class Grid:
-    step: int
-    levels: list[int] = field(default_factory=list)
-    rs: list[int] = field(default_factory=list)
-    acc: dict[tuple[int, int], float] = field(default_factory=dict)  # (level, r) -> accuracy
-
-
-def merge_sweeps(results: list, step: int) -> Grid:
-    """Accuracy per (level, r) over every saved sweep of checkpoint `step`; later sweeps win."""
-    grid = Grid(step=step)
-    for res in results:
-        if res.step != step:
-            continue
-        for row in res.rows:
-            for key, value in row.items():
-                if key.startswith("acc@") and value is not None:
-                    grid.acc[(int(key[4:]), int(row["r"]))] = float(value)
-    grid.levels = sorted({lv for lv, _ in grid.acc})
-    grid.rs = sorted({r for _, r in grid.acc})
-    return grid
 
 
 def colour(acc: float) -> tuple[int, int, int]:
@@ -55,7 +32,7 @@ def colour(acc: float) -> tuple[int, int, int]:
     return STOPS[-1][1]
 
 
-def render_grid(grid: Grid, trained: set[int], r_mean: int) -> Text:
+def render_grid(grid: LevelGrid, trained: set[int], r_mean: int) -> Text:
     text = Text()
     if not grid.levels:
         return Text("no task-level accuracy in this checkpoint's sweeps (text runs have none)")
@@ -92,7 +69,7 @@ def render_grid(grid: Grid, trained: set[int], r_mean: int) -> Text:
 class SweepHeatmap(Static):
     """Level x r accuracy, coloured; `show` replaces what it displays."""
 
-    def show(self, grid: Grid | None, trained: set[int], r_mean: int) -> None:
+    def show(self, grid: LevelGrid | None, trained: set[int], r_mean: int) -> None:
         if grid is None:
             self.update("")
         else:

@@ -34,8 +34,8 @@ KV_MODES = {
     "aligned": "a position at iteration i reads iteration i's entries, like sequential decoding (r slots)",
 }
 KEYS = ("inner", "headway", "freeze", "noise", "smoothing", "damped", "wavefront", "steps", "kv")
-SPEC_HELP = ("parallel[:inner=auto,headway=1,freeze=latent:0.03,noise=0.5,smoothing=0.1,damped=1,"
-             "wavefront=128,steps=4096,kv=latest]")
+FREEZE_DEFAULTS = {"latent": 0.03, "stable": 3.0, "iterations": 0.0}  # a rule's threshold when the spec gives none
+FREEZE_EXAMPLE = "latent:0.03, stable:3 or iterations[:N]"
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ParallelConfig:
     inner: int | None = None  # core iterations per outer step over the whole wavefront; None: max(1, r // 8)
     headway: int = 1  # new positions appended per outer step
     freeze: str = "latent"
-    threshold: float = 0.03  # latent: relative change; stable: outer steps; iterations: N (0 = r)
+    threshold: float = FREEZE_DEFAULTS["latent"]  # latent: relative change; stable: outer steps; iterations: N (0 = r)
     noise: float = 0.5  # weight of fresh random state mixed into the wavefront each outer step
     damped: bool = True  # noise / (1 + iterations the position has had), else constant
     smoothing: float = 0.1  # weight of the previous outer step's embedding in the new one
@@ -66,7 +66,7 @@ class ParallelConfig:
 
     def validate(self, r: int | None = None) -> "ParallelConfig":
         if self.freeze not in FREEZE_RULES:
-            raise InferenceError(f"unknown freeze rule {self.freeze!r}: use latent:0.03, stable:3 or iterations[:N]")
+            raise InferenceError(f"unknown freeze rule {self.freeze!r}: use {FREEZE_EXAMPLE}")
         if self.inner is not None and (not isinstance(self.inner, int) or self.inner < 1):
             raise InferenceError(f"parallel inner iterations must be >= 1 (core passes per outer step), got {self.inner}")
         if self.headway < 1:
@@ -94,14 +94,22 @@ class ParallelConfig:
             raise InferenceError(f"parallel kv mode {self.kv!r}: use latest or aligned")
         return self
 
-    def spec(self) -> str:
+    def params(self, keys: tuple[str, ...] = KEYS) -> str:
+        """The `key=value,...` part of the spec, for the given keys in KEYS order."""
         freeze = self.freeze if self.strict and not self.threshold else f"{self.freeze}:{self.threshold:g}"
-        return (f"parallel:inner={self.inner if self.inner is not None else 'auto'},headway={self.headway},freeze={freeze},noise={self.noise:g},"
-                f"smoothing={self.smoothing:g},damped={int(self.damped)},wavefront={self.wavefront},"
-                f"steps={self.max_steps},kv={self.kv}")
+        values = {"inner": self.inner if self.inner is not None else "auto", "headway": self.headway, "freeze": freeze,
+                  "noise": f"{self.noise:g}", "smoothing": f"{self.smoothing:g}", "damped": int(self.damped),
+                  "wavefront": self.wavefront, "steps": self.max_steps, "kv": self.kv}
+        return ",".join(f"{key}={values[key]}" for key in KEYS if key in keys)
+
+    def spec(self) -> str:
+        return f"parallel:{self.params()}"
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "spec": self.spec()}
+
+
+SPEC_HELP = f"parallel[:{ParallelConfig().params()}]"  # the defaults, as the CLI's help and errors show them
 
 
 def _value(key: str, text: str, kind):
@@ -141,11 +149,11 @@ def parse_sampler(spec) -> ParallelConfig | None:
             rule, colon, thr = value.partition(":")
             cfg.freeze = rule.strip().lower()
             if cfg.freeze not in FREEZE_RULES:
-                raise InferenceError(f"unknown freeze rule {cfg.freeze!r}: use latent:0.03, stable:3 or iterations[:N]")
+                raise InferenceError(f"unknown freeze rule {cfg.freeze!r}: use {FREEZE_EXAMPLE}")
             if colon:
                 cfg.threshold = _value("freeze threshold", thr.strip(), float)
             else:
-                cfg.threshold = {"latent": 0.03, "stable": 3.0, "iterations": 0.0}[cfg.freeze]
+                cfg.threshold = FREEZE_DEFAULTS[cfg.freeze]
         elif key == "kv":
             cfg.kv = value.lower()
         elif key == "steps":
@@ -155,3 +163,5 @@ def parse_sampler(spec) -> ParallelConfig | None:
         else:
             setattr(cfg, key, _value(key, value, kinds[key]))
     return cfg
+# what the Generate screen's parameter box starts with (damped and steps keep their defaults)
+SCREEN_PARAMS = ParallelConfig().params(("inner", "headway", "freeze", "noise", "smoothing", "wavefront", "kv"))

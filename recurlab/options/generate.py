@@ -1,9 +1,13 @@
-"""Generation options and their parsing from command-line specs (no torch here).
+"""Generation options, their defaults and their parsing from command-line specs (no torch here).
 
     opts = GenerateOptions(r=16, exit="kl:5e-4", speculative="draft=4,lookahead=8").validate()
     parse_exit("argmax:3,min=2,every=2")   # ExitCriterion(kind="argmax", threshold=3, ...)
+    EXIT_CRITERIA                          # ("kl:5e-4", "kl-rev:5e-4", ...): what the screens offer
+    speculative_draft(16)                  # 4: the draft iterations the Generate screen uses at r
 
-Every mistake raises InferenceError with one line that says what is allowed.
+The defaults that the CLI, the TUI and the engine share live here (and the parallel sampler's in
+recurlab.options.parallel), so that a default is written once. Every mistake raises
+InferenceError with one line that says what is allowed.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from recurlab.engine.parallel_options import ParallelConfig, parse_sampler
 from recurlab.errors import InferenceError
+from recurlab.options.parallel import ParallelConfig, parse_sampler
 
 EXIT_KINDS = {
     "kl": "KL(p_prev || p_cur) of successive output distributions below the threshold (the paper's)",
@@ -28,7 +32,26 @@ CACHE_LOOKUPS = {
     "latest": "an exited token is read at its latest entry (the reference's `latest-m4`)",
     "existing": "only entries that exist at the current iteration are read (the reference's default)",
 }
-EXIT_EXAMPLE = "kl:5e-4, entropy:1e-3, latent:1e-2, argmax:3, cosine:0.999 or gate:0.9"
+# one example setting per criterion: the threshold an error suggests for a bare `kind`, the
+# settings the Inspector and Generate screens cycle through and the examples of the CLI's help
+EXIT_PRESETS = {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
+                "gate": "0.9"}
+_EXAMPLES = [f"{kind}:{value}" for kind, value in EXIT_PRESETS.items() if kind != "kl-rev"]
+EXIT_EXAMPLE = ", ".join(_EXAMPLES[:-1]) + " or " + _EXAMPLES[-1]
+EXIT_CRITERIA = tuple(f"{kind}:{value}" for kind, value in EXIT_PRESETS.items() if kind != "gate")
+GATE_CRITERION = f"gate:{EXIT_PRESETS['gate']}"  # offered for models with a learned exit gate (Ouro)
+
+# the device a model opens on unless told: CUDA when this machine has it, else the CPU (recurlab.devices)
+DEVICE = "auto"
+DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N."
+# the r slider of the Inspector and Generate screens before a model is open: (low, high, value)
+R_SLIDER = (1, 32, 8)
+SPECULATIVE_LOOKAHEAD = 4  # tokens the Generate screen drafts per speculative round
+
+
+def speculative_draft(r: int) -> int:
+    """Draft iterations for verification at r: a quarter of it (the Generate screen's choice)."""
+    return max(1, r // 4)
 
 
 @dataclass
@@ -93,7 +116,7 @@ def parse_exit(spec: str | ExitCriterion | None) -> ExitCriterion | None:
     if sep:
         crit.threshold = _number(value, f"exit threshold in {spec!r}")
     elif kind not in ("kl", "kl-rev"):
-        raise InferenceError(f"exit criterion {kind!r} needs a threshold, e.g. {kind}:{_default_threshold(kind)}")
+        raise InferenceError(f"exit criterion {kind!r} needs a threshold, e.g. {kind}:{EXIT_PRESETS[kind]}")
     names = {"min": "min_iterations", "max": "max_iterations", "every": "check_every"}
     for extra in extras:
         key, sep, value = extra.partition("=")
@@ -113,11 +136,6 @@ def parse_r(spec: str) -> int:
     if r < 1:
         raise InferenceError(f"--r must be >= 1 (r = 0 runs no recurrence), got {spec!r}")
     return r
-
-
-def _default_threshold(kind: str) -> str:
-    return {"kl": "5e-4", "kl-rev": "5e-4", "entropy": "1e-3", "latent": "1e-2", "argmax": "3", "cosine": "0.999",
-            "gate": "0.9"}[kind]
 
 
 @dataclass

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recurlab.engine.options import GenerateOptions
-from recurlab.engine.parallel_options import ParallelConfig
-from recurlab.engine.sampling import next_token_probs
+from recurlab.engine.next_token import next_token_probs
+from recurlab.options.generate import GenerateOptions
+from recurlab.options.parallel import ParallelConfig
 
 
 @dataclass
@@ -161,148 +161,184 @@ def _pick(logits: Tensor, opts: GenerateOptions, u: Tensor | None) -> Tensor:
     return idx.clamp_max(probs.shape[-1] - 1)
 
 
-def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out, on_step=None):
-    """Generator of TokenEvents; returns (prefill_seconds, decode_seconds, cache_bytes, stats)."""
-    model, device, cfg = engine.model, engine.device, opts.sampler
-    r = opts.r
-    cap = cfg.freeze_iterations(r)
-    inner = cfg.inner_for(r)
-    B = len(encoded)
-    lens = [len(x) for x in encoded]
-    total = max(lens) - 1 + opts.max_new_tokens
-    slots = cap if cfg.kv == "aligned" else 1
-    cache = WavefrontCache(model.cfg, B, total, slots, device, engine.dtype)
-    init_scale = opts.init_scale if opts.init_scale is not None else model.cfg.init_scale
-    gens = [torch.Generator(device=device).manual_seed(opts.seed) for _ in range(B)]
-    d = model.cfg.n_embd
-    embedding_start = model.cfg.state_init == "embedding"  # Ouro: the loop starts at the embedding
+class _Wavefronts:
+    """One parallel generation's model, cache and random state, and the batched passes over them."""
 
-    def fresh(b: int, n: int) -> Tensor:
-        return model.init_state(torch.zeros(1, n, d, device=device, dtype=engine.dtype), init_scale, gens[b])[0]
+    def __init__(self, engine, encoded: list[list[int]], opts: GenerateOptions):
+        self.model, self.device, self.dtype, self.opts = engine.model, engine.device, engine.dtype, opts
+        self.cfg, self.r, self.encoded = opts.sampler, opts.r, encoded
+        self.cap = self.cfg.freeze_iterations(self.r)
+        self.inner = self.cfg.inner_for(self.r)
+        self.lens = [len(x) for x in encoded]
+        self.slots = self.cap if self.cfg.kv == "aligned" else 1
+        mcfg = self.model.cfg
+        self.cache = WavefrontCache(mcfg, len(encoded), max(self.lens) - 1 + opts.max_new_tokens, self.slots,
+                                    self.device, self.dtype)
+        self.init_scale = opts.init_scale if opts.init_scale is not None else mcfg.init_scale
+        self.gens = [torch.Generator(device=self.device).manual_seed(opts.seed) for _ in encoded]
+        self.d = mcfg.n_embd
+        self.embedding_start = mcfg.state_init == "embedding"  # Ouro: the loop starts at the embedding
+        self.passes = self.col_iters = 0
 
-    def pack(seqs, fill):
+    def fresh(self, b: int, n: int) -> Tensor:
+        """n random starts for row b, drawn from the row's own generator."""
+        zeros = torch.zeros(1, n, self.d, device=self.device, dtype=self.dtype)
+        return self.model.init_state(zeros, self.init_scale, self.gens[b])[0]
+
+    def _pack(self, seqs, fill) -> Tensor:
         W = max(len(s) for s in seqs)
-        return torch.tensor([list(s) + [fill] * (W - len(s)) for s in seqs], device=device)
+        return torch.tensor([list(s) + [fill] * (W - len(s)) for s in seqs], device=self.device)
 
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        # prefill: the prompt's columns but the last, r iterations, every column in step
-        pre = [x[:-1] for x in encoded]
-        last_states = [torch.zeros(d, device=device, dtype=engine.dtype) for _ in range(B)]
-        if max(lens) > 1:
-            ids = pack([p or [0] for p in pre], 0)
-            real = pack([[True] * len(p) for p in pre], False)
-            cols = torch.arange(ids.shape[1], device=device).expand_as(ids)
-            cache.begin(cols, real, in_step=True)
-            rope = model.rope(cache.cols)
-            e = model.embed(ids, rope, cache)
-            # each row draws its own start, as much as it would alone
-            s = torch.zeros(B, ids.shape[1], d, device=device, dtype=engine.dtype)
-            for b in range(B):
-                if pre[b]:
-                    s[b, :len(pre[b])] = fresh(b, len(pre[b]))
-            if embedding_start:
-                s = e.clone()
-            for i in range(r):
-                cache.set_slots(torch.full_like(cols, min(i, slots - 1)), real)
-                s = model.core_step(s, e, rope, cache, i)
-            model.decode(s, rope, cache)
-            for b in range(B):
-                if len(pre[b]):
-                    last_states[b] = s[b, len(pre[b]) - 1]
-                    for c in range(len(pre[b])):
-                        cache.spread(b, c, r)
-        rows = []
-        for b, x in enumerate(encoded):
-            init = last_states[b][None].clone() if opts.continuous else fresh(b, 1)
+    def prefill(self) -> list[Tensor]:
+        """The prompts' columns but the last, r iterations, every column in step; -> each row's last state."""
+        model, cache, device, d = self.model, self.cache, self.device, self.d
+        B = len(self.encoded)
+        pre = [x[:-1] for x in self.encoded]
+        last_states = [torch.zeros(d, device=device, dtype=self.dtype) for _ in range(B)]
+        if max(self.lens) <= 1:
+            return last_states
+        ids = self._pack([p or [0] for p in pre], 0)
+        real = self._pack([[True] * len(p) for p in pre], False)
+        cols = torch.arange(ids.shape[1], device=device).expand_as(ids)
+        cache.begin(cols, real, in_step=True)
+        rope = model.rope(cache.cols)
+        e = model.embed(ids, rope, cache)
+        # each row draws its own start, as much as it would alone
+        s = torch.zeros(B, ids.shape[1], d, device=device, dtype=self.dtype)
+        for b in range(B):
+            if pre[b]:
+                s[b, :len(pre[b])] = self.fresh(b, len(pre[b]))
+        if self.embedding_start:
+            s = e.clone()
+        for i in range(self.r):
+            cache.set_slots(torch.full_like(cols, min(i, self.slots - 1)), real)
+            s = model.core_step(s, e, rope, cache, i)
+        model.decode(s, rope, cache)
+        for b in range(B):
+            if len(pre[b]):
+                last_states[b] = s[b, len(pre[b]) - 1]
+                for c in range(len(pre[b])):
+                    cache.spread(b, c, self.r)
+        return last_states
+
+    def start_rows(self, last_states: list[Tensor]) -> list[_Row]:
+        """Each prompt's wavefront: one position, the prompt's last token."""
+        opts, device, rows = self.opts, self.device, []
+        for b, x in enumerate(self.encoded):
+            init = last_states[b][None].clone() if opts.continuous else self.fresh(b, 1)
             # sampling draws from its own generator, so that states and noise match a greedy run
             ugen = torch.Generator(device=device).manual_seed(opts.seed)
             u = [float(torch.rand((), generator=ugen, device=device))] if opts.temperature > 0 else [0.0]
-            rows.append(_Row(lo=lens[b] - 1, base=lens[b] - 1, end=lens[b] - 2 + opts.max_new_tokens, gen=ugen, tokens=[x[-1]],
+            lo = self.lens[b] - 1
+            rows.append(_Row(lo=lo, base=lo, end=lo - 1 + opts.max_new_tokens, gen=ugen, tokens=[x[-1]],
                              states=init, embeds=None, prev=None, n=[0], stable=[0], last_pred=[-1], u=u,
                              last_state=last_states[b], next_token=x[-1], frozen_at=[], record=[], committed=[]))
-    t1 = time.perf_counter()
+        return rows
 
-    step = passes = col_iters = 0
-    while not all(row.done for row in rows) and step < cfg.max_steps:
-        step += 1
+    def outer_step(self, rows: list[_Row], step: int, rows_out, on_step) -> list:
+        """One outer step over every live row: embed, noise, `inner` core iterations, decode, then each
+        row's freeze and append (`_advance`); -> the TokenEvents of the tokens it committed."""
+        model, cache, cfg, device, d = self.model, self.cache, self.cfg, self.device, self.d
+        B = len(rows)
         live = [b for b, row in enumerate(rows) if not row.done]
+        W = max(rows[b].width for b in live)
+        ids = torch.zeros(B, W, dtype=torch.long, device=device)
+        cols = torch.zeros(B, W, dtype=torch.long, device=device)
+        real = torch.zeros(B, W, dtype=torch.bool, device=device)
+        s = torch.zeros(B, W, d, device=device, dtype=self.dtype)
+        n = torch.zeros(B, W, dtype=torch.long, device=device)
+        for b in live:
+            row, w = rows[b], rows[b].width
+            ids[b, :w] = torch.tensor(row.tokens, device=device)
+            cols[b, :w] = torch.arange(row.lo, row.lo + w, device=device)
+            real[b, :w] = True
+            s[b, :w] = row.states
+            n[b, :w] = torch.tensor(row.n, device=device)
+        cache.begin(cols, real)
+        rope = model.rope(cache.cols)
+        e = self._smoothed_embeddings(rows, live, model.embed(ids, rope, cache))
+        if self.embedding_start:  # a position that has not iterated yet starts at its embedding
+            s = torch.where((real & (n == 0))[..., None], e, s)
+        if cfg.noise > 0 and not self.embedding_start:  # the noise is a random start's; an embedding start has none
+            for b in live:
+                w = rows[b].width
+                beta = cfg.noise / (1 + n[b, :w].to(s.dtype)) if cfg.damped else torch.full((w,), cfg.noise, dtype=s.dtype, device=device)
+                beta = beta * (n[b, :w] < self.cap)  # a position done iterating keeps its state
+                rand = self.fresh(b, w)
+                s[b, :w] = s[b, :w] * (1 - beta[:, None]) + beta[:, None] * rand
+        for _ in range(self.inner):
+            active = real & (n < self.cap)
+            if not bool(active.any()):
+                break
+            slot = n.clamp_max(self.slots - 1) if self.slots > 1 else torch.zeros_like(n)
+            cache.set_slots(slot, active)
+            s = torch.where(active[..., None], model.core_step(s, e, rope, cache, 0), s)
+            n = n + active.long()
+            self.passes += 1
+            self.col_iters += int(active.sum())
+            row_active = active.any(1)
+            for b in live:
+                rows[b].passes += int(row_active[b])
+        logits = model.decode(s, rope, cache)
+        events = []
+        for b in live:
+            events += _advance(rows[b], b, step, s[b], logits[b], n[b], self.opts, cfg, self.cap, cache, rows_out,
+                               on_step, self.fresh, device)
+        return events
+
+    def _smoothed_embeddings(self, rows: list[_Row], live: list[int], e_new: Tensor) -> Tensor:
+        """The wavefront's new embeddings mixed with the previous outer step's (cfg.smoothing)."""
+        e = e_new.clone()
+        for b in live:
+            old = rows[b].embeds
+            if self.cfg.smoothing > 0 and old is not None and len(old):
+                k = len(old)
+                # new + a (old - new) is exactly new when nothing changed
+                e[b, :k] = e_new[b, :k] + self.cfg.smoothing * (old - e_new[b, :k])
+            rows[b].embeds = e[b, :rows[b].width].clone()
+        return e
+
+    def stats(self, rows: list[_Row], steps: int, produced: list[int]) -> dict:
+        """What the result's `.parallel` reports: passes, per-row freezing and the recorded wavefronts."""
+        r, prefilled = self.r, max(self.lens) > 1
+        out = {
+            "config": self.cfg.to_dict(), "r": r, "cap": self.cap, "inner": self.inner,
+            "outer_steps": steps, "prefill_core_passes": r if prefilled else 0, "decode_core_passes": self.passes,
+            "core_passes": self.passes + (r if prefilled else 0), "column_iterations": self.col_iters,
+            # per row: the passes in which it had a position iterating, over the tokens it produced
+            # (a stop token counts: it cost the same); sequential decoding spends r per token
+            "passes_per_token": sum(row.passes for row in rows) / max(sum(produced), 1),
+            "sequential_passes_per_token": r,
+            "rows": [{"outer_steps": row.steps, "core_passes": row.passes, "tokens": produced[b],
+                      "passes_per_token": row.passes / max(produced[b], 1), "frozen_at": row.frozen_at,
+                      "token_ids": [c[0] for c in row.committed], "iterations": [c[1] for c in row.committed],
+                      "wavefront": row.record}
+                     for b, row in enumerate(rows)],
+        }
+        out["speedup_in_passes"] = r / out["passes_per_token"] if out["passes_per_token"] else 0.0
+        return out
+
+
+def parallel_generate(engine, prompts, encoded, opts: GenerateOptions, rows_out, on_step=None):
+    """Generator of TokenEvents; returns (prefill_seconds, decode_seconds, cache_bytes, stats)."""
+    waves = _Wavefronts(engine, encoded, opts)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        rows = waves.start_rows(waves.prefill())
+    t1 = time.perf_counter()
+    step = 0
+    while not all(row.done for row in rows) and step < opts.sampler.max_steps:
+        step += 1
         with torch.inference_mode():
-            W = max(rows[b].width for b in live)
-            ids = torch.zeros(B, W, dtype=torch.long, device=device)
-            cols = torch.zeros(B, W, dtype=torch.long, device=device)
-            real = torch.zeros(B, W, dtype=torch.bool, device=device)
-            s = torch.zeros(B, W, d, device=device, dtype=engine.dtype)
-            n = torch.zeros(B, W, dtype=torch.long, device=device)
-            for b in live:
-                row, w = rows[b], rows[b].width
-                ids[b, :w] = torch.tensor(row.tokens, device=device)
-                cols[b, :w] = torch.arange(row.lo, row.lo + w, device=device)
-                real[b, :w] = True
-                s[b, :w] = row.states
-                n[b, :w] = torch.tensor(row.n, device=device)
-            cache.begin(cols, real)
-            rope = model.rope(cache.cols)
-            e_new = model.embed(ids, rope, cache)
-            e = e_new.clone()
-            for b in live:
-                old = rows[b].embeds
-                if cfg.smoothing > 0 and old is not None and len(old):
-                    k = len(old)
-                    # new + a (old - new) is exactly new when nothing changed
-                    e[b, :k] = e_new[b, :k] + cfg.smoothing * (old - e_new[b, :k])
-                rows[b].embeds = e[b, :rows[b].width].clone()
-            if embedding_start:  # a position that has not iterated yet starts at its embedding
-                s = torch.where((real & (n == 0))[..., None], e, s)
-            if cfg.noise > 0 and not embedding_start:  # the noise is a random start's; an embedding start has none
-                for b in live:
-                    w = rows[b].width
-                    beta = cfg.noise / (1 + n[b, :w].to(s.dtype)) if cfg.damped else torch.full((w,), cfg.noise, dtype=s.dtype, device=device)
-                    beta = beta * (n[b, :w] < cap)  # a position done iterating keeps its state
-                    rand = fresh(b, w)
-                    s[b, :w] = s[b, :w] * (1 - beta[:, None]) + beta[:, None] * rand
-            row_active = torch.zeros(B, dtype=torch.bool, device=device)
-            for _ in range(inner):
-                active = real & (n < cap)
-                if not bool(active.any()):
-                    break
-                slot = n.clamp_max(slots - 1) if slots > 1 else torch.zeros_like(n)
-                cache.set_slots(slot, active)
-                s = torch.where(active[..., None], model.core_step(s, e, rope, cache, 0), s)
-                n = n + active.long()
-                passes += 1
-                col_iters += int(active.sum())
-                row_active = active.any(1)
-                for b in live:
-                    rows[b].passes += int(row_active[b])
-            logits = model.decode(s, rope, cache)
-            events = []
-            for b in live:
-                events += _advance(rows[b], b, step, s[b], logits[b], n[b], opts, cfg, cap, cache, rows_out, on_step,
-                                   fresh, device)
+            events = waves.outer_step(rows, step, rows_out, on_step)
         # yielded outside inference mode, which would otherwise leak into the consumer's thread
         yield from events
     t2 = time.perf_counter()
     for b, row in enumerate(rows):
         if not row.done and rows_out.reasons[b] is None:
             rows_out.reasons[b] = "steps"
-    produced = [len(rows_out.ids[b]) + (rows_out.reasons[b] == "stop") for b in range(B)]
-    stats = {
-        "config": cfg.to_dict(), "r": r, "cap": cap, "inner": inner,
-        "outer_steps": step, "prefill_core_passes": r if max(lens) > 1 else 0, "decode_core_passes": passes,
-        "core_passes": passes + (r if max(lens) > 1 else 0), "column_iterations": col_iters,
-        # per row: the passes in which it had a position iterating, over the tokens it produced
-        # (a stop token counts: it cost the same); sequential decoding spends r per token
-        "passes_per_token": sum(row.passes for row in rows) / max(sum(produced), 1),
-        "sequential_passes_per_token": r,
-        "rows": [{"outer_steps": row.steps, "core_passes": row.passes, "tokens": produced[b],
-                  "passes_per_token": row.passes / max(produced[b], 1), "frozen_at": row.frozen_at,
-                  "token_ids": [c[0] for c in row.committed], "iterations": [c[1] for c in row.committed],
-                  "wavefront": row.record}
-                 for b, row in enumerate(rows)],
-    }
-    stats["speedup_in_passes"] = r / stats["passes_per_token"] if stats["passes_per_token"] else 0.0
-    return t1 - t0, t2 - t1, cache.memory_bytes(), stats
+    produced = [len(rows_out.ids[b]) + (rows_out.reasons[b] == "stop") for b in range(len(rows))]
+    return t1 - t0, t2 - t1, waves.cache.memory_bytes(), waves.stats(rows, step, produced)
 
 
 def _advance(row: _Row, b: int, step: int, s: Tensor, logits: Tensor, n: Tensor, opts, cfg: ParallelConfig, cap: int,

@@ -20,7 +20,7 @@ from torch import Tensor
 from recurlab.engine.cache import KVCache
 from recurlab.engine.compiled import CompiledCore
 from recurlab.engine.exits import ExitTracker
-from recurlab.engine.options import ExitCriterion
+from recurlab.options.generate import ExitCriterion
 
 
 def position_noise(seed: int, positions: Tensor, shape: torch.Size) -> Tensor:

@@ -1,4 +1,4 @@
-"""Models for the Inspector and Generate screens, opened once per (directory, checkpoint).
+"""The model cache of the Inspector and Generate screens: each model opened once per (directory, checkpoint).
 
     cache = ModelCache()
     lm = cache.get(Path("runs/add-1"))     # in a worker thread: imports torch, opens the model
@@ -15,10 +15,6 @@ import threading
 from pathlib import Path
 
 from recurlab.rundir import RunDir
-
-# one example setting per exit criterion of the engine, offered by the Inspector and Generate screens
-EXIT_CRITERIA = ("kl:5e-4", "kl-rev:5e-4", "entropy:1e-3", "latent:1e-2", "argmax:3", "cosine:0.999")
-GATE_CRITERION = "gate:0.9"  # offered for models with a learned exit gate (Ouro)
 
 
 def model_key(path: Path | None):
@@ -39,12 +35,12 @@ class ModelCache:
 
     def get(self, path: Path):
         """The OpenedModel of `path` on the best device here (CUDA if present), opened at most once."""
-        from recurlab.engine import open_model
+        from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
         key = model_key(Path(path))
         with self._lock:
             if key not in self._models:
-                self._models[key] = open_model(Path(path), device="auto")
+                self._models[key] = open_model(Path(path))  # its default device: CUDA when present
                 while len(self._models) > self.KEEP:
                     self._models.pop(next(iter(self._models)))
             return self._models[key]
@@ -54,7 +50,7 @@ def heldout_examples(lm, per_level: int = 6) -> list[tuple[str, str]]:
     """(prompt, answer) pairs from the held-out set of the run's task; [] for text models."""
     if getattr(lm.cfg.data, "source", "") != "task":
         return []
-    from recurlab.data import TaskData
+    from recurlab.data import TaskData  # torch and yaml: loaded only when this runs
 
     data = TaskData(lm.cfg)
     out = []

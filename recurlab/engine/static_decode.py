@@ -1,4 +1,6 @@
-"""Greedy decoding with static shapes, optionally captured as one CUDA graph per token.
+"""Greedy decoding with static shapes, optionally captured as one CUDA graph per token: the
+baseline that benchmarks time the engine's decoding against (not part of recurlab.engine's API;
+the engine's own fast path is GenerateOptions(compile=True), recurlab.engine.compiled).
 
     dec = StaticDecoder(model, max_len=256, r=16, mode="graph")   # "eager" | "graph" | "compile"
     ids = dec.generate(prompt_ids, n_new=64)                       # list[int], greedy, zero start
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.steps import run_pass
+from recurlab.engine.cached_pass import run_pass
 from recurlab.errors import InferenceError
 
 MODES = ("eager", "graph", "compile")
@@ -78,7 +80,7 @@ class StaticDecoder:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             result = self._step(cache, token, pos)
-        cache._static_pos = None
+        cache.end_static(steps=0)  # the capture began a static pass; the replays own the column
 
         def replay():
             graph.replay()

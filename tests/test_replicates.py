@@ -11,12 +11,12 @@ import yaml
 from typer.testing import CliRunner
 
 import recurlab.cli.runs  # noqa: F401  (registers the commands)
-import recurlab.cli.sweep  # noqa: F401
 from recurlab.cli.app import app
 from recurlab.errors import InferenceError
+from recurlab.replicates import aggregate, format_aggregate, parse_seeds
 from recurlab.rundir import RunDir, read_json
-from recurlab.seeds import aggregate, format_aggregate, parse_seeds
 from recurlab.sweep import SweepResult
+import recurlab.cli.sweep  # noqa: F401
 
 
 def invoke(*args):

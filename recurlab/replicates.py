@@ -4,7 +4,7 @@
     recurlab sweep 'perm-s*' --r 1,8,32 --difficulties 5,6          # each run's sweep, then mean ± sd
     recurlab sweep perm-s0 perm-s1 perm-s2 --r 1,8,32 --reuse       # aggregate sweeps already saved
 
-    from recurlab.seeds import aggregate, format_aggregate
+    from recurlab.replicates import aggregate, format_aggregate
     table = aggregate([result_s0, result_s1, result_s2])            # SweepResult of each run
     print(format_aggregate(table))
 
@@ -22,8 +22,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.config import from_dict, load_yaml
 from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, create_new, list_runs, resolve_run
+from recurlab.sweep import SweepResult, load_sweeps
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -163,14 +165,10 @@ def write_new(path: Path, text: str) -> None:
 def saved_sweep(run: RunDir, rs: list[int], levels: list[int] | None):
     """The newest saved sweep of the run's latest complete checkpoint that covers every r in `rs`
     at exactly `levels` (None: the run's own levels), cut to those r; None when there is none."""
-    from recurlab.sweep import SweepResult, load_sweeps
-
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return None
     if levels is None:
-        from recurlab.config import from_dict, load_yaml
-
         data = from_dict(load_yaml(run.config_path), source=str(run.config_path)).data
         levels = data.difficulties if data.source == "task" else []
     want = sorted(levels)
