@@ -32,6 +32,7 @@ BLOCKS = ("sandwich", "peri", "prenorm")
 ROTARY = ("pairs", "half")
 INJECTIONS = ("adapter", "none")
 STATE_INITS = ("random", "embedding")
+TRACKERS = ("tensorboard", "wandb")  # recurlab/trackers.py
 
 
 
@@ -168,6 +169,9 @@ class HardwareConfig:
     activation_checkpointing: bool = False
     fsdp: bool = False
     gpu_memory_gb: float = 0.0  # documentation of the profile's target; not enforced
+    peak_tflops: float = 0.0  # the device's peak for MFU (0: by device name, recurlab/flops.py; none on CPU)
+    trackers: list[str] = field(default_factory=list)  # extra sinks of the metric rows: tensorboard, wandb
+    wandb_project: str = "recurlab"  # the W&B project of runs with trackers [wandb]
 
 
 @dataclass
@@ -350,6 +354,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(m.arch in ARCHS, f"model.arch: {m.arch!r} is not one of {', '.join(ARCHS)}")
     need(t.sampler in SAMPLERS, f"train.sampler: {t.sampler!r} is not one of {', '.join(SAMPLERS)}")
     need(t.schedule in SCHEDULES, f"train.schedule: {t.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    need(h.peak_tflops >= 0, f"hardware.peak_tflops must be >= 0 (0: known GPUs by name), got {h.peak_tflops}")
+    bad = [x for x in h.trackers if x not in TRACKERS]
+    need(not bad, f"hardware.trackers: {', '.join(map(repr, bad))} is not one of {', '.join(TRACKERS)} "
+                  f"(e.g. hardware.trackers=tensorboard,wandb)")
     need(h.dtype in DTYPES, f"hardware.dtype: {h.dtype!r} is not one of {', '.join(DTYPES)}")
     need(d.source in SOURCES, f"data.source: {d.source!r} is not one of {', '.join(SOURCES)}")
     need(m.n_embd > 0 and m.n_head > 0, "model.n_embd and model.n_head must be positive")

@@ -27,6 +27,10 @@ class RunError(UserError):
     """A run name or run directory that cannot be used: missing, ambiguous, unreadable, busy."""
 
 
+class FilterError(RunError):
+    """A run filter (`recurlab runs --where`, `/` on the Runs screen) that does not parse."""
+
+
 class WorkerStartError(RunError):
     """The worker process could not be started (the run is marked failed)."""
 

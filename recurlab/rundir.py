@@ -21,6 +21,9 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md is generated from this
                         trusted over the log: used only while the log still starts with those bytes,
                         else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
+    environment.json    replaced at each worker start: torch, python, device, threads, host, the
+                        git commit of recurlab if known (recurlab/environment.py)
+    tensorboard/, wandb/   files of the optional trackers (hardware.trackers; recurlab/trackers.py)
     checkpoints/step_NNNNNNNN/   complete checkpoints only: built in a ".tmp-" sibling and
                         renamed into place, holding model.safetensors, optimizer.safetensors
                         optimizer.json and state.json (step, tokens, elapsed, world_size, seed).
@@ -452,6 +455,13 @@ class RunDir:
         except OSError:
             return False
 
+    def append_log(self, msg: str) -> str:
+        """One timestamped line at the end of worker.log; returns the line."""
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
+        with open(self.log_path, "a") as f:
+            f.write(line)
+        return line
+
     def log_tail(self, lines: int = 20) -> list[str]:
         try:
             with open(self.log_path, "rb") as f:
@@ -575,7 +585,7 @@ def folder_problem(path: str | Path) -> str | None:
     return None
 
 
-def _is_run(path: Path) -> bool | None:
+def is_run(path: Path) -> bool | None:
     """True for a run directory, False for anything else, None for a folder this user cannot look into."""
     try:
         return (path / "run.yaml").is_file()
@@ -593,7 +603,7 @@ def list_runs(runs_dir: str | Path) -> list[RunDir]:
         entries = list(root.iterdir())
     except PermissionError:
         raise RunError(f"cannot read runs directory {str(root)!r} (permission denied); pass a folder you can read") from None
-    runs = [RunDir(p) for p in entries if _is_run(p)]
+    runs = [RunDir(p) for p in entries if is_run(p)]
     return sorted(runs, key=lambda r: (r.read_status().get("created") or 0, r.name))
 
 
@@ -609,11 +619,11 @@ def resolve_run(spec: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunDir:
     if not spec:
         raise RunError("the run '' is empty: give a run name, a unique prefix of one, or a run directory path")
     path = Path(spec)
-    if _is_run(path) is not False:  # a run, or a folder this user cannot read (then: say so)
+    if is_run(path) is not False:  # a run, or a folder this user cannot read (then: say so)
         return check_readable_run(RunDir(path))
     check_runs_dir(runs_dir)  # before Path(), which reads '' as the current folder
     root = Path(runs_dir)
-    if _is_run(root / spec) is not False:
+    if is_run(root / spec) is not False:
         return check_readable_run(RunDir(root / spec))
     matches = [r for r in list_runs(root) if r.name.startswith(spec)]
     if len(matches) == 1:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recurlab import environment
 from recurlab.checkpoint import (load_optimizer, load_weights, optimizer_snapshot, read_state, remove_stale_temporaries,
                                  save_checkpoint)
 from recurlab.config import RunConfig
@@ -31,6 +32,7 @@ from recurlab.heldout import evaluate_heldout
 from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
 from recurlab.rundir import RunDir
+from recurlab.trackers import Trackers
 
 HEARTBEAT_S = 2.0
 
@@ -68,8 +70,11 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None):
+    def __init__(self, run: RunDir, cfg: RunConfig, device: str = "auto", dist: Dist | None = None, progress_bar=None,
+                 log=None):
         self.run, self.cfg = run, cfg
+        self.log = log or run.append_log  # worker.log (the worker's logger also echoes in the foreground)
+        self.trackers = Trackers({}, self.log)
         self.dist = dist or Dist.single()
         self.device = self.dist.device if self.dist.group else torch.device(resolve_device(device or cfg.hardware.device))
         self.progress_bar = progress_bar
@@ -93,6 +98,8 @@ class Trainer:
         use_amp = self.device.type == "cuda" and cfg.hardware.dtype == "bfloat16"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
         self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        if self.dist.is_main:
+            environment.write(run, environment.collect(self.device_name, self.dist.world))
 
     # ---- resume ----------------------------------------------------------------------
     def restore(self) -> int:
@@ -288,6 +295,16 @@ class Trainer:
         if s.step == 0 and cfg.train.init_from:  # a warm start: weights only; optimizer and schedule start afresh
             self.dist.load_weights(self.raw_model, self.model, init_checkpoint(cfg.train.init_from), load_weights)
         main = self.dist.is_main
+        if main:  # after restore: a resume's trackers continue from the checkpoint's step
+            self.trackers = Trackers.open(run, cfg, s.step if resume else None, self.log)
+        try:
+            return self._loop()
+        finally:
+            self.trackers.close()
+
+    def _loop(self) -> str:
+        cfg, run, s = self.cfg, self.run, self.state
+        main = self.dist.is_main
         if main:
             run.write_status(state="running", step=s.step, max_steps=cfg.train.max_steps, tokens=s.tokens,
                              device=self.device_name, world_size=self.dist.world, heartbeat=time.time(),
@@ -319,10 +336,10 @@ class Trainer:
             if main:
                 flops = train_flops_per_token(cfg.model, m["r_no_grad"], m["r_grad"], m["seq_len"])
                 row = {"kind": "train", "step": step, "time": time.time(), "loss": m["loss"], "lr": m["lr"],
-                       "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "tokens": s.tokens,
+                       "r_no_grad": m["r_no_grad"], "r_grad": m["r_grad"], "seq_len": m["seq_len"], "tokens": s.tokens,
                        "tokens_per_s": m["tokens"] / dt, "grad_norm": m["grad_norm"], "step_time": dt}
                 row.update({key: m[key] for key in ("progressive_loss", "gain", "distill_kl") if key in m})
-                u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name)  # per device
+                u = mfu(flops * m["tokens"] / dt / self.dist.world, self.device_name, cfg.hardware.peak_tflops)  # per device
                 if u is not None:
                     row["mfu"] = u
                 s.pending.append(row)
@@ -359,12 +376,13 @@ class Trainer:
     def flush(self) -> None:
         if self.dist.is_main and self.state.pending:
             self.run.append_metrics(self.state.pending)
+            self.trackers.log(self.state.pending)  # copies, after metrics.jsonl has them
             self.state.pending = []
 
 
-def train(run: RunDir, cfg: RunConfig, device: str = "auto", resume: bool = False, progress_bar=None) -> str:
+def train(run: RunDir, cfg: RunConfig, device: str = "auto", resume: bool = False, progress_bar=None, log=None) -> str:
     dist = Dist.from_env(cfg, device)
     try:
-        return Trainer(run, cfg, device, dist, progress_bar).fit(resume=resume)
+        return Trainer(run, cfg, device, dist, progress_bar, log).fit(resume=resume)
     finally:
         dist.close()

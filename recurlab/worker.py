@@ -31,12 +31,10 @@ from recurlab.rundir import RunDir  # noqa: E402
 
 class WorkerLog:
     def __init__(self, run: RunDir, echo: bool):
-        self.path, self.echo = run.log_path, echo
+        self.run, self.echo = run, echo
 
     def __call__(self, msg: str, echo: bool = True) -> None:
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n"
-        with open(self.path, "a") as f:
-            f.write(line)
+        line = self.run.append_log(msg)
         if self.echo and echo:
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -118,7 +116,7 @@ def run_worker(run_dir: str | Path, resume: bool = False, device: str = "", prog
 
         bar = ProgressBar(cfg.train.max_steps, budget_s=60 * cfg.train.max_minutes) if progress and rank == 0 else None
         try:
-            outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar)
+            outcome = train(run, cfg, device=device or cfg.hardware.device, resume=resume, progress_bar=bar, log=log)
         finally:
             if bar is not None:
                 bar.close()

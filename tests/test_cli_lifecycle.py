@@ -219,5 +219,5 @@ def test_two_runs_train_at_once_without_touching_each_other(cli, runs_dir):
         steps = train_steps(run)
         assert steps == list(range(1, len(steps) + 1))
         assert {p.name for p in run.path.iterdir()} <= {
-            "run.yaml", "status.json", "metrics.jsonl", "worker.log", "checkpoints", "vocab.json"}
+            "run.yaml", "status.json", "metrics.jsonl", "worker.log", "checkpoints", "vocab.json", "environment.json"}
     assert one.latest_checkpoint().step == one.read_status()["step"]

@@ -66,7 +66,12 @@ def app_for(runs_dir, run=None):
 
 
 def test_runs_screen(snap_compare, fixed_runs):
-    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, press=["down"])
+    async def keys(pilot):
+        await pilot.press("down")
+        await pilot.app.workers.wait_for_complete()  # the runs' run.yaml (their differing columns) load in a worker
+        await pilot.pause()
+
+    assert snap_compare(app_for(fixed_runs), terminal_size=SIZE, run_before=keys)
 
 
 def test_curves_screen_overlay(snap_compare, fixed_runs):

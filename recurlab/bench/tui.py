@@ -3,6 +3,7 @@ idle TUI uses while attached to a training run.
 
     python -m recurlab.bench.tui                       # prints JSON, writes bench-results/tui.json
     python -m recurlab.bench.tui --rows 1000000 --idle-seconds 20 --out bench-results/tui.json
+    python -m recurlab.bench.tui --mode runs --runs 200 --out bench-results/tui-runs.json
 
 The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a user starts it.
 * first_frame_s: from starting the process to the first frame with the navigation bar on screen,
@@ -15,6 +16,10 @@ The TUI runs as `recurlab tui RUN` in a pseudo-terminal (160x48), exactly as a u
 * idle CPU: process CPU time (user + system, from /proc) of the TUI over --idle-seconds while a
   tiny-profile worker trains into the run it shows (curves screen) and on the runs screen,
   after a settling period; as a percentage of one core.
+* --mode runs: `recurlab tui --runs-dir DIR` on a folder of --runs finished runs (three r_mean and
+  a seed each, 100 metric rows): runs_first_frame_s until the navigation bar and the first run's
+  row are on screen, and runs_columns_s until the column of a differing config key (r_mean) is
+  (the run.yaml are read after the first frame), medians of --starts starts.
 """
 
 from __future__ import annotations
@@ -151,6 +156,36 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int) -> dict:
     return out
 
 
+def write_many_runs(root: Path, n: int) -> Path:
+    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
+
+    for i in range(n):
+        run = RunDir.create(root, f"sweep-{i:03d}", to_yaml(load_profile("tiny", [f"train.r_mean={(4, 8, 16)[i % 3]}",
+                                                                            f"train.seed={i}"])))
+        with open(run.metrics_path, "w") as f:
+            for s in range(1, 101):
+                f.write(f'{{"kind": "train", "step": {s}, "time": {1e9 + s:.1f}, "loss": {4.0 / (1 + s / 50):.5f}, '
+                        f'"lr": 0.001, "tokens": {s * 512}, "tokens_per_s": 2500.0}}\n')
+        run.write_status(state="finished", step=100, max_steps=100, loss=2.0, created=1e9 + i)
+    return root
+
+
+def runs_first_frame(runs_dir: Path, timeout: float, starts: int) -> dict:
+    import statistics
+
+    frames, columns = [], []
+    for _ in range(starts):
+        app = PtyApp(tui_cmd(runs_dir, runs_dir))
+        try:
+            frames.append(app.wait_for(b"Runs", timeout) and app.wait_for(b"sweep-000", timeout))
+            columns.append(app.wait_for(b"r_mean", timeout))
+        finally:
+            app.close()
+    med = lambda xs: round(statistics.median(x for x in xs if x is not None), 3) if any(x is not None for x in xs) else None
+    return {"runs_first_frame_s": med(frames), "runs_first_frame_all_s": [round(f, 3) if f else None for f in frames],
+            "runs_columns_s": med(columns)}
+
+
 def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
     from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     cfg = load_profile("tiny", ["train.max_steps=100000", "train.eval_every=100000", "train.checkpoint_every=100000"])
@@ -193,8 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-seconds", type=float, default=20.0)
     p.add_argument("--settle-seconds", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--mode", choices=("attach", "runs"), default="attach",
+                   help="attach: the big run and the idle CPU; runs: the Runs screen on --runs runs")
+    p.add_argument("--runs", type=int, default=200, help="runs in the folder of --mode runs")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="recurlab-bench-tui-"))
+    if args.mode == "runs":
+        try:
+            t0 = time.perf_counter()
+            root = write_many_runs(tmp / "runs", args.runs)
+            result = {"load_average_before": load_average(),
+                      "terminal": f"{COLS}x{LINES}", "runs": args.runs, "write_seconds": round(time.perf_counter() - t0, 1),
+                      **runs_first_frame(root, args.timeout, args.starts), "load_average_after": load_average()}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_result(args.out, result)
+        print(json.dumps(result, indent=1))
+        return 0
     try:
         t0 = time.perf_counter()
         big = write_big_run(tmp / "runs", args.rows)

@@ -2,6 +2,7 @@
 
     recurlab train --profile tiny train.max_steps=200 --name smoke   # detached; returns at once
     recurlab runs                                                    # table of all runs
+    recurlab runs --where r_mean=16 --where state=finished --json     # for scripts
     recurlab status smoke        recurlab logs smoke -f
     recurlab stop smoke          recurlab resume smoke
     recurlab profiles            recurlab profiles show cpu r_mean=16
@@ -13,6 +14,7 @@ terminal. No torch at module level: `recurlab runs` must start fast.
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -170,27 +172,48 @@ def _exit_for_state(run: RunDir) -> None:
     typer.echo(f"{run.name}: {state} at step {status.get('step')}", err=True)
 
 
-@app.command(epilog=examples('recurlab runs', 'recurlab runs --runs-dir /data/runs'))
-def runs(runs_dir: str = RunsDirOption) -> None:
-    """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost")."""
+@app.command(epilog=examples('recurlab runs', 'recurlab runs --runs-dir /data/runs',
+                             'recurlab runs --where r_mean=16 --where state=finished --json'))
+def runs(
+    runs_dir: str = RunsDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON: status, flat config, differing keys."),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="Only runs that match, e.g. r_mean=16, "
+                                              "state=finished, loss<2, name~seed (repeat to require several)."),
+) -> None:
+    """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost"), and a column for every config key that differs among the runs listed."""  # noqa: E501  (one help paragraph)
+    from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show
+
     with user_errors():
         check_readable_runs_dir(runs_dir)
-        found = list_runs(runs_dir)
-    if not found:
-        typer.echo(f"no runs in {runs_dir} (start one with `recurlab train --profile cpu`)")
+        records = load_records(runs_dir)
+        extra = tuple({k for r in records for k in (r.config or {})})
+        flt = parse_filter(" ".join(shlex.quote(w) for w in where or []), extra)
+    records = [r for r in records if flt.matches(r)]
+    keys = differing_keys([r.config for r in records])
+    if as_json:
+        out = {"runs_dir": str(runs_dir), "where": flt.text, "differing_keys": keys, "runs": [
+            {"name": r.name, "path": str(r.run.path), "state": r.state, "profile": r.value("profile"),
+             "family": r.value("family"), "status": r.status, "differs": {k: r.value(k) for k in keys},
+             "config": r.config} for r in records]}
+        typer.echo(json.dumps(out, indent=1, default=list))
+        return
+    if not records:
+        hint = "no run matches the --where filter" if flt else "start one with `recurlab train --profile cpu`"
+        typer.echo(f"no runs in {runs_dir} ({hint})")
         return
     now = time.time()
     rows = []
-    for run in found:
-        st = run.read_status()
+    for rec in records:
+        st = rec.status
         step = _fmt(st.get("step"))
         if st.get("max_steps"):
             step += f"/{st['max_steps']}"
         rows.append([
-            run.name, run.effective_state(st), step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
-            _age(now - st["created"] if st.get("created") else None),
+            rec.name, rec.state, step, _fmt(st.get("loss"), ".4f"), _fmt(st.get("tokens_per_s"), ",.0f"),
+            _age(now - st["created"] if st.get("created") else None), *(show(rec.value(k)) for k in keys),
         ])
-    print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE"], rows)
+    titles = short_names(keys)
+    print_table(["NAME", "STATE", "STEP", "LOSS", "TOK/S", "AGE", *(titles[k].upper() for k in keys)], rows)
 
 
 @app.command(epilog=examples('recurlab status demo'))

@@ -70,6 +70,7 @@ class RecurlabApp(App):
         self.runs_dir = Path(runs_dir)
         self.model_path = Path(model) if model else None
         self.overlay: list[str] = []  # runs drawn together on the curves screen, in selection order
+        self.pinned: str | None = None  # a run of the overlay drawn on top (Curves) and listed first (Runs)
         self._colors: dict[str, str] = {}
         self.model_cache = ModelCache()  # shared by Inspector and Generate; loads lazily in workers
         if run:

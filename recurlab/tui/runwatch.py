@@ -17,8 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recurlab.errors import RunError
-from recurlab.rundir import MetricsTail, RunDir, list_runs, parse_jsonl
+from recurlab.rundir import MetricsTail, RunDir, is_run, parse_jsonl
 
 SPARK_POINTS = 24
 TAIL_BYTES = 64 * 1024
@@ -53,6 +52,7 @@ class RunRow:
     loss: float | None = None
     tokens_per_s: float | None = None
     error: str | None = None
+    status: dict = field(default_factory=dict)  # all of status.json, for the run table's filter and sort
     losses: deque = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
     tail: MetricsTail | None = None
 
@@ -90,10 +90,14 @@ class RunsWatch:
 
     def poll(self) -> RunsChange:
         change = RunsChange()
+        # list_runs' order (creation time, then name) from the status each refresh reads anyway:
+        # one status.json read per run and poll, not two (200 runs, every second)
+        root = self.runs_dir
         try:
-            found = {r.name: r for r in list_runs(self.runs_dir)}
-        except RunError:  # the folder turned unreadable meanwhile: keep the rows until it is back
+            entries = list(root.iterdir()) if root.is_dir() else []
+        except OSError:  # the folder turned unreadable meanwhile: keep the rows until it is back
             return change
+        found = {p.name: RunDir(p) for p in entries if is_run(p)}
         for name in list(self.rows):
             if name not in found:
                 del self.rows[name]
@@ -105,6 +109,9 @@ class RunsWatch:
                 change.added.append(name)
             if self._refresh(row) and name not in change.added:
                 change.updated.append(name)
+        order = sorted(self.rows.values(), key=lambda r: (r.status.get("created") or 0, r.name))
+        if [r.name for r in order] != list(self.rows):
+            self.rows = {r.name: r for r in order}
         return change
 
     def _refresh(self, row: RunRow) -> bool:
@@ -116,6 +123,7 @@ class RunsWatch:
         row.loss = status.get("loss")
         row.tokens_per_s = status.get("tokens_per_s")
         row.error = status.get("error")
+        row.status = status
         if row.tail is None:
             rows, offset = tail_rows(row.run.metrics_path)
             row.tail = MetricsTail(row.run.metrics_path)

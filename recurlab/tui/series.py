@@ -18,7 +18,8 @@ from array import array
 
 import numpy as np
 
-TRAIN_FIELDS = ("loss", "lr", "tokens_per_s", "grad_norm", "distill_kl")
+TRAIN_FIELDS = ("loss", "lr", "tokens_per_s", "grad_norm", "tokens", "r_no_grad", "r_grad", "seq_len", "step_time",
+                "distill_kl")
 EVAL_FIELDS = ("loss", "acc")
 
 # (label, kind, field): the metrics a user can cycle through on the curves screen

@@ -35,7 +35,7 @@ import numpy as np
 from recurlab.tui.series import RunSeries
 
 SUFFIX = ".derived.npz"
-FORMAT = 2  # 2: train columns gained distill_kl
+FORMAT = 2  # 2: train columns of MFU and the x axes (tokens, r_no_grad, r_grad, seq_len, step_time), distill_kl
 WINDOW = 64 * 1024
 SAMPLES = 16
 

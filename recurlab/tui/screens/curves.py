@@ -1,7 +1,12 @@
 """The Curves screen: live training and evaluation curves of one run or several overlaid runs.
 
 Metrics (m / M to cycle): train loss, eval loss per r and eval accuracy per r (one line per r),
-learning rate, tokens/s, grad norm. e toggles a time-weighted EMA (its span follows the step
+learning rate, tokens/s, grad norm, train and eval loss on one chart, and MFU: the model FLOPs of
+each step (iterations without gradient cost a forward pass, those with gradient forward and
+backward: the formula is on the left) times tokens/s over the device's peak (hardware.peak_tflops,
+or known GPUs by name; without one it plots model TFLOP/s). x cycles the x axis: step, tokens seen,
+wall-clock minutes since the run's first row. L toggles log-log axes. The pinned run (p on Runs)
+is drawn on top. e toggles a time-weighted EMA (its span follows the step
 gaps, so uneven logging smooths evenly); [ and ] change its span. l toggles a log y axis. The
 list on the left picks the runs to overlay (space); each run keeps its color. New rows are read
 from the end of metrics.jsonl once a second (a large run opens from its derived series cache, or
@@ -42,6 +47,9 @@ LIST_EVERY = 5  # polls between refreshes of the run list
 SPANS = (0.005, 0.02, 0.05, 0.1, 0.2)  # EMA span as a fraction of the drawn step range
 R_MARKERS = ("hd", "dot", "+", "x", "o", "*", "#", "@")
 R_COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+# beyond series.METRICS: views that combine columns (kind "both": train and eval loss; "mfu")
+EXTRA_METRICS = (("train and eval loss", "both", "loss"), ("MFU", "mfu", "mfu"))
+X_AXES = (("step", "step"), ("tokens", "tokens seen"), ("time", "wall-clock minutes since the first row"))
 
 
 class CurvesScreen(LabScreen):
@@ -55,6 +63,8 @@ class CurvesScreen(LabScreen):
         Binding("e", "smooth", "Smooth"),
         Binding("l", "logy", "Log y"),
         Binding("a", "all_runs", "Overlay all"),
+        Binding("x", "x_axis", "X axis", show=False),
+        Binding("L", "loglog", "Log-log", show=False),
         Binding("M", "metric(-1)", "Previous metric", show=False),
         Binding("left_square_bracket", "span(-1)", "Less smooth", key_display="[", show=False),
         Binding("right_square_bracket", "span(1)", "More smooth", key_display="]", show=False),
@@ -66,6 +76,9 @@ class CurvesScreen(LabScreen):
         self.smooth = False
         self.span = 2
         self.logy = False
+        self.loglog = False
+        self.x_axis = 0
+        self._mfu_cfg: dict[str, tuple] = {}  # run -> (model config, peak FLOP/s or None, world size)
         self.sources: dict[str, MetricsSource] = {}
         self.plot = None  # the StripPlot, once its modules have loaded (after the first frame)
         self._draw_cpu = 0.0  # the UI thread's CPU time when the last redraw began
@@ -225,26 +238,91 @@ class CurvesScreen(LabScreen):
 
     # ---- drawing ------------------------------------------------------------------------------
     def _lines(self, width: int):
-        """(label, color, marker, xs, ys) for every line of the chosen metric."""
-        from recurlab.figures.curves import shape_line  # numpy and yaml: after the first frame (so is METRICS)
-        from recurlab.tui.series import METRICS
+        """(label, color, marker, xs, ys) for every line of the chosen metric, the pinned run last (on top)."""
+        import numpy as np  # loaded with the plot's modules, after the first frame
 
-        _title, kind, field = METRICS[self.metric]
+        from recurlab.figures.curves import shape_line
+
+        _title, kind, field = all_metrics()[self.metric]
         names = [n for n in self.app.overlay if n in self.sources]
+        pinned = getattr(self.app, "pinned", None)
+        names = [n for n in names if n != pinned] + [n for n in names if n == pinned]
         for name in names:
             src = self.sources[name]
-            keys = [None] if kind == "train" else src.eval_rs()
-            for i, r in enumerate(keys):
-                xs, ys = shape_line(*src.snapshot(kind, field, r), smooth=SPANS[self.span] if self.smooth else 0.0,
-                                    logy=self.logy, buckets=4 * width, raw_buckets=width)
+            for i, (label, part, xs, ys) in enumerate(self._parts(name, src, kind, field, len(names) == 1)):
+                xs = self._on_x(src, xs)
+                keep = np.isfinite(xs) & ((xs > 0) if self.loglog else True)
+                xs, ys = shape_line(xs[keep], ys[keep], smooth=SPANS[self.span] if self.smooth else 0.0,
+                                    logy=self.logy or self.loglog, buckets=4 * width, raw_buckets=width)
                 if not len(xs):
                     continue
-                label = name if r is None else (f"r={r}" if len(names) == 1 else f"{name} r={r}")
-                if r is not None and len(names) == 1:
+                if part is not None and len(names) == 1:
                     color, marker = R_COLORS[i % len(R_COLORS)], "hd"
                 else:
-                    color, marker = self.app.run_color(name), R_MARKERS[i % len(R_MARKERS)] if r is not None else "hd"
+                    color, marker = self.app.run_color(name), R_MARKERS[i % len(R_MARKERS)] if part is not None else "hd"
                 yield label, color, marker, xs, ys
+
+    def _parts(self, name: str, src, kind: str, field: str, alone: bool):
+        """(label, part, steps, values) of one run: its train line and/or one line per eval r."""
+        def eval_lines(prefix: str):
+            for r in src.eval_rs():
+                yield (f"{prefix}r={r}" if alone else f"{name} {prefix}r={r}"), r, *src.snapshot("eval", field, r)
+
+        if kind == "train":
+            yield name, None, *src.snapshot("train", field)
+        elif kind == "eval":
+            yield from eval_lines("")
+        elif kind == "both":
+            yield ("train" if alone else f"{name} train"), None, *src.snapshot("train", "loss")
+            yield from eval_lines("eval ")
+        else:
+            yield name, None, *self._mfu(name, src)
+
+    def _mfu(self, name: str, src):
+        """Steps and MFU (or model TFLOP/s without a known peak) of one run's train rows."""
+        import numpy as np  # loaded with the plot's modules, after the first frame
+
+        from recurlab.flops import train_flops_per_token_array
+
+        cfg, peak, world = self._mfu_setup(name, src)
+        if cfg is None:
+            return np.empty(0), np.empty(0)
+        cols = [src.snapshot("train", f) for f in ("r_no_grad", "r_grad", "seq_len", "tokens_per_s")]
+        steps = cols[0][0]
+        for xs, _ in cols[1:]:  # rows that have all four (a run from before seq_len was logged has none)
+            steps = np.intersect1d(steps, xs)
+        ng, g, seq, tps = (ys[np.searchsorted(xs, steps)] for xs, ys in cols)
+        flops_per_s = train_flops_per_token_array(cfg, ng, g, seq) * tps / world
+        return steps, flops_per_s / (peak if peak else 1e12)
+
+    def _mfu_setup(self, name: str, src) -> tuple:
+        if name not in self._mfu_cfg:
+            from recurlab.config import run_config
+            from recurlab.flops import peak_flops
+
+            try:
+                cfg = run_config(src.run)
+                status = src.run.read_status()
+                peak = peak_flops(str(status.get("device") or ""), cfg.hardware.peak_tflops)
+                self._mfu_cfg[name] = (cfg.model, peak, int(status.get("world_size") or 1))
+            except Exception as exc:  # an unreadable run.yaml: no MFU line for this run, and a notice
+                self.report(exc, f"MFU of {name}")
+                self._mfu_cfg[name] = (None, None, 1)
+        return self._mfu_cfg[name]
+
+    def _on_x(self, src, steps):
+        """Steps as the chosen x axis: tokens seen or minutes since the first row (eval rows
+        take their train row's value; between train rows, the interpolation)."""
+        import numpy as np  # loaded with the plot's modules, after the first frame
+
+        axis = X_AXES[self.x_axis][0]
+        if axis == "step":
+            return steps
+        sx, v = src.snapshot("train", axis)
+        if not len(sx):
+            return np.full(len(steps), np.nan)
+        out = np.interp(steps, sx, v, left=np.nan, right=np.nan)
+        return (out - v[0]) / 60.0 if axis == "time" else out
 
     def request_redraw(self) -> None:
         """New rows arrived: redraw now, or once the throttle interval since the last redraw is over."""
@@ -273,16 +351,15 @@ class CurvesScreen(LabScreen):
     def _view_key(self, plot) -> tuple:
         data = tuple((n, src.series.version, src.preview.version if src.preview is not None else -1)
                      for n in self.app.overlay if (src := self.sources.get(n)) is not None)
-        return (self.metric, self.smooth, self.span, self.logy, tuple(plot.size), tuple(self.app.overlay), data)
+        return (self.metric, self.smooth, self.span, self.logy, self.loglog, self.x_axis, getattr(self.app, "pinned", None),
+                tuple(plot.size), tuple(self.app.overlay), data)
 
     def redraw(self) -> None:
         """Rebuild the plot if anything it shows changed (data, metric, options, size, runs)."""
         plot = self.plot
         if plot is None:
             return  # not loaded yet: _plot_loaded draws
-        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
-
-        title = METRICS[self.metric][0]
+        title = all_metrics()[self.metric][0]
         if self._redraw_timer is not None:  # drawing now covers the scheduled redraw
             self._redraw_timer.stop()
             self._redraw_timer = None
@@ -306,19 +383,36 @@ class CurvesScreen(LabScreen):
         extras = []
         if self.smooth:
             extras.append(f"EMA span {SPANS[self.span]:g}")
-        if self.logy:
+        if self.loglog:
+            extras.append("log-log")
+            plt.xscale("log")
+            plt.yscale("log")
+        elif self.logy:
             extras.append("log y")
             plt.yscale("log")
+        if all_metrics()[self.metric][1] == "mfu":
+            title = self._mfu_title()
         plt.title(title + (f"  ({', '.join(extras)})" if extras else ""))
-        plt.xlabel("step")
+        plt.xlabel(X_AXES[self.x_axis][1])
         plot.refresh()
         self._info()
 
-    def _info(self) -> None:
-        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
+    def _mfu_title(self) -> str:
+        peaks = {self._mfu_cfg.get(n, (None, None))[1] for n in self.app.overlay if n in self._mfu_cfg}
+        if peaks and None not in peaks:
+            return "MFU"
+        return "TFLOP/s per device (MFU needs hardware.peak_tflops)"
 
-        title = METRICS[self.metric][0]
-        lines = [f"[b]{title}[/b]", f"smooth {'on' if self.smooth else 'off'} · log y {'on' if self.logy else 'off'}"]
+    def _info(self) -> None:
+        from recurlab.flops import MFU_FORMULA
+
+        title, kind, _ = all_metrics()[self.metric]
+        if kind == "mfu":
+            title = self._mfu_title()
+        scale = "log-log" if self.loglog else f"log y {'on' if self.logy else 'off'}"
+        lines = [f"[b]{title}[/b]", f"x {X_AXES[self.x_axis][0]} · smooth {'on' if self.smooth else 'off'} · {scale}"]
+        if kind == "mfu":
+            lines.append(MFU_FORMULA)
         for name in self.app.overlay:
             src = self.sources.get(name)
             if src is None:
@@ -346,6 +440,8 @@ class CurvesScreen(LabScreen):
         from recurlab.figures import curves_figure, run_steps  # numpy and yaml: only when a figure is saved
         from recurlab.figures.curves import METRIC_NAMES
 
+        if self.metric >= len(METRIC_NAMES) or self.x_axis or self.loglog:
+            return [self._drawn_figure()]
         names = [n for n in self.app.overlay if n in self.sources]
         width = max(self.plot.size.width if self.plot is not None else 0, 40)
         fig = curves_figure({n: _Locked(self.sources[n]) for n in names}, METRIC_NAMES[self.metric],
@@ -353,11 +449,31 @@ class CurvesScreen(LabScreen):
                             steps=run_steps([self.sources[n].run for n in names]), buckets=4 * width)
         return [fig]
 
+    def _drawn_figure(self):
+        """The lines as drawn (combined views, other x axes, log-log) as a figure spec."""
+        from recurlab.figures import FigureError
+        from recurlab.figures.spec import Line, LineFigure
+
+        if not self.drawn:
+            raise FigureError("nothing drawn yet: pick a run with rows for this view")
+        title = all_metrics()[self.metric][0]
+        return LineFigure(kind="curves", name=f"curves-{title.replace(' ', '-').lower()}-{X_AXES[self.x_axis][0]}",
+                          title=title + (" (log-log)" if self.loglog else ""), subtitle=", ".join(self.app.overlay),
+                          xlabel=X_AXES[self.x_axis][1], ylabel=title,
+                          lines=[Line(label, xs, ys) for label, (xs, ys) in self.drawn.items()],
+                          logy=self.logy or self.loglog)
+
     # ---- keys ---------------------------------------------------------------------------------
     def action_metric(self, delta: int) -> None:
-        from recurlab.tui.series import METRICS  # the metric readers: after the first frame
+        self.metric = (self.metric + delta) % len(all_metrics())
+        self.redraw()
 
-        self.metric = (self.metric + delta) % len(METRICS)
+    def action_x_axis(self) -> None:
+        self.x_axis = (self.x_axis + 1) % len(X_AXES)
+        self.redraw()
+
+    def action_loglog(self) -> None:
+        self.loglog = not self.loglog
         self.redraw()
 
     def action_smooth(self) -> None:
@@ -373,6 +489,12 @@ class CurvesScreen(LabScreen):
     def action_logy(self) -> None:
         self.logy = not self.logy
         self.redraw()
+
+
+def all_metrics() -> tuple:
+    from recurlab.tui.series import METRICS  # numpy: after the first frame (PLOT_MODULES)
+
+    return METRICS + EXTRA_METRICS
 
 
 class _Locked:
