@@ -290,7 +290,7 @@ def test_the_catalogue_has_one_row_per_case():
 # ---- reads that tolerate a damaged file: exit 0, no traceback, nothing changed ----------------
 
 TOLERATED = [
-    ("runs: status a list", ["runs"], _status("[1, 2]"), "saved  unknown"),
+    ("runs: status a list", ["runs"], _status("[1, 2]"), "saved  unreadable"),  # as the Runs screen says
     ("status: status a list", ["status", "saved"], _status("[1, 2]"), "not a JSON object: the state is unknown"),
     ("status: pid a string", ["status", "saved"], _status(f'{{"state": "running", "pid": "abc", "host": "{HOST}"}}'),
      "ignored, of the wrong type: pid"),
