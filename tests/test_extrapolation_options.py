@@ -187,7 +187,8 @@ def test_identity_padding_lengthens_training_prompts_without_changing_answers():
     from recurlab.data import TaskData
     from recurlab.tasks import get_task
 
-    cfg = load_profile("tiny", TINY_PERM + ["data.identity_pad_to=8"])
+    # padded to 8 permutations, a level-1 prompt is 45 tokens: more than tiny's block_size of 32
+    cfg = load_profile("tiny", TINY_PERM + ["data.identity_pad_to=8", "model.block_size=64"])
     data, task = TaskData(cfg), get_task("permutation4")
     examples = [ex for step in range(20) for ex in data.train_examples(step, 16)]
     lengths = set()
@@ -214,7 +215,7 @@ def test_length_probe_without_padding_is_the_sweeps_accuracy(tmp_path):
         assert task.solve(longer.prompt) == ex.answer == longer.answer  # identities change nothing
         assert longer.prompt.endswith(ex.prompt) and longer.prompt.count(".") == ex.prompt.count(".") + 4
 
-    tr = trainer(tmp_path, "train.max_steps=3", "train.checkpoint_every=3", "data.eval_examples=4")
+    tr = trainer(tmp_path, "train.max_steps=3", "train.checkpoint_every=3")
     tr.fit()
     rows = probe(str(tr.run.path), level=2, pads=[0, 3], rs=[2], examples=4)
     assert [(r["pad"], r["r"], r["examples"]) for r in rows] == [(0, 2, 4), (3, 2, 4)]

@@ -33,10 +33,11 @@ def corpus(tmp_path_factory):
 
 
 def text_cfg(corpus, cache, *extra):
-    return load_profile("tiny", [
-        "data.source=local", f"data.name={corpus / 'txt'}", f"data.cache_dir={cache}", f"data.tokenizer_vocab={VOCAB}",
-        "data.seq_len=32", "data.val_fraction=0.05", "data.eval_examples=16", *extra,
-    ])
+    """The tiny profile on local text; `extra` replaces a default key (a key may appear once only)."""
+    defaults = ["data.source=local", f"data.name={corpus / 'txt'}", f"data.cache_dir={cache}",
+                f"data.tokenizer_vocab={VOCAB}", "data.seq_len=32", "data.val_fraction=0.05", "data.eval_examples=16"]
+    given = {item.split("=", 1)[0] for item in extra}
+    return load_profile("tiny", [d for d in defaults if d.split("=", 1)[0] not in given] + list(extra))
 
 
 @pytest.fixture(scope="module")

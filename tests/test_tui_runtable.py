@@ -140,7 +140,9 @@ async def test_curves_against_tokens_time_both_losses_and_mfu(runs):
         await pilot.press("x")  # wall-clock minutes since the first row (30 s a step)
         await settled(pilot)
         assert screen.drawn["r16"][0] == pytest.approx([0.5 * s for s in range(10)])
-        await pilot.press("x", *["m"] * 6)  # back to steps; train and eval loss on one chart
+        from recurlab.tui.series import METRICS
+
+        await pilot.press("x", *["m"] * len(METRICS))  # back to steps; past the plain metrics: train and eval loss
         await settled(pilot)
         assert sorted(screen.drawn) == ["eval r=4", "train"]
         assert screen.drawn["eval r=4"] == ([5.0, 10.0], pytest.approx([2.55, 2.3]))

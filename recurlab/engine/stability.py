@@ -228,7 +228,7 @@ def stability_summary(opened, *, levels: list[int] | None = None, per_level: int
 
 def _task_levels(opened, levels: list[int] | None, r: int):
     from recurlab.data import TaskData
-    from recurlab.engine.sweep import evaluate
+    from recurlab.heldout import evaluate_heldout
 
     cfg = copy.deepcopy(opened.cfg)  # the opened model's config is shared (a TUI keeps it)
     if levels:
@@ -239,5 +239,5 @@ def _task_levels(opened, levels: list[int] | None, r: int):
         if longest > cfg.model.block_size:
             raise InferenceError(f"--levels: level {d} needs {longest} tokens but the model's block_size is "
                                  f"{cfg.model.block_size}; choose lower levels")
-    row = evaluate(opened.model, data, [r], opened.device)[0]
+    row = evaluate_heldout(opened.model, data, [r], opened.device)[0]
     return data, {d: row[f"acc@{d}"] for d in data.eval_levels}

@@ -47,9 +47,9 @@ class InspectorScreen(InsideLoop, ModelScreen):
     BINDINGS = [
         # the footer's keys in order of use; the rest are listed by ?
         Binding("slash", "prompt", "Prompt", key_display="/"),
-        Binding("n", "next_example", "Next example"),
-        Binding("p", "play", "Play"),
-        Binding("k", "color", "Color by"),
+        Binding("n", "next_example", "Next"),
+        Binding("p", "play", "Play", show=False),
+        Binding("k", "color", "Color by", show=False),
         Binding("x", "examples", "Examples", show=False),
         Binding("c", "criterion", "Exit rule", show=False),
         Binding("o", "overlay", "Random starts", show=False),
@@ -58,11 +58,11 @@ class InspectorScreen(InsideLoop, ModelScreen):
         Binding("full_stop", "iteration(1)", "Iteration forward", key_display=".", show=False),
         Binding("l", "lens", "Lens"),
         Binding("s", "source", "Source prompt", show=False),
-        Binding("a", "patch", "Patch cell"),
+        Binding("a", "patch", "Patch"),
         Binding("z", "inject_off", "Injection off", show=False),
         Binding("g", "noise", "Noise", show=False),
         Binding("u", "undo", "Undo", show=False),
-        Binding("t", "causal", "Causal trace"),
+        Binding("t", "causal", "Causal"),
     ]
 
     def __init__(self):

@@ -43,7 +43,7 @@ class RunsScreen(LabScreen):
         Binding("enter", "open", "Open", priority=True),
         Binding("n", "new_run", "New run"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("v", "overview", "Overview"),
+        Binding("v", "overview", "Overview", show=False),
         Binding("s", "stop", "Stop"),
         Binding("u", "resume", "Resume"),
         Binding("space", "mark", "Overlay", show=False),
