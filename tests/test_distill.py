@@ -11,6 +11,7 @@ from recurlab.model import RecurrentLM
 from recurlab.rundir import RunDir
 from recurlab.depth_sampler import sample_depth
 from recurlab.train import Trainer
+from test_extrapolation_options import GradRecorder
 
 TINY_PERM = ["data.task=permutation4", "data.difficulties=1,2", "data.eval_examples=4", "train.grad_clip=0",
              "train.batch_size=8"]
@@ -19,19 +20,6 @@ TINY_PERM = ["data.task=permutation4", "data.difficulties=1,2", "data.eval_examp
 def trainer(path, *overrides: str) -> Trainer:
     cfg = load_profile("tiny", TINY_PERM + list(overrides))
     return Trainer(RunDir.create(path.parent, path.name, to_yaml(cfg), device="cpu"), cfg, "cpu")
-
-
-class GradRecorder:
-    """Stands in for the optimizer: keeps the gradients train_step produced instead of applying them."""
-
-    def __init__(self, model):
-        self.model, self.param_groups, self.grads = model, [{}], None
-
-    def step(self):
-        self.grads = {n: p.grad.clone() for n, p in self.model.named_parameters() if p.grad is not None}
-
-    def zero_grad(self, set_to_none=True):
-        self.model.zero_grad(set_to_none=set_to_none)
 
 
 def test_kl_equals_the_sum_over_the_vocabulary_on_target_positions():
