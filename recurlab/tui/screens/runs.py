@@ -67,6 +67,7 @@ class RunsScreen(LabScreen):
         self._layout: tuple = ()  # (columns, row order) the table shows
         self._polled = False
         self._keys_for: tuple = ()  # what self.keys were found for
+        self._matching = 0  # runs that pass the filter (the first frame's table holds fewer)
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -165,7 +166,9 @@ class RunsScreen(LabScreen):
     def _fill_table(self, changed: list[str], limit: int | None = None) -> None:
         """The table for the runs shown; `limit` rows at most (the first frame's: no more fit)."""
         table = self.query_one(DataTable)
-        shown = self._records()[:limit]
+        shown = self._records()
+        self._matching = len(shown)
+        shown = shown[:limit]
         # configs never change once read: the keys only change with the runs shown or a config read
         memo = (tuple(r.name for r in shown), tuple(r.config is None for r in shown))
         if memo != self._keys_for:
@@ -218,7 +221,7 @@ class RunsScreen(LabScreen):
         return self.watcher.rows.get(key)
 
     def _view_line(self) -> str:
-        parts = [f"{len(self._layout[1]) if self._layout else 0} of {len(self.watcher.rows)} runs"]
+        parts = [f"{self._matching} of {len(self.watcher.rows)} runs"]
         if self.filter:
             parts.append(f"filter: {self.filter.text}")
         if self.sort_col is not None:
