@@ -43,6 +43,9 @@ def runs(tmp_path):
 
 
 async def settled(pilot):
+    from recurlab.tui.screens.runs import REST_AFTER_S
+
+    await pilot.pause(2 * REST_AFTER_S)  # the rows, sparklines and config columns after the first frame
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 

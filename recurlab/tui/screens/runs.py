@@ -31,6 +31,7 @@ SORT_KEYS = {"run": "name", "state": "state", "step": "step", "loss": "loss", "t
 STATE_STYLE = {"running": "green", "starting": "yellow", "finished": "blue", "failed": "bold red",
                "lost": "red", "stopped": "magenta", "unreadable": "red"}
 POLL_S = 1.0
+REST_AFTER_S = 0.2  # after the first frame: every row, the sparklines, the run.yaml columns
 
 
 class RunsScreen(LabScreen):
@@ -66,6 +67,7 @@ class RunsScreen(LabScreen):
         self._layout: tuple = ()  # (columns, row order) the table shows
         self._polled = False
         self._keys_for: tuple = ()  # what self.keys were found for
+        self._matching = 0  # runs that pass the filter (the first frame's table holds fewer)
 
     def compose(self) -> ComposeResult:
         yield from self.frame(
@@ -77,7 +79,12 @@ class RunsScreen(LabScreen):
 
     def on_mount(self) -> None:
         self.watcher = RunsWatch(self.app.runs_dir)
+        # the first frame shows the statuses of the runs that fit on screen; every row, the
+        # sparklines and the run.yaml columns follow REST_AFTER_S later (200 runs: most of the
+        # work), once the frame is out: reading them at once holds the GIL that the driver's
+        # writer thread needs to put the first frame on the terminal
         self.refresh_runs(first=True)
+        self.set_timer(REST_AFTER_S, self._after_first_frame)
         self.timer = self.set_interval(POLL_S, self.refresh_runs)
 
     def on_screen_suspend(self) -> None:
@@ -89,11 +96,20 @@ class RunsScreen(LabScreen):
         self._polled = True
         self.timer.resume()
 
+    def _after_first_frame(self) -> None:
+        self.refresh_runs()
+        self._cursor_to_current()
+
+    def _cursor_to_current(self) -> None:
+        table = self.query_one(DataTable)
+        if self.app.current_run is not None and self.app.current_run.name in table.rows:
+            table.move_cursor(row=table.get_row_index(self.app.current_run.name))
+
     # ---- polling --------------------------------------------------------------------------
     def refresh_runs(self, first: bool = False) -> None:
         before = {name: row.state for name, row in self.watcher.rows.items()}
         try:
-            change = self.watcher.poll()
+            change = self.watcher.poll(tails=not first)
         except OSError as exc:
             self.report(exc, f"reading {self.app.runs_dir}")
             return
@@ -112,13 +128,12 @@ class RunsScreen(LabScreen):
                 why = f": {row.error}" if row.error and row.state == "failed" else ""
                 self.app.notify(f"run {name} {row.state}{why}", severity=sev)
         unread = [n for n in self.watcher.rows if n not in self.configs]
-        if unread:
+        if unread and not first:
             self.configs.update(dict.fromkeys(unread))  # None until read: each run.yaml is read once
             self._read_configs([self.watcher.rows[n].run for n in unread])
-        self._fill_table(change.added + change.updated)
-        table = self.query_one(DataTable)
-        if first and self.app.current_run is not None and self.app.current_run.name in table.rows:
-            table.move_cursor(row=table.get_row_index(self.app.current_run.name))
+        self._fill_table(change.added + change.updated, limit=self.app.size.height if first else None)
+        if first:
+            self._cursor_to_current()
         self._show_detail()
 
     @work(thread=True, group="configs")
@@ -148,9 +163,12 @@ class RunsScreen(LabScreen):
         pinned = self.app.pinned
         return [r for r in shown if r.name == pinned] + [r for r in shown if r.name != pinned]
 
-    def _fill_table(self, changed: list[str]) -> None:
+    def _fill_table(self, changed: list[str], limit: int | None = None) -> None:
+        """The table for the runs shown; `limit` rows at most (the first frame's: no more fit)."""
         table = self.query_one(DataTable)
         shown = self._records()
+        self._matching = len(shown)
+        shown = shown[:limit]
         # configs never change once read: the keys only change with the runs shown or a config read
         memo = (tuple(r.name for r in shown), tuple(r.config is None for r in shown))
         if memo != self._keys_for:
@@ -203,7 +221,7 @@ class RunsScreen(LabScreen):
         return self.watcher.rows.get(key)
 
     def _view_line(self) -> str:
-        parts = [f"{len(self._layout[1]) if self._layout else 0} of {len(self.watcher.rows)} runs"]
+        parts = [f"{self._matching} of {len(self.watcher.rows)} runs"]
         if self.filter:
             parts.append(f"filter: {self.filter.text}")
         if self.sort_col is not None:
