@@ -561,19 +561,19 @@ def _list_value(key: str, value: str):
         raise ConfigError(f"{key}: {value!r} is not a list; write {key}=1,2,4 or {key}=[1,2,4]") from None
 
 
-def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
+def read_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
+    """The profile `name` with its overrides, not yet validated: for a caller that shapes it
+    further before `validate` (a new run's retrofit model, recurlab.lifecycle.resolve_profile)."""
     path = profile_path(name)
     cfg = from_dict(load_yaml(path), source=str(path))
     cfg.profile = path.stem
     for key, value in parse_overrides(overrides or []):
         _set(cfg, key, _list_value(key, value) if value.startswith("[") else value)
-    if cfg.model.init_from:
-        # retrofit: the model's shape comes from the source folder, read once here; the run's
-        # run.yaml then stands alone
-        from recurlab.families.retrofit import apply_init_from
+    return cfg
 
-        apply_init_from(cfg)
-    return validate(cfg)
+
+def load_profile(name: str, overrides: list[str] | None = None) -> RunConfig:
+    return validate(read_profile(name, overrides))
 
 
 # r values offered by default reach R_REACH x r_mean: past the training depth, where a model that

@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recurlab.config import RunConfig, load_profile, run_config, to_yaml
+from recurlab.config import RunConfig, read_profile, run_config, to_yaml, validate
 from recurlab.devices import check_device
 from recurlab.errors import CheckpointError
+from recurlab.families.retrofit import apply_init_from
 from recurlab.launch import spawn_worker
 from recurlab.rundir import (
-    ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, new_run_name, pid_alive, read_json,
+    ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, init_checkpoint, new_run_name, pid_alive, read_json,
 )
 
 GRACEFUL_STOP_WAIT_S = 30.0
@@ -57,6 +58,16 @@ class RunPlan:
         return self.runs_dir / self.name
 
 
+def resolve_profile(profile: str, overrides: list[str] | None = None) -> RunConfig:
+    """A new run's config: the profile with its overrides and, for a retrofit (model.init_from),
+    the model shaped after the source folder's config.json, read once here so that the run's
+    run.yaml stands alone; validated."""
+    cfg = read_profile(profile, overrides)
+    if cfg.model.init_from:
+        apply_init_from(cfg)
+    return validate(cfg)
+
+
 def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = None, name: str | None = None,
              device: str = "") -> RunPlan:
     """Resolve and check a new run (profile, name, device, data source) without writing anything."""
@@ -64,7 +75,7 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     overrides = list(overrides or [])
     if device:
         overrides.append(f"hardware.device={device}")
-    cfg = load_profile(profile, overrides)
+    cfg = resolve_profile(profile, overrides)
     if name is not None and not NAME_RE.match(name):
         raise RunError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     runs_dir = Path(runs_dir)
@@ -81,18 +92,6 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
         check_teacher(cfg)
         cfg.train.distill_from = str(Path(cfg.train.distill_from).resolve())
     return RunPlan(runs_dir, name or new_run_name(cfg.profile, runs_dir), cfg, device)
-
-
-def init_checkpoint(spec: str, key: str = "train.init_from") -> Path:
-    """train.init_from (or `key`): a run directory (its latest complete checkpoint) or one checkpoint directory."""
-    path = Path(spec)
-    if (path / "model.safetensors").exists():
-        return path
-    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
-    if ckpt is None:
-        raise CheckpointError(f"{key}: {spec} is neither a run directory with a complete checkpoint "
-                              f"nor a checkpoint directory (one holding model.safetensors)")
-    return ckpt.path
 
 
 def check_data_source(cfg: RunConfig) -> None:

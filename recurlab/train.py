@@ -29,9 +29,8 @@ from recurlab.distributed import Dist
 from recurlab.errors import TrainingDiverged
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.heldout import evaluate_heldout
-from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
-from recurlab.rundir import RunDir
+from recurlab.rundir import RunDir, init_checkpoint
 from recurlab.trackers import Trackers
 
 HEARTBEAT_S = 2.0

@@ -12,7 +12,7 @@ first frame); anything else, --help included, goes through typer as usual.
 import importlib
 import sys
 
-EXIT_BAD_INPUT = 2  # one `error:` line on stderr and this code: bad input, nothing written
+from recurlab.errors import EXIT_BAD_INPUT
 COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot", "export", "lens")
 
 

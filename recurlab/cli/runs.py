@@ -29,7 +29,6 @@ from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_
 from recurlab.config import (
     BUILTIN_PROFILES,
     from_dict,
-    load_profile,
     load_yaml,
     profile_names,
     profile_path,
@@ -38,7 +37,8 @@ from recurlab.config import (
 )
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
-    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
+    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resolve_profile, resume_run, start_run, stop_run,
+    torchrun_launch,
     train_foreground,
 )
 from recurlab.rundir import ACTIVE_STATES, RunDir, check_readable_runs_dir, list_runs, read_json
@@ -351,5 +351,5 @@ def profiles_show(
 ) -> None:
     """Print a profile resolved with overrides, as the run.yaml a run would get."""
     with user_errors():
-        cfg = load_profile(name, list(overrides or []))
+        cfg = resolve_profile(name, list(overrides or []))
     typer.echo(to_yaml(cfg), nl=False)
