@@ -1,5 +1,6 @@
-"""The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter) and what a
-process really loads when it starts `recurlab runs`, `status`, the TUI's Runs screen, or `import recurlab`.
+"""The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter: one layering of
+every module, exhaustive, so that a new top-level module fails until it is placed), an import graph
+without circles, and what a process really loads when it starts `recurlab runs`, `status`, the TUI's Runs screen, or `import recurlab`.
 
     python -m pytest tests/test_layers.py -q
 """
