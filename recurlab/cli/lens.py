@@ -18,6 +18,7 @@ import typer
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, print_table, user_errors
 from recurlab.cli.infer import ModelOption, RunArgument, _open
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 lens_app = typer.Typer(help="Tuned lenses: train one per run or model folder (the Inspector's l key cycles lenses).",
                        invoke_without_command=True, epilog=examples("recurlab lens train cpu-demo"))
@@ -44,7 +45,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="File name in lenses/ (default: tuned-<time>; a taken name gets -2, ...)."),
     step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the latest)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
