@@ -28,7 +28,6 @@ from pathlib import Path
 from recurlab.config import RunConfig, read_profile, run_config, to_yaml, validate
 from recurlab.devices import check_device
 from recurlab.errors import CheckpointError
-from recurlab.families.retrofit import apply_init_from
 from recurlab.launch import spawn_worker
 from recurlab.rundir import (
     ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, init_checkpoint, new_run_name, pid_alive, read_json,
@@ -64,6 +63,8 @@ def resolve_profile(profile: str, overrides: list[str] | None = None) -> RunConf
     run.yaml stands alone; validated."""
     cfg = read_profile(profile, overrides)
     if cfg.model.init_from:
+        from recurlab.families.retrofit import apply_init_from  # not at start-up: every command imports lifecycle
+
         apply_init_from(cfg)
     return validate(cfg)
 
@@ -99,7 +100,7 @@ def check_data_source(cfg: RunConfig) -> None:
     that resolves (which fails at once without network or with HF_HUB_OFFLINE set and no cached copy)."""
     if cfg.data.source == "task":
         return  # generated in process; the task name is checked with the profile
-    from recurlab.text.sources import check_source
+    from recurlab.text.sources import check_source  # not at start-up: every command imports lifecycle
 
     check_source(cfg.data)
 
@@ -121,7 +122,7 @@ def start_run(plan: RunPlan, launch: list[str] | None = None) -> tuple[RunDir, i
 def train_foreground(run: RunDir, device: str = "") -> str:
     """Train in this process with a progress bar; returns the final state. A failure is logged with
     its traceback in worker.log and leaves the status 'failed' with its one-line error."""
-    from recurlab.worker import run_worker
+    from recurlab.worker import run_worker  # not at start-up: every command imports lifecycle
 
     run_worker(run.path, resume=False, device=device, progress=True)
     return run.effective_state()

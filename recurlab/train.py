@@ -27,6 +27,7 @@ from recurlab.devices import resolve_device
 from recurlab.distill import deep_logits, kl_to_teacher, load_teacher, self_distill_depth
 from recurlab.distributed import Dist
 from recurlab.errors import TrainingDiverged
+from recurlab.families.retrofit import init_from_llama
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.heldout import evaluate_heldout
 from recurlab.model import Block, RecurrentLM
@@ -122,8 +123,6 @@ class Trainer:
     def init_from_source(self) -> None:
         """Retrofit: a fresh run starts from the chosen layers of model.init_from (the adapter stays fresh)."""
         if self.cfg.model.init_from:
-            from recurlab.families.retrofit import init_from_llama
-
             init_from_llama(self.raw_model, self.cfg.model)
 
     # ---- pieces of a step -----------------------------------------------------------

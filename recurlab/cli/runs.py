@@ -140,7 +140,7 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
-    from recurlab.replicates import parse_seeds, seed_run_name  # statistics: not at start-up
+    from recurlab.replicates import parse_seeds, seed_run_name  # not at start-up: every command imports this module
 
     with user_errors():
         seed_list = parse_seeds(spec)
@@ -181,7 +181,7 @@ def runs(
                                               "state=finished, loss<2, name~seed (repeat to require several)."),
 ) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost"), and a column for every config key that differs among the runs listed."""  # noqa: E501  (one help paragraph)
-    from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show
+    from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show  # not at start-up: every command imports this module
 
     with user_errors():
         check_readable_runs_dir(runs_dir)

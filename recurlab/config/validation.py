@@ -122,7 +122,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.arch == "fixed_depth_matched" and m.matched_r == 0:
         m.matched_r = t.r_mean
     if d.source == "task":
-        # not at the top: recurlab.tasks costs ~15 ms (hashlib, random), which `recurlab runs` does not need
+        # not at start-up: every command imports config, and only a task profile needs the tasks
         from recurlab.tasks import CharVocab, UnknownTaskError, check_levels, get_task, levels_problem
 
         try:
