@@ -1,6 +1,7 @@
 """The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter: one layering of
 every module, exhaustive, so that a new top-level module fails until it is placed), an import graph
-without circles, and what a process really loads when it starts `recurlab runs`, `status`, the TUI's Runs screen, or `import recurlab`.
+without circles, and what a process really loads when it starts `recurlab runs`, `status`, the TUI's
+Runs screen, or `import recurlab`.
 
     python -m pytest tests/test_layers.py -q
 """
@@ -73,10 +74,9 @@ def import_cycles(graph) -> set[frozenset[str]]:
                 low[module] = min(low[module], index[other])
         if low[module] == index[module]:
             members = set()
-            while not members or member != module:
-                member = stack.pop()
-                on_stack.discard(member)
-                members.add(member)
+            while module not in members:
+                members.add(stack.pop())
+            on_stack.difference_update(members)
             if len(members) > 1:
                 cycles.add(frozenset(members))
 
