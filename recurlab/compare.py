@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 from recurlab.errors import ComparisonError
+from recurlab.lifecycle import create_run, plan_run
 from recurlab.rundir import RunDir, new_run_name, write_new
+from recurlab.worker import run_worker
 
 ARCHS = {  # model.arch -> column label
     "recurrent": "latent",
@@ -31,12 +33,9 @@ ARCHS = {  # model.arch -> column label
 }
 
 
-
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
                    device: str = "", progress: bool = False, log=print) -> dict:
     from recurlab.engine import run_sweep  # torch and yaml: loaded only when this runs
-    from recurlab.lifecycle import create_run, plan_run
-    from recurlab.worker import run_worker
 
     # all four are checked (profile, names, device, data) before the first one is created
     base = plan_run(runs_dir, profile, [*overrides, "model.arch=recurrent"], device=device)

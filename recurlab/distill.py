@@ -29,7 +29,7 @@ from recurlab.checkpoint import load_weights
 from recurlab.config import RunConfig, run_config
 from recurlab.errors import ConfigError
 from recurlab.model import RecurrentLM
-from recurlab.rundir import RunDir
+from recurlab.rundir import RunDir, init_checkpoint
 
 
 def kl_to_teacher(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor) -> Tensor:
@@ -69,8 +69,6 @@ class Teacher:
 
 def teacher_run(spec: str) -> tuple[RunDir, Path]:
     """The run directory and checkpoint named by train.distill_from (a run, or one of its checkpoints)."""
-    from recurlab.lifecycle import init_checkpoint
-
     ckpt = init_checkpoint(spec, key="train.distill_from")
     path = Path(spec)
     run = RunDir(path if (path / "run.yaml").exists() else ckpt.parent.parent)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from recurlab import rundir
+from recurlab.cli.docs import markdown as cli_markdown
+from recurlab.tui.keys import markdown as keys_markdown
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def rundir_markdown() -> str:
     """docs/run-directory.md: the contract as rundir.py's docstring states it."""
-    from recurlab import rundir
-
     doc = rundir.__doc__.strip()
     head = (f"# The run directory (contract version {rundir.CONTRACT_VERSION})\n\n"
             "Generated from the docstring of `recurlab/rundir.py` by `python -m recurlab.docgen`; "
@@ -70,9 +72,6 @@ def _docstring_markdown(doc: str) -> str:
 
 
 def pages() -> dict[str, str]:
-    from recurlab.cli.docs import markdown as cli_markdown
-    from recurlab.tui.keys import markdown as keys_markdown
-
     return {"keys.md": keys_markdown(), "cli.md": cli_markdown(), "run-directory.md": rundir_markdown()}
 
 

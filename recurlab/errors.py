@@ -14,6 +14,8 @@ they always named, e.g. `recurlab.config.ConfigError`). TrainingDiverged is a ru
 bad input: a RuntimeError, recorded in the run's status (exit code 1).
 """
 
+EXIT_BAD_INPUT = 2  # a UserError at the command line: one `error:` line on stderr and this code, nothing written
+
 
 class UserError(ValueError):
     """A mistake in what the user asked for or pointed at; the message is one line."""

@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recurlab.config import RunConfig, load_profile, run_config, to_yaml
+from recurlab.config import RunConfig, read_profile, run_config, to_yaml, validate
 from recurlab.devices import check_device
 from recurlab.errors import CheckpointError
 from recurlab.launch import spawn_worker
 from recurlab.rundir import (
-    ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, new_run_name, pid_alive, read_json,
+    ACTIVE_STATES, Checkpoint, RunDir, RunError, check_runs_dir, init_checkpoint, new_run_name, pid_alive, read_json,
 )
 
 GRACEFUL_STOP_WAIT_S = 30.0
@@ -57,6 +57,18 @@ class RunPlan:
         return self.runs_dir / self.name
 
 
+def resolve_profile(profile: str, overrides: list[str] | None = None) -> RunConfig:
+    """A new run's config: the profile with its overrides and, for a retrofit (model.init_from),
+    the model shaped after the source folder's config.json, read once here so that the run's
+    run.yaml stands alone; validated."""
+    cfg = read_profile(profile, overrides)
+    if cfg.model.init_from:
+        from recurlab.families.retrofit import apply_init_from  # not at start-up: every command imports lifecycle
+
+        apply_init_from(cfg)
+    return validate(cfg)
+
+
 def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = None, name: str | None = None,
              device: str = "") -> RunPlan:
     """Resolve and check a new run (profile, name, device, data source) without writing anything."""
@@ -64,7 +76,7 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     overrides = list(overrides or [])
     if device:
         overrides.append(f"hardware.device={device}")
-    cfg = load_profile(profile, overrides)
+    cfg = resolve_profile(profile, overrides)
     if name is not None and not NAME_RE.match(name):
         raise RunError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     runs_dir = Path(runs_dir)
@@ -83,24 +95,12 @@ def plan_run(runs_dir: str | Path, profile: str, overrides: list[str] | None = N
     return RunPlan(runs_dir, name or new_run_name(cfg.profile, runs_dir), cfg, device)
 
 
-def init_checkpoint(spec: str, key: str = "train.init_from") -> Path:
-    """train.init_from (or `key`): a run directory (its latest complete checkpoint) or one checkpoint directory."""
-    path = Path(spec)
-    if (path / "model.safetensors").exists():
-        return path
-    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
-    if ckpt is None:
-        raise CheckpointError(f"{key}: {spec} is neither a run directory with a complete checkpoint "
-                              f"nor a checkpoint directory (one holding model.safetensors)")
-    return ckpt.path
-
-
 def check_data_source(cfg: RunConfig) -> None:
     """Raise DataError unless the run's data can be found: local files that hold text, a hub dataset
     that resolves (which fails at once without network or with HF_HUB_OFFLINE set and no cached copy)."""
     if cfg.data.source == "task":
         return  # generated in process; the task name is checked with the profile
-    from recurlab.text.sources import check_source
+    from recurlab.text.sources import check_source  # not at start-up: every command imports lifecycle
 
     check_source(cfg.data)
 
@@ -122,7 +122,7 @@ def start_run(plan: RunPlan, launch: list[str] | None = None) -> tuple[RunDir, i
 def train_foreground(run: RunDir, device: str = "") -> str:
     """Train in this process with a progress bar; returns the final state. A failure is logged with
     its traceback in worker.log and leaves the status 'failed' with its one-line error."""
-    from recurlab.worker import run_worker
+    from recurlab.worker import run_worker  # not at start-up: every command imports lifecycle
 
     run_worker(run.path, resume=False, device=device, progress=True)
     return run.effective_state()

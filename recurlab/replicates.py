@@ -151,7 +151,7 @@ def check_out(path: Path) -> None:
                              "another --out")
 
 
-def write_new(path: Path, text: str) -> None:
+def write_out(path: Path, text: str) -> None:
     """Write the aggregate to a file that must not exist yet (the one exclusive writer: fsynced with its folder)."""
     check_out(path)
     try:

@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from recurlab.errors import RunError  # re-exported: callers catch recurlab.rundir.RunError
+from recurlab.errors import CheckpointError, RunError  # RunError re-exported: callers catch recurlab.rundir.RunError
 
 CONTRACT_VERSION = 2  # 2: every result folder registered, results written through write_new
 STALE_AFTER_S = 60.0
@@ -518,6 +518,18 @@ class RunDir:
 
     def clear_stop(self) -> None:
         self.stop_path.unlink(missing_ok=True)
+
+
+def init_checkpoint(spec: str, key: str = "train.init_from") -> Path:
+    """train.init_from (or `key`): a run directory (its latest complete checkpoint) or one checkpoint directory."""
+    path = Path(spec)
+    if (path / "model.safetensors").exists():
+        return path
+    ckpt = RunDir(path).latest_checkpoint() if (path / "run.yaml").exists() else None
+    if ckpt is None:
+        raise CheckpointError(f"{key}: {spec} is neither a run directory with a complete checkpoint "
+                              f"nor a checkpoint directory (one holding model.safetensors)")
+    return ckpt.path
 
 
 def safetensors_problem(path: Path) -> str | None:

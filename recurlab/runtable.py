@@ -183,7 +183,7 @@ def _config_keys() -> dict[str, list[str]]:
     """Every dotted config key, and every bare key with the dotted keys it may mean."""
     import dataclasses
 
-    from recurlab.config import SECTIONS, TOP_SCALARS
+    from recurlab.config import SECTIONS, TOP_SCALARS  # yaml: not on the TUI's first frame, which reads no config
 
     bare: dict[str, list[str]] = {k: [k] for k in TOP_SCALARS}
     for section, cls in SECTIONS.items():

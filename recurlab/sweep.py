@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recurlab.errors import InferenceError
 from recurlab.rundir import RunDir, read_json, write_new
 from recurlab.tasks import FEW_HELDOUT
 
@@ -96,8 +97,6 @@ def format_heldout(counts: dict[int, int]) -> str:
 
 def _positive_ints(spec: str, option: str, example: str, why: str = "") -> list[int]:
     """A comma-separated option value as integers >= 1, or one user-facing error line."""
-    from recurlab.errors import InferenceError  # yaml: loaded only when this runs
-
     try:
         # every item must be a number: '' and '1,,2' are mistakes, not shorthands
         values = [int(x) for x in spec.replace(" ", "").split(",")]

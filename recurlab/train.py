@@ -27,11 +27,11 @@ from recurlab.devices import resolve_device
 from recurlab.distill import deep_logits, kl_to_teacher, load_teacher, self_distill_depth
 from recurlab.distributed import Dist
 from recurlab.errors import TrainingDiverged
+from recurlab.families.retrofit import init_from_llama
 from recurlab.flops import mfu, train_flops_per_token
 from recurlab.heldout import evaluate_heldout
-from recurlab.lifecycle import init_checkpoint
 from recurlab.model import Block, RecurrentLM
-from recurlab.rundir import RunDir
+from recurlab.rundir import RunDir, init_checkpoint
 from recurlab.trackers import Trackers
 
 HEARTBEAT_S = 2.0
@@ -123,8 +123,6 @@ class Trainer:
     def init_from_source(self) -> None:
         """Retrofit: a fresh run starts from the chosen layers of model.init_from (the adapter stays fresh)."""
         if self.cfg.model.init_from:
-            from recurlab.families.retrofit import init_from_llama
-
             init_from_llama(self.raw_model, self.cfg.model)
 
     # ---- pieces of a step -----------------------------------------------------------

@@ -1,5 +1,7 @@
-"""The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter) and what a
-process really loads when it starts `recurlab runs`, `status`, the TUI's Runs screen, or `import recurlab`.
+"""The layering rules of DESIGN.md, checked: import-linter contracts (.importlinter: one layering of
+every module, exhaustive, so that a new top-level module fails until it is placed), an import graph
+without circles, and what a process really loads when it starts `recurlab runs`, `status`, the TUI's
+Runs screen, or `import recurlab`.
 
     python -m pytest tests/test_layers.py -q
 """
@@ -12,10 +14,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+import grimp
+
+import recurlab
 from recurlab.config import load_profile, to_yaml
 from recurlab.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
+# The graph of this checkout's files only: recurlab has no __init__.py, so an editable install of
+# another checkout adds that checkout's folder to the namespace package, and grimp would read both.
+THIS_CHECKOUT = f"import recurlab; recurlab.__spec__.submodule_search_locations = [{str(ROOT / 'recurlab')!r}]; "
 
 
 def python(code: str, cwd: Path) -> str:
@@ -28,12 +36,60 @@ def python(code: str, cwd: Path) -> str:
 
 
 def test_import_contracts_hold():
-    lint = Path(sys.executable).parent / "lint-imports"
-    cmd = [str(lint)] if lint.exists() else [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"]
+    lint = THIS_CHECKOUT + "from importlinter.cli import lint_imports_command; lint_imports_command()"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", lint, "--no-cache"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Contracts: 3 kept, 0 broken." in res.stdout, res.stdout
+
+
+# Circles of imports that are still there, each inside one package, with why; the test fails on any
+# other circle and on an entry here that is no longer one.
+KNOWN_CYCLES = {
+    # GenerationResult and TokenEvent live in engine.py, which dispatches to many.py's batchers
+    frozenset({"recurlab.engine.engine", "recurlab.engine.many"}),
+    # the package's open_folder hands over to loader.py, which asks the package for detect_family
+    frozenset({"recurlab.families", "recurlab.families.loader"}),
+    # the help screen lists the app's keys, which keys.py reads off RecurlabApp
+    frozenset({"recurlab.tui.app", "recurlab.tui.keys", "recurlab.tui.screens.help"}),
+}
+
+
+def import_cycles(graph) -> set[frozenset[str]]:
+    """The strongly connected sets (more than one module) of recurlab's import graph, imports inside
+    functions included (grimp reads every import statement)."""
+    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), set()
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in edges[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            members = set()
+            while module not in members:
+                members.add(stack.pop())
+            on_stack.difference_update(members)
+            if len(members) > 1:
+                cycles.add(frozenset(members))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_the_import_graph_has_no_circle(monkeypatch):
+    monkeypatch.setattr(recurlab.__spec__, "submodule_search_locations", [str(ROOT / "recurlab")])  # see THIS_CHECKOUT
+    cycles = import_cycles(grimp.build_graph("recurlab", cache_dir=None))
+    assert cycles == KNOWN_CYCLES, [sorted(c) for c in cycles ^ KNOWN_CYCLES]
 
 
 def test_importing_recurlab_loads_no_lm_eval_textual_or_datasets(tmp_path):

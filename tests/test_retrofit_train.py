@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from recurlab.config import ConfigError, load_profile
+from recurlab.config import ConfigError
+from recurlab.lifecycle import resolve_profile
 from recurlab.families.writers import write_random_llama
 from recurlab.rundir import RunDir, pid_alive
 
@@ -72,15 +73,15 @@ def retrofit_by_hand(W, adapter, idx, r):
 
 def test_profile_takes_its_shape_from_the_llama_folder(llama, tmp_path):
     folder, _ = llama
-    cfg = load_profile("retrofit-tiny", [f"model.init_from={folder}", f"data.name={tmp_path}/t.txt"])
+    cfg = resolve_profile("retrofit-tiny", [f"model.init_from={folder}", f"data.name={tmp_path}/t.txt"])
     m = cfg.model
     assert (m.n_prelude, m.n_core, m.n_coda, m.n_embd, m.n_head, m.kv_heads, m.vocab_size) == (1, 2, 1, D, H, KV, V)
     assert (m.block, m.rotary, m.injection, m.coda_norm, m.tie_head) == ("prenorm", "half", "adapter", False, False)
     assert cfg.data.tokenizer == str((folder / "tokenizer.json").resolve())
     with pytest.raises(ConfigError, match="layer 9 does not exist"):
-        load_profile("retrofit-tiny", [f"model.init_from={folder}", "model.layers=0-1,2-7,8-9", "data.name=x"])
+        resolve_profile("retrofit-tiny", [f"model.init_from={folder}", "model.layers=0-1,2-7,8-9", "data.name=x"])
     with pytest.raises(ConfigError, match="model.layers"):
-        load_profile("retrofit-tiny", [f"model.init_from={folder}", "model.layers=0-1,2", "data.name=x"])
+        resolve_profile("retrofit-tiny", [f"model.init_from={folder}", "model.layers=0-1,2", "data.name=x"])
 
 
 def test_converted_model_is_the_llama_layers_plus_an_adapter(llama, tmp_path):
@@ -88,7 +89,7 @@ def test_converted_model_is_the_llama_layers_plus_an_adapter(llama, tmp_path):
     from recurlab.model import RecurrentLM
 
     folder, W = llama
-    cfg = load_profile("retrofit-tiny", [f"model.init_from={folder}", f"data.name={tmp_path}/t.txt"])
+    cfg = resolve_profile("retrofit-tiny", [f"model.init_from={folder}", f"data.name={tmp_path}/t.txt"])
     torch.manual_seed(0)
     model = RecurrentLM(cfg.model)
     adapter = model.transformer.adapter.weight.detach().clone()

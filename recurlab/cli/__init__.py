@@ -12,13 +12,12 @@ first frame); anything else, --help included, goes through typer as usual.
 import importlib
 import sys
 
-EXIT_BAD_INPUT = 2  # one `error:` line on stderr and this code: bad input, nothing written
+from recurlab.cli.tuistart import start_quickly
+from recurlab.errors import EXIT_BAD_INPUT
 COMMAND_MODULES = ("runs", "sweep", "infer", "tui", "compare", "evaluate", "plot", "export", "lens")
 
 
 def main() -> None:
-    from recurlab.cli.tuistart import start_quickly
-
     if start_quickly(sys.argv[1:]):
         return
     from recurlab.cli.app import app  # typer: loaded only when this runs

@@ -7,8 +7,7 @@ from contextlib import contextmanager
 
 import typer
 
-from recurlab.cli import EXIT_BAD_INPUT
-from recurlab.errors import UserError
+from recurlab.errors import EXIT_BAD_INPUT, UserError
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 
 RunsDirOption = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Directory that holds run directories.")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 
+import typer
+
+from recurlab.cli import COMMAND_MODULES
+from recurlab.cli.app import app
+
 
 def command_app():
     """The Typer app with every command module registered, as `recurlab` builds it."""
-    from recurlab.cli import COMMAND_MODULES
-    from recurlab.cli.app import app
-
     for name in COMMAND_MODULES:
         importlib.import_module(f"recurlab.cli.{name}")
     return app
@@ -26,10 +28,6 @@ def _root():
     """The app's click command and a context for it (typer's own click: its context class). The
     commands are put in the order `recurlab` registers them (module by module, as written), which
     an earlier import of one command module in the same process would otherwise change."""
-    import typer
-
-    from recurlab.cli import COMMAND_MODULES
-
     root = typer.main.get_command(command_app())
 
     def place(item):

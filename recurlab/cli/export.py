@@ -26,7 +26,7 @@ def export(
     """Write config.json, model.safetensors and tokenizer.json that Huginn's reference code can load."""
     rundir = get_run(run, runs_dir)
     with user_errors():
-        from recurlab.families.export import export_run  # yaml: loaded only when this runs
+        from recurlab.families.export import export_run  # not at start-up: every command imports this module
 
         out, note = export_run(rundir, out_dir, step=step)
     typer.echo(f"wrote {out} (Huginn format); open it with --model {out}")

@@ -22,7 +22,7 @@ import typer
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, get_run, user_errors
 from recurlab.errors import InferenceError
-from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE, parse_r
+from recurlab.options.generate import DEVICE, DEVICE_HELP, EXIT_EXAMPLE, GenerateOptions, parse_r
 from recurlab.options.parallel import SPEC_HELP
 from recurlab.rundir import RunDir
 
@@ -97,7 +97,6 @@ def generate(
 ):
     """Generate text from a run's checkpoint (or a model folder), streaming it, then print a summary."""
     with user_errors():
-        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
         r = parse_r(r)  # a string option, so that a bad value is one error line, not a usage box
         prompt = list(prompt or []) + (_read_prompts(prompts_file) if prompts_file else [])
         if not prompt:
@@ -234,9 +233,8 @@ def inspect(
 
     Each cell is the argmax token after that iteration, coloured by its KL to the final iteration. The trace goes to the run's traces/ folder (./traces/ for --model)."""
     with user_errors():
-        # torch and safetensors: loaded only when this runs
-        from recurlab.cli import inside
-        from recurlab.engine import GenerateOptions, latent_trace, save_trace
+        from recurlab.cli import inside  # not at start-up: every command imports this module
+        from recurlab.engine import latent_trace, save_trace  # torch and safetensors: loaded only when this runs
 
         r = parse_r(r)
 

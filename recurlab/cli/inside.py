@@ -19,14 +19,13 @@ from __future__ import annotations
 import typer
 
 from recurlab.cli.common import print_table
+from recurlab.errors import InferenceError
 
 VERDICT_MARK = {"settling": "S", "orbiting": "O", "drifting": "D"}
 
 
 def parse_levels(spec: str | None) -> list[int] | None:
     """"1-8" or "1,2,5" -> [levels]."""
-    from recurlab.errors import InferenceError
-
     if not spec:
         return None
     out = []
@@ -46,8 +45,6 @@ def parse_levels(spec: str | None) -> list[int] | None:
 
 def chosen(patch_from, at, causal, corrupt, inject_off, noise) -> str | None:
     """Which intervention the options ask for (at most one), checked before the model loads."""
-    from recurlab.errors import InferenceError
-
     asked = [k for k, v in (("patch", patch_from is not None or at is not None), ("causal", causal or corrupt is not None),
                             ("inject", inject_off is not None), ("noise", noise is not None)) if v]
     if len(asked) > 1:
@@ -62,10 +59,10 @@ def chosen(patch_from, at, causal, corrupt, inject_off, noise) -> str | None:
 
 
 def lens_for(opened, lens: str):
-    from recurlab.engine.lens import get_lens
+    from recurlab.engine.lens import get_lens  # torch: loaded only when this runs
 
     if lens == "tuned":
-        from recurlab.engine.lens_train import load_tuned_lens
+        from recurlab.engine.lens_train import load_tuned_lens  # torch: loaded only when this runs
 
         return get_lens("tuned", load_tuned_lens(opened))
     return get_lens(lens)
@@ -88,6 +85,7 @@ def print_dynamics(trace: dict) -> None:
 
 def run_intervention(kind: str, opened, *, prompt: str, r: int, answer_tokens: int, init_scale, seed: int, lens,
                      name: str | None, target: str | None, patch_from, at, corrupt, inject_off, inject_from, noise) -> None:
+    # torch: loaded only when this runs
     from recurlab.engine.interventions import (add_noise, causal_trace, inject_off as switch_off, parse_at, parse_noise,
                                                patch, prepare, save_intervention, with_prompt)
     from recurlab.engine.records import record_root
@@ -150,9 +148,8 @@ def run_stability(opened, *, levels: list[int] | None, per_level: int, r: int, d
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recurlab.engine.records import default_name, record_root, write_json
+    from recurlab.engine.records import default_name, record_root, write_json  # torch: loaded only when this runs
     from recurlab.engine.stability import stability_summary
-    from recurlab.errors import InferenceError
 
     prompts = None
     if data is not None:

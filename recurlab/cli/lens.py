@@ -18,6 +18,8 @@ import typer
 from recurlab.cli.app import app, examples
 from recurlab.cli.common import RunsDirOption, print_table, user_errors
 from recurlab.cli.infer import ModelOption, RunArgument, _open
+from recurlab.errors import InferenceError
+from recurlab.options.generate import DEVICE, DEVICE_HELP
 
 lens_app = typer.Typer(help="Tuned lenses: train one per run or model folder (the Inspector's l key cycles lenses).",
                        invoke_without_command=True, epilog=examples("recurlab lens train cpu-demo"))
@@ -44,15 +46,14 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     name: Optional[str] = typer.Option(None, "--name", help="File name in lenses/ (default: tuned-<time>; a taken name gets -2, ...)."),
     step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: the latest)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option(DEVICE, "--device", help=DEVICE_HELP),
     runs_dir: str = RunsDirOption,
     model_path: Optional[str] = ModelOption,
 ):
     """Train a tuned lens with a progress bar, print held-out KL to the final distribution per iteration for the coda, logit and tuned lenses, and save it."""
     with user_errors():
-        from recurlab.engine.lens import PLACES
+        from recurlab.engine.lens import PLACES  # torch: loaded only when this runs
         from recurlab.engine.records import check_name
-        from recurlab.errors import InferenceError
 
         if place not in PLACES:
             raise InferenceError(f"--place {place!r} must be one of {', '.join(PLACES)}")
@@ -63,7 +64,7 @@ def train(
         opened = _open(run, model_path, runs_dir, step, device)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from recurlab.engine.lens_train import lens_sequences, save_tuned_lens, train_tuned_lens
+        from recurlab.engine.lens_train import lens_sequences, save_tuned_lens, train_tuned_lens  # torch: loaded only when this runs
         from recurlab.engine.records import record_root
 
         iterations = r or 2 * opened.r_mean

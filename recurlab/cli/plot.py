@@ -95,7 +95,7 @@ def build(kind: str, runs: list, *, metric: str = "train-loss", smooth: float = 
     if kind == "exits":
         return figures.exits_figure(one, groups=[g for g in groups.split(",") if g] or None, tokens=tokens)
     if kind in ("lens", "causal-trace", "stability"):
-        from recurlab.figures import inside
+        from recurlab.figures import inside  # numpy and yaml: loaded only when this runs
 
         record, name = inside.load_record(one, kind, trace)
         draw = {"lens": inside.lens_figure, "causal-trace": inside.causal_trace_figure, "stability": inside.stability_figure}

@@ -29,7 +29,6 @@ from recurlab.cli.common import RunsDirOption, fail, get_run, print_table, user_
 from recurlab.config import (
     BUILTIN_PROFILES,
     from_dict,
-    load_profile,
     load_yaml,
     profile_names,
     profile_path,
@@ -38,7 +37,8 @@ from recurlab.config import (
 )
 from recurlab.launch import WorkerStartError
 from recurlab.lifecycle import (
-    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resume_run, start_run, stop_run, torchrun_launch,
+    GRACEFUL_STOP_WAIT_S, NAME_RE, POLL_S, check_resumable, create_run, plan_run, resolve_profile, resume_run, start_run, stop_run,
+    torchrun_launch,
     train_foreground,
 )
 from recurlab.rundir import ACTIVE_STATES, RunDir, check_readable_runs_dir, list_runs, read_json
@@ -140,7 +140,7 @@ def train(
 def _train_seeds(spec: str, overrides: list[str], profile: str, name: str | None, runs_dir: str, device: str,
                  foreground: bool, nproc: int, nnodes: int, rdzv: str) -> None:
     """One run per seed, NAME-sS; every run is planned (and so checked) before the first is created."""
-    from recurlab.replicates import parse_seeds, seed_run_name  # statistics: not at start-up
+    from recurlab.replicates import parse_seeds, seed_run_name  # not at start-up: every command imports this module
 
     with user_errors():
         seed_list = parse_seeds(spec)
@@ -181,7 +181,7 @@ def runs(
                                               "state=finished, loss<2, name~seed (repeat to require several)."),
 ) -> None:
     """Table of runs: name, state, step, loss, tokens/s, age (stale heartbeats show as "lost"), and a column for every config key that differs among the runs listed."""  # noqa: E501  (one help paragraph)
-    from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show
+    from recurlab.runtable import differing_keys, load_records, parse_filter, short_names, show  # not at start-up: every command imports this module
 
     with user_errors():
         check_readable_runs_dir(runs_dir)
@@ -351,5 +351,5 @@ def profiles_show(
 ) -> None:
     """Print a profile resolved with overrides, as the run.yaml a run would get."""
     with user_errors():
-        cfg = load_profile(name, list(overrides or []))
+        cfg = resolve_profile(name, list(overrides or []))
     typer.echo(to_yaml(cfg), nl=False)

@@ -37,7 +37,7 @@ def sweep(
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
         from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
-        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells  # not at start-up
+        from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells  # not at start-up: every command imports this module
 
         cfg = run_config(rundir)
         # given, even empty: parsed (an empty value is an error, not the default)
@@ -66,8 +66,8 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     from pathlib import Path
 
     from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
-    # statistics and the sweep files: not at start-up, only this command needs them
-    from recurlab.replicates import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_new
+    # not at start-up: every command imports this module
+    from recurlab.replicates import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_out
     from recurlab.sweep import parse_levels, parse_rs
 
     with user_errors():
@@ -94,5 +94,5 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
         typer.echo(f"{len(results)} runs: " + ", ".join(f"{n} (step {s})" for n, s in zip(agg.runs, agg.steps)))
         typer.echo(format_aggregate(agg))
         if out:
-            write_new(Path(out), to_csv(agg))
+            write_out(Path(out), to_csv(agg))
             typer.echo(f"wrote {out}")

@@ -15,8 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from recurlab.cli import EXIT_BAD_INPUT
-from recurlab.errors import ModelFormatError, RunError, TuiArgsError
+from recurlab.errors import EXIT_BAD_INPUT, ModelFormatError, RunError, TuiArgsError
 from recurlab.folders import check_model_path
 from recurlab.rundir import DEFAULT_RUNS_DIR, RunDir, resolve_run
 
