@@ -23,18 +23,34 @@ from recurlab.rundir import RunDir
 MODEL_TYPES = ("huginn_raven", "llama", "ouro")
 
 
-def read_config_json(path: Path) -> dict:
-    """A model folder's config.json as a JSON object, or one line saying why it is not one."""
-    file = Path(path) / "config.json"
+def read_config_json(path: Path, hint: str = "") -> dict:
+    """A model folder's config.json as a JSON object, or one line saying why it is not one. `hint`
+    says where the folder comes from (a download command), for a missing folder or file."""
+    folder = Path(path)
+    file = folder / "config.json"
+    where = f" ({hint})" if hint else ""
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder} is not a folder; download the model" + (f" with `{hint}`" if hint else ""))
+    if not file.is_file():
+        raise ModelFormatError(f"{folder} has no config.json; it is not a Hugging Face model folder{where}")
     try:
         raw = json.loads(file.read_bytes())
     except OSError as exc:
-        raise ModelFormatError(f"cannot read {file} ({exc.strerror})") from None
+        raise ModelFormatError(f"cannot read {file} ({exc.strerror}); check the folder's permissions") from None
     except ValueError as exc:  # also UnicodeDecodeError
         raise ModelFormatError(f"{file} is not valid JSON ({exc}); re-download the model folder") from None
     if not isinstance(raw, dict):
-        raise ModelFormatError(f"{file} is not a JSON object of model settings; re-download the model folder")
+        raise ModelFormatError(f"{file} must hold a JSON object of model settings; re-download the model folder")
     return raw
+
+
+def model_type(path: Path) -> str | None:
+    """The model_type a folder's config.json declares; None when there is no readable one."""
+    try:
+        found = read_config_json(path).get("model_type")
+    except ModelFormatError:
+        return None
+    return found if isinstance(found, str) else None
 
 
 def folder_model_type(path: Path, known: tuple[str, ...] = MODEL_TYPES) -> str:

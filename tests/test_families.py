@@ -9,6 +9,7 @@ tensors as the formats document them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 import shutil
 
@@ -18,11 +19,22 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from recurlab.errors import ModelFormatError
-from recurlab.families import detect_family, open_folder
-from recurlab.families.writers import write_random_llama, write_random_ouro, write_random_retrofit
+from recurlab.engine import open_model
+from recurlab.engine.loading import family_of
+from recurlab.families.writers import write_random_huginn, write_random_llama, write_random_ouro, write_random_retrofit
 
 D, H, KV, MLP, V = 32, 4, 2, 48, 300
 PROMPT = "The capital of Westphalia is"
+
+
+def open_folder(path):
+    """(model, tokenizer, RunConfig) of a folder opened through the engine's door, on the CPU."""
+    m = open_model(path, device="cpu")
+    return m.model, m.tokenizer, m.cfg
+
+
+def detect_family(path) -> str:
+    return family_of(Path(path)).name
 
 
 def read_raw(folder):
@@ -201,8 +213,6 @@ def retro(retro_folder):
 
 
 def test_retrofit_is_told_from_huginn_by_its_tensors(retro_folder, tmp_path):
-    from recurlab.huginn import write_random_huginn
-
     assert json.loads((retro_folder / "config.json").read_text())["model_type"] == "huginn_raven"
     assert detect_family(retro_folder) == "retrofit"
     huginn = write_random_huginn(tmp_path / "h", n_embd=32, n_heads=4, vocab_size=300, tokenizer_vocab=290)

@@ -18,7 +18,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from recurlab.errors import ModelFormatError
-from recurlab.huginn import is_huginn_folder, open_huginn, read_huginn_config, write_random_huginn
+from recurlab.engine import open_model
+from recurlab.families import huginn
+from recurlab.families.huginn import read_huginn_config
+from recurlab.families.writers import write_random_huginn
 
 D, H, V, T = 32, 4, 300, 7
 SHAPE = dict(n_embd=D, n_heads=H, n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1,
@@ -42,9 +45,15 @@ def raw(folder):
     return out
 
 
+def open_huginn(path, dtype=None):
+    """(model, tokenizer, RunConfig) of a folder opened through the engine's door, on the CPU."""
+    m = open_model(path, device="cpu", dtype=dtype)
+    return m.model, m.tokenizer, m.cfg
+
+
 @pytest.fixture(scope="module")
 def loaded(folder):
-    return open_huginn(folder, device="cpu")
+    return open_huginn(folder)
 
 
 # ---- the reference computation, from the checkpoint tensors only --------------------------------
@@ -233,11 +242,11 @@ def one_line(exc) -> str:
     return msg
 
 
-def test_is_huginn_folder(folder, tmp_path):
-    assert is_huginn_folder(folder)
-    assert not is_huginn_folder(tmp_path)
+def test_huginn_claims_its_folders(folder, tmp_path):
+    assert huginn.claims(folder)
+    assert not huginn.claims(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
-    assert not is_huginn_folder(tmp_path)
+    assert not huginn.claims(tmp_path)
 
 
 def test_other_architecture_is_rejected(folder, tmp_path):
@@ -246,7 +255,7 @@ def test_other_architecture_is_rejected(folder, tmp_path):
     cfg.update(model_type="llama", architectures=["LlamaForCausalLM"])
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        read_huginn_config(bad)
     assert "llama" in one_line(exc) and "huginn_raven" in one_line(exc)
 
 

@@ -76,11 +76,11 @@ def load_average() -> list[float] | None:
 
 
 def open_bench_model(args, workdir: Path):
-    """-> (model, tokenizer, label, run config or None)."""
+    """The OpenedModel, its label saying what it is (a random folder's shape)."""
     from recurlab.engine import open_model
 
     if args.random == "huginn":
-        from recurlab.huginn import write_random_huginn
+        from recurlab.families.writers import write_random_huginn
 
         shape = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
                      n_layers_in_coda=2, intermediate_size=512, vocab_size=512, block_size=1024)
@@ -96,8 +96,8 @@ def open_bench_model(args, workdir: Path):
         path = Path(args.model) if Path(args.model).exists() else Path(args.runs_dir) / args.model
         label = None
     opened = open_model(path, device=args.device)
-    cfg = opened.cfg if opened.run is not None else None
-    return opened.model, opened.tokenizer, label or f"{opened.label} step {opened.step}", cfg
+    opened.label = label or f"{opened.label} step {opened.step}"
+    return opened
 
 
 def workload(tok, cfg, n: int, seed: int) -> tuple[list[str], int]:
@@ -319,18 +319,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from recurlab.engine import Engine
     from recurlab.errors import InferenceError
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             options(args, "depth", 1)
-            model, tok, label, cfg = open_bench_model(args, Path(tmp))
+            opened = open_bench_model(args, Path(tmp))
         except (InferenceError, OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    engine = Engine(model, tok, device=args.device)
-    prompts, distinct = workload(tok, cfg, args.prompts, args.seed)
+    engine, label = opened.engine, opened.label
+    prompts, distinct = workload(opened.tokenizer, opened.cfg if opened.run is not None else None, args.prompts, args.seed)
     report = {"model": label, "machine": machine(), "device": args.device, "r": args.r, "exit": args.exit,
               "prompts": len(prompts), "distinct_prompts": distinct, "new_tokens": args.new_tokens,
               "stop": not args.no_stop, "rounds": args.rounds, "seed": args.seed,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from recurlab.bench.results import bench_parser, write_result
 from recurlab.tasks import CharVocab
 
@@ -37,7 +38,8 @@ def requests_for(args, source) -> list[tuple[str, str]]:
 
 
 def open_bench_source(args):
-    from recurlab.evaluation.lm import Source, open_source  # lm-eval and yaml: loaded only when this runs
+    from recurlab.engine import OpenedModel  # torch: loaded only when this runs
+    from recurlab.evaluation.lm import open_source  # lm-eval: loaded only when this runs
 
     if not args.random:
         return open_source(run=args.run, device=args.device, runs_dir=args.runs_dir)
@@ -49,7 +51,8 @@ def open_bench_source(args):
     torch.manual_seed(0)
     cfg = RunConfig(profile="random", model=ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE))
     model = RecurrentLM(cfg.model).to(args.device).eval()
-    return Source(model, tok, cfg, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items()), None, None, 8)
+    label = "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
+    return OpenedModel(model, tok, cfg, args.device, label, Path("random"), kind="random")
 
 
 def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> dict:

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.rundir import resolve_run
 from recurlab.tasks import CharVocab, get_task
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
@@ -41,15 +42,15 @@ def load(args):
     import torch
 
     from recurlab.config import ModelConfig  # yaml: loaded only when this runs
-    from recurlab.engine import open_run
+    from recurlab.engine import open_model
     from recurlab.model import RecurrentLM
     if args.random:
         tok = CharVocab.default()
         torch.manual_seed(0)
         model = RecurrentLM(ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE)).to(args.device).eval()
         return model, tok, None, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
-    model, tok, cfg, ckpt = open_run(args.run, device=args.device, runs_dir=args.runs_dir)
-    return model, tok, cfg, f"{args.run} step {ckpt.step}"
+    opened = open_model(resolve_run(args.run, args.runs_dir), device=args.device)
+    return opened.model, opened.tokenizer, opened.cfg, f"{args.run} step {opened.step}"
 
 
 def timed(engine, prompt, opts, repeats: int):

@@ -6,7 +6,7 @@
 
 `--source direct` (default) builds the model at the full shape on the GPU with random weights;
 `--source checkpoint` first writes a random bf16 checkpoint in the Huginn folder format and opens
-it with `open_huginn`, also timing the write and the load. Either way, decoding is measured with
+it with `open_model`, also timing the write and the load. Either way, decoding is measured with
 `recurlab.engine.Engine` at batch 1, greedy, zero latent start, no stop token, r = 32 by default:
 decode tokens/s = generated tokens / decode seconds (the prompt's prefill is reported apart).
 It also times the engine's static-shape decoder (`StaticDecoder`, one CUDA graph per token) and
@@ -43,7 +43,7 @@ def random_model(cfg, device, dtype, seed: int):
     """The model at `cfg`'s shape, filled in place on `device` (no CPU copy, no disk)."""
     import torch
 
-    from recurlab.huginn.weights import empty_model  # torch and yaml: loaded only when this runs
+    from recurlab.families.tensors import empty_model  # torch and yaml: loaded only when this runs
 
     model = empty_model(cfg, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -62,9 +62,11 @@ def random_model(cfg, device, dtype, seed: int):
 def build(args, workdir: Path):
     import torch
 
-    from recurlab.huginn import open_huginn, read_huginn_config  # yaml: loaded only when this runs
-    from recurlab.huginn.tokenizer import load_huginn_tokenizer
-    from recurlab.huginn.writer import write_random_huginn
+    # torch and yaml: loaded only when this runs
+    from recurlab.engine import open_model
+    from recurlab.families.folder import folder_tokenizer
+    from recurlab.families.huginn import DOWNLOAD_HINT, read_huginn_config
+    from recurlab.families.writers import write_random_huginn
 
     folder = workdir / f"random-{args.shape}"
     info = {}
@@ -74,18 +76,19 @@ def build(args, workdir: Path):
         info["write_seconds"] = round(time.perf_counter() - t0, 2)
         info["checkpoint_bytes"] = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         t0 = time.perf_counter()
-        model, tok, cfg = open_huginn(folder, device=args.device, dtype=torch.bfloat16)
+        opened = open_model(folder, device=args.device, dtype=torch.bfloat16)
+        model, tok, cfg = opened.model, opened.tokenizer, opened.cfg
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         info["load_seconds"] = round(time.perf_counter() - t0, 2)
-        info["source"] = "random checkpoint written in the Huginn format (bf16 safetensors) and loaded with open_huginn"
+        info["source"] = "random checkpoint written in the Huginn format (bf16 safetensors) and loaded with open_model"
         return model, tok, cfg.model, info
     write_random_huginn(folder, **SHAPES[args.shape], seed=args.seed, weights=False)
-    hc = read_huginn_config(folder)
-    tok = load_huginn_tokenizer(folder, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
-    model = random_model(hc.model, torch.device(args.device), torch.bfloat16, args.seed)
+    spec = read_huginn_config(folder)
+    tok = folder_tokenizer(spec, DOWNLOAD_HINT)
+    model = random_model(spec.model, torch.device(args.device), torch.bfloat16, args.seed)
     info["source"] = f"model built directly at the {args.shape} shape with random bf16 weights (nothing written to disk)"
-    return model, tok, hc.model, info
+    return model, tok, spec.model, info
 
 
 def measure(args, model, tok, mcfg) -> dict:
