@@ -9,19 +9,23 @@ tensors as the formats document them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from recurlab.checkpoint import model_tensors, save_checkpoint
+from recurlab.config import RunConfig, to_yaml, validate
+from recurlab.engine import GenerateOptions, OpenedModel, open_model
+from recurlab.engine.loading import FAMILIES, family_of
 from recurlab.errors import ModelFormatError
-from recurlab.engine import open_model
-from recurlab.engine.loading import family_of
 from recurlab.families.writers import write_random_huginn, write_random_llama, write_random_ouro, write_random_retrofit
+from recurlab.rundir import RunDir
+from test_engine_utils import random_model, tiny_config
 
 D, H, KV, MLP, V = 32, 4, 2, 48, 300
 PROMPT = "The capital of Westphalia is"
@@ -397,3 +401,29 @@ def test_ouro_with_plain_multi_head_attention(tmp_path):
     idx = torch.tensor([tok.encode(PROMPT)])
     with torch.no_grad():
         assert close(model(idx, n_grad=3).logits, ouro_logits(W, idx, 3, kv=H))
+
+
+def test_a_folder_of_each_family_opens_through_the_one_interface(tmp_path):
+    """Exactly one entry of FAMILIES claims each folder, and its `open` gives an OpenedModel whose
+    model gives logits over the vocabulary and whose engine generates."""
+    model, tok = random_model(seed=2)
+    cfg = RunConfig(profile="test", model=tiny_config())
+    validate(cfg)
+    run = RunDir.create(tmp_path / "runs", "tiny", to_yaml(cfg))
+    run.vocab_path.write_text(tok.to_json())
+    save_checkpoint(run, 1, model_tensors(model), None, {"tokens": 0})
+    folders = {
+        "run": run.path,
+        "huginn": write_random_huginn(tmp_path / "huginn", n_embd=D, n_heads=H, vocab_size=V, tokenizer_vocab=290),
+        "ouro": write_random_ouro(tmp_path / "ouro", seed=5, **OURO),
+        "retrofit": write_random_retrofit(tmp_path / "retro", seed=7, **RETRO),
+    }
+    for name, path in folders.items():
+        assert [f.name for f in FAMILIES if f.claims(path)] == [name]
+        opened = family_of(path).open(path, "cpu")
+        assert isinstance(opened, OpenedModel) and opened.kind == name and (opened.run is not None) == (name == "run")
+        ids = opened.engine.encode("12+34=")
+        logits = opened.model(torch.tensor([ids]), n_no_grad=2, n_grad=0, init_scale=0.0).logits
+        assert logits.shape == (1, len(ids), opened.cfg.model.vocab_size), name
+        res = opened.engine.generate("12+34=", GenerateOptions(r=2, max_new_tokens=3, temperature=0.0, stop_ids=()))
+        assert res.n_tokens == 3 and len(res.generated_ids[0]) == 3, name
