@@ -32,47 +32,16 @@ The report (machine, threads, load average, commit) is printed and written as JS
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from recurlab.bench.results import bench_parser, load_average, write_result
+
 MODES = ("fixed", "padded", "depth", "alone")
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                        cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        info["commit"] = None
-    return info
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def open_bench_model(args, workdir: Path):
@@ -282,7 +251,7 @@ def print_row(row: dict, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser("depthbatch", __doc__, out="bench-results/depthbatch.json")
     ap.add_argument("model", nargs="?", help="run name or directory, or a model folder")
     ap.add_argument("--random", choices=("huginn", "ouro"), help="a random Huginn-shaped or Ouro-format folder")
     ap.add_argument("--runs-dir", default="runs")
@@ -303,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gate-bias", type=float, default=-1.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="bench-results/depthbatch.json")
     args = ap.parse_args(argv)
     if bool(args.model) == bool(args.random):
         print("error: give a run or model folder, or --random huginn|ouro, not both or neither", file=sys.stderr)
@@ -330,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     engine, label = opened.engine, opened.label
     prompts, distinct = workload(opened.tokenizer, opened.cfg if opened.run is not None else None, args.prompts, args.seed)
-    report = {"model": label, "machine": machine(), "device": args.device, "r": args.r, "exit": args.exit,
+    report = {"model": label, "device": args.device, "r": args.r, "exit": args.exit,
               "prompts": len(prompts), "distinct_prompts": distinct, "new_tokens": args.new_tokens,
               "stop": not args.no_stop, "rounds": args.rounds, "seed": args.seed,
               "load_average_before": load_average(), "runs": []}
@@ -363,14 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  threads {n_threads} eval: padded {ev['padded']['seconds']:.1f}s, depth {ev['depth']['seconds']:.1f}s "
                   f"({ev['speedup']:.2f}x), same results: {ev['same_results']}", flush=True)
     report["load_average_after"] = load_average()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():  # results are never replaced
-        stem, n = out.stem, 1
-        while out.exists():
-            out = out.with_name(f"{stem}-{n}{out.suffix}")
-            n += 1
-    out.write_text(json.dumps(report, indent=1))
+    out = write_result(args.out, report, keep_earlier=True)  # results are never replaced
     print(f"wrote {out}")
     return 0
 

@@ -96,7 +96,8 @@ All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-
 """
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
+from recurlab.engine.engine import Engine, Stream
+from recurlab.engine.generation import GenerationResult, TokenEvent
 from recurlab.engine.loading import OpenedModel, open_model
 from recurlab.engine.sweep import run_sweep
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace

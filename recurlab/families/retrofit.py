@@ -209,7 +209,7 @@ def llama_plan(cfg: ModelConfig, layers: str) -> tuple[dict[str, Target], tuple[
 
 def init_from_llama(model, cfg: ModelConfig) -> None:
     """Fill a freshly initialised retrofit model from `cfg.init_from` (torch imported here)."""
-    from recurlab.families.tensors import copy_mapped
+    from recurlab.families.tensors import copy_mapped  # torch: this module stays torch-free for the profile loader
 
     plan, fresh = llama_plan(cfg, cfg.layers)
     copy_mapped(model, cfg.init_from, plan, "Llama", LLAMA_HINT,
