@@ -39,25 +39,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.engine import GenerateOptions, open_model
+from recurlab.engine.depth_batch import DepthBatcher
+from recurlab.errors import InferenceError
+from recurlab.evaluation.runner import EvalSettings, run_eval
+from recurlab.families.writers import write_random_huginn, write_random_ouro
+from recurlab.rundir import RunDir
+from recurlab.tasks import get_task
 
 MODES = ("fixed", "padded", "depth", "alone")
 
 
 def open_bench_model(args, workdir: Path):
     """The OpenedModel, its label saying what it is (a random folder's shape)."""
-    from recurlab.engine import open_model
 
     if args.random == "huginn":
-        from recurlab.families.writers import write_random_huginn
-
         shape = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
                      n_layers_in_coda=2, intermediate_size=512, vocab_size=512, block_size=1024)
         path = write_random_huginn(workdir / "huginn", **shape, seed=args.seed)
         label = "random Huginn-format folder (" + ",".join(f"{k}={v}" for k, v in shape.items()) + ")"
     elif args.random == "ouro":
-        from recurlab.families.writers import write_random_ouro
-
         path = write_random_ouro(workdir / "ouro", hidden=256, layers=4, heads=8, kv_heads=4, mlp=768, vocab=512,
                                  steps=4, gate_bias=args.gate_bias, seed=args.seed)
         label = f"random Ouro-format folder (hidden 256, 4 layers, 8 heads, 4 kv heads, 4 steps, gate bias {args.gate_bias:g})"
@@ -72,8 +76,6 @@ def open_bench_model(args, workdir: Path):
 def workload(tok, cfg, n: int, seed: int) -> tuple[list[str], int]:
     """N prompts and how many of them are distinct."""
     if cfg is not None and cfg.data.source == "task":
-        from recurlab.tasks import get_task
-
         task = get_task(cfg.data.task)
         levels = [task.heldout(d, n, seed=seed) for d in cfg.data.difficulties]
         pool = [ex.prompt for group in zip(*levels) for ex in group]
@@ -87,8 +89,6 @@ def workload(tok, cfg, n: int, seed: int) -> tuple[list[str], int]:
 
 
 def options(args, mode: str, batch: int):
-    from recurlab.engine import GenerateOptions
-
     exit_rule = None if mode == "fixed" else args.exit
     batching = "depth" if mode == "depth" else "padded"
     return GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, init_scale=0.0, exit=exit_rule,
@@ -167,8 +167,6 @@ def load_padded(engine, encoded_prompts, arrivals, opts, batch: int) -> list[flo
 
 
 def load_depth(engine, encoded, arrivals, opts, batch: int) -> list[float]:
-    from recurlab.engine.depth_batch import DepthBatcher
-
     stop = set(opts.stop_ids) if opts.stop_ids is not None else {engine.tokenizer.eos_id}
     batcher = DepthBatcher(engine.model, opts, batch, max(len(x) for x in encoded) + opts.max_new_tokens, stop)
     latencies = [0.0] * len(arrivals)
@@ -213,8 +211,6 @@ def load_test(engine, prompts, args, batch: int) -> dict:
 
 def eval_test(run_path: Path, args, source) -> dict:
     """`recurlab eval --tasks embedded --exit ... --r R` padded against depth batching, alternating."""
-    from recurlab.evaluation.runner import EvalSettings, run_eval
-    from recurlab.rundir import RunDir
 
     run = RunDir(run_path)
     out = {"documents_per_level": args.eval, "rounds": args.rounds}
@@ -285,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval and args.random:
         print("error: --eval needs an embedded-task run (recurlab eval --tasks embedded)", file=sys.stderr)
         return 2
-    import torch
-
-    from recurlab.errors import InferenceError
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -320,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{lt['depth']['p50_s']:.3f}s, p95 {lt['padded']['p95_s']:.3f}s -> {lt['depth']['p95_s']:.3f}s "
                   f"({lt['p50_reduction']:.0%} / {lt['p95_reduction']:.0%} lower)", flush=True)
         if args.eval:
-            from recurlab.evaluation.lm import open_source
+            from recurlab.evaluation.lm import open_source  # lm-eval: an optional dependency, for --eval only
 
             source = open_source(run=str(Path(args.model) if Path(args.model).exists() else Path(args.runs_dir) / args.model),
                                  model=None, checkpoint=None, device=args.device, dtype=None, runs_dir=args.runs_dir)

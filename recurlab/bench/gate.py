@@ -22,16 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.engine import Engine, GenerateOptions, open_model
+from recurlab.engine.exits import exit_pdf, kl_div, log_softmax
+from recurlab.families.writers import write_random_ouro
 
 PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a, b):", "Question: what is the sum of 3"]
 
 
 def teacher_forced(model, tok, text: str, r: int, threshold: float) -> dict:
-    import torch
-
-    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax  # torch and yaml: loaded only when this runs
-
     ids = torch.tensor([tok.encode(text)])
     with torch.inference_mode():
         rope = model.rope(torch.arange(ids.shape[1]))
@@ -68,10 +70,6 @@ def main(argv=None) -> int:
     if bool(args.model) == bool(args.random):
         print("error: give either --model FOLDER or --random", file=sys.stderr)
         return 2
-    import torch
-
-    from recurlab.engine import Engine, GenerateOptions, open_model  # torch and yaml: loaded only when this runs
-    from recurlab.families.writers import write_random_ouro
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

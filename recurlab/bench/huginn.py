@@ -23,7 +23,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.engine import Engine, GenerateOptions, open_model
+from recurlab.engine.static_decode import StaticDecoder
+from recurlab.families.folder import folder_tokenizer
+from recurlab.families.huginn import DOWNLOAD_HINT, read_huginn_config
+from recurlab.families.tensors import empty_model
+from recurlab.families.writers import write_random_huginn
 
 SHAPES = {
     "huginn-0125": dict(n_embd=5280, n_heads=55, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
@@ -41,9 +50,6 @@ def kv_bytes_per_token(cfg, r: int, elem: int) -> int:
 
 def random_model(cfg, device, dtype, seed: int):
     """The model at `cfg`'s shape, filled in place on `device` (no CPU copy, no disk)."""
-    import torch
-
-    from recurlab.families.tensors import empty_model  # torch and yaml: loaded only when this runs
 
     model = empty_model(cfg, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -60,13 +66,7 @@ def random_model(cfg, device, dtype, seed: int):
 
 
 def build(args, workdir: Path):
-    import torch
-
     # torch and yaml: loaded only when this runs
-    from recurlab.engine import open_model
-    from recurlab.families.folder import folder_tokenizer
-    from recurlab.families.huginn import DOWNLOAD_HINT, read_huginn_config
-    from recurlab.families.writers import write_random_huginn
 
     folder = workdir / f"random-{args.shape}"
     info = {}
@@ -92,10 +92,6 @@ def build(args, workdir: Path):
 
 
 def measure(args, model, tok, mcfg) -> dict:
-    import torch
-
-    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
-
     engine = Engine(model, tok, device=args.device)
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
     engine.generate(PROMPT, opts)  # warm-up: the first pass over fresh shapes is slower (allocator, kernels)
@@ -129,9 +125,6 @@ def measure(args, model, tok, mcfg) -> dict:
 def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
     """The engine's static-shape decoder (one CUDA graph per token on CUDA, eager on CPU). Its
     decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
-    import torch
-
-    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     mode = "graph" if args.device.startswith("cuda") else "eager"
     ids = tok.encode(PROMPT)
@@ -170,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="", help="where the random checkpoint goes (default: a temporary folder)")
     args = ap.parse_args(argv)
-
-    import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench huginn: CUDA is not available here; this benchmark needs a GPU (skipped)")

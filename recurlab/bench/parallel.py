@@ -28,7 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.engine import GenerateOptions, open_model
+from recurlab.errors import InferenceError, UserError
+from recurlab.families.writers import write_random_huginn
 from recurlab.tasks import get_task
 
 HUGINN_BENCH_SHAPE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
@@ -41,11 +47,8 @@ PROMPTS = {
 
 def open_bench_model(name: str, args, workdir: Path):
     """The OpenedModel, its label saying what it is (a run and its data, a folder, a random shape)."""
-    from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
     if name == "huginn-random":
-        from recurlab.families.writers import write_random_huginn  # yaml: loaded only when this runs
-
         path = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
         label = f"random Huginn-format checkpoint ({shape})"
@@ -79,8 +82,6 @@ def agreement(a: list[int], b: list[int]) -> tuple[float, int]:
 
 
 def bench_model(engine, label: str, prompt: str, args) -> dict:
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
-
     common = dict(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=())
     seq, seq_rates = timed(engine, prompt, GenerateOptions(**common), args.repeats)
     rows = [{"sampler": "sequential", "tokens_per_s": round(seq.tokens_per_s, 2), "all_tokens_per_s": [round(x, 2) for x in seq_rates],
@@ -105,7 +106,6 @@ def bench_model(engine, label: str, prompt: str, args) -> dict:
 
 def accuracy_table(engine, cfg, args) -> dict:
     """Held-out exact match per level, sequential against each parallel setting, at r_mean."""
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     r = args.heldout_r or cfg.train.r_mean
     levels = list(cfg.data.difficulties)
@@ -155,11 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.samplers = [s for s in _split_plain(args.samplers) if s]
-
-    import torch
-
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
-    from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
