@@ -31,13 +31,13 @@ D, H, KV, MLP, V = 32, 4, 2, 48, 300
 PROMPT = "The capital of Westphalia is"
 
 
-def open_folder(path):
+def open_parts(path):
     """(model, tokenizer, RunConfig) of a folder opened through the engine's door, on the CPU."""
     m = open_model(path, device="cpu")
     return m.model, m.tokenizer, m.cfg
 
 
-def detect_family(path) -> str:
+def family_name(path) -> str:
     return family_of(Path(path)).name
 
 
@@ -127,13 +127,13 @@ def ouro_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ouro(ouro_folder):
-    return open_folder(ouro_folder), read_raw(ouro_folder)
+    return open_parts(ouro_folder), read_raw(ouro_folder)
 
 
 def test_ouro_config_maps_onto_the_description(ouro_folder, ouro):
     (model, tok, cfg), _ = ouro
     m = cfg.model
-    assert detect_family(ouro_folder) == "ouro"
+    assert family_name(ouro_folder) == "ouro"
     assert (m.n_prelude, m.n_core, m.n_coda, m.n_head, m.kv_heads) == (0, 2, 0, H, KV)
     assert (m.block, m.rotary, m.injection, m.state_init) == ("peri", "half", "none", "embedding")
     assert m.step_norm and not m.coda_norm and not m.final_norm and not m.tie_head and m.exit_gate
@@ -213,14 +213,14 @@ def retro_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def retro(retro_folder):
-    return open_folder(retro_folder), read_raw(retro_folder)
+    return open_parts(retro_folder), read_raw(retro_folder)
 
 
 def test_retrofit_is_told_from_huginn_by_its_tensors(retro_folder, tmp_path):
     assert json.loads((retro_folder / "config.json").read_text())["model_type"] == "huginn_raven"
-    assert detect_family(retro_folder) == "retrofit"
+    assert family_name(retro_folder) == "retrofit"
     huginn = write_random_huginn(tmp_path / "h", n_embd=32, n_heads=4, vocab_size=300, tokenizer_vocab=290)
-    assert detect_family(huginn) == "huginn"
+    assert family_name(huginn) == "huginn"
 
 
 def test_retrofit_config_maps_onto_the_description(retro):
@@ -276,7 +276,7 @@ def test_ouro_sliding_window_is_refused(ouro_folder, tmp_path):
     cfg.update(use_sliding_window=True, layer_types=["full_attention", "sliding_attention"])
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "sliding-window" in one_line(exc)
 
 
@@ -286,20 +286,20 @@ def test_ouro_shape_mismatch_and_unknown_tensor_are_reported(ouro_folder, tmp_pa
     cfg["num_key_value_heads"] = 4
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "k_proj" in one_line(exc) and "[16, 32]" in one_line(exc)
     cfg["num_key_value_heads"] = 2
     cfg["num_hidden_layers"] = 1
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "model.layers.1" in one_line(exc) and "does not know" in one_line(exc)
 
 
 def test_plain_llama_folder_gets_the_conversion_command(tmp_path):
     folder = write_random_llama(tmp_path / "llama", hidden=D, layers=4, heads=H, kv_heads=KV, mlp=MLP, vocab=V)
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(folder)
+        open_parts(folder)
     assert "retrofit" in one_line(exc) and "model.init_from" in one_line(exc)
 
 
@@ -324,7 +324,7 @@ def ref_gate_exit(W, idx, steps, threshold):
 @pytest.fixture(scope="module")
 def ouro_gated(tmp_path_factory):
     folder = write_random_ouro(tmp_path_factory.mktemp("ouro-gate") / "tiny", seed=11, gate_bias=-1.0, **OURO)
-    return open_folder(folder), read_raw(folder)
+    return open_parts(folder), read_raw(folder)
 
 
 def test_gate_exit_skips_steps_and_matches_the_reference_rule(ouro_gated):
@@ -396,7 +396,7 @@ def test_parallel_sampler_strict_rule_equals_sequential_on_both_families(ouro, r
 def test_ouro_with_plain_multi_head_attention(tmp_path):
     """Ouro-1.4B has as many key/value heads as query heads: the rotate-half path on q and k together."""
     folder = write_random_ouro(tmp_path / "mha", seed=9, **{**OURO, "kv_heads": H})
-    (model, tok, cfg), W = open_folder(folder), read_raw(folder)
+    (model, tok, cfg), W = open_parts(folder), read_raw(folder)
     assert cfg.model.kv_heads == H and cfg.model.n_kv_head == 0
     idx = torch.tensor([tok.encode(PROMPT)])
     with torch.no_grad():

@@ -116,22 +116,10 @@ def read_huginn_config(path: str | Path) -> FolderSpec:
     need(vocab > 0 and mlp > 0 and block_size >= 2, "vocab_size, intermediate_size and block_size must be positive")
 
     model = ModelConfig(
-        arch="recurrent",
-        vocab_size=vocab,
-        n_embd=n_embd,
-        n_head=n_heads,
-        n_prelude=n_prelude,
-        n_core=n_core,
-        n_coda=n_coda,
-        intermediate_size=mlp,
-        block_size=block_size,
-        rope_base=rope_base,
-        qk_bias=qk_bias,
-        embed_scale=embed_scale,
-        init_scale=std,
-        norm_eps=norm_eps,
+        arch="recurrent", vocab_size=vocab, n_embd=n_embd, n_head=n_heads, n_prelude=n_prelude, n_core=n_core,
+        n_coda=n_coda, intermediate_size=mlp, block_size=block_size, rope_base=rope_base, qk_bias=qk_bias,
+        embed_scale=embed_scale, init_scale=std, norm_eps=norm_eps,
     )
-
     return FolderSpec(
         path=folder, family="huginn", model=model, r_default=mean_r, k=min(mean_k, mean_r),
         description=f"Huginn-format checkpoint at {folder}", seq_len=block_size,
