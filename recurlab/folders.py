@@ -1,13 +1,14 @@
 """What a path given as a model is, told without torch: a run directory, or a Hugging Face folder
 whose config.json names a model type recurlab opens.
 
-    from recurlab.folders import check_model_path, folder_model_type
+    from recurlab.folders import check_model_path, folder_model_type, read_config_json
     check_model_path("runs/add-1")            # "run" (it has a complete checkpoint)
     check_model_path("models/huginn-0125")    # "huginn_raven"; a bad config.json raises ModelFormatError
     folder_model_type(Path("models/ouro"))    # "ouro"
+    read_config_json(Path("models/ouro"), hint)   # the one reader of a folder's config.json
 
-The TUI checks `--model` with this before its first frame; the engine's loader (engine/loading.py)
-opens a folder by the same model type.
+The TUI checks `--model` with this before its first frame; the engine's families
+(recurlab.engine.loading.FAMILIES) open a folder of the same model types.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 from recurlab.errors import ModelFormatError, RunError
 from recurlab.rundir import RunDir
 
-# config.json model_type values with a loader (huginn_raven: Huginn-0125 and retrofitted Llama
-# models; llama: refused there with the command that retrofits it; ouro: Ouro)
+# config.json model_type values of the engine's families, for the torch-free check (huginn_raven:
+# Huginn-0125 and retrofitted Llama models; llama: refused with the command that retrofits it; ouro: Ouro)
 MODEL_TYPES = ("huginn_raven", "llama", "ouro")
 
 
@@ -55,7 +56,7 @@ def model_type(path: Path) -> str | None:
 
 def folder_model_type(path: Path, known: tuple[str, ...] = MODEL_TYPES) -> str:
     """The model_type of a Hugging Face folder's config.json, one of `known` (the engine passes
-    the types it has a loader for)."""
+    those of its families)."""
     raw = read_config_json(path)
     found = raw.get("model_type")
     if not isinstance(found, str) or found not in known:

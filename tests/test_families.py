@@ -24,6 +24,7 @@ from recurlab.engine import GenerateOptions, OpenedModel, open_model
 from recurlab.engine.loading import FAMILIES, family_of
 from recurlab.errors import ModelFormatError
 from recurlab.families.writers import write_random_huginn, write_random_llama, write_random_ouro, write_random_retrofit
+from recurlab.folders import MODEL_TYPES
 from recurlab.rundir import RunDir
 from test_engine_utils import random_model, tiny_config
 
@@ -418,6 +419,7 @@ def test_a_folder_of_each_family_opens_through_the_one_interface(tmp_path):
         "ouro": write_random_ouro(tmp_path / "ouro", seed=5, **OURO),
         "retrofit": write_random_retrofit(tmp_path / "retro", seed=7, **RETRO),
     }
+    assert set(MODEL_TYPES) == {f.model_type for f in FAMILIES if f.model_type}  # the torch-free check knows them all
     for name, path in folders.items():
         assert [f.name for f in FAMILIES if f.claims(path)] == [name]
         opened = family_of(path).open(path, "cpu")
