@@ -54,7 +54,7 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def shard_map(folder: Path, hint: str = DOWNLOAD_HINT) -> dict[str, str]:
+def shard_map(folder: Path, hint: str) -> dict[str, str]:
     """{tensor name: shard file name}, from the index or the single weights file. `hint` says
     where the folder comes from (a download command) in the error messages."""
     index = folder / INDEX
@@ -247,7 +247,7 @@ def _check_rope_table(table: torch.Tensor, cfg: ModelConfig, where: str) -> None
 def load_huginn_weights(folder: str | Path, cfg: ModelConfig, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> RecurrentLM:
     folder = Path(folder)
-    shards = shard_map(folder)
+    shards = shard_map(folder, DOWNLOAD_HINT)
     with torch.device("meta"):
         spec = RecurrentLM(cfg)
     expected = expected_tensors(spec)
