@@ -35,7 +35,7 @@ ARCHS = {  # model.arch -> column label
 
 def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs: list[int], name: str = "",
                    device: str = "", progress: bool = False, log=print) -> dict:
-    from recurlab.engine import run_sweep  # torch and yaml: loaded only when this runs
+    from recurlab.engine import open_model, run_sweep  # torch and yaml: loaded only when this runs
 
     # all four are checked (profile, names, device, data) before the first one is created
     base = plan_run(runs_dir, profile, [*overrides, "model.arch=recurrent"], device=device)
@@ -53,7 +53,7 @@ def run_comparison(profile: str, overrides: list[str], runs_dir: str | Path, rs:
         if code != 0 or status.get("state") != "finished":
             raise ComparisonError(f"run {run.name} ended {status.get('state')}: {status.get('error') or 'stopped'}; "
                                   f"see `recurlab logs {run.name} --runs-dir {runs_dir}`")
-        result = run_sweep(run, rs, device=device or cfg.hardware.device)
+        result = run_sweep(open_model(run, device=device or cfg.hardware.device), rs)
         runs[arch], sweeps[arch], params[arch] = run.name, result.rows, status.get("params")
         log(f"[{ARCHS[arch]}] {status.get('tokens'):,} tokens in {time.time() - t0:.0f}s; "
             + ", ".join(f"r={row['r']}: {row['loss']:.4f}" for row in result.rows))

@@ -7,8 +7,8 @@
                                          # sweep never replaces it: step_NNNNNNNN_2.*; other levels:
                                          # step_NNNNNNNN_levels_5-6.*
 
-Running a sweep is the engine's job: `recurlab.engine.run_sweep(run, rs)` loads the checkpoint,
-evaluates each r and saves through `save_sweep`. The CSV is a stable interface: one row per r,
+Running a sweep is the engine's job: `recurlab.engine.run_sweep(opened, rs)` evaluates an opened
+checkpoint at each r and saves through `save_sweep`. The CSV is a stable interface: one row per r,
 columns `r`, `loss`, `tokens_per_s`, then `acc@<difficulty>` in increasing difficulty (task runs)
 or `bpb` (text runs).
 """

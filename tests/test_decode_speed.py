@@ -77,12 +77,14 @@ def test_one_unpadded_column_attends_to_every_cached_column_without_a_mask():
 @pytest.mark.parametrize("r", [1, 4])
 def test_greedy_decode_of_a_huginn_checkpoint_equals_the_uncached_forward(tmp_path, r):
     from recurlab.engine import Engine, GenerateOptions
-    from recurlab.huginn import open_huginn, write_random_huginn
+    from recurlab.engine import open_model
+    from recurlab.families.writers import write_random_huginn
 
     folder = write_random_huginn(tmp_path / "h", n_embd=32, n_heads=2, n_layers_in_prelude=2,
                                  n_layers_in_recurrent_block=2, n_layers_in_coda=2, vocab_size=256,
                                  tokenizer_vocab=256, block_size=64, seed=3)
-    model, tok, _ = open_huginn(folder)
+    opened = open_model(folder, device="cpu")
+    model, tok = opened.model, opened.tokenizer
     engine = Engine(model, tok)
     res = engine.generate("hello there", GenerateOptions(r=r, max_new_tokens=12, init_scale=0.0, stop_ids=()))
     ids = engine.encode("hello there")

@@ -155,9 +155,9 @@ def test_run_files_honour_the_umask(tmp_path):
     try:
         run, cfg = make_run(tmp_path, overrides=["train.max_steps=2", "train.checkpoint_every=2"])
         train(run, cfg, device="cpu")
-        from recurlab.engine import run_sweep
+        from recurlab.engine import open_model, run_sweep
 
-        res = run_sweep(run, rs=[1])
+        res = run_sweep(open_model(run, device="cpu"), rs=[1])
         atomic_write_text(tmp_path / "plain.txt", "x")
     finally:
         os.umask(old)

@@ -12,7 +12,7 @@ import recurlab.cli.infer  # noqa: F401  (registers the commands)
 from recurlab.checkpoint import model_tensors, save_checkpoint
 from recurlab.cli.app import app
 from recurlab.config import RunConfig, to_yaml, validate
-from recurlab.engine import Engine, GenerateOptions, open_run
+from recurlab.engine import Engine, GenerateOptions, open_model
 from recurlab.heldout import evaluate_heldout
 from recurlab.rundir import RunDir, read_json
 import recurlab.cli.sweep  # noqa: F401
@@ -44,8 +44,9 @@ def one_line_error(res) -> str:
     return lines[0]
 
 
-def test_open_run_loads_the_checkpoint(run_dir):
-    model, tok, cfg, ckpt = open_run(run_dir.path)
+def test_open_model_loads_the_checkpoint(run_dir):
+    opened = open_model(run_dir.path, device="cpu")
+    model, tok, cfg, ckpt = opened.model, opened.tokenizer, opened.cfg, opened.checkpoint
     trained, _ = trained_model()
     assert ckpt.step == 100 and cfg.model.n_embd == 64 and len(tok) == cfg.model.vocab_size
     for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
@@ -53,9 +54,10 @@ def test_open_run_loads_the_checkpoint(run_dir):
 
 
 def test_open_model_is_one_door_for_runs_and_model_folders(run_dir, tmp_path, monkeypatch):
-    from recurlab.engine import FOLDER_LOADERS, open_model
+    from recurlab.engine import open_model
+    from recurlab.engine.loading import FAMILIES
     from recurlab.errors import ModelFormatError
-    from recurlab.huginn import write_random_huginn
+    from recurlab.families.writers import write_random_huginn
     from recurlab.rundir import RunError
 
     opened = open_model(run_dir.path, device="cpu")
@@ -66,17 +68,26 @@ def test_open_model_is_one_door_for_runs_and_model_folders(run_dir, tmp_path, mo
     folder = write_random_huginn(tmp_path / "hf", seed=1, n_embd=32, n_heads=2, vocab_size=300, block_size=32,
                                  tokenizer_vocab=290)
     hf = open_model(folder, device="cpu")
-    assert hf.kind == "huginn_raven" and hf.run is None and hf.step is None and hf.source == {"model": str(folder)}
+    assert hf.kind == "huginn" and hf.run is None and hf.step is None and hf.source == {"model": str(folder)}
     assert hf.cfg.train.r_mean == hf.r_mean and hf.label == "hf"
 
-    # a family added later registers a loader for its model_type; the same door opens it
+    # a family added later is one more entry in FAMILIES; the same door opens it
     other = tmp_path / "other"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     with pytest.raises(ModelFormatError, match="holds a gpt2 model .GPT2LMHeadModel.; recurlab opens run directories"):
         open_model(other)
-    monkeypatch.setitem(FOLDER_LOADERS, "gpt2", lambda path, device: (opened.model, opened.tokenizer, opened.cfg))
-    assert open_model(other, device="cpu").kind == "gpt2"
+    class Gpt2:
+        name = model_type = "gpt2"
+
+        def claims(self, path):
+            return True
+
+        def open(self, path, device, dtype=None, step=None):
+            return hf
+
+    monkeypatch.setattr("recurlab.engine.loading.FAMILIES", [*FAMILIES, Gpt2()])
+    assert open_model(other, device="cpu") is hf
 
     with pytest.raises(RunError, match="neither a run directory"):
         open_model(tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +23,10 @@ import recurlab.cli.evaluate  # noqa: E402,F401  (registers the command)
 import recurlab.cli.sweep  # noqa: E402,F401  (a second command, so that typer keeps command names)
 from recurlab.checkpoint import model_tensors, save_checkpoint  # noqa: E402
 from recurlab.cli.app import app  # noqa: E402
-from recurlab.config import RunConfig, to_yaml, validate  # noqa: E402
+from recurlab.config import RunConfig, TrainConfig, to_yaml, validate  # noqa: E402
 from recurlab.data import TaskData  # noqa: E402
-from recurlab.engine import Engine, GenerateOptions  # noqa: E402
-from recurlab.evaluation.lm import RecurlabLM, Source  # noqa: E402
+from recurlab.engine import Engine, GenerateOptions, OpenedModel  # noqa: E402
+from recurlab.evaluation.lm import RecurlabLM  # noqa: E402
 from recurlab.evaluation.results import load_evals  # noqa: E402
 from recurlab.evaluation.runner import EvalSettings, run_eval  # noqa: E402
 from recurlab.rundir import RunDir  # noqa: E402
@@ -75,8 +76,8 @@ def perm_run(tmp_path_factory):
 
 def lm_for(**options) -> RecurlabLM:
     model, tok = trained_model()
-    cfg = RunConfig(profile="test", model=tiny_config())
-    return RecurlabLM.from_source(Source(model, tok, cfg, "test", None, None, 4), **options)
+    cfg = RunConfig(profile="test", model=tiny_config(), train=TrainConfig(r_mean=4))
+    return RecurlabLM.from_source(OpenedModel(model, tok, cfg, "cpu", "test", Path("test")), **options)
 
 
 def req(kind: str, *args, task: str = "t", i: int = 0) -> Instance:

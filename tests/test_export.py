@@ -27,13 +27,15 @@ def exported(tmp_path_factory):
 
 
 def test_round_trip_gives_identical_logits(exported):
-    from recurlab.engine import open_run
-    from recurlab.families import detect_family, open_folder
+    from recurlab.engine import open_model
+    from recurlab.engine.loading import family_of
 
     home, runs, out = exported
-    assert detect_family(out) == "huginn"
-    model, tok, cfg, _ = open_run(runs / "ex")
-    back, back_tok, back_cfg = open_folder(out)
+    assert family_of(out).name == "huginn"
+    run = open_model(runs / "ex", device="cpu")
+    model, tok, cfg = run.model, run.tokenizer, run.cfg
+    back = open_model(out, device="cpu")
+    back, back_tok, back_cfg = back.model, back.tokenizer, back.cfg
     assert back_cfg.model.qk_bias and back_cfg.train.r_mean == cfg.train.r_mean
     ids = [tok.bos_id] + tok.encode("12+34=")
     assert back_tok.encode("<bos>12+34=") == ids  # the character vocabulary survives as tokenizer.json

@@ -11,18 +11,35 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from recurlab.checkpoint import model_tensors, save_checkpoint
+from recurlab.config import RunConfig, to_yaml, validate
+from recurlab.engine import GenerateOptions, OpenedModel, open_model
+from recurlab.engine.loading import FAMILIES, family_of
 from recurlab.errors import ModelFormatError
-from recurlab.families import detect_family, open_folder
-from recurlab.families.writers import write_random_llama, write_random_ouro, write_random_retrofit
+from recurlab.families.writers import write_random_huginn, write_random_llama, write_random_ouro, write_random_retrofit
+from recurlab.folders import MODEL_TYPES
+from recurlab.rundir import RunDir
+from test_engine_utils import random_model, tiny_config
 
 D, H, KV, MLP, V = 32, 4, 2, 48, 300
 PROMPT = "The capital of Westphalia is"
+
+
+def open_parts(path):
+    """(model, tokenizer, RunConfig) of a folder opened through the engine's door, on the CPU."""
+    m = open_model(path, device="cpu")
+    return m.model, m.tokenizer, m.cfg
+
+
+def family_name(path) -> str:
+    return family_of(Path(path)).name
 
 
 def read_raw(folder):
@@ -111,13 +128,13 @@ def ouro_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ouro(ouro_folder):
-    return open_folder(ouro_folder), read_raw(ouro_folder)
+    return open_parts(ouro_folder), read_raw(ouro_folder)
 
 
 def test_ouro_config_maps_onto_the_description(ouro_folder, ouro):
     (model, tok, cfg), _ = ouro
     m = cfg.model
-    assert detect_family(ouro_folder) == "ouro"
+    assert family_name(ouro_folder) == "ouro"
     assert (m.n_prelude, m.n_core, m.n_coda, m.n_head, m.kv_heads) == (0, 2, 0, H, KV)
     assert (m.block, m.rotary, m.injection, m.state_init) == ("peri", "half", "none", "embedding")
     assert m.step_norm and not m.coda_norm and not m.final_norm and not m.tie_head and m.exit_gate
@@ -197,16 +214,14 @@ def retro_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def retro(retro_folder):
-    return open_folder(retro_folder), read_raw(retro_folder)
+    return open_parts(retro_folder), read_raw(retro_folder)
 
 
 def test_retrofit_is_told_from_huginn_by_its_tensors(retro_folder, tmp_path):
-    from recurlab.huginn import write_random_huginn
-
     assert json.loads((retro_folder / "config.json").read_text())["model_type"] == "huginn_raven"
-    assert detect_family(retro_folder) == "retrofit"
+    assert family_name(retro_folder) == "retrofit"
     huginn = write_random_huginn(tmp_path / "h", n_embd=32, n_heads=4, vocab_size=300, tokenizer_vocab=290)
-    assert detect_family(huginn) == "huginn"
+    assert family_name(huginn) == "huginn"
 
 
 def test_retrofit_config_maps_onto_the_description(retro):
@@ -262,7 +277,7 @@ def test_ouro_sliding_window_is_refused(ouro_folder, tmp_path):
     cfg.update(use_sliding_window=True, layer_types=["full_attention", "sliding_attention"])
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "sliding-window" in one_line(exc)
 
 
@@ -272,20 +287,20 @@ def test_ouro_shape_mismatch_and_unknown_tensor_are_reported(ouro_folder, tmp_pa
     cfg["num_key_value_heads"] = 4
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "k_proj" in one_line(exc) and "[16, 32]" in one_line(exc)
     cfg["num_key_value_heads"] = 2
     cfg["num_hidden_layers"] = 1
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(bad)
+        open_parts(bad)
     assert "model.layers.1" in one_line(exc) and "does not know" in one_line(exc)
 
 
 def test_plain_llama_folder_gets_the_conversion_command(tmp_path):
     folder = write_random_llama(tmp_path / "llama", hidden=D, layers=4, heads=H, kv_heads=KV, mlp=MLP, vocab=V)
     with pytest.raises(ModelFormatError) as exc:
-        open_folder(folder)
+        open_parts(folder)
     assert "retrofit" in one_line(exc) and "model.init_from" in one_line(exc)
 
 
@@ -310,7 +325,7 @@ def ref_gate_exit(W, idx, steps, threshold):
 @pytest.fixture(scope="module")
 def ouro_gated(tmp_path_factory):
     folder = write_random_ouro(tmp_path_factory.mktemp("ouro-gate") / "tiny", seed=11, gate_bias=-1.0, **OURO)
-    return open_folder(folder), read_raw(folder)
+    return open_parts(folder), read_raw(folder)
 
 
 def test_gate_exit_skips_steps_and_matches_the_reference_rule(ouro_gated):
@@ -382,8 +397,35 @@ def test_parallel_sampler_strict_rule_equals_sequential_on_both_families(ouro, r
 def test_ouro_with_plain_multi_head_attention(tmp_path):
     """Ouro-1.4B has as many key/value heads as query heads: the rotate-half path on q and k together."""
     folder = write_random_ouro(tmp_path / "mha", seed=9, **{**OURO, "kv_heads": H})
-    (model, tok, cfg), W = open_folder(folder), read_raw(folder)
+    (model, tok, cfg), W = open_parts(folder), read_raw(folder)
     assert cfg.model.kv_heads == H and cfg.model.n_kv_head == 0
     idx = torch.tensor([tok.encode(PROMPT)])
     with torch.no_grad():
         assert close(model(idx, n_grad=3).logits, ouro_logits(W, idx, 3, kv=H))
+
+
+def test_a_folder_of_each_family_opens_through_the_one_interface(tmp_path):
+    """Exactly one entry of FAMILIES claims each folder, and its `open` gives an OpenedModel whose
+    model gives logits over the vocabulary and whose engine generates."""
+    model, tok = random_model(seed=2)
+    cfg = RunConfig(profile="test", model=tiny_config())
+    validate(cfg)
+    run = RunDir.create(tmp_path / "runs", "tiny", to_yaml(cfg))
+    run.vocab_path.write_text(tok.to_json())
+    save_checkpoint(run, 1, model_tensors(model), None, {"tokens": 0})
+    folders = {
+        "run": run.path,
+        "huginn": write_random_huginn(tmp_path / "huginn", n_embd=D, n_heads=H, vocab_size=V, tokenizer_vocab=290),
+        "ouro": write_random_ouro(tmp_path / "ouro", seed=5, **OURO),
+        "retrofit": write_random_retrofit(tmp_path / "retro", seed=7, **RETRO),
+    }
+    assert set(MODEL_TYPES) == {f.model_type for f in FAMILIES if f.model_type}  # the torch-free check knows them all
+    for name, path in folders.items():
+        assert [f.name for f in FAMILIES if f.claims(path)] == [name]
+        opened = family_of(path).open(path, "cpu")
+        assert isinstance(opened, OpenedModel) and opened.kind == name and (opened.run is not None) == (name == "run")
+        ids = opened.engine.encode("12+34=")
+        logits = opened.model(torch.tensor([ids]), n_no_grad=2, n_grad=0, init_scale=0.0).logits
+        assert logits.shape == (1, len(ids), opened.cfg.model.vocab_size), name
+        res = opened.engine.generate("12+34=", GenerateOptions(r=2, max_new_tokens=3, temperature=0.0, stop_ids=()))
+        assert res.n_tokens == 3 and len(res.generated_ids[0]) == 3, name

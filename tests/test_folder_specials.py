@@ -14,8 +14,7 @@ import recurlab.cli.infer  # noqa: F401  (registers the commands)
 from recurlab.cli.app import app
 from recurlab.engine import Engine, open_model
 from recurlab.errors import ModelFormatError
-from recurlab.families.writers import write_random_retrofit
-from recurlab.huginn.writer import CORPUS
+from recurlab.families.writers import CORPUS, write_random_retrofit
 from recurlab.text.bpe import BPETokenizer
 from recurlab.text.specials import folder_specials, template_specials
 

@@ -18,7 +18,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from recurlab.errors import ModelFormatError
-from recurlab.huginn import is_huginn_folder, open_huginn, read_huginn_config, write_random_huginn
+from recurlab.engine import open_model
+from recurlab.families import huginn
+from recurlab.families.huginn import read_huginn_config
+from recurlab.families.writers import write_random_huginn
 
 D, H, V, T = 32, 4, 300, 7
 SHAPE = dict(n_embd=D, n_heads=H, n_layers_in_prelude=1, n_layers_in_recurrent_block=2, n_layers_in_coda=1,
@@ -42,9 +45,15 @@ def raw(folder):
     return out
 
 
+def open_parts(path, dtype=None):
+    """(model, tokenizer, RunConfig) of a folder opened through the engine's door, on the CPU."""
+    m = open_model(path, device="cpu", dtype=dtype)
+    return m.model, m.tokenizer, m.cfg
+
+
 @pytest.fixture(scope="module")
 def loaded(folder):
-    return open_huginn(folder, device="cpu")
+    return open_parts(folder)
 
 
 # ---- the reference computation, from the checkpoint tensors only --------------------------------
@@ -176,9 +185,9 @@ def test_single_file_and_bf16_load_the_same_weights(tmp_path, loaded):
     assert (single / "model.safetensors").is_file() and not (single / "model.safetensors.index.json").exists()
     idx = torch.tensor([[1, 2, 3, 4, 5, 6]])
     ref = loaded[0](idx, n_grad=3, init_scale=0).logits.detach()
-    m32, _, _ = open_huginn(single)
+    m32, _, _ = open_parts(single)
     assert torch.allclose(m32(idx, n_grad=3, init_scale=0).logits.detach(), ref)
-    m16, _, cfg16 = open_huginn(single, dtype="bfloat16")
+    m16, _, cfg16 = open_parts(single, dtype="bfloat16")
     assert cfg16.hardware.dtype == "bfloat16"
     assert all(p.dtype == torch.bfloat16 for p in m16.parameters())
     out16 = m16(idx, n_grad=3, init_scale=0).logits.detach().float()
@@ -216,7 +225,7 @@ def test_config_token_ids_take_precedence(folder, tmp_path):
     cfg = json.loads((moved / "config.json").read_text())
     cfg["eos_token_id"] = 7
     (moved / "config.json").write_text(json.dumps(cfg))
-    _, tok, _ = open_huginn(moved)
+    _, tok, _ = open_parts(moved)
     assert tok.eos_id == 7 and tok.decode([7]) == ""
 
 
@@ -233,11 +242,11 @@ def one_line(exc) -> str:
     return msg
 
 
-def test_is_huginn_folder(folder, tmp_path):
-    assert is_huginn_folder(folder)
-    assert not is_huginn_folder(tmp_path)
+def test_huginn_claims_its_folders(folder, tmp_path):
+    assert huginn.claims(folder)
+    assert not huginn.claims(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
-    assert not is_huginn_folder(tmp_path)
+    assert not huginn.claims(tmp_path)
 
 
 def test_other_architecture_is_rejected(folder, tmp_path):
@@ -246,7 +255,7 @@ def test_other_architecture_is_rejected(folder, tmp_path):
     cfg.update(model_type="llama", architectures=["LlamaForCausalLM"])
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        read_huginn_config(bad)
     assert "llama" in one_line(exc) and "huginn_raven" in one_line(exc)
 
 
@@ -264,7 +273,7 @@ def test_missing_shard_is_reported(folder, tmp_path):
     bad = copy_folder(folder, tmp_path / "partial")
     (bad / "model-00002-of-00004.safetensors").unlink()
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        open_parts(bad)
     assert "model-00002-of-00004.safetensors" in one_line(exc) and "download" in one_line(exc)
 
 
@@ -274,7 +283,7 @@ def test_mismatched_shape_is_reported(folder, tmp_path):
     cfg["intermediate_size"] = 64
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        open_parts(bad)
     msg = one_line(exc)
     assert "mlp" in msg and "[96, 32]" in msg and "[128, 32]" in msg
 
@@ -287,7 +296,7 @@ def test_missing_tensor_is_reported(folder, tmp_path):
         kept = {k: f.get_tensor(k) for k in f.keys() if k != "transformer.adapter.weight"}
     save_file(kept, str(bad / shard))
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        open_parts(bad)
     assert "transformer.adapter.weight" in one_line(exc)
 
 
@@ -297,7 +306,7 @@ def test_wrong_rope_base_is_caught_by_the_saved_table(folder, tmp_path):
     cfg["rope_base"] = 10_000.0
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        open_parts(bad)
     assert "rope_base" in one_line(exc)
 
 
@@ -307,7 +316,7 @@ def test_pickle_only_folder_is_refused(folder, tmp_path):
     shutil.copy(folder / "config.json", bad / "config.json")
     (bad / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(ModelFormatError) as exc:
-        open_huginn(bad)
+        open_parts(bad)
     assert "safetensors only" in one_line(exc)
 
 

@@ -170,7 +170,7 @@ def test_hub_streaming_is_the_same_code_with_another_loader(corpus, tmp_path, mo
 
 
 def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path, monkeypatch):
-    from recurlab.engine import run_sweep
+    from recurlab.engine import open_model, run_sweep
     from recurlab.tokenizer import run_tokenizer
     from recurlab.worker import run_worker
 
@@ -193,5 +193,5 @@ def test_tiny_text_run_learns_and_sweeps(corpus, tmp_path, monkeypatch):
     import shutil
 
     shutil.rmtree(tmp_path / "cache" / "tokenizers")
-    result = run_sweep(run, [1, 2])
+    result = run_sweep(open_model(run, device="cpu"), [1, 2])
     assert [row["r"] for row in result.rows] == [1, 2] and all(row["bpb"] > 0 for row in result.rows)

@@ -338,13 +338,14 @@ async def test_inspector_traces_a_prompt_typed_while_the_model_loads(runs):
 
 
 async def test_generate_at_r1_and_r8_matches_the_engine(runs):
-    from recurlab.engine import Engine, GenerateOptions, open_run
+    from recurlab.engine import Engine, GenerateOptions, open_model
     from recurlab.tui.screens.generate import MAX_NEW_TOKENS
     from recurlab.tui.widgets.genview import GenerationCard
     from recurlab.tui.widgets.slider import Slider
 
     prompt = "23+45="
-    model, tok, _cfg, _ck = open_run(runs / "tiny-a")
+    opened = open_model(runs / "tiny-a", device="cpu")
+    model, tok = opened.model, opened.tokenizer
     engine = Engine(model, tok)
     expected = {r: engine.generate(prompt, GenerateOptions(r=r, max_new_tokens=MAX_NEW_TOKENS)) for r in (1, 8)}
     app = make_app(runs, run=runs / "tiny-a")
@@ -396,12 +397,13 @@ async def test_generate_at_r1_and_r8_matches_the_engine(runs):
 async def test_generate_several_prompts_depth_batched(runs):
     """Prompts separated by | get one card each; under an exit rule they are depth batched, and each
     card holds what the prompt generates alone."""
-    from recurlab.engine import Engine, GenerateOptions, open_run
+    from recurlab.engine import Engine, GenerateOptions, open_model
     from recurlab.tui.screens.generate import MAX_NEW_TOKENS
     from recurlab.tui.widgets.genview import GenerationCard
 
     prompts = ["23+45=", "7+8=", "60+31="]
-    model, tok, _cfg, _ck = open_run(runs / "tiny-a")
+    opened = open_model(runs / "tiny-a", device="cpu")
+    model, tok = opened.model, opened.tokenizer
     engine = Engine(model, tok)
     expected = [engine.generate(p, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS, exit="kl:5e-4")) for p in prompts]
     app = make_app(runs, run=runs / "tiny-a")
@@ -630,12 +632,14 @@ def test_tui_command_rejects_bad_targets_with_one_line(tmp_path):
 async def test_generate_with_a_model_folder_instead_of_a_run(tmp_path):
     """--model: a Huginn-format folder drives Generate (and Inspector) without any run."""
     from recurlab.engine import Engine, GenerateOptions
-    from recurlab.huginn import open_huginn, write_random_huginn
+    from recurlab.engine import open_model
+    from recurlab.families.writers import write_random_huginn
     from recurlab.tui.screens.generate import MAX_NEW_TOKENS
 
     folder = write_random_huginn(tmp_path / "huginn", n_embd=32, n_heads=2, mean_recurrence=2, vocab_size=256,
                                  tokenizer_vocab=256, block_size=64)
-    model, tok, _cfg = open_huginn(folder)
+    opened = open_model(folder, device="cpu")
+    model, tok = opened.model, opened.tokenizer
     expected = Engine(model, tok).generate("hello", GenerateOptions(r=3, max_new_tokens=MAX_NEW_TOKENS))
     (tmp_path / "runs").mkdir()
     app = make_app(tmp_path / "runs", model=folder)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_parallel_generation_wavefront_save_and_replay(runs):  # noqa: F811
-    from recurlab.engine import Engine, GenerateOptions, open_run
+    from recurlab.engine import Engine, GenerateOptions, open_model
     from recurlab.engine.wavefronts import load_wavefront
     from recurlab.options.parallel import SCREEN_PARAMS
     from recurlab.tui.screens.generate import MAX_NEW_TOKENS
@@ -20,7 +20,8 @@ async def test_parallel_generation_wavefront_save_and_replay(runs):  # noqa: F81
     from recurlab.tui.widgets.wavefront import WavefrontView
 
     prompt = "23+45="
-    model, tok, _cfg, _ck = open_run(runs / "tiny-a")
+    opened = open_model(runs / "tiny-a", device="cpu")
+    model, tok = opened.model, opened.tokenizer
     engine = Engine(model, tok)
     want_par = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS, sampler=f"parallel:{SCREEN_PARAMS}"))
     want_seq = engine.generate(prompt, GenerateOptions(r=4, max_new_tokens=MAX_NEW_TOKENS))

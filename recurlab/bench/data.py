@@ -23,8 +23,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.config import load_profile
+from recurlab.devices import resolve_device
+from recurlab.model import RecurrentLM
+from recurlab.text import sources
+from recurlab.text.data import TextData
 from recurlab.text.synth import write_corpus
+from recurlab.train import build_optimizer
 
 
 def _timed(fn):
@@ -45,12 +54,6 @@ def loader_rate(data, batch: int, seconds: float) -> float:
 
 
 def model_rate(cfg, device: str, steps: int) -> float:
-    import torch
-
-    from recurlab.model import RecurrentLM  # torch and yaml: loaded only when this runs
-    from recurlab.devices import resolve_device
-    from recurlab.train import build_optimizer
-
     dev = torch.device(resolve_device(device))
     model = RecurrentLM(cfg.model).to(dev)
     opt = build_optimizer(model, cfg, dev)
@@ -86,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the profile")
     args = parser.parse_args(argv)
 
-    from recurlab.config import load_profile  # yaml: loaded only when this runs
-    from recurlab.text import sources
-    from recurlab.text.data import TextData
     work = Path(tempfile.mkdtemp(prefix="recurlab-bench-data-"))
     try:
         files = write_corpus(work / "corpus", n_bytes=int(args.mb * 1e6), files=4)

@@ -24,8 +24,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.config import ConfigError, from_dict, load_profile, load_yaml, to_yaml, validate
+from recurlab.distributed import Dist
+from recurlab.flops import mfu, train_flops_per_token
 from recurlab.rundir import RunDir
+from recurlab.train import Trainer
 
 MODES = {"plain": "no DDP", "ddp": "DDP", "fsdp": "FSDP"}
 
@@ -37,8 +44,6 @@ class RandomTokens:
         self.vocab, self.seq_len, self.seed = vocab, seq_len, seed
 
     def train_batch(self, step: int, n: int, offset: int = 0):
-        import torch
-
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 65_537 + offset)
         x = torch.randint(self.vocab, (n, self.seq_len + 1), generator=gen)
         return x[:, :-1].contiguous(), x[:, 1:].contiguous()
@@ -46,12 +51,6 @@ class RandomTokens:
 
 def measure(args) -> dict:
     """One mode in this process (a torchrun rank for the wrapped modes)."""
-    import torch
-
-    from recurlab.config import from_dict, load_yaml, validate  # yaml: loaded only when this runs
-    from recurlab.distributed import Dist
-    from recurlab.flops import mfu, train_flops_per_token
-    from recurlab.train import Trainer
 
     cfg = validate(from_dict(load_yaml(Path(args.config)), source=args.config))
     cfg.model.vocab_size = args.vocab  # the profile's vocabulary, not the task's that validate() set
@@ -92,7 +91,6 @@ def measure(args) -> dict:
 def bench_config(profile: str, overrides: list[str], cuda: bool):
     """The profile with task data swapped in (batches are replaced anyway), plus the vocabulary and
     sequence length the profile's own data would have."""
-    from recurlab.config import load_profile  # yaml: loaded only when this runs
 
     probe = load_profile(profile, overrides)
     vocab = probe.model.vocab_size
@@ -102,8 +100,6 @@ def bench_config(profile: str, overrides: list[str], cuda: bool):
 
 
 def run_modes(args, cfg, vocab: int, seq_len: int) -> list[dict]:
-    from recurlab.config import to_yaml  # yaml: loaded only when this runs
-
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "run.yaml"
@@ -156,10 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         measure(args)
         return 0
-
-    import torch
-
-    from recurlab.config import ConfigError  # yaml: loaded only when this runs
 
     cuda = torch.cuda.is_available()
     profile = args.profile if cuda else "tiny"

@@ -32,63 +32,36 @@ The report (machine, threads, load average, commit) is printed and written as JS
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.engine import GenerateOptions, open_model
+from recurlab.engine.depth_batch import DepthBatcher
+from recurlab.errors import InferenceError
+from recurlab.evaluation.runner import EvalSettings, run_eval
+from recurlab.families.writers import write_random_huginn, write_random_ouro
+from recurlab.rundir import RunDir
+from recurlab.tasks import get_task
+
 MODES = ("fixed", "padded", "depth", "alone")
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                        cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        info["commit"] = None
-    return info
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def open_bench_model(args, workdir: Path):
-    """-> (model, tokenizer, label, run config or None)."""
-    from recurlab.engine import open_model
+    """The OpenedModel, its label saying what it is (a random folder's shape)."""
 
     if args.random == "huginn":
-        from recurlab.huginn import write_random_huginn
-
         shape = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
                      n_layers_in_coda=2, intermediate_size=512, vocab_size=512, block_size=1024)
         path = write_random_huginn(workdir / "huginn", **shape, seed=args.seed)
         label = "random Huginn-format folder (" + ",".join(f"{k}={v}" for k, v in shape.items()) + ")"
     elif args.random == "ouro":
-        from recurlab.families.writers import write_random_ouro
-
         path = write_random_ouro(workdir / "ouro", hidden=256, layers=4, heads=8, kv_heads=4, mlp=768, vocab=512,
                                  steps=4, gate_bias=args.gate_bias, seed=args.seed)
         label = f"random Ouro-format folder (hidden 256, 4 layers, 8 heads, 4 kv heads, 4 steps, gate bias {args.gate_bias:g})"
@@ -96,15 +69,13 @@ def open_bench_model(args, workdir: Path):
         path = Path(args.model) if Path(args.model).exists() else Path(args.runs_dir) / args.model
         label = None
     opened = open_model(path, device=args.device)
-    cfg = opened.cfg if opened.run is not None else None
-    return opened.model, opened.tokenizer, label or f"{opened.label} step {opened.step}", cfg
+    opened.label = label or f"{opened.label} step {opened.step}"
+    return opened
 
 
 def workload(tok, cfg, n: int, seed: int) -> tuple[list[str], int]:
     """N prompts and how many of them are distinct."""
     if cfg is not None and cfg.data.source == "task":
-        from recurlab.tasks import get_task
-
         task = get_task(cfg.data.task)
         levels = [task.heldout(d, n, seed=seed) for d in cfg.data.difficulties]
         pool = [ex.prompt for group in zip(*levels) for ex in group]
@@ -118,8 +89,6 @@ def workload(tok, cfg, n: int, seed: int) -> tuple[list[str], int]:
 
 
 def options(args, mode: str, batch: int):
-    from recurlab.engine import GenerateOptions
-
     exit_rule = None if mode == "fixed" else args.exit
     batching = "depth" if mode == "depth" else "padded"
     return GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, init_scale=0.0, exit=exit_rule,
@@ -198,8 +167,6 @@ def load_padded(engine, encoded_prompts, arrivals, opts, batch: int) -> list[flo
 
 
 def load_depth(engine, encoded, arrivals, opts, batch: int) -> list[float]:
-    from recurlab.engine.depth_batch import DepthBatcher
-
     stop = set(opts.stop_ids) if opts.stop_ids is not None else {engine.tokenizer.eos_id}
     batcher = DepthBatcher(engine.model, opts, batch, max(len(x) for x in encoded) + opts.max_new_tokens, stop)
     latencies = [0.0] * len(arrivals)
@@ -244,8 +211,6 @@ def load_test(engine, prompts, args, batch: int) -> dict:
 
 def eval_test(run_path: Path, args, source) -> dict:
     """`recurlab eval --tasks embedded --exit ... --r R` padded against depth batching, alternating."""
-    from recurlab.evaluation.runner import EvalSettings, run_eval
-    from recurlab.rundir import RunDir
 
     run = RunDir(run_path)
     out = {"documents_per_level": args.eval, "rounds": args.rounds}
@@ -282,7 +247,7 @@ def print_row(row: dict, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser("depthbatch", __doc__, out="bench-results/depthbatch.json")
     ap.add_argument("model", nargs="?", help="run name or directory, or a model folder")
     ap.add_argument("--random", choices=("huginn", "ouro"), help="a random Huginn-shaped or Ouro-format folder")
     ap.add_argument("--runs-dir", default="runs")
@@ -303,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gate-bias", type=float, default=-1.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="bench-results/depthbatch.json")
     args = ap.parse_args(argv)
     if bool(args.model) == bool(args.random):
         print("error: give a run or model folder, or --random huginn|ouro, not both or neither", file=sys.stderr)
@@ -317,21 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval and args.random:
         print("error: --eval needs an embedded-task run (recurlab eval --tasks embedded)", file=sys.stderr)
         return 2
-    import torch
-
-    from recurlab.engine import Engine
-    from recurlab.errors import InferenceError
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             options(args, "depth", 1)
-            model, tok, label, cfg = open_bench_model(args, Path(tmp))
+            opened = open_bench_model(args, Path(tmp))
         except (InferenceError, OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    engine = Engine(model, tok, device=args.device)
-    prompts, distinct = workload(tok, cfg, args.prompts, args.seed)
-    report = {"model": label, "machine": machine(), "device": args.device, "r": args.r, "exit": args.exit,
+    engine, label = opened.engine, opened.label
+    prompts, distinct = workload(opened.tokenizer, opened.cfg if opened.run is not None else None, args.prompts, args.seed)
+    report = {"model": label, "device": args.device, "r": args.r, "exit": args.exit,
               "prompts": len(prompts), "distinct_prompts": distinct, "new_tokens": args.new_tokens,
               "stop": not args.no_stop, "rounds": args.rounds, "seed": args.seed,
               "load_average_before": load_average(), "runs": []}
@@ -353,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{lt['depth']['p50_s']:.3f}s, p95 {lt['padded']['p95_s']:.3f}s -> {lt['depth']['p95_s']:.3f}s "
                   f"({lt['p50_reduction']:.0%} / {lt['p95_reduction']:.0%} lower)", flush=True)
         if args.eval:
-            from recurlab.evaluation.lm import open_source
+            from recurlab.evaluation.lm import open_source  # lm-eval: an optional dependency, for --eval only
 
             source = open_source(run=str(Path(args.model) if Path(args.model).exists() else Path(args.runs_dir) / args.model),
                                  model=None, checkpoint=None, device=args.device, dtype=None, runs_dir=args.runs_dir)
@@ -364,14 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  threads {n_threads} eval: padded {ev['padded']['seconds']:.1f}s, depth {ev['depth']['seconds']:.1f}s "
                   f"({ev['speedup']:.2f}x), same results: {ev['same_results']}", flush=True)
     report["load_average_after"] = load_average()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():  # results are never replaced
-        stem, n = out.stem, 1
-        while out.exists():
-            out = out.with_name(f"{stem}-{n}{out.suffix}")
-            n += 1
-    out.write_text(json.dumps(report, indent=1))
+    out = write_result(args.out, report, keep_earlier=True)  # results are never replaced
     print(f"wrote {out}")
     return 0
 

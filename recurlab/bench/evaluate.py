@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.config import ModelConfig, RunConfig
+from recurlab.data import TaskData
+from recurlab.engine import OpenedModel
+from recurlab.model import RecurrentLM
 from recurlab.tasks import CharVocab
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block_size=128)
@@ -24,8 +32,6 @@ RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1, block
 def requests_for(args, source) -> list[tuple[str, str]]:
     cfg = source.cfg
     if source.run is not None and cfg.data.source == "task":
-        from recurlab.data import TaskData  # torch and yaml: loaded only when this runs
-
         data = TaskData(cfg)
         pairs = [(ex.prompt, ex.answer) for d in data.eval_levels for ex in data.heldout(d)]
         random.Random(0).shuffle(pairs)
@@ -37,19 +43,17 @@ def requests_for(args, source) -> list[tuple[str, str]]:
 
 
 def open_bench_source(args):
-    from recurlab.evaluation.lm import Source, open_source  # lm-eval and yaml: loaded only when this runs
+    from recurlab.evaluation.lm import open_source  # lm-eval: loaded only when this runs
 
     if not args.random:
         return open_source(run=args.run, device=args.device, runs_dir=args.runs_dir)
-    import torch
 
-    from recurlab.config import ModelConfig, RunConfig  # yaml: loaded only when this runs
-    from recurlab.model import RecurrentLM
     tok = CharVocab.default()
     torch.manual_seed(0)
     cfg = RunConfig(profile="random", model=ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE))
     model = RecurrentLM(cfg.model).to(args.device).eval()
-    return Source(model, tok, cfg, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items()), None, None, 8)
+    label = "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
+    return OpenedModel(model, tok, cfg, args.device, label, Path("random"), kind="random")
 
 
 def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> dict:
@@ -67,8 +71,6 @@ def measure(source, pairs, r: int, batch_size: int, exit_rule, repeats: int) -> 
         t0 = time.perf_counter()
         lm.loglikelihood(reqs)
         if source.model.parameters().__next__().device.type == "cuda":
-            import torch
-
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     its = lm.records_for(["bench"])
@@ -90,7 +92,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if bool(args.run) == args.random:
         p.error("give a RUN or --random")
-    import torch
 
     source = open_bench_source(args)
     pairs = requests_for(args, source)

@@ -22,17 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
-from recurlab.families import open_folder
+from recurlab.engine import Engine, GenerateOptions, open_model
+from recurlab.engine.exits import exit_pdf, kl_div, log_softmax
+from recurlab.families.writers import write_random_ouro
 
 PROMPTS = ["The capital of Westphalia is", "12 + 34 = 46. 100 - 1 =", "def add(a, b):", "Question: what is the sum of 3"]
 
 
 def teacher_forced(model, tok, text: str, r: int, threshold: float) -> dict:
-    import torch
-
-    from recurlab.engine.exits import exit_pdf, kl_div, log_softmax  # torch and yaml: loaded only when this runs
-
     ids = torch.tensor([tok.encode(text)])
     with torch.inference_mode():
         rope = model.rope(torch.arange(ids.shape[1]))
@@ -69,10 +70,6 @@ def main(argv=None) -> int:
     if bool(args.model) == bool(args.random):
         print("error: give either --model FOLDER or --random", file=sys.stderr)
         return 2
-    import torch
-
-    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
-    from recurlab.families.writers import write_random_ouro
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +77,8 @@ def main(argv=None) -> int:
         if args.random:
             folder = write_random_ouro(Path(tmp) / "ouro", hidden=args.hidden, layers=args.layers, heads=8, kv_heads=4,
                                        mlp=args.hidden * 3, vocab=512, steps=4, gate_bias=args.gate_bias, seed=0)
-        model, tok, cfg = open_folder(folder, device=args.device)
+        opened = open_model(folder, device=args.device)
+        model, tok, cfg = opened.model, opened.tokenizer, opened.cfg
     if not model.cfg.exit_gate:
         print(f"error: {args.model} has no learned exit gate; the gate exit needs an Ouro-format model", file=sys.stderr)
         return 2

@@ -31,25 +31,31 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.config import ModelConfig
+from recurlab.engine import Engine, GenerateOptions, KVCache, open_model
+from recurlab.engine.cached_pass import run_pass
+from recurlab.engine.static_decode import StaticDecoder
+from recurlab.errors import InferenceError, UserError
+from recurlab.model import RecurrentLM
+from recurlab.rundir import resolve_run
 from recurlab.tasks import CharVocab, get_task
 
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 
 
 def load(args):
-    import torch
-
-    from recurlab.config import ModelConfig  # yaml: loaded only when this runs
-    from recurlab.engine import open_run
-    from recurlab.model import RecurrentLM
     if args.random:
         tok = CharVocab.default()
         torch.manual_seed(0)
         model = RecurrentLM(ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE)).to(args.device).eval()
         return model, tok, None, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
-    model, tok, cfg, ckpt = open_run(args.run, device=args.device, runs_dir=args.runs_dir)
-    return model, tok, cfg, f"{args.run} step {ckpt.step}"
+    opened = open_model(resolve_run(args.run, args.runs_dir), device=args.device)
+    return opened.model, opened.tokenizer, opened.cfg, f"{args.run} step {opened.step}"
 
 
 def timed(engine, prompt, opts, repeats: int):
@@ -63,8 +69,6 @@ def timed(engine, prompt, opts, repeats: int):
 
 
 def speed_table(engine, args) -> list[dict]:
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
-
     rows = []
     for r in args.rs:
         draft = max(1, min(args.draft, r // 4))
@@ -95,9 +99,6 @@ def speed_table(engine, args) -> list[dict]:
 
 def static_table(engine, args) -> list[dict]:
     """CUDA only: static-shape decode as a CUDA graph and with torch.compile, against eager."""
-    import torch
-
-    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     model, prompt_ids = engine.model, engine.encode(args.prompt)
     max_len = len(prompt_ids) + args.new_tokens
@@ -126,7 +127,6 @@ def static_table(engine, args) -> list[dict]:
 
 def exit_table(engine, cfg, args) -> list[dict]:
     """Exact-match accuracy and mean iterations per threshold on held-out task examples."""
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     examples = [ex for d in cfg.data.difficulties for ex in task.heldout(d, args.exit_table)]
     rows = []
@@ -153,11 +153,7 @@ def exit_table(engine, cfg, args) -> list[dict]:
 def kv_budget_table(engine, cfg, args) -> list[dict]:
     """Held-out quality per KV budget: the answer's loss under teacher forcing (one cached pass per
     column, as in decoding, so that later tokens read the shared slots) and greedy exact match."""
-    import torch
-    import torch.nn.functional as F
 
-    from recurlab.engine import GenerateOptions, KVCache  # torch and yaml: loaded only when this runs
-    from recurlab.engine.cached_pass import run_pass
     task, tok, model = get_task(cfg.data.task), engine.tokenizer, engine.model
     r = args.exit_r
     rows = []
@@ -309,11 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     args.exit_kinds = [x for x in args.exit_kinds.split(",") if x]
     args.lookups = [x for x in args.lookups.split(",") if x]
     args.budgets = [int(x) for x in args.budgets.split(",")]
-
-    import torch
-
-    from recurlab.engine import Engine  # torch and yaml: loaded only when this runs
-    from recurlab.errors import InferenceError, UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)

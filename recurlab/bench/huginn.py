@@ -6,7 +6,7 @@
 
 `--source direct` (default) builds the model at the full shape on the GPU with random weights;
 `--source checkpoint` first writes a random bf16 checkpoint in the Huginn folder format and opens
-it with `open_huginn`, also timing the write and the load. Either way, decoding is measured with
+it with `open_model`, also timing the write and the load. Either way, decoding is measured with
 `recurlab.engine.Engine` at batch 1, greedy, zero latent start, no stop token, r = 32 by default:
 decode tokens/s = generated tokens / decode seconds (the prompt's prefill is reported apart).
 It also times the engine's static-shape decoder (`StaticDecoder`, one CUDA graph per token) and
@@ -23,7 +23,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
+from recurlab.engine import Engine, GenerateOptions, open_model
+from recurlab.engine.static_decode import StaticDecoder
+from recurlab.families.folder import folder_tokenizer
+from recurlab.families.huginn import DOWNLOAD_HINT, read_huginn_config
+from recurlab.families.tensors import empty_model
+from recurlab.families.writers import write_random_huginn
 
 SHAPES = {
     "huginn-0125": dict(n_embd=5280, n_heads=55, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
@@ -41,9 +50,6 @@ def kv_bytes_per_token(cfg, r: int, elem: int) -> int:
 
 def random_model(cfg, device, dtype, seed: int):
     """The model at `cfg`'s shape, filled in place on `device` (no CPU copy, no disk)."""
-    import torch
-
-    from recurlab.huginn.weights import empty_model  # torch and yaml: loaded only when this runs
 
     model = empty_model(cfg, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -60,11 +66,7 @@ def random_model(cfg, device, dtype, seed: int):
 
 
 def build(args, workdir: Path):
-    import torch
-
-    from recurlab.huginn import open_huginn, read_huginn_config  # yaml: loaded only when this runs
-    from recurlab.huginn.tokenizer import load_huginn_tokenizer
-    from recurlab.huginn.writer import write_random_huginn
+    # torch and yaml: loaded only when this runs
 
     folder = workdir / f"random-{args.shape}"
     info = {}
@@ -74,25 +76,22 @@ def build(args, workdir: Path):
         info["write_seconds"] = round(time.perf_counter() - t0, 2)
         info["checkpoint_bytes"] = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         t0 = time.perf_counter()
-        model, tok, cfg = open_huginn(folder, device=args.device, dtype=torch.bfloat16)
+        opened = open_model(folder, device=args.device, dtype=torch.bfloat16)
+        model, tok, cfg = opened.model, opened.tokenizer, opened.cfg
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         info["load_seconds"] = round(time.perf_counter() - t0, 2)
-        info["source"] = "random checkpoint written in the Huginn format (bf16 safetensors) and loaded with open_huginn"
+        info["source"] = "random checkpoint written in the Huginn format (bf16 safetensors) and loaded with open_model"
         return model, tok, cfg.model, info
     write_random_huginn(folder, **SHAPES[args.shape], seed=args.seed, weights=False)
-    hc = read_huginn_config(folder)
-    tok = load_huginn_tokenizer(folder, {"bos": hc.bos_id, "eos": hc.eos_id, "pad": hc.pad_id})
-    model = random_model(hc.model, torch.device(args.device), torch.bfloat16, args.seed)
+    spec = read_huginn_config(folder)
+    tok = folder_tokenizer(spec, DOWNLOAD_HINT)
+    model = random_model(spec.model, torch.device(args.device), torch.bfloat16, args.seed)
     info["source"] = f"model built directly at the {args.shape} shape with random bf16 weights (nothing written to disk)"
-    return model, tok, hc.model, info
+    return model, tok, spec.model, info
 
 
 def measure(args, model, tok, mcfg) -> dict:
-    import torch
-
-    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
-
     engine = Engine(model, tok, device=args.device)
     opts = GenerateOptions(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=[])
     engine.generate(PROMPT, opts)  # warm-up: the first pass over fresh shapes is slower (allocator, kernels)
@@ -126,9 +125,6 @@ def measure(args, model, tok, mcfg) -> dict:
 def measure_static(args, model, tok, engine_ids: list[int]) -> dict:
     """The engine's static-shape decoder (one CUDA graph per token on CUDA, eager on CPU). Its
     decode rate is N / (time(2N tokens) - time(N tokens)), so prefill and capture cancel out."""
-    import torch
-
-    from recurlab.engine.static_decode import StaticDecoder  # torch and yaml: loaded only when this runs
 
     mode = "graph" if args.device.startswith("cuda") else "eager"
     ids = tok.encode(PROMPT)
@@ -167,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="", help="where the random checkpoint goes (default: a temporary folder)")
     args = ap.parse_args(argv)
-
-    import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench huginn: CUDA is not available here; this benchmark needs a GPU (skipped)")

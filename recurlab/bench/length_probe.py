@@ -12,6 +12,8 @@ accuracy drops with pad fails on longer inputs, whatever the depth.
 
 from __future__ import annotations
 
+import torch
+
 from recurlab.bench.results import bench_parser, write_result
 from recurlab.length_probe import probe
 
@@ -23,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pads", default="0,4")
     ap.add_argument("--rs", default="8,32")
     args = ap.parse_args(argv)
-    import torch
 
     torch.set_num_threads(1)
     rows = probe(args.run, args.level, [int(x) for x in args.pads.split(",")], [int(x) for x in args.rs.split(",")])

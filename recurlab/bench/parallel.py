@@ -7,7 +7,7 @@
 
 A model is a run directory (or name in --runs-dir), a Huginn-format folder, or `huginn-random`: a
 random checkpoint written in the Huginn folder format at the reference benchmark's shape (width
-256, 4 heads, 2 + 4 + 2 layers, intermediate 512, vocabulary 512) and opened with open_huginn.
+256, 4 heads, 2 + 4 + 2 layers, intermediate 512, vocabulary 512) and opened with open_model.
 Every decoder runs greedily from a zero latent start with no stop token, so each produces
 `--new-tokens` tokens; tokens/s counts those over prefill plus decode, the median of `--repeats`
 timed calls after one untimed warm-up. For each parallel setting it reports the speed-up, the
@@ -28,7 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.engine import GenerateOptions, open_model
+from recurlab.errors import InferenceError, UserError
+from recurlab.families.writers import write_random_huginn
 from recurlab.tasks import get_task
 
 HUGINN_BENCH_SHAPE = dict(n_embd=256, n_heads=4, n_layers_in_prelude=2, n_layers_in_recurrent_block=4,
@@ -40,12 +46,9 @@ PROMPTS = {
 
 
 def open_bench_model(name: str, args, workdir: Path):
-    """-> (model, tokenizer, label, prompt, run config or None)."""
-    from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
+    """The OpenedModel, its label saying what it is (a run and its data, a folder, a random shape)."""
 
     if name == "huginn-random":
-        from recurlab.huginn import write_random_huginn  # yaml: loaded only when this runs
-
         path = write_random_huginn(workdir / "huginn-random", **HUGINN_BENCH_SHAPE, seed=args.seed)
         shape = ",".join(f"{k}={v}" for k, v in HUGINN_BENCH_SHAPE.items())
         label = f"random Huginn-format checkpoint ({shape})"
@@ -53,11 +56,14 @@ def open_bench_model(name: str, args, workdir: Path):
         path = Path(name) if Path(name).exists() else Path(args.runs_dir) / name
         label = None
     opened = open_model(path, device=args.device)
-    cfg = opened.cfg if opened.run is not None else None
     if label is None:
-        label = f"run {opened.label} ({cfg.data.source} data)" if cfg is not None else f"model folder {path}"
-    prompt = PROMPTS["task"] if cfg is not None and cfg.data.source == "task" else PROMPTS["text"]
-    return opened.model, opened.tokenizer, label, prompt, cfg
+        label = f"run {opened.label} ({opened.cfg.data.source} data)" if opened.run is not None else f"model folder {path}"
+    opened.label = label
+    return opened
+
+
+def task_run(opened) -> bool:
+    return opened.run is not None and opened.cfg.data.source == "task"
 
 
 def timed(engine, prompt: str, opts, repeats: int):
@@ -76,8 +82,6 @@ def agreement(a: list[int], b: list[int]) -> tuple[float, int]:
 
 
 def bench_model(engine, label: str, prompt: str, args) -> dict:
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
-
     common = dict(r=args.r, max_new_tokens=args.new_tokens, temperature=0.0, init_scale=0.0, stop_ids=())
     seq, seq_rates = timed(engine, prompt, GenerateOptions(**common), args.repeats)
     rows = [{"sampler": "sequential", "tokens_per_s": round(seq.tokens_per_s, 2), "all_tokens_per_s": [round(x, 2) for x in seq_rates],
@@ -102,7 +106,6 @@ def bench_model(engine, label: str, prompt: str, args) -> dict:
 
 def accuracy_table(engine, cfg, args) -> dict:
     """Held-out exact match per level, sequential against each parallel setting, at r_mean."""
-    from recurlab.engine import GenerateOptions  # torch and yaml: loaded only when this runs
     task = get_task(cfg.data.task)
     r = args.heldout_r or cfg.train.r_mean
     levels = list(cfg.data.difficulties)
@@ -153,11 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.samplers = [s for s in _split_plain(args.samplers) if s]
 
-    import torch
-
-    from recurlab.engine import Engine, GenerateOptions  # torch and yaml: loaded only when this runs
-    from recurlab.errors import InferenceError, UserError
-
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
         return 0
@@ -172,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             GenerateOptions(r=args.r, sampler=spec).validate()  # bad specs fail before any model loads
         with tempfile.TemporaryDirectory(prefix="recurlab-bench-parallel-") as tmp:
             for name in args.models:
-                model, tok, label, prompt, cfg = open_bench_model(name, args, Path(tmp))
-                engine = Engine(model, tok, device=args.device)
-                entry = bench_model(engine, label, prompt, args) if args.speed else {"model": label}
+                opened = open_bench_model(name, args, Path(tmp))
+                prompt = PROMPTS["task"] if task_run(opened) else PROMPTS["text"]
+                entry = bench_model(opened.engine, opened.label, prompt, args) if args.speed else {"model": opened.label}
                 if args.heldout:
-                    if cfg is None or cfg.data.source != "task":
+                    if not task_run(opened):
                         raise InferenceError(f"--heldout needs an embedded-task run; {name} is not one")
-                    entry["accuracy"] = accuracy_table(engine, cfg, args)
+                    entry["accuracy"] = accuracy_table(opened.engine, opened.cfg, args)
                 result["models"].append(entry)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,13 +5,13 @@
     python -m recurlab.bench.refdecode --folder /tmp/ref --compile    # compiled decode steps
 
 The reference configuration: a random checkpoint in the Huginn folder format (width 256, 4 heads,
-2 + 4 + 2 layers, intermediate 512, vocabulary 512, fp32), opened with `open_huginn` on the CPU,
+2 + 4 + 2 layers, intermediate 512, vocabulary 512, fp32), opened with `open_model` on the CPU,
 a 32-token prompt, 32 new greedy tokens from a zero latent start with no stop token, 2 threads.
 Each r gets one untimed warm-up generation (which also compiles, with `--compile`), then
 `--repeats` timed ones; the best is reported.
 
-This file uses only APIs that have been stable since before the decode work (open_huginn,
-Engine, GenerateOptions, write_random_huginn), so `python -m recurlab.bench.generate
+Measuring uses only APIs that every tree since the engine's one door has (open_model, Engine,
+GenerateOptions; the checkpoint is written by this tree), so `python -m recurlab.bench.generate
 --reference --baseline OTHER_CHECKOUT` can run it as a script against another checkout of the
 code (PYTHONPATH=OTHER_CHECKOUT python .../refdecode.py) to compare two versions in one session.
 """
@@ -44,11 +44,11 @@ def measure(folder: str, rs: list[int], threads: int, repeats: int, prompt_token
     import torch
 
     torch.set_num_threads(threads)
-    # the engine and huginn import torch; only the long-stable names, which every checkout has
-    from recurlab.engine import Engine, GenerateOptions
-    from recurlab.huginn import open_huginn
+    # the engine imports torch; only the long-stable names, which every checkout has
+    from recurlab.engine import Engine, GenerateOptions, open_model
 
-    model, tok, _cfg = open_huginn(folder, device="cpu", dtype=torch.float32)
+    opened = open_model(folder, device="cpu")  # a folder opens in fp32 on the CPU
+    model, tok = opened.model, opened.tokenizer
     engine = Engine(model, tok, device="cpu")
     prompt = prompt_of(tok, prompt_tokens)
     out = {"prompt_tokens": len(engine.encode(prompt)), "new_tokens": new_tokens, "threads": threads, "rs": {}}
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="compiled decode steps (this tree's GenerateOptions.compile)")
     args = p.parse_args(argv)
     if args.write:
-        from recurlab.huginn import write_random_huginn
+        from recurlab.families.writers import write_random_huginn  # torch: only this step writes
 
         write_random_huginn(args.folder, **REFERENCE, seed=args.seed, dtype="float32")
         return 0

@@ -44,6 +44,7 @@ import threading
 import time
 from pathlib import Path
 from recurlab.bench.results import bench_parser, load_average, write_result
+from recurlab.config import load_profile, to_yaml
 from recurlab.rundir import RunDir
 
 COLS, LINES = 160, 48
@@ -113,7 +114,6 @@ def tui_cmd(target: Path, runs_dir: Path | None = None) -> list[str]:
 
 
 def write_big_run(root: Path, rows: int) -> Path:
-    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     run = RunDir.create(root, "big", to_yaml(load_profile("tiny")))
     rng = random.Random(0)
     with open(run.metrics_path, "w") as f:
@@ -163,8 +163,6 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int, boost: b
 
 
 def write_many_runs(root: Path, n: int) -> Path:
-    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
-
     for i in range(n):
         run = RunDir.create(root, f"sweep-{i:03d}", to_yaml(load_profile("tiny", [f"train.r_mean={(4, 8, 16)[i % 3]}",
                                                                             f"train.seed={i}"])))
@@ -201,7 +199,6 @@ def runs_first_frame(runs_dir: Path, one_run_dir: Path, timeout: float, starts: 
 
 
 def idle_cpu(runs_dir: Path, seconds: float, settle: float) -> dict:
-    from recurlab.config import load_profile, to_yaml  # yaml: loaded only when this runs
     cfg = load_profile("tiny", ["train.max_steps=100000", "train.eval_every=100000", "train.checkpoint_every=100000"])
     run = RunDir.create(runs_dir, "training", to_yaml(cfg))
     with open(run.log_path, "ab") as log:

@@ -36,7 +36,7 @@ def sweep(
         return
     rundir = get_run(runs[0], runs_dir)
     with user_errors():
-        from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+        from recurlab.engine import open_model, run_sweep  # torch and safetensors: loaded only when this runs
         from recurlab.sweep import format_heldout, parse_levels, parse_rs, table_cells  # not at start-up: every command imports this module
 
         cfg = run_config(rundir)
@@ -52,7 +52,7 @@ def sweep(
                 shown.append(True)
             typer.echo(f"  r={row['r']} loss {row['loss']:.4f}", err=True)
 
-        result = run_sweep(rundir, rs, step=step, device=device, difficulties=levels, on_row=progress)
+        result = run_sweep(open_model(rundir, step=step, device=device), rs, difficulties=levels, on_row=progress)
     typer.echo(f"run {result.run}, checkpoint step {result.step}")
     print_table(*table_cells(result.rows), right=True)
     if result.heldout:
@@ -65,7 +65,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
     """Sweep every run (or reuse its saved sweep), then the mean and spread over them."""
     from pathlib import Path
 
-    from recurlab.engine import run_sweep  # torch and safetensors: loaded only when this runs
+    from recurlab.engine import open_model, run_sweep  # torch and safetensors: loaded only when this runs
     # not at start-up: every command imports this module
     from recurlab.replicates import aggregate, check_out, expand_runs, format_aggregate, saved_sweep, to_csv, write_out
     from recurlab.sweep import parse_levels, parse_rs
@@ -87,7 +87,7 @@ def _sweep_many(specs: list[str], r: str, step, device: str, difficulties: str, 
                 typer.echo(f"{rundir.name}: reusing {res.path.name} (step {res.step})", err=True)
             else:
                 typer.echo(f"{rundir.name}: sweeping r = {', '.join(map(str, rs))}", err=True)
-                res = run_sweep(rundir, rs, step=step, device=device, difficulties=levels)
+                res = run_sweep(open_model(rundir, step=step, device=device), rs, difficulties=levels)
                 typer.echo(f"{rundir.name}: wrote {res.path}", err=True)
             results.append(res)
         agg = aggregate(results)

@@ -26,10 +26,10 @@ needs the model, not at start-up.
 
 Public API (stable):
 
-    open_model(run_dir_or_model_folder, step=None, device="auto") -> OpenedModel
+    open_model(run_dir_or_model_folder, step=None, device="auto", dtype=None) -> OpenedModel
         .model .tokenizer .cfg .device .label .run .checkpoint .step .source .r_mean .engine
-        (the one door to a model; a model family registers a loader in FOLDER_LOADERS by model_type)
-    open_run(run_dir, step=None, device="cpu", runs_dir="runs") -> (model, tokenizer, RunConfig, Checkpoint)
+        (the one door to a model and its one shape; each model family, run directories included, is
+        one entry of recurlab.engine.loading.FAMILIES: it claims its folders and opens them)
 
     GenerateOptions(r=16, max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
                     stop_ids=None,          # None: (tokenizer.eos_id,)
@@ -73,9 +73,9 @@ Public API (stable):
         properties text, token_ids (row 0); .to_dict() -> JSON-able dict.
     Stream.stop_row(row): generate no more for that prompt (depth batching frees its row for the next).
 
-    run_sweep(run, rs=None, step=None, device="auto", on_row=None, cancel=None, difficulties=None) -> SweepResult
-        held-out loss and accuracy (or bits per byte) per r, saved under the run's sweeps/ (recurlab.engine.sweep);
-        rs=None: powers of two up to 4 x r_mean
+    run_sweep(opened, rs=None, on_row=None, cancel=None, difficulties=None) -> SweepResult
+        held-out loss and accuracy (or bits per byte) per r of an opened run checkpoint, saved under the
+        run's sweeps/ (recurlab.engine.sweep); rs=None: powers of two up to 4 x r_mean
     evaluate_heldout(model, data, rs, device, autocast=None, on_row=None, cancel=None) -> rows
         the held-out loop that sweeps and training share (recurlab.heldout)
     score_continuations(model, [(ctx_ids, cont_ids), ...], r, exit=None, kv_budget=None, init_scale=None, seed=0)
@@ -96,14 +96,15 @@ All user mistakes raise recurlab.errors.InferenceError or VocabError with a one-
 """
 
 from recurlab.engine.cache import KVCache
-from recurlab.engine.engine import Engine, GenerationResult, Stream, TokenEvent
-from recurlab.engine.loading import FOLDER_LOADERS, OpenedModel, open_model, open_run
+from recurlab.engine.engine import Engine, Stream
+from recurlab.engine.generation import GenerationResult, TokenEvent
+from recurlab.engine.loading import OpenedModel, open_model
 from recurlab.engine.sweep import run_sweep
 from recurlab.engine.trace import TRACE_VERSION, latent_trace, save_trace
 from recurlab.heldout import evaluate_heldout
 from recurlab.options.generate import ExitCriterion, GenerateOptions, SpeculativeConfig, parse_exit, parse_speculative
 
 __all__ = [
-    "Engine", "ExitCriterion", "FOLDER_LOADERS", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "Stream",
-    "TRACE_VERSION", "TokenEvent", "evaluate_heldout", "latent_trace", "run_sweep", "open_run", "parse_exit", "parse_speculative", "save_trace",
+    "Engine", "ExitCriterion", "OpenedModel", "open_model", "GenerateOptions", "GenerationResult", "KVCache", "SpeculativeConfig", "Stream",
+    "TRACE_VERSION", "TokenEvent", "evaluate_heldout", "latent_trace", "run_sweep", "parse_exit", "parse_speculative", "save_trace",
 ]

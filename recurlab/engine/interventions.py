@@ -36,6 +36,7 @@ from torch import Tensor
 
 from recurlab.options.generate import GenerateOptions, parse_exit
 from recurlab.engine.records import default_name, write_json
+from recurlab.engine.trace import trace_record
 from recurlab.errors import InferenceError
 
 VERSION = 1
@@ -162,8 +163,6 @@ def _record(kind: str, model, tokenizer, seq: Sequence, r: int, clean_logits: Te
 
 
 def _trace(model, tokenizer, seq: Sequence, e, s0, states, r, init_scale, seed, lens, extra) -> dict:
-    from recurlab.engine.trace import trace_record
-
     scale = model.cfg.init_scale if init_scale is None else init_scale
     return trace_record(model, tokenizer, seq.ids, e, s0, states, prompt=seq.prompt, n_prompt=seq.n_prompt,
                         crit=parse_exit("kl:5e-4"), scale=scale, seed=seed, lens=lens, extra=extra)

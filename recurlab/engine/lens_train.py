@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
+from recurlab.data import TaskData, make_data
 from recurlab.engine.lens import Lens, TunedLens, kl_to_final
-from recurlab.engine.records import default_name, read_records, write_new
+from recurlab.engine.records import default_name, read_records, record_root, write_new
 from recurlab.errors import InferenceError
 
 LENS_VERSION = 1
@@ -41,8 +42,6 @@ def lens_sequences(opened, data: str | None = None, n_train: int = 512, n_heldou
                              "one sequence per line)")
     cfg = opened.cfg
     if cfg.data.source == "task":
-        from recurlab.data import TaskData
-
         task = TaskData(cfg)
         rng = random.Random(seed)
         # training-distribution examples (steps past the run's own, so different draws)
@@ -52,8 +51,6 @@ def lens_sequences(opened, data: str | None = None, n_train: int = 512, n_heldou
         rng.shuffle(held)
         heldout = [opened.engine.encode(ex.prompt + ex.answer) for ex in held[:n_heldout]]
         return train, heldout, f"task {cfg.data.task} levels {','.join(map(str, task.eval_levels))} (held-out: its held-out split)"
-    from recurlab.data import make_data
-
     text = make_data(cfg, opened.run)
     idx, _ = text.train_batch(10_000_000 + seed, n_train)
     train = [row.tolist() for row in idx]
@@ -199,8 +196,6 @@ def _resolved(source: dict) -> dict:
 def load_tuned_lens(opened, name: str | None = None) -> TunedLens | None:
     """The newest saved tuned lens that fits the opened model (or the one called `name`)."""
     from safetensors.torch import load  # the checkpoint format of the project
-
-    from recurlab.engine.records import record_root
 
     folder = record_root(opened) / "lenses"
     want = _resolved(opened.source)

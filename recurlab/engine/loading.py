@@ -2,31 +2,42 @@
 
     m = open_model("runs/add-1")                       # a run: its latest complete checkpoint
     m = open_model(run, step=500, device="cuda")       # a RunDir, a chosen checkpoint
-    m = open_model("models/huginn-0125", device="auto")  # a folder with config.json, by model_type
+    m = open_model("models/huginn-0125", device="auto")  # a folder with config.json, by its family
+    m = open_model("models/huginn-0125", dtype="bfloat16")   # folders: bf16 on CUDA, fp32 on CPU by default
     m.model, m.tokenizer, m.cfg, m.device, m.label, m.run, m.checkpoint, m.step, m.source, m.r_mean
     m.engine.generate("12+34=")                        # an Engine on the same device, made once
 
-    model, tok, cfg, ckpt = open_run("add-1", step=500, runs_dir="runs")   # runs only
-
-What a folder is decides how it opens: run.yaml makes it a run directory; config.json makes it a
-Hugging Face folder, opened by the loader registered for its `model_type` in FOLDER_LOADERS
-(`huginn_raven`: Huginn-0125 and retrofitted Llama models; `ouro`: Ouro; see recurlab.families). A new model family registers one loader there; every caller
-(CLI, TUI, benchmarks) then opens it.
+What a folder is decides how it opens: each family in FAMILIES says whether a folder is its own
+(`claims`) and opens it (`open`) into the one shape of an opened model, OpenedModel. A run directory
+has run.yaml; Huginn-0125, retrofitted Llama models (both `huginn_raven`, told apart by their
+tensors) and Ouro folders have config.json (see recurlab.families); a plain Llama folder is refused
+with the command that retrofits it. A new model family adds one entry there; every caller (CLI,
+TUI, evaluation, benchmarks) then opens it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
+
+import torch
 
 from recurlab.checkpoint import load_model
-from recurlab.config import RunConfig, run_config
+from recurlab.config import ModelConfig, RunConfig, run_config
 from recurlab.devices import check_device, resolve_device
-from recurlab.folders import MODEL_TYPES, folder_model_type
+from recurlab.engine.engine import Engine
+from recurlab.errors import ModelFormatError
+from recurlab.families import huginn, ouro, retrofit
+from recurlab.families.common import FolderSpec
+from recurlab.families.folder import folder_run_config, folder_tokenizer
+from recurlab.families.tensors import DTYPE_NAMES, load_huginn_weights, load_mapped, resolve_dtype, shard_map
+from recurlab.folders import folder_model_type, model_type
+from recurlab.model import RecurrentLM
 from recurlab.options.generate import DEVICE
-from recurlab.rundir import DEFAULT_RUNS_DIR, Checkpoint, RunDir, RunError, resolve_run
+from recurlab.rundir import Checkpoint, RunDir, RunError
 from recurlab.tokenizer import run_tokenizer
 
 
@@ -40,7 +51,7 @@ class OpenedModel:
     path: Path
     run: RunDir | None = None  # None for a model folder
     checkpoint: Checkpoint | None = None  # runs only
-    kind: str = "run"  # "run" or the folder's model_type
+    kind: str = "run"  # the family's name: run, huginn, ouro, retrofit
 
     @property
     def step(self) -> int | None:
@@ -58,50 +69,122 @@ class OpenedModel:
         return int(getattr(self.cfg.train, "r_mean", 8) or 8)
 
     @cached_property
-    def engine(self):
-        from recurlab.engine.engine import Engine
-
+    def engine(self) -> Engine:
         return Engine(self.model, self.tokenizer, device=self.device)
 
 
-def _open_family(path: Path, device: str):
-    # recurlab.families tells Huginn-0125 from retrofitted checkpoints (both huginn_raven) by their tensors
-    from recurlab.families import open_folder
+class Family(Protocol):
+    name: str
+    model_type: str | None  # the config.json model_type it opens; None: not a Hugging Face folder
 
-    return open_folder(path, device=device)
+    def claims(self, path: Path) -> bool:
+        """Whether `path` is a folder of this family (no torch, nothing but small files read)."""
+
+    def open(self, path: Path | RunDir, device: str, dtype=None, step: int | None = None) -> OpenedModel:
+        """The model in eval mode on `device` (resolved); one-line errors for what cannot open."""
 
 
-# config.json model_type -> loader(folder, device) -> (model, tokenizer, RunConfig)
-# (a plain `llama` folder is refused there with the command that retrofits it)
-FOLDER_LOADERS: dict[str, Callable[[Path, str], tuple]] = {kind: _open_family for kind in MODEL_TYPES}
+class RunDirectory:
+    """recurlab's own runs: run.yaml, the tokenizer saved in the run, a complete checkpoint."""
 
+    name = "run"
+    model_type = None
 
-def open_model(target: str | Path | RunDir, step: int | None = None, device: str = DEVICE) -> OpenedModel:
-    """Open a run directory (run.yaml) or a model folder (config.json) on `device` (auto: CUDA if present)."""
-    check_device(device)
-    device = resolve_device(device)
-    if isinstance(target, RunDir) or (Path(target) / "run.yaml").is_file():
-        run = target if isinstance(target, RunDir) else RunDir(target)
+    def claims(self, path: Path) -> bool:
+        return (Path(path) / "run.yaml").is_file()
+
+    def open(self, path, device, dtype=None, step=None) -> OpenedModel:
+        run = path if isinstance(path, RunDir) else RunDir(path)
         cfg = run_config(run)
         tokenizer = run_tokenizer(run)
         model, ckpt = load_model(run, step=step, device=device)
+        if dtype is not None:
+            model = model.to(resolve_dtype(dtype, torch.device(device)))
         return OpenedModel(model, tokenizer, cfg, device, f"{run.name} @ step {ckpt.step}", run.path, run=run,
-                            checkpoint=ckpt)
-    path = Path(target)
+                           checkpoint=ckpt)
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A Hugging Face folder family: how it claims a folder, reads config.json and loads the weights."""
+
+    name: str
+    model_type: str
+    hint: str  # where such folders come from (a download command), for error messages
+    claims: Callable[[Path], bool]
+    read: Callable[[Path], FolderSpec]
+    load: Callable[[FolderSpec, torch.device, torch.dtype], RecurrentLM]
+
+    def open(self, path, device, dtype=None, step=None) -> OpenedModel:
+        spec = self.read(Path(path))
+        dev = torch.device(device)
+        tdtype = resolve_dtype(dtype, dev)
+        shard_map(spec.path, self.hint)  # a missing or pickle-only weights file is reported before anything is loaded
+        tok = folder_tokenizer(spec, self.hint)
+        model = self.load(spec, dev, tdtype)
+        cfg = folder_run_config(spec, tok, str(dev), DTYPE_NAMES.get(tdtype, str(tdtype)))
+        return OpenedModel(model, tok, cfg, device, spec.path.name, spec.path, kind=self.name)
+
+
+class LlamaFolder:
+    """A plain Llama folder: recurlab retrofits it by training, and does not open it as a model."""
+
+    name = "llama"
+    model_type = "llama"
+
+    def claims(self, path: Path) -> bool:
+        return model_type(Path(path)) == "llama"
+
+    def open(self, path, device, dtype=None, step=None) -> OpenedModel:
+        raise ModelFormatError(
+            f"{path} is a plain Llama model, not a looped one; convert it by retrofit training: "
+            f"recurlab train --profile retrofit-tinyllama model.init_from={path}"
+        )
+
+
+def _ignore_inv_freq(name: str) -> bool:
+    return name.endswith("rotary_emb.inv_freq")  # a rotary buffer some exports carry: recomputed, not read
+
+
+def _mapped(family: str, plan: Callable[[ModelConfig], dict], hint: str):
+    def load(spec: FolderSpec, dev: torch.device, tdtype: torch.dtype) -> RecurrentLM:
+        return load_mapped(spec.path, spec.model, plan(spec.model), family, hint, dev, tdtype, ignore=_ignore_inv_freq)
+
+    return load
+
+
+RUN_DIRECTORY = RunDirectory()
+FAMILIES: list[Family] = [
+    RUN_DIRECTORY,
+    ModelFolder("huginn", huginn.MODEL_TYPE, huginn.DOWNLOAD_HINT, huginn.claims, huginn.read_huginn_config,
+                lambda spec, dev, tdtype: load_huginn_weights(spec.path, spec.model, dev, tdtype)),
+    ModelFolder("retrofit", huginn.MODEL_TYPE, retrofit.DOWNLOAD_HINT, retrofit.claims, retrofit.read_retrofit_config,
+                _mapped("retrofitted", retrofit.retrofit_plan, retrofit.DOWNLOAD_HINT)),
+    ModelFolder("ouro", ouro.MODEL_TYPE, ouro.DOWNLOAD_HINT, ouro.claims, ouro.read_ouro_config,
+                _mapped("Ouro", ouro.ouro_plan, ouro.DOWNLOAD_HINT)),
+    LlamaFolder(),
+]
+
+
+def family_of(path: Path) -> Family:
+    """The family whose folder `path` is; RunError or ModelFormatError with one line when none is."""
+    if RUN_DIRECTORY.claims(path):
+        return RUN_DIRECTORY
     if not path.is_dir():
         raise RunError(f"{path} does not exist or is not a folder; give a run directory or a model folder")
     if not (path / "config.json").is_file():
         raise RunError(f"{path} is neither a run directory (run.yaml) nor a Hugging Face model folder (config.json)")
-    if step is not None:
-        raise RunError(f"{path} is a model folder, which has no checkpoints to choose with a step")
-    kind = folder_model_type(path, tuple(FOLDER_LOADERS))
-    model, tokenizer, cfg = FOLDER_LOADERS[kind](path, device)
-    return OpenedModel(model, tokenizer, cfg, device, path.name, path, kind=kind)
+    # a bad config.json or a model type no family opens: one line naming the types that open
+    kind = folder_model_type(path, tuple(sorted({f.model_type for f in FAMILIES if f.model_type})))
+    return next(f for f in FAMILIES if f.model_type == kind and f.claims(path))
 
 
-def open_run(run_dir: str | Path | RunDir, step: int | None = None, device: str = "cpu",
-             runs_dir: str | Path = DEFAULT_RUNS_DIR):
-    """-> (model in eval mode on `device`, tokenizer, RunConfig, Checkpoint) for a run, by name or path."""
-    run = run_dir if isinstance(run_dir, RunDir) else resolve_run(str(run_dir), runs_dir)
-    m = open_model(run, step=step, device=device)
-    return m.model, m.tokenizer, m.cfg, m.checkpoint
+def open_model(target: str | Path | RunDir, step: int | None = None, device: str = DEVICE, dtype=None) -> OpenedModel:
+    """Open a run directory (run.yaml) or a model folder (config.json) on `device` (auto: CUDA if
+    present); `dtype` casts a run's model and loads a folder's weights in it."""
+    check_device(device)
+    device = resolve_device(device)
+    family = RUN_DIRECTORY if isinstance(target, RunDir) else family_of(Path(target))
+    if step is not None and family is not RUN_DIRECTORY:
+        raise RunError(f"{target} is a model folder, which has no checkpoints to choose with a step")
+    return family.open(target if isinstance(target, RunDir) else Path(target), device, dtype=dtype, step=step)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import time
 
 from recurlab.engine.depth_batch import DepthBatcher
+from recurlab.engine.generation import GenerationResult, TokenEvent
 
 
 def depth_generate(engine, prompts: list[str], encoded: list[list[int]], opts, stopper: list | None = None):
     """A generator of TokenEvents over all prompts that returns the GenerationResult. `stopper`, if
     given, receives the batcher's `cancel` (Stream.stop_row calls it)."""
-    from recurlab.engine.engine import GenerationResult, TokenEvent  # engine.py imports this module
-
     tok = engine.tokenizer
     stop_ids = set(opts.stop_ids) if opts.stop_ids is not None else {tok.eos_id}
     max_len = max(len(x) for x in encoded) + opts.max_new_tokens
@@ -60,8 +59,6 @@ def depth_generate(engine, prompts: list[str], encoded: list[list[int]], opts, s
 
 def padded_batches(engine, prompts: list[str], encoded: list[list[int]], opts):
     """Left-padded batches of `opts.batch` prompts, one after another; one merged GenerationResult."""
-    from recurlab.engine.engine import GenerationResult, TokenEvent  # engine.py imports this module
-
     parts = []
     for lo in range(0, len(encoded), opts.batch):
         stream = engine._generate(prompts[lo:lo + opts.batch], encoded[lo:lo + opts.batch], opts)

@@ -31,7 +31,9 @@ import statistics
 import torch
 from torch import Tensor
 
+from recurlab.data import TaskData
 from recurlab.errors import InferenceError
+from recurlab.heldout import evaluate_heldout
 
 KRYLOV = 40  # Arnoldi steps (JVPs per token); the full width for models narrower than this
 
@@ -227,9 +229,6 @@ def stability_summary(opened, *, levels: list[int] | None = None, per_level: int
 
 
 def _task_levels(opened, levels: list[int] | None, r: int):
-    from recurlab.data import TaskData
-    from recurlab.heldout import evaluate_heldout
-
     cfg = copy.deepcopy(opened.cfg)  # the opened model's config is shared (a TUI keeps it)
     if levels:
         cfg.data.difficulties = list(levels)

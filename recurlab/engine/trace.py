@@ -55,6 +55,8 @@ import torch
 
 from recurlab.engine.engine import Engine
 from recurlab.engine.exits import check_exit_support, entropy, exit_iterations, exit_pdf, kl_div, log_softmax
+from recurlab.engine.lens import get_lens
+from recurlab.engine.stability import classify, spectral_radius
 from recurlab.errors import InferenceError
 from recurlab.options.generate import GenerateOptions, parse_exit
 from recurlab.rundir import RunDir, write_new
@@ -127,9 +129,6 @@ def trace_record(model, tokenizer, ids: list[int], e, s0, states, *, prompt: str
     reads the distributions (default: the coda lens); each token also gets the verdict on its
     dynamics (recurlab.engine.stability) and, with `radius`, the spectral radius of the core
     step's Jacobian at its final state."""
-    from recurlab.engine.lens import get_lens
-    from recurlab.engine.stability import classify, spectral_radius
-
     lens = get_lens(lens)
     r, T = states.shape[0], states.shape[1]
     device = states.device

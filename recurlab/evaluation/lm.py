@@ -4,7 +4,7 @@
         --model_args run=runs/cpu-demo,r=8,exit=kl:5e-4 --tasks my_task --include_path tasks/
 
     lm = RecurlabLM(run="runs/cpu-demo", r=8)              # or model="models/huginn-0125"
-    lm = RecurlabLM.from_source(open_source(run=...), r=4)   # reuse a loaded model for several r
+    lm = RecurlabLM.from_source(open_source(run=...), r=4)   # reuse an OpenedModel for several r
     lm.r = 16; lm.reset_records(); simple_evaluate(model=lm, tasks=[...])
     lm.records["my_task"]["scored"]                          # core iterations per scored token
 
@@ -24,12 +24,14 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
+import torch
 from lm_eval.api.model import LM
 
+from recurlab.engine import Engine, GenerateOptions, OpenedModel, open_model
+from recurlab.engine.scoring import score_continuations
 from recurlab.errors import InferenceError
-from recurlab.options.generate import parse_exit
+from recurlab.options.generate import BATCHINGS, parse_exit
 from recurlab.rundir import RunDir, resolve_run
 from recurlab.tasks import VocabError
 from recurlab.text.specials import sequence_specials
@@ -44,26 +46,11 @@ class EvalCancelled(Exception):
     """Raised inside a request method when the caller's cancel event is set."""
 
 
-@dataclass
-class Source:
-    """An opened model: a run's checkpoint or a Huginn-format folder."""
-
-    model: object
-    tokenizer: object
-    cfg: object
-    label: str
-    run: object | None  # RunDir for runs, None for a model folder
-    step: int | None
-    default_r: int
-
-
-def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None, runs_dir="runs") -> Source:
+def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None, runs_dir="runs") -> OpenedModel:
     """Open a run (name, path or RunDir; latest or given checkpoint) or a model folder through the
     engine's door to a model, on `device`, optionally cast to `dtype`."""
     if bool(run) == bool(model):
         raise InferenceError("give either a run (run=...) or a model folder (model=...), not both or neither")
-    from recurlab.engine import open_model  # torch and safetensors: loaded only when this runs
-
     torch_dtype = _dtype(dtype)
     if run:
         target = run if isinstance(run, RunDir) else resolve_run(str(run), runs_dir)
@@ -73,19 +60,12 @@ def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None,
     opened = open_model(target, step=step, device=device)
     if torch_dtype is not None:
         opened.model = opened.model.to(torch_dtype)
-    return source_from_opened(opened)
-
-
-def source_from_opened(opened) -> Source:
-    """A Source over a model the engine already opened (engine.OpenedModel), e.g. from the TUI's cache."""
-    return Source(opened.model, opened.tokenizer, opened.cfg, opened.label, opened.run, opened.step, opened.r_mean)
+    return opened
 
 
 def _dtype(name):
     if name in (None, "", "auto"):
         return None
-    import torch
-
     if str(name) not in DTYPES:
         raise InferenceError(f"dtype {name!r}: use float32, bfloat16 or float16")
     return getattr(torch, DTYPES[str(name)])
@@ -103,28 +83,24 @@ def _int(value, what: str, minimum: int = 1) -> int:
 
 class RecurlabLM(LM):
     def __init__(self, run=None, model=None, checkpoint=None, r=None, exit=None, kv_budget=None, init_scale=None,
-                 device="cpu", dtype=None, batch_size=8, seed=0, runs_dir="runs", source: Source | None = None,
+                 device="cpu", dtype=None, batch_size=8, seed=0, runs_dir="runs", source: OpenedModel | None = None,
                  max_batch_size=None, batching="auto", **unknown):
         super().__init__()
         if unknown:
             raise InferenceError(f"unknown recurlab model option(s) {', '.join(sorted(unknown))}: use run, model, "
                                  "checkpoint, r, exit, kv_budget, init_scale, device, dtype, batch_size, batching, seed")
-        from recurlab.options.generate import BATCHINGS, parse_exit
-
         if batching not in BATCHINGS:
             raise InferenceError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
         self.batching = batching
 
         device = str(device or "cpu")
         if source is None and device.startswith("cuda"):
-            import torch
-
             if not torch.cuda.is_available():  # lm-eval's CLI asks for cuda:0 unless told otherwise
                 logging.getLogger(__name__).warning("CUDA is not available here; evaluating on the CPU")
                 device = "cpu"
         self.source = source or open_source(run, model, checkpoint, device, dtype, runs_dir)
         self._device = next(self.source.model.parameters()).device
-        self.r = _int(r if r not in (None, "") else self.source.default_r, "r")
+        self.r = _int(r if r not in (None, "") else self.source.r_mean, "r")
         self.exit = parse_exit(exit or None)
         self.kv_budget = _int(kv_budget, "kv_budget") if kv_budget not in (None, "") else None
         self.init_scale = float(init_scale) if init_scale not in (None, "") else None
@@ -136,12 +112,10 @@ class RecurlabLM(LM):
         self.records: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"scored": [], "generated": []})
         self.on_progress: Callable[[int, int, str], None] | None = None
         self.cancel: threading.Event | None = None
-        from recurlab.engine import Engine  # torch and safetensors: loaded only when this runs
-
         self.engine = Engine(self.source.model, self.source.tokenizer, device=str(self._device))
 
     @classmethod
-    def from_source(cls, source: Source, **options) -> "RecurlabLM":
+    def from_source(cls, source: OpenedModel, **options) -> "RecurlabLM":
         return cls(source=source, **options)
 
     # ---- lm-eval's interface ------------------------------------------------------------
@@ -191,8 +165,6 @@ class RecurlabLM(LM):
         return totals
 
     def generate_until(self, requests) -> list[str]:
-        from recurlab.engine import GenerateOptions  # torch and safetensors: loaded only when this runs
-
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
             self._encode(req.args[0], req.task_name)  # unencodable prompts fail here, before any pass
@@ -267,8 +239,6 @@ class RecurlabLM(LM):
         return ctx, cont
 
     def _score(self, items: list[tuple], kind: str):
-        from recurlab.engine.scoring import score_continuations  # torch and safetensors: loaded only when this runs
-
         order = sorted(range(len(items)), key=lambda i: -(len(items[i][1]) + len(items[i][2])))
         results = [None] * len(items)
         self._progress(0, len(items), kind)

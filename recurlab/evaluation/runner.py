@@ -23,7 +23,7 @@ from recurlab.config import run_config
 from recurlab.errors import InferenceError
 from recurlab.evaluation.results import EvalWriter, histogram, primary_metric
 from recurlab.evaluation.tasks import resolve_tasks
-from recurlab.options.generate import parse_exit
+from recurlab.options.generate import BATCHINGS, parse_exit
 from recurlab.rundir import folder_problem
 
 
@@ -47,8 +47,6 @@ class EvalSettings:
         if not self.rs or any(not isinstance(r, int) or r < 1 for r in self.rs):
             raise InferenceError(f"--r values must be whole numbers >= 1 (r = 0 runs no recurrence), got {self.rs}")
         parse_exit(self.exit or None)
-        from recurlab.options.generate import BATCHINGS
-
         if self.batching not in BATCHINGS:
             raise InferenceError(f"--batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}")
         for what, v in (("--limit", self.limit), ("--batch-size", self.batch_size), ("--kv-budget", self.kv_budget)):

@@ -1,13 +1,14 @@
 """What every foreign model folder reader shares (no torch here, so folders can be told apart fast).
 
-    spec = FolderSpec(path, family="ouro", model=ModelConfig(...), r_default=4, k=4)
-    raw = read_config_json(folder, hint)          # dict, or one-line ModelFormatError
+    spec = FolderSpec(path, family="ouro", model=ModelConfig(...), r_default=4, k=4, description="...")
+    names = tensor_names(folder)                  # the safetensors' tensor names, from headers only
     t = Target("transformer.core_block.0.attn.Wqkv.weight", row=0, rows=2048)
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,27 +34,28 @@ class FolderSpec:
     model: ModelConfig
     r_default: int  # the recurrence the model was trained at (Ouro: total_ut_steps)
     k: int  # backprop depth it was trained with (for continued training)
+    description: str  # the RunConfig's description, e.g. "ouro checkpoint at models/Ouro-1.4B"
+    seq_len: int  # the sequence length a RunConfig of this folder gives (evaluation, sweeps)
     bos_id: int | None = None
     eos_id: int | None = None
     pad_id: int | None = None
     extra: dict = field(default_factory=dict)  # family facts worth showing (e.g. Ouro's early_exit_threshold)
 
 
-def read_config_json(folder: Path, hint: str) -> dict:
-    if not folder.is_dir():
-        raise ModelFormatError(f"{folder} is not a folder; download the model with `{hint}`")
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelFormatError(f"{folder} has no config.json; it is not a Hugging Face model folder ({hint})")
+def tensor_names(folder: Path) -> set[str]:
+    """Names in the folder's safetensors, from the index or the single file's header (no torch)."""
+    index = folder / "model.safetensors.index.json"
     try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {path} ({exc.strerror}); check the folder's permissions") from None
-    except ValueError as exc:
-        raise ModelFormatError(f"{path} is not valid JSON ({exc}); re-download the model folder") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path} must hold a JSON object; re-download the model folder")
-    return data
+        if index.is_file():
+            return set(json.loads(index.read_text()).get("weight_map", {}))
+        single = folder / "model.safetensors"
+        if single.is_file():
+            with single.open("rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                return set(json.loads(f.read(n))) - {"__metadata__"}
+    except (OSError, ValueError, struct.error, AttributeError):
+        pass
+    return set()
 
 
 def token_id(raw: dict, key: str) -> int | None:

@@ -1,7 +1,7 @@
 """Export a trained recurlab run as a Hugging Face folder in Huginn-0125's format.
 
     out = export_run("runs/text-1", "exports/text-1")           # the latest complete checkpoint
-    model, tok, cfg = open_folder(out)                          # the same logits as the run
+    m = open_model(out)                                         # the same logits as the run (recurlab.engine)
 
 The folder holds config.json (model_type huginn_raven, with the run's shape, rope base, embedding
 scale and start std in `init_values`), model.safetensors with Huginn's tensor names and layouts
@@ -24,8 +24,17 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+from tokenizers import AddedToken, Tokenizer, decoders, models
+
+from recurlab.checkpoint import load_model
+from recurlab.config import run_config
 from recurlab.errors import ModelFormatError
-from recurlab.rundir import folder_problem, fsync_dir, usual_mode
+from recurlab.families.huginn import ROPE_TABLE, TIED_HEAD
+from recurlab.model import rotary_tables
+from recurlab.rundir import RunDir, folder_problem, fsync_dir, resolve_run, usual_mode
+from recurlab.tokenizer import run_tokenizer
 
 HUGINN_LAYOUT = {"block": "sandwich", "rotary": "pairs", "injection": "adapter", "state_init": "random",
                  "step_norm": False, "coda_norm": True, "final_norm": True, "tie_head": True, "exit_gate": False}
@@ -57,8 +66,6 @@ def _tokenizer_json(tok) -> tuple[str, dict]:
     """(tokenizer.json text, special token ids) for a BPE tokenizer or a character vocabulary."""
     if hasattr(tok, "to_json") and hasattr(tok, "tok"):
         return tok.to_json(), {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
-    from tokenizers import AddedToken, Tokenizer, decoders, models
-
     # one BPE symbol per character and no merges: every character is its own token, as in CharVocab
     chars = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(tok.itos)}, merges=[]))
     chars.add_special_tokens([AddedToken(s, special=True) for s in tok.itos[:3]])
@@ -102,16 +109,11 @@ def check_out_dir(out: Path) -> None:
 
 def export_run(run, out_dir: str | Path, step: int | None = None, runs_dir="runs") -> tuple[Path, str | None]:
     """-> (the folder, reference_note or None)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from recurlab.engine import open_run
-    from recurlab.huginn.weights import ROPE_TABLE, TIED_HEAD
-    from recurlab.model import rotary_tables
-
     out = Path(out_dir)
     check_out_dir(out)
-    model, tok, cfg, ckpt = open_run(run, step=step, runs_dir=runs_dir)
+    run = run if isinstance(run, RunDir) else resolve_run(str(run), runs_dir)
+    cfg, tok = run_config(run), run_tokenizer(run)
+    model, ckpt = load_model(run, step=step, device="cpu")
     check_exportable(cfg)
     text, ids = _tokenizer_json(tok)
     tensors = {}

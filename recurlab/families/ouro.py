@@ -1,5 +1,6 @@
 """Ouro (ByteDance, `model_type: "ouro"`) folders in recurlab's terms: configuration and tensor map.
 
+    claims("models/Ouro-1.4B")                      # True: config.json says model_type ouro
     spec = read_ouro_config("models/Ouro-1.4B")     # FolderSpec: spec.model, spec.r_default = 4
     plan = ouro_plan(spec.model)                    # checkpoint name -> Target (recurlab parameter rows)
 
@@ -25,13 +26,18 @@ from pathlib import Path
 
 from recurlab.config import ModelConfig
 from recurlab.errors import ModelFormatError
-from recurlab.families.common import FolderSpec, Target, checker, read_config_json, token_id
+from recurlab.families.common import FolderSpec, Target, checker, token_id
+from recurlab.folders import model_type, read_config_json
 
 MODEL_TYPE = "ouro"
 DOWNLOAD_HINT = "huggingface-cli download ByteDance/Ouro-1.4B --local-dir DIR"
 
 NORMS = {"input_layernorm": "norm_1", "input_layernorm_2": "norm_2",
          "post_attention_layernorm": "norm_3", "post_attention_layernorm_2": "norm_4"}
+
+
+def claims(path: str | Path) -> bool:
+    return model_type(Path(path)) == MODEL_TYPE
 
 
 def read_ouro_config(path: str | Path) -> FolderSpec:
@@ -77,6 +83,7 @@ def read_ouro_config(path: str | Path) -> FolderSpec:
         coda_norm=False, final_norm=False, tie_head=tied, exit_gate=True,
     )
     return FolderSpec(path=folder, family="ouro", model=model, r_default=steps, k=steps,
+                      description=f"ouro checkpoint at {folder}", seq_len=min(model.block_size, 4096),
                       bos_id=token_id(raw, "bos_token_id"), eos_id=token_id(raw, "eos_token_id"),
                       pad_id=token_id(raw, "pad_token_id"), extra={"early_exit_threshold": threshold})
 

@@ -1,6 +1,7 @@
 """Retrofitted recurrence (McLeish et al. 2025): Llama-family models cut into prelude, core and coda.
 
-    spec = read_retrofit_config("models/Recurrent-TinyLlama")   # a huginn_raven folder with Llama blocks
+    claims("models/Recurrent-TinyLlama")                        # a huginn_raven folder with Llama blocks
+    spec = read_retrofit_config("models/Recurrent-TinyLlama")
     plan = retrofit_plan(spec.model)
     apply_init_from(run_cfg)        # retrofit training: shape the model after a Llama folder's config.json
     plan, fresh = llama_plan(run_cfg.model, run_cfg.model.layers)
@@ -27,13 +28,23 @@ from pathlib import Path
 
 from recurlab.config import ConfigError, ModelConfig, RunConfig
 from recurlab.errors import ModelFormatError
-from recurlab.families.common import FolderSpec, Target, checker, read_config_json, token_id
+from recurlab.families.common import FolderSpec, Target, checker, tensor_names, token_id
 from recurlab.families.ouro import stacked_layer
+from recurlab.folders import model_type, read_config_json
 
 DOWNLOAD_HINT = "huggingface-cli download smcleish/Recurrent-TinyLlama-3T-untrained --local-dir DIR"
 LLAMA_HINT = "huggingface-cli download TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T --local-dir DIR"
 HUGINN_STD = math.sqrt(2 / (5 * 5280))  # the start std the retrofit training keeps (Huginn's)
 LLAMA_NORMS = {"input_layernorm": "norm_1", "post_attention_layernorm": "norm_2"}
+
+
+def claims(path: str | Path) -> bool:
+    """A huginn_raven folder whose blocks have norm_1 and norm_2 only (Huginn's have norm_1..4)."""
+    folder = Path(path)
+    if model_type(folder) != "huginn_raven":
+        return False
+    names = tensor_names(folder)
+    return "transformer.core_block.0.norm_1.weight" in names and "transformer.core_block.0.norm_3.weight" not in names
 
 
 def _shape_from(raw: dict, cfg_path: Path, keys: dict[str, tuple[str, ...]]) -> dict:
@@ -89,6 +100,7 @@ def read_retrofit_config(path: str | Path) -> FolderSpec:
         tie_head=bool(raw.get("tie_embeddings", raw.get("tie_word_embeddings", False))),
     )
     return FolderSpec(path=folder, family="retrofit", model=model, r_default=mean_r, k=min(mean_k, mean_r),
+                      description=f"retrofit checkpoint at {folder}", seq_len=min(model.block_size, 4096),
                       bos_id=token_id(raw, "bos_token_id"), eos_id=token_id(raw, "eos_token_id"),
                       pad_id=token_id(raw, "pad_token_id"))
 
@@ -197,7 +209,7 @@ def llama_plan(cfg: ModelConfig, layers: str) -> tuple[dict[str, Target], tuple[
 
 def init_from_llama(model, cfg: ModelConfig) -> None:
     """Fill a freshly initialised retrofit model from `cfg.init_from` (torch imported here)."""
-    from recurlab.families.tensors import copy_mapped
+    from recurlab.families.tensors import copy_mapped  # torch: this module stays torch-free for the profile loader
 
     plan, fresh = llama_plan(cfg, cfg.layers)
     copy_mapped(model, cfg.init_from, plan, "Llama", LLAMA_HINT,

@@ -17,13 +17,15 @@ from pathlib import Path
 from recurlab.rundir import RunDir
 
 
-def model_key(path: Path | None):
-    """What identifies an opened model: the directory and, for runs, the latest checkpoint step
-    (a screen that sees a newer checkpoint on return opens it)."""
+def model_key(path: Path | None, step: int | None = None):
+    """What identifies an opened model: the directory and, for runs, the checkpoint step (by
+    default the latest: a screen that sees a newer checkpoint on return opens it)."""
     if path is None:
         return None
-    ck = RunDir(path).latest_checkpoint() if RunDir(path).exists() else None
-    return (str(Path(path).resolve()), ck.step if ck else None)
+    if step is None:
+        ck = RunDir(path).latest_checkpoint() if RunDir(path).exists() else None
+        step = ck.step if ck else None
+    return (str(Path(path).resolve()), step)
 
 
 class ModelCache:
@@ -33,14 +35,15 @@ class ModelCache:
         self._lock = threading.Lock()
         self._models: dict[tuple, object] = {}
 
-    def get(self, path: Path):
-        """The OpenedModel of `path` on the best device here (CUDA if present), opened at most once."""
+    def get(self, path: Path, step: int | None = None):
+        """The OpenedModel of `path` (a run: checkpoint `step`, the latest by default) on the best
+        device here (CUDA if present), opened at most once."""
         from recurlab.engine import open_model  # torch and yaml: loaded only when this runs
 
-        key = model_key(Path(path))
+        key = model_key(Path(path), step)
         with self._lock:
             if key not in self._models:
-                self._models[key] = open_model(Path(path))  # its default device: CUDA when present
+                self._models[key] = open_model(Path(path), step=step)  # its default device: CUDA when present
                 while len(self._models) > self.KEEP:
                     self._models.pop(next(iter(self._models)))
             return self._models[key]

@@ -213,11 +213,10 @@ class EvalScreen(LabScreen):
     @work(thread=True, exclusive=True, group="eval")
     def evaluate(self, target: Path, settings, cancel: threading.Event) -> None:
         try:
-            from recurlab.evaluation.lm import source_from_opened
             from recurlab.evaluation.runner import run_eval
 
             self.app.call_from_thread(self._status, f"opening {target.name} and building the tasks ...")
-            source = source_from_opened(self.app.model_cache.get(target))
+            source = self.app.model_cache.get(target)
             result = run_eval(
                 settings, run=source.run, model_path=None if source.run is not None else target, source=source,
                 out_dir=self._out_dir(), cancel=cancel,

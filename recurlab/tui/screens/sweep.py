@@ -160,7 +160,8 @@ class SweepScreen(LabScreen):
         from recurlab.engine import run_sweep
 
         try:
-            result = run_sweep(run, rs, step=step, difficulties=levels,
+            opened = self.app.model_cache.get(run.path, step=step)  # the model the other screens share
+            result = run_sweep(opened, rs, difficulties=levels,
                                on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
         except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
             self.app.call_from_thread(self.report, exc, "sweep")

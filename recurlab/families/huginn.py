@@ -1,29 +1,33 @@
-"""Read a Huginn-0125 `config.json` (model type `huginn_raven`) into recurlab's configuration.
+"""Huginn-0125 (`model_type: "huginn_raven"`, sandwich blocks) folders in recurlab's terms.
 
-    from recurlab.huginn.config import read_huginn_config, is_huginn_folder
-    hc = read_huginn_config("models/huginn-0125")
-    hc.model            # ModelConfig with Huginn's shape, rope base, embed scale and state std
-    hc.mean_recurrence  # the r the model was trained around (32)
+    claims("models/huginn-0125")           # True for a huginn_raven folder with sandwich blocks
+    spec = read_huginn_config("models/huginn-0125")
+    spec.model          # ModelConfig with Huginn's shape, rope base, embed scale and state std
+    spec.r_default      # the r the model was trained around (mean_recurrence, 32)
 
 Facts taken from the reference configuration (seal-rg/recurrent-pretraining, raven_config_minimal):
 keys missing from config.json take the reference defaults (rope_base 50000, qk_bias true, tied
 embeddings, norm_eps 1e-6); the state std is sqrt(2 / (5 d)) and the embedding scale sqrt(d)
-unless config.json carries its own `init_values`. No torch here, so `recurlab inspect --model`
-can reject a wrong folder instantly.
+unless config.json carries its own `init_values`. The tensors keep recurlab's names; how their
+layouts differ (qk_bias, the tied head, the saved rotary table) is in recurlab.families.tensors.
+No torch here, so `recurlab inspect --model` can reject a wrong folder instantly.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from recurlab.config import ModelConfig
 from recurlab.errors import ModelFormatError
+from recurlab.families import retrofit
+from recurlab.families.common import FolderSpec, checker, token_id
+from recurlab.folders import model_type, read_config_json
 
 MODEL_TYPE = "huginn_raven"
 DOWNLOAD_HINT = "huggingface-cli download tomg-group-umd/huginn-0125 --local-dir DIR"
+TIED_HEAD = "lm_head.weight"  # a copy of the tied embedding in the files
+ROPE_TABLE = "freqs_cis"  # the saved rotary table (1, block_size, 1, head_dim/2, [cos, sin])
 
 # the reference defaults for keys that a config.json may leave out
 DEFAULTS = {
@@ -54,50 +58,15 @@ SUPPORTED = {
 }
 
 
-@dataclass
-class HuginnConfig:
-    path: Path
-    model: ModelConfig
-    mean_recurrence: int
-    mean_backprop_depth: int
-    bos_id: int | None
-    eos_id: int | None
-    pad_id: int | None
-    raw: dict
+def claims(path: str | Path) -> bool:
+    """True for a huginn_raven folder that is not a retrofitted (Llama-block) one."""
+    return model_type(Path(path)) == MODEL_TYPE and not retrofit.claims(path)
 
 
-def is_huginn_folder(path: str | Path) -> bool:
-    """True when `path` is a folder whose config.json declares model type huginn_raven."""
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("model_type") == MODEL_TYPE
-
-
-def _load_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read {path} ({exc.strerror}); point --model at a Huginn folder ({DOWNLOAD_HINT})") from None
-    except ValueError as exc:
-        raise ModelFormatError(f"{path} is not valid JSON ({exc}); re-download the model folder") from None
-    if not isinstance(data, dict):
-        raise ModelFormatError(f"{path} must hold a JSON object; re-download the model folder")
-    return data
-
-
-def read_huginn_config(path: str | Path) -> HuginnConfig:
+def read_huginn_config(path: str | Path) -> FolderSpec:
     folder = Path(path)
-    if not folder.is_dir():
-        raise ModelFormatError(f"{folder} is not a folder; download the model with `{DOWNLOAD_HINT}`")
+    raw = read_config_json(folder, DOWNLOAD_HINT)
     cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise ModelFormatError(f"{folder} has no config.json; it is not a Hugging Face model folder ({DOWNLOAD_HINT})")
-    raw = _load_json(cfg_path)
     found = raw.get("model_type")
     if found != MODEL_TYPE:
         arch = ",".join(raw.get("architectures") or []) or "unknown"
@@ -137,10 +106,7 @@ def read_huginn_config(path: str | Path) -> HuginnConfig:
     except (TypeError, ValueError, AttributeError) as exc:
         raise ModelFormatError(f"{cfg_path} has a malformed value ({exc}); re-download the model folder") from None
 
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ModelFormatError(f"{cfg_path}: {msg}")
-
+    need = checker(cfg_path)
     need(n_embd > 0 and n_heads > 0 and n_embd % n_heads == 0, f"n_embd ({n_embd}) must be a positive multiple of n_heads ({n_heads})")
     need((n_embd // n_heads) % 2 == 0, f"head size {n_embd // n_heads} must be even for rotary positions")
     need(kv_heads == n_heads, f"num_key_value_heads={kv_heads} differs from n_heads={n_heads}; grouped-query attention is not supported")
@@ -150,33 +116,12 @@ def read_huginn_config(path: str | Path) -> HuginnConfig:
     need(vocab > 0 and mlp > 0 and block_size >= 2, "vocab_size, intermediate_size and block_size must be positive")
 
     model = ModelConfig(
-        arch="recurrent",
-        vocab_size=vocab,
-        n_embd=n_embd,
-        n_head=n_heads,
-        n_prelude=n_prelude,
-        n_core=n_core,
-        n_coda=n_coda,
-        intermediate_size=mlp,
-        block_size=block_size,
-        rope_base=rope_base,
-        qk_bias=qk_bias,
-        embed_scale=embed_scale,
-        init_scale=std,
-        norm_eps=norm_eps,
+        arch="recurrent", vocab_size=vocab, n_embd=n_embd, n_head=n_heads, n_prelude=n_prelude, n_core=n_core,
+        n_coda=n_coda, intermediate_size=mlp, block_size=block_size, rope_base=rope_base, qk_bias=qk_bias,
+        embed_scale=embed_scale, init_scale=std, norm_eps=norm_eps,
     )
-
-    def token_id(key: str) -> int | None:
-        v = raw.get(key)
-        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
-
-    return HuginnConfig(
-        path=folder,
-        model=model,
-        mean_recurrence=mean_r,
-        mean_backprop_depth=mean_k,
-        bos_id=token_id("bos_token_id"),
-        eos_id=token_id("eos_token_id"),
-        pad_id=token_id("pad_token_id"),
-        raw=raw,
+    return FolderSpec(
+        path=folder, family="huginn", model=model, r_default=mean_r, k=min(mean_k, mean_r),
+        description=f"Huginn-format checkpoint at {folder}", seq_len=block_size,
+        bos_id=token_id(raw, "bos_token_id"), eos_id=token_id(raw, "eos_token_id"), pad_id=token_id(raw, "pad_token_id"),
     )
