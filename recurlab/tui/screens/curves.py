@@ -33,11 +33,11 @@ from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import step_ticks
 
 if TYPE_CHECKING:
-    from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
+    from recurlab.runlog.metrics import MetricsSource  # the metric readers: after the first frame
 
 # numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
 # together they take longer to import than Textual itself
-PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "recurlab.tui.metricsource")
+PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "recurlab.runlog.metrics")
 
 POLL_S = 1.0  # a stat of each log; a read (in a worker) only when one has grown
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
@@ -175,7 +175,7 @@ class CurvesScreen(LabScreen):
 
     # ---- reading ------------------------------------------------------------------------------
     def _source(self, name: str) -> MetricsSource:
-        from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
+        from recurlab.runlog.metrics import MetricsSource  # the metric readers: after the first frame
 
         src = self.sources.get(name)
         if src is None:
@@ -492,7 +492,7 @@ class CurvesScreen(LabScreen):
 
 
 def all_metrics() -> tuple:
-    from recurlab.tui.series import METRICS  # numpy: after the first frame (PLOT_MODULES)
+    from recurlab.runlog.series import METRICS  # numpy: after the first frame (PLOT_MODULES)
 
     return METRICS + EXTRA_METRICS
 

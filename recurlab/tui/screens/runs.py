@@ -20,9 +20,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
 from recurlab.errors import UserError
+from recurlab.runlog.watch import RunsWatch
 from recurlab.runtable import (GROUPS, FilterError, RunRecord, differing_keys, flat_config, group_of, parse_filter,
                                short_names, show, sort_records)
-from recurlab.tui.runwatch import RunsWatch
 from recurlab.tui.screens.base import LabScreen
 
 COLUMNS = ("run", "state", "step", "loss", "tok/s", "recent loss")
