@@ -3,11 +3,12 @@ worker, c cancels it (what finished is kept and saved), [ and ] page through the
 and a finished job's result is shown.
 
     class SweepScreen(ResultScreen):
-        JOB, A_JOB, STATUS = "sweep", "a sweep", "#sweep-status"
         BINDINGS = result_bindings("Sweep")
+        JOB, A_JOB, WHAT, STATUS = "sweep", "a sweep", "sweep", "#sweep-status"   # and NO_SAVED, CANCELLING
         def read_saved(self): return load_sweeps(run)        # the saved results, oldest first
         def show_saved(self, index): ...                     # put self.saved[index] on screen
         def show_none(self): ...                             # nothing is saved yet
+        def finished_notice(self, result, state): return f"sweep {state}: ..."
         def action_start(self):
             if self.may_start(run is not None): self.sweep(..., self.begin("sweeping ..."))
 
