@@ -19,7 +19,7 @@ Contract (version CONTRACT_VERSION; docs/run-directory.md is generated from this
                         bytes (numpy columns + the log's identity, N and a checksum of samples of
                         those bytes). Written by readers (atomically), never by the worker, never
                         trusted over the log: used only while the log still starts with those bytes,
-                        else rebuilt from it (recurlab/tui/seriescache.py); safe to delete
+                        else rebuilt from it (recurlab/runlog/cache.py); safe to delete
     worker.log          append-only text log of the worker (stdout and stderr)
     environment.json    replaced at each worker start: torch, python, device, threads, host, the
                         git commit of recurlab if known (recurlab/environment.py)

@@ -564,8 +564,8 @@ async def test_help_palette_and_small_terminal(runs):
 def test_series_columns_downsample_and_time_weighted_ema():
     import numpy as np
 
-    from recurlab.tui.runwatch import sparkline
-    from recurlab.tui.series import RunSeries, downsample, ema
+    from recurlab.runlog.series import RunSeries, downsample, ema
+    from recurlab.runlog.watch import sparkline
 
     s = RunSeries()
     kept = s.add_rows([
@@ -595,12 +595,12 @@ def test_series_columns_downsample_and_time_weighted_ema():
 
 
 def test_metrics_source_reads_in_chunks_and_survives_truncation(tmp_path, monkeypatch):
-    from recurlab.tui import metricsource
+    from recurlab.runlog import metrics
 
-    monkeypatch.setattr(metricsource, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(metrics, "CHUNK_BYTES", 256)
     run = RunDir.create(tmp_path, "r", "profile: tiny\n")
     run.append_metrics([{"kind": "train", "step": s, "time": s, "loss": 1.0 / s} for s in range(1, 101)])
-    src = metricsource.MetricsSource(run)
+    src = metrics.MetricsSource(run)
     chunks = 0
     while src.update():
         chunks += 1

@@ -143,7 +143,7 @@ async def test_curves_against_tokens_time_both_losses_and_mfu(runs):
         await pilot.press("x")  # wall-clock minutes since the first row (30 s a step)
         await settled(pilot)
         assert screen.drawn["r16"][0] == pytest.approx([0.5 * s for s in range(10)])
-        from recurlab.tui.series import METRICS
+        from recurlab.runlog.series import METRICS
 
         await pilot.press("x", *["m"] * len(METRICS))  # back to steps; past the plain metrics: train and eval loss
         await settled(pilot)

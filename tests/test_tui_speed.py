@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from recurlab.rundir import RunDir, parse_jsonl
-from recurlab.tui import metricsource
-from recurlab.tui.metricsource import MetricsSource
-from recurlab.tui.series import downsample
-from recurlab.tui.seriescache import SeriesCache, cache_path
+from recurlab.runlog import metrics
+from recurlab.runlog.cache import SeriesCache, cache_path
+from recurlab.runlog.metrics import MetricsSource
+from recurlab.runlog.series import downsample
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +64,7 @@ def same_as_log(src: MetricsSource, run: RunDir) -> bool:
 
 @pytest.fixture
 def run(tmp_path, monkeypatch) -> RunDir:
-    monkeypatch.setattr(metricsource, "CACHE_MIN_BYTES", 0)  # cache even a small log
+    monkeypatch.setattr(metrics, "CACHE_MIN_BYTES", 0)  # cache even a small log
     run = RunDir.create(tmp_path, "r", "profile: tiny\n")
     run.append_metrics(rows(1, 300))
     return run
@@ -83,7 +83,7 @@ def test_cache_follows_a_growing_log_parsing_only_the_new_bytes(run, monkeypatch
     covered = SeriesCache(run.metrics_path).load()[1]
     run.append_metrics(rows(301, 400))
     parsed = []
-    real = metricsource.MetricsTail.read_new
+    real = metrics.MetricsTail.read_new
 
     def spy(self, max_bytes=None):
         start = self.offset
@@ -91,7 +91,7 @@ def test_cache_follows_a_growing_log_parsing_only_the_new_bytes(run, monkeypatch
         parsed.append((start, self.offset))
         return out
 
-    monkeypatch.setattr(metricsource.MetricsTail, "read_new", spy)
+    monkeypatch.setattr(metrics.MetricsTail, "read_new", spy)
     src = load(run)
     assert src.from_cache and parsed[0] == (covered, run.metrics_path.stat().st_size)  # the new bytes only
     assert same_as_log(src, run)
@@ -146,8 +146,8 @@ def test_torn_last_line_is_skipped_and_never_cached(run):
 
 
 def test_large_log_shows_its_tail_first(run, monkeypatch):
-    monkeypatch.setattr(metricsource, "PREVIEW_BYTES", 2048)
-    monkeypatch.setattr(metricsource, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(metrics, "PREVIEW_BYTES", 2048)
+    monkeypatch.setattr(metrics, "CHUNK_BYTES", 4096)
     src = MetricsSource(run, use_cache=False)
     assert src.update() and src.loading
     xs, _ = src.snapshot("train", "loss")

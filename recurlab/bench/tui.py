@@ -132,7 +132,7 @@ def first_frame(run_path: Path, rows: int, timeout: float, starts: int, boost: b
     one start that stays until every row is drawn."""
     import statistics
 
-    from recurlab.tui.seriescache import cache_path  # numpy: loaded only when this runs
+    from recurlab.runlog.cache import cache_path  # numpy: loaded only when this runs
 
     out = {}
     cache = cache_path(run_path / "metrics.jsonl")

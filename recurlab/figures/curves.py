@@ -18,7 +18,7 @@ import numpy as np
 
 from recurlab.figures.spec import FigureError, Line, LineFigure
 from recurlab.rundir import MetricsTail, RunDir
-from recurlab.tui.series import METRICS, RunSeries, bucket_mean, downsample, ema
+from recurlab.runlog.series import METRICS, RunSeries, bucket_mean, downsample, ema
 
 # command-line names of the TUI's metrics, in the same order as series.METRICS
 METRIC_NAMES = ("train-loss", "eval-loss", "eval-acc", "lr", "tokens-per-s", "grad-norm", "distill-kl")

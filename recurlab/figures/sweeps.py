@@ -12,7 +12,7 @@ from __future__ import annotations
 from recurlab.figures.curves import _slug
 from recurlab.figures.spec import FigureError, HeatFigure, Line, LineFigure
 from recurlab.rundir import RunDir
-from recurlab.sweep import level_grid, load_sweeps
+from recurlab.sweep import LevelGrid, level_grid, load_sweeps
 
 Y_CHOICES = ("acc", "loss", "bpb")
 Y_LABELS = {
@@ -113,9 +113,9 @@ def shown_sweep_figure(run: RunDir, step: int | None, result, y: str) -> LineFig
     return _figure(y, _slug(run.name), where, lines, rs)
 
 
-def level_heatmap_figure(run: RunDir, step: int, levels: list[int], rs: list[int],
-                         acc: dict[tuple[int, int], float]) -> HeatFigure:
-    """Accuracy per task level (rows) and r (columns), values written in the cells."""
+def level_heatmap_figure(run: RunDir, grid: LevelGrid) -> HeatFigure:
+    """Accuracy per task level (rows) and r (columns) of `grid`, values written in the cells."""
+    step, levels, rs = grid.step, grid.levels, grid.rs
     if not levels:
         raise FigureError(f"the sweeps of {run.name} at step {step} have no task-level accuracy (text runs have none)")
     trained = trained_levels(run) or set()
@@ -126,7 +126,7 @@ def level_heatmap_figure(run: RunDir, step: int, levels: list[int], rs: list[int
         subtitle=f"{run.name} (checkpoint step {step}), every saved sweep of the checkpoint",
         xlabel="r (core iterations at test time" + (f"; trained with r_mean = {r_mean})" if r_mean else ")"),
         ylabel="task level", value_label="held-out exact match (fraction)",
-        matrix=[[acc.get((lv, r)) for r in rs] for lv in levels],
+        matrix=[[grid.acc.get((lv, r)) for r in rs] for lv in levels],
         row_labels=[f"level {lv}" + ("" if not trained or str(lv) in trained else " (not trained)") for lv in levels],
         col_labels=[str(r) for r in rs], value_range=(0.0, 1.0), annotate=True,
     )
@@ -144,5 +144,4 @@ def _r_mean(run: RunDir) -> int | None:
 def saved_level_heatmap(run: RunDir, step: int | None = None) -> HeatFigure:
     """The heatmap of every saved sweep of checkpoint `step` (default: the latest swept one)."""
     step, chosen = _sweeps_of(run, step)
-    grid = level_grid(chosen, step)
-    return level_heatmap_figure(run, step, grid.levels, grid.rs, grid.acc)
+    return level_heatmap_figure(run, level_grid(chosen, step))

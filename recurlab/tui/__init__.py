@@ -6,16 +6,9 @@
 
 Screens (keys 1-6): Runs, Curves, Inspector, Generate, Sweep, Eval; `?` shows a screen's keys, ctrl+p
 the command palette. The Runs and Curves screens import no torch; the model screens load it in
-background workers. The app (and textual) is imported on first use of `RecurlabApp`, so that
-the pure helpers in this package (`recurlab.tui.series`) serve `recurlab plot` without textual.
+background workers. What the screens read from run directories is `recurlab.runlog`.
 """
 
+from recurlab.tui.app import RecurlabApp
+
 __all__ = ["RecurlabApp"]
-
-
-def __getattr__(name: str):
-    if name == "RecurlabApp":
-        from recurlab.tui.app import RecurlabApp  # textual: loaded only when this runs
-
-        return RecurlabApp
-    raise AttributeError(f"module 'recurlab.tui' has no attribute {name!r}")

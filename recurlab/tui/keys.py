@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from textual.binding import Binding
 from textual.keys import format_key
 
+from recurlab.tui.app import RecurlabApp
+
 SCREENS = (  # (module, class, key that shows it): the order of the navigation bar
     ("runs", "RunsScreen", "1"), ("curves", "CurvesScreen", "2"), ("inspector", "InspectorScreen", "3"),
     ("generate", "GenerateScreen", "4"), ("sweep", "SweepScreen", "5"), ("evaluate", "EvalScreen", "6"),
@@ -78,8 +80,6 @@ def screen_keys(cls) -> list[Key]:
 
 
 def app_keys() -> list[Key]:
-    from recurlab.tui.app import RecurlabApp
-
     return class_keys(RecurlabApp)
 
 

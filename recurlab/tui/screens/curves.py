@@ -33,11 +33,11 @@ from recurlab.tui.screens.base import LabScreen
 from recurlab.tui.widgets.axes import step_ticks
 
 if TYPE_CHECKING:
-    from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
+    from recurlab.runlog.metrics import MetricsSource  # the metric readers: after the first frame
 
 # numpy, plotext and the metric readers load in a worker after the first frame (see `_load_plot`):
 # together they take longer to import than Textual itself
-PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "recurlab.tui.metricsource")
+PLOT_MODULES = ("recurlab.tui.widgets.stripplot", "recurlab.figures.curves", "recurlab.runlog.metrics")
 
 POLL_S = 1.0  # a stat of each log; a read (in a worker) only when one has grown
 MIN_REDRAW_S = 0.5  # at most 2 redraws a second while rows stream in
@@ -175,7 +175,7 @@ class CurvesScreen(LabScreen):
 
     # ---- reading ------------------------------------------------------------------------------
     def _source(self, name: str) -> MetricsSource:
-        from recurlab.tui.metricsource import MetricsSource  # the metric readers: after the first frame
+        from recurlab.runlog.metrics import MetricsSource  # the metric readers: after the first frame
 
         src = self.sources.get(name)
         if src is None:
@@ -241,7 +241,7 @@ class CurvesScreen(LabScreen):
         """(label, color, marker, xs, ys) for every line of the chosen metric, the pinned run last (on top)."""
         import numpy as np  # loaded with the plot's modules, after the first frame
 
-        from recurlab.figures.curves import shape_line
+        from recurlab.figures.curves import shape_line  # numpy, as above
 
         _title, kind, field = all_metrics()[self.metric]
         names = [n for n in self.app.overlay if n in self.sources]
@@ -282,7 +282,7 @@ class CurvesScreen(LabScreen):
         """Steps and MFU (or model TFLOP/s without a known peak) of one run's train rows."""
         import numpy as np  # loaded with the plot's modules, after the first frame
 
-        from recurlab.flops import train_flops_per_token_array
+        from recurlab.flops import train_flops_per_token_array  # numpy, as above
 
         cfg, peak, world = self._mfu_setup(name, src)
         if cfg is None:
@@ -297,6 +297,7 @@ class CurvesScreen(LabScreen):
 
     def _mfu_setup(self, name: str, src) -> tuple:
         if name not in self._mfu_cfg:
+            # yaml and numpy: with the plot's modules, after the first frame
             from recurlab.config import run_config
             from recurlab.flops import peak_flops
 
@@ -404,7 +405,7 @@ class CurvesScreen(LabScreen):
         return "TFLOP/s per device (MFU needs hardware.peak_tflops)"
 
     def _info(self) -> None:
-        from recurlab.flops import MFU_FORMULA
+        from recurlab.flops import MFU_FORMULA  # numpy: with the plot's modules, after the first frame
 
         title, kind, _ = all_metrics()[self.metric]
         if kind == "mfu":
@@ -438,7 +439,7 @@ class CurvesScreen(LabScreen):
     def figure_specs(self) -> list:
         """ctrl+s: the drawn metric of the overlaid runs, smoothed and scaled as on screen."""
         from recurlab.figures import curves_figure, run_steps  # numpy and yaml: only when a figure is saved
-        from recurlab.figures.curves import METRIC_NAMES
+        from recurlab.figures.curves import METRIC_NAMES  # numpy and yaml, as above
 
         if self.metric >= len(METRIC_NAMES) or self.x_axis or self.loglog:
             return [self._drawn_figure()]
@@ -451,7 +452,7 @@ class CurvesScreen(LabScreen):
 
     def _drawn_figure(self):
         """The lines as drawn (combined views, other x axes, log-log) as a figure spec."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy and yaml: only when a figure is saved
         from recurlab.figures.spec import Line, LineFigure
 
         if not self.drawn:
@@ -492,7 +493,7 @@ class CurvesScreen(LabScreen):
 
 
 def all_metrics() -> tuple:
-    from recurlab.tui.series import METRICS  # numpy: after the first frame (PLOT_MODULES)
+    from recurlab.runlog.series import METRICS  # numpy: after the first frame (PLOT_MODULES)
 
     return METRICS + EXTRA_METRICS
 

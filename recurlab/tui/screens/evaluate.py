@@ -18,14 +18,18 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.config import run_config
 from recurlab.errors import UserError
+from recurlab.evaluation.results import cell, load_evals
+from recurlab.evaluation.runner import EvalSettings, default_out_dir, run_eval
 from recurlab.options.generate import EXIT_CRITERIA
-from recurlab.tui.screens.base import LabScreen
+from recurlab.rundir import RunDir
+from recurlab.sweep import parse_rs
+from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
 
 NO_LM_EVAL = "eval: lm-eval is not installed: pip install 'recurlab[eval]'"
@@ -50,26 +54,20 @@ def find_yaml_tasks(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-class EvalScreen(LabScreen):
+class EvalScreen(ResultScreen):
     TITLE_SHORT = "Eval"
     MODE = "eval"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#eval-table"  # not a text box: digits and ? must reach the app
-    BINDINGS = [
-        Binding("s", "start", "Evaluate"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
-        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
-    ]
+    BINDINGS = result_bindings("Evaluate")
+    JOB, A_JOB, WHAT, STATUS = "evaluation", "an evaluation", "eval", "#eval-status"
+    NO_SAVED = "no saved evaluations here"
+    CANCELLING = "cancelling: the r values finished so far are kept ..."
 
     def __init__(self):
         super().__init__()
-        self.rows: list[dict] = []
         self.rs: list[int] = []
         self.histograms: dict[str, dict[str, dict[str, int]]] = {}
-        self.saved: list[dict] = []
-        self.shown = -1
-        self.cancel_event: threading.Event | None = None
         self._target = None  # the model directory the screen was set up for
 
     def compose(self) -> ComposeResult:
@@ -101,8 +99,6 @@ class EvalScreen(LabScreen):
         if target is None:
             return None
         if self.app.model_path is not None:
-            from recurlab.evaluation.runner import default_out_dir
-
             return default_out_dir(target)
         return Path(target) / "evals"
 
@@ -116,9 +112,6 @@ class EvalScreen(LabScreen):
             return
         is_task_run = False
         if self.app.model_path is None:
-            from recurlab.config import run_config
-            from recurlab.rundir import RunDir
-
             try:
                 is_task_run = run_config(RunDir(target)).data.source == "task"
             except UserError as exc:
@@ -134,17 +127,14 @@ class EvalScreen(LabScreen):
         self.scan_folder()
         self.load_saved(show_last=True)
 
-    def load_saved(self, show_last: bool = False) -> None:
-        from recurlab.evaluation.results import load_evals
-
+    def read_saved(self) -> list[dict]:
         out = self._out_dir()
-        self.saved = load_evals(out) if out is not None else []
-        if show_last and self.saved:
-            self.show_saved(len(self.saved) - 1)
-        elif not self.saved:
-            self.rows, self.rs, self.histograms = [], [], {}
-            self.draw()
-            self._status(f"no saved evaluations in {out}; press s to run one")
+        return load_evals(out) if out is not None else []
+
+    def show_none(self) -> None:
+        self.rows, self.rs, self.histograms = [], [], {}
+        self.draw()
+        self._status(f"no saved evaluations in {self._out_dir()}; press s to run one")
 
     def show_saved(self, index: int) -> None:
         self.shown = index
@@ -174,27 +164,16 @@ class EvalScreen(LabScreen):
         if event.value not in items:
             tasks.value = ",".join(items + [event.value])
 
-    def _status(self, text: str) -> None:
-        self.query_one("#eval-status", Static).update(text)
-
     # ---- running an evaluation ---------------------------------------------------------------------
     def action_start(self) -> None:
-        from recurlab.sweep import parse_rs
-
         target = self.app.model_dir()
-        if target is None:
-            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
-            return
-        if self.cancel_event is not None:
-            self.app.notify("an evaluation is already running; c cancels it", severity="warning")
+        if not self.may_start(target is not None):
             return
         if importlib.util.find_spec("lm_eval") is None:  # checked here, without importing it (seconds)
             self.fail(NO_LM_EVAL)
             self._status("evaluation not started: " + NO_LM_EVAL.removeprefix("eval: "))
             return
         try:
-            from recurlab.evaluation.runner import EvalSettings
-
             rs = parse_rs(self.query_one("#eval-rs", Input).value)
             limit_text = self.query_one("#eval-limit", Input).value.strip()
             limit = int(limit_text) if limit_text else None
@@ -205,34 +184,22 @@ class EvalScreen(LabScreen):
             self.report(exc, "eval")
             return
         self.rows, self.rs, self.histograms = [], rs, {}
-        self.draw()
-        self.cancel_event = threading.Event()
-        self._status(f"evaluating {settings.tasks} at r = {', '.join(map(str, rs))} ...")
-        self.evaluate(Path(target), settings, self.cancel_event)
+        cancel = self.begin(f"evaluating {settings.tasks} at r = {', '.join(map(str, rs))} ...")
+        self.evaluate(Path(target), settings, cancel)
 
     @work(thread=True, exclusive=True, group="eval")
     def evaluate(self, target: Path, settings, cancel: threading.Event) -> None:
-        try:
-            from recurlab.evaluation.runner import run_eval
-
+        def job():
             self.app.call_from_thread(self._status, f"opening {target.name} and building the tasks ...")
-            source = self.app.model_cache.get(target)
-            result = run_eval(
+            source = self.app.model_cache.get(target)  # the model the other screens share
+            return run_eval(
                 settings, run=source.run, model_path=None if source.run is not None else target, source=source,
                 out_dir=self._out_dir(), cancel=cancel,
                 on_progress=lambda r, done, total, kind: self.app.call_from_thread(self._progress, r, done, total, kind),
                 on_row=lambda row, hist: self.app.call_from_thread(self.add_row, row, hist),
             )
-        except Exception as exc:  # a bad task or a deleted run: its reason stays in the status and error lines
-            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "lm_eval":
-                self.app.call_from_thread(self.fail, NO_LM_EVAL)
-                reason = NO_LM_EVAL.removeprefix("eval: ")
-            else:
-                self.app.call_from_thread(self.report, exc, "eval")
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.app.call_from_thread(self._finish, None, cancel, reason)
-            return
-        self.app.call_from_thread(self._finish, result, cancel)
+
+        self.run_job(job)
 
     def _progress(self, r: int, done: int, total: int, kind: str) -> None:
         if self.cancel_event is not None and not self.cancel_event.is_set():
@@ -243,33 +210,22 @@ class EvalScreen(LabScreen):
         self.histograms.setdefault(row["task"], {})[str(row["r"])] = hist
         self.draw()
 
-    def _finish(self, result, cancel: threading.Event, reason: str = "") -> None:
-        self.cancel_event = None
-        if result is None:
-            self._status(f"evaluation failed: {reason}")
-            return
-        state = "finished" if result.complete else "cancelled"
+    def job_error(self, exc: Exception) -> str:
+        # a bad task or a deleted run: its reason stays in the status and error lines
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "lm_eval":
+            self.fail(NO_LM_EVAL)
+            return NO_LM_EVAL.removeprefix("eval: ")
+        return super().job_error(exc)
+
+    def job_failed(self, reason: str) -> None:
+        self._status(f"evaluation failed: {reason}")
+
+    def finished_notice(self, result, state: str) -> str:
         where = f"saved to {result.path}" if result.path else "nothing finished, nothing saved"
-        self.app.notify(f"evaluation {state}: {len(result.rows)} rows; {where}")
-        self.load_saved(show_last=True)
-
-    def action_cancel(self) -> None:
-        if self.cancel_event is None:
-            self.app.notify("no evaluation is running")
-            return
-        self.cancel_event.set()
-        self._status("cancelling: the r values finished so far are kept ...")
-
-    def action_saved(self, delta: int) -> None:
-        if not self.saved:
-            self.app.notify("no saved evaluations here")
-            return
-        self.show_saved(min(max(self.shown + delta, 0), len(self.saved) - 1))
+        return f"evaluation {state}: {len(result.rows)} rows; {where}"
 
     # ---- drawing --------------------------------------------------------------------------------
     def draw(self) -> None:
-        from recurlab.evaluation.results import cell
-
         tasks = list(dict.fromkeys(row["task"] for row in self.rows))
         by = {(row["task"], row["r"]): row for row in self.rows}
         table = self.query_one(DataTable)
@@ -306,7 +262,7 @@ class EvalScreen(LabScreen):
     def figure_specs(self) -> list:
         """ctrl+s: each task's metric vs r and, under an exit rule, the exit histograms per task at
         the largest r (as drawn), for the evaluation shown (saved or still running)."""
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when ctrl+s saves a figure
         from recurlab.figures.evals import eval_exits_figure, eval_vs_r_figure
 
         if not self.rows:

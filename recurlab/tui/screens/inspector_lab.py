@@ -21,6 +21,9 @@ from __future__ import annotations
 from textual import work
 from textual.widgets import Input
 
+from recurlab.tui.widgets.causalmap import CausalMap
+from recurlab.tui.widgets.tokengrid import TokenGrid
+
 LENSES = ("coda", "logit", "tuned")
 NOISE = 0.5
 
@@ -38,19 +41,19 @@ class InsideLoop:
 
     # ---- what workers need (called in worker threads) -------------------------------------------
     def lens_object(self, lm):
-        from recurlab.engine.lens import get_lens
+        from recurlab.engine.lens import get_lens  # torch: the engine is loaded in the worker, not with the screen
 
         if self.lens_name != "tuned":
             return get_lens(self.lens_name)
         key = id(lm)
         if key not in self.tuned:
-            from recurlab.engine.lens_train import load_tuned_lens
+            from recurlab.engine.lens_train import load_tuned_lens  # torch, as above
 
             self.tuned[key] = load_tuned_lens(lm)
         return get_lens("tuned", self.tuned[key])
 
     def _sequence(self, trace: dict):
-        from recurlab.engine.interventions import Sequence
+        from recurlab.engine.interventions import Sequence  # torch: the engine is loaded in the worker, not with the screen
 
         return Sequence(trace["prompt"], [t["id"] for t in trace["tokens"]], trace["n_prompt"])
 
@@ -75,8 +78,6 @@ class InsideLoop:
         return True
 
     def _cell(self) -> tuple[int, int]:
-        from recurlab.tui.widgets.tokengrid import TokenGrid
-
         grid = self.query_one(TokenGrid)
         return grid.token, grid.iteration
 
@@ -127,9 +128,6 @@ class InsideLoop:
         self.run_causal(self.lm, trace, src)
 
     def _set_view(self, view: str) -> None:
-        from recurlab.tui.widgets.causalmap import CausalMap
-        from recurlab.tui.widgets.tokengrid import TokenGrid
-
         self.view = view
         self.query_one(TokenGrid).display = view == "grid"
         cm = self.query_one(CausalMap)
@@ -142,6 +140,7 @@ class InsideLoop:
     # ---- workers --------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="inspect-intervene")
     def run_intervention(self, lm, kind: str, trace: dict, source: str | None, token: int | None, iteration: int) -> None:
+        # torch: the engine is loaded in the worker, not with the screen
         from recurlab.engine.interventions import add_noise, inject_off, patch, save_intervention, with_prompt
         from recurlab.engine.records import record_root
 
@@ -169,6 +168,7 @@ class InsideLoop:
 
     @work(thread=True, exclusive=True, group="inspect-causal")
     def run_causal(self, lm, trace: dict, source: str) -> None:
+        # torch: the engine is loaded in the worker, not with the screen
         from recurlab.engine.interventions import causal_trace, save_intervention, with_prompt
         from recurlab.engine.records import record_root
 
@@ -189,7 +189,7 @@ class InsideLoop:
 
     @work(thread=True, exclusive=True, group="inspect-radius")
     def run_radius(self, lm, trace: dict) -> None:
-        from recurlab.engine.stability import sequence_dynamics
+        from recurlab.engine.stability import sequence_dynamics  # torch: the engine is loaded in the worker, not with the screen
 
         try:
             _, radii = sequence_dynamics(lm.model, [t["id"] for t in trace["tokens"]], trace["r"],
@@ -203,8 +203,6 @@ class InsideLoop:
         for tok, rho in zip(trace["tokens"], radii):
             tok["radius"] = float(f"{rho:.6g}")
         if self.trace is trace:
-            from recurlab.tui.widgets.tokengrid import TokenGrid
-
             grid = self.query_one(TokenGrid)
             grid.trace = trace  # redraws the column and the panel
             # the grid keeps its selection; the panel follows through the Moved message
@@ -232,6 +230,6 @@ class InsideLoop:
         return lines
 
     def causal_figure_specs(self, run: str) -> list:
-        from recurlab.figures.inside import causal_trace_figure
+        from recurlab.figures.inside import causal_trace_figure  # numpy: loaded only when ctrl+s saves a figure
 
         return [causal_trace_figure(self.causal, run=run, name="inspector")]

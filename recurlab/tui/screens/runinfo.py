@@ -16,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from recurlab import environment
 from recurlab.rundir import RunDir
 from recurlab.runtable import Stat, config_diff, flat_config, run_summary, show
 
@@ -54,8 +55,6 @@ class OverviewScreen(Screen):
 
     @work(thread=True)
     def load(self) -> None:
-        from recurlab import environment
-
         run = self.run
         status = run.read_status()
         state = run.effective_state(status) if status else "unreadable"

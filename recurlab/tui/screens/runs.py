@@ -20,10 +20,11 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
 from recurlab.errors import UserError
+from recurlab.runlog.watch import RunsWatch
 from recurlab.runtable import (GROUPS, FilterError, RunRecord, differing_keys, flat_config, group_of, parse_filter,
                                short_names, show, sort_records)
-from recurlab.tui.runwatch import RunsWatch
 from recurlab.tui.screens.base import LabScreen
+from recurlab.tui.screens.runinfo import CompareScreen, OverviewScreen
 
 COLUMNS = ("run", "state", "step", "loss", "tok/s", "recent loss")
 # the columns a sort can use (o), with the run-table key each one sorts by
@@ -306,8 +307,6 @@ class RunsScreen(LabScreen):
         return None
 
     def action_compare(self) -> None:
-        from recurlab.tui.screens.runinfo import CompareScreen
-
         pair = self._two_runs()
         if pair is None:
             self.app.notify("compare: mark exactly two runs with space, or pin one (p) and select another",
@@ -316,8 +315,6 @@ class RunsScreen(LabScreen):
         self.app.push_screen(CompareScreen(*pair))
 
     def action_overview(self) -> None:
-        from recurlab.tui.screens.runinfo import OverviewScreen
-
         row = self._selected()
         if row is not None:
             self.app.push_screen(OverviewScreen(row.run))

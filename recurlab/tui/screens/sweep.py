@@ -15,41 +15,36 @@ core step's spectral radius), so that extrapolation and stability read together.
 
 from __future__ import annotations
 
-import threading
+from types import SimpleNamespace
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from recurlab.config import default_rs, run_config
 from recurlab.errors import UserError
-from recurlab.tui.screens.base import LabScreen
+from recurlab.sweep import (LevelGrid, SweepResult, format_heldout, level_grid, load_sweeps, parse_levels, parse_rs,
+                            sweep_columns)
+from recurlab.tui.screens.resultscreen import ResultScreen, result_bindings
 from recurlab.tui.widgets.axes import log2_positions, r_ticks
-from recurlab.sweep import level_grid
 from recurlab.tui.widgets.heatmap import SweepHeatmap
 from recurlab.tui.widgets.stability import StabilityPanel
 
 
-class SweepScreen(LabScreen):
+class SweepScreen(ResultScreen):
     TITLE_SHORT = "Sweep"
     MODE = "sweep"
     HELP = __doc__.split("\n", 1)[1]
     AUTO_FOCUS = "#sweep-table"  # not a text box: digits and ? must reach the app
-    BINDINGS = [
-        Binding("s", "start", "Sweep"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("left_square_bracket", "saved(-1)", "Older", key_display="["),  # all four fit at 80 columns
-        Binding("right_square_bracket", "saved(1)", "Newer", key_display="]"),
-    ]
+    BINDINGS = result_bindings("Sweep")
+    JOB, A_JOB, WHAT, STATUS = "sweep", "a sweep", "sweep", "#sweep-status"
+    NO_SAVED = "no saved sweeps for this run"
+    CANCELLING = "cancelling after the current r ..."
 
     def __init__(self):
         super().__init__()
-        self.rows: list[dict] = []
-        self.saved = []  # SweepResult list from load_sweeps
-        self.shown = -1
-        self.cancel_event: threading.Event | None = None
         self._run = None
         self.trained: set[int] = set()  # the run's training levels, for the heatmap
         self.r_mean = 0
@@ -81,8 +76,6 @@ class SweepScreen(LabScreen):
         if run is None or not run.exists():
             self._status("no run selected: pick one on the Runs screen (1, enter)")
             return
-        from recurlab.config import default_rs, run_config
-
         try:
             cfg = run_config(run)
         except UserError as exc:
@@ -95,46 +88,30 @@ class SweepScreen(LabScreen):
         self.query_one("#sweep-ckpt", Select).set_options([(f"step {c.step}", c.step) for c in reversed(cks)])
         self.load_saved(show_last=True)
 
-    def load_saved(self, show_last: bool = False) -> None:
-        from recurlab.sweep import load_sweeps
-
-        self.saved = load_sweeps(self._run)
+    def read_saved(self) -> list:
         self.heat_step = None
-        if show_last and self.saved:
-            self.show_result(len(self.saved) - 1)
-        elif not self.saved:
-            self.rows = []
-            self.draw()
-            self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
+        return load_sweeps(self._run)
 
-    def show_result(self, index: int) -> None:
+    def show_none(self) -> None:
+        self.rows = []
+        self.draw()
+        self._status(f"{self._run.name}: no saved sweeps yet; press s to run one")
+
+    def show_saved(self, index: int) -> None:
         self.shown = index
         res = self.saved[index]
         self.rows = list(res.rows)
         self.heat_step, self.rows_complete = res.step, res.complete
         done = "" if res.complete else " (cancelled part way)"
-        from recurlab.sweep import format_heldout
-
         counts = format_heldout(res.heldout)
         self._status(f"{self._run.name}: saved sweep {index + 1}/{len(self.saved)} of step {res.step}{done}  {res.path}"
                      + (f"\n{counts}" if counts else ""))
         self.draw()
 
-    def _status(self, text: str) -> None:
-        self.query_one("#sweep-status", Static).update(text)
-
     # ---- the sweep ---------------------------------------------------------------------------
     def action_start(self) -> None:
-        from recurlab.sweep import parse_rs
-
-        if self._run is None or not self._run.exists():
-            self.app.notify("no run selected: pick one on the Runs screen", severity="warning")
+        if not self.may_start(self._run is not None and self._run.exists()):
             return
-        if self.cancel_event is not None:
-            self.app.notify("a sweep is already running; c cancels it", severity="warning")
-            return
-        from recurlab.sweep import parse_levels
-
         try:
             rs = parse_rs(self.query_one("#sweep-rs", Input).value)
             levels_spec = self.query_one("#sweep-levels", Input).value.strip()
@@ -148,66 +125,42 @@ class SweepScreen(LabScreen):
         self.heat_step = step if step is not None else (latest.step if latest else None)
         self.rows_complete = True
         self.rows = []
-        self.draw()
-        self.cancel_event = threading.Event()
         where = "the latest checkpoint" if step is None else f"step {step}"
         at = f" at levels {', '.join(map(str, levels))}" if levels else ""
-        self._status(f"sweeping r = {', '.join(map(str, rs))}{at} on {where} ...")
-        self.sweep(self._run, rs, step, self.cancel_event, levels)
+        cancel = self.begin(f"sweeping r = {', '.join(map(str, rs))}{at} on {where} ...")
+        self.sweep(self._run, rs, step, cancel, levels)
 
     @work(thread=True, exclusive=True, group="sweep")
     def sweep(self, run, rs, step, cancel, levels=None) -> None:
-        from recurlab.engine import run_sweep
+        from recurlab.engine import run_sweep  # torch: loaded in the worker, not with the screen
 
-        try:
+        def job():
             opened = self.app.model_cache.get(run.path, step=step)  # the model the other screens share
-            result = run_sweep(opened, rs, difficulties=levels,
-                               on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
-        except Exception as exc:  # a missing checkpoint or a deleted run becomes a notice
-            self.app.call_from_thread(self.report, exc, "sweep")
-            self.app.call_from_thread(self._finish, None)
-            return
-        self.app.call_from_thread(self._finish, result)
+            return run_sweep(opened, rs, difficulties=levels,
+                             on_row=lambda row: self.app.call_from_thread(self.add_row, row), cancel=cancel)
+
+        self.run_job(job)  # a missing checkpoint or a deleted run becomes a notice
 
     def add_row(self, row: dict) -> None:
         self.rows.append(row)
         self.draw()
         self._status(f"sweep: r = {row['r']} done ({len(self.rows)} so far); c cancels")
 
-    def _finish(self, result) -> None:
-        self.cancel_event = None
-        if result is None:
-            return
+    def finished_notice(self, result, state: str) -> str:
         where = f"saved to {result.path}" if result.path else "nothing to save"
-        state = "finished" if result.complete else "cancelled"
-        self.app.notify(f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}")
-        self.load_saved(show_last=True)
+        return f"sweep {state}: {len(result.rows)} r values of step {result.step}; {where}"
+
+    def after_finish(self, result) -> None:
         # the sweep just run, even if another one was saved meanwhile
         just_run = [i for i, saved in enumerate(self.saved) if saved.path == result.path]
         if just_run:
-            self.show_result(just_run[-1])
-
-    def action_cancel(self) -> None:
-        if self.cancel_event is None:
-            self.app.notify("no sweep is running")
-            return
-        self.cancel_event.set()
-        self._status("cancelling after the current r ...")
-
-    def action_saved(self, delta: int) -> None:
-        if not self.saved:
-            self.app.notify("no saved sweeps for this run")
-            return
-        self.show_result(min(max(self.shown + delta, 0), len(self.saved) - 1))
+            self.show_saved(just_run[-1])
 
     def figure_specs(self) -> list:
         """ctrl+s: accuracy per level vs r and loss vs r (bits per byte for text runs) of the rows
         shown, and the level x r heatmap of the checkpoint's sweeps."""
-        from types import SimpleNamespace
-
-        from recurlab.figures import FigureError
+        from recurlab.figures import FigureError  # numpy: loaded only when ctrl+s saves a figure
         from recurlab.figures.sweeps import level_heatmap_figure, shown_sweep_figure
-        from recurlab.sweep import SweepResult
 
         if not self.rows or self._run is None:
             raise FigureError("no sweep shown yet: press s to run one")
@@ -216,16 +169,13 @@ class SweepScreen(LabScreen):
         shown = SimpleNamespace(rows=list(self.rows), complete=self.rows_complete, path=None)
         specs = [shown_sweep_figure(self._run, self.heat_step, shown, y) for y in ys]
         if self.heat_step is not None and self.trained:  # the same grid as draw_heatmap
-            live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-            grid = level_grid(self.saved + live, self.heat_step)
+            grid = self.heat_grid()
             if grid.levels:
-                specs.append(level_heatmap_figure(self._run, self.heat_step, grid.levels, grid.rs, grid.acc))
+                specs.append(level_heatmap_figure(self._run, grid))
         return specs
 
     # ---- drawing -----------------------------------------------------------------------------
     def draw(self) -> None:
-        from recurlab.sweep import sweep_columns
-
         table = self.query_one(DataTable)
         table.clear(columns=True)
         cols = sweep_columns(self.rows) if self.rows else ["r", "loss", "acc"]
@@ -248,16 +198,17 @@ class SweepScreen(LabScreen):
         self.query_one(PlotextPlot).refresh()
         self.draw_heatmap()
 
-    def draw_heatmap(self) -> None:
-        from recurlab.sweep import SweepResult
+    def heat_grid(self) -> LevelGrid:
+        """The level x r grid of the shown checkpoint: its saved sweeps and the rows of one still running."""
+        live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
+        return level_grid(self.saved + live, self.heat_step)
 
+    def draw_heatmap(self) -> None:
         heat = self.query_one(SweepHeatmap)
         if self.heat_step is None or not self.trained:
             heat.show(None, self.trained, self.r_mean)
             return
-        # the rows of a sweep still running join the saved ones of the same checkpoint
-        live = [SweepResult(run="", step=self.heat_step, rows=self.rows)] if self.cancel_event is not None else []
-        heat.show(level_grid(self.saved + live, self.heat_step), self.trained, self.r_mean)
+        heat.show(self.heat_grid(), self.trained, self.r_mean)
 
     @staticmethod
     def _cell(col: str, v) -> str:

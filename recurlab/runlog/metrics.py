@@ -1,4 +1,4 @@
-"""One run's metrics as the curves screen needs them: an incremental tail into a RunSeries that
+"""One run's metrics as the Curves screen needs them: an incremental tail into a RunSeries that
 notices deletion, truncation and replacement of the file, backed by the derived series cache.
 
     src = MetricsSource(run)
@@ -6,7 +6,7 @@ notices deletion, truncation and replacement of the file, backed by the derived 
         ...
     src.snapshot("train", "loss"); src.events   # ["truncated", "deleted", ...] to report
 
-Opening a run: if `metrics.jsonl.derived.npz` still describes the log (see seriescache), the
+Opening a run: if `metrics.jsonl.derived.npz` still describes the log (see runlog.cache), the
 series come from it and only the bytes appended since are parsed. Otherwise a large log shows
 its last PREVIEW_BYTES at once (the `preview`, drawn after what has loaded so far) while the
 whole file is read from the start in CHUNK_BYTES pieces, so a million rows never sit in memory
@@ -22,9 +22,9 @@ import threading
 import numpy as np
 
 from recurlab.rundir import MetricsTail, RunDir
-from recurlab.tui.runwatch import tail_rows
-from recurlab.tui.series import RunSeries
-from recurlab.tui.seriescache import SeriesCache
+from recurlab.runlog.cache import SeriesCache
+from recurlab.runlog.series import RunSeries
+from recurlab.runlog.watch import tail_rows
 
 CHUNK_BYTES = 4 * 1024 * 1024
 PREVIEW_BYTES = 1024 * 1024

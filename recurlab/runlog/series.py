@@ -1,5 +1,5 @@
-"""Metric histories for the curves screen: compact columns, incremental append, downsampling
-and a time-weighted EMA. No Textual and no torch here, so it is cheap to test and to import.
+"""Metric histories for the Curves screen and `recurlab plot curves`: compact columns, incremental
+append, downsampling and a time-weighted EMA. No Textual and no torch here, so it is cheap to test and to import.
 
     store = RunSeries()
     store.add_rows(MetricsTail(run.metrics_path).read_new())

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recurlab.tui.series import RunSeries
+from recurlab.runlog.series import RunSeries
 
 SUFFIX = ".derived.npz"
 FORMAT = 2  # 2: train columns of MFU and the x axes (tokens, r_no_grad, r_grad, seq_len, step_time), distill_kl
