@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from recurlab.bench.results import bench_parser, load_average, write_result
-from recurlab.config import ModelConfig
-from recurlab.engine import Engine, GenerateOptions, KVCache, open_model
+from recurlab.config import ModelConfig, RunConfig
+from recurlab.engine import Engine, GenerateOptions, KVCache, OpenedModel, open_model
 from recurlab.engine.cached_pass import run_pass
 from recurlab.engine.static_decode import StaticDecoder
 from recurlab.errors import InferenceError, UserError
@@ -48,14 +48,18 @@ from recurlab.tasks import CharVocab, get_task
 RANDOM_SHAPE = dict(n_embd=256, n_head=8, n_prelude=1, n_core=2, n_coda=1)
 
 
-def load(args):
+def load(args) -> OpenedModel:
+    """The run's latest checkpoint, or a random model of RANDOM_SHAPE; its label says which."""
     if args.random:
         tok = CharVocab.default()
         torch.manual_seed(0)
-        model = RecurrentLM(ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE)).to(args.device).eval()
-        return model, tok, None, "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
+        cfg = RunConfig(profile="random", model=ModelConfig(vocab_size=len(tok), **RANDOM_SHAPE))
+        model = RecurrentLM(cfg.model).to(args.device).eval()
+        label = "random " + ",".join(f"{k}={v}" for k, v in RANDOM_SHAPE.items())
+        return OpenedModel(model, tok, cfg, args.device, label, Path("random"), kind="random")
     opened = open_model(resolve_run(args.run, args.runs_dir), device=args.device)
-    return opened.model, opened.tokenizer, opened.cfg, f"{args.run} step {opened.step}"
+    opened.label = f"{args.run} step {opened.step}"
+    return opened
 
 
 def timed(engine, prompt, opts, repeats: int):
@@ -310,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         print("CUDA is not available here; run with --device cpu", file=sys.stderr)
         return 0
     try:
-        model, tok, cfg, source = load(args)
-        engine = Engine(model, tok, device=args.device)
+        opened = load(args)
+        model, source, cfg = opened.model, opened.label, opened.cfg if opened.run is not None else None
+        engine = Engine(model, opened.tokenizer, device=args.device)
         print(f"model: {source} ({model.num_params() / 1e6:.2f}M parameters) on {args.device}", flush=True)
         result = {"model": source, "device": args.device, "prompt": args.prompt, "new_tokens": args.new_tokens,
                   "speed": speed_table(engine, args)}
