@@ -6,8 +6,8 @@ run-directory contract (from recurlab/rundir.py's docstring).
     python -m recurlab.docgen --check       # list the pages that differ from what it would write; exit 1 if any
     python -m recurlab.docgen --out DIR     # write them elsewhere
 
-tests/test_docs.py runs the check. The TUI and CLI modules load only here, inside the functions:
-the library never imports this module.
+tests/test_docs.py runs the check. It imports the CLI and the TUI (it reads their commands and
+bindings), so it sits above both: the library never imports this module.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from recurlab import rundir
 from recurlab.cli.docs import markdown as cli_markdown
+from recurlab.tui.app import RecurlabApp
 from recurlab.tui.keys import markdown as keys_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -72,7 +73,7 @@ def _docstring_markdown(doc: str) -> str:
 
 
 def pages() -> dict[str, str]:
-    return {"keys.md": keys_markdown(), "cli.md": cli_markdown(), "run-directory.md": rundir_markdown()}
+    return {"keys.md": keys_markdown(RecurlabApp), "cli.md": cli_markdown(), "run-directory.md": rundir_markdown()}
 
 
 def stale(folder: Path = DOCS) -> list[str]:

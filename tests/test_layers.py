@@ -44,18 +44,6 @@ def test_import_contracts_hold():
     assert "Contracts: 3 kept, 0 broken." in res.stdout, res.stdout
 
 
-# Circles of imports that are still there, each inside one package, with why; the test fails on any
-# other circle and on an entry here that is no longer one.
-KNOWN_CYCLES = {
-    # GenerationResult and TokenEvent live in engine.py, which dispatches to many.py's batchers
-    frozenset({"recurlab.engine.engine", "recurlab.engine.many"}),
-    # the package's open_folder hands over to loader.py, which asks the package for detect_family
-    frozenset({"recurlab.families", "recurlab.families.loader"}),
-    # the help screen lists the app's keys, which keys.py reads off RecurlabApp
-    frozenset({"recurlab.tui.app", "recurlab.tui.keys", "recurlab.tui.screens.help"}),
-}
-
-
 def import_cycles(graph) -> set[frozenset[str]]:
     """The strongly connected sets (more than one module) of recurlab's import graph, imports inside
     functions included (grimp reads every import statement)."""
@@ -89,7 +77,7 @@ def import_cycles(graph) -> set[frozenset[str]]:
 def test_the_import_graph_has_no_circle(monkeypatch):
     monkeypatch.setattr(recurlab.__spec__, "submodule_search_locations", [str(ROOT / "recurlab")])  # see THIS_CHECKOUT
     cycles = import_cycles(grimp.build_graph("recurlab", cache_dir=None))
-    assert cycles == KNOWN_CYCLES, [sorted(c) for c in cycles ^ KNOWN_CYCLES]
+    assert not cycles, [sorted(c) for c in cycles]
 
 
 def test_importing_recurlab_loads_no_lm_eval_textual_or_datasets(tmp_path):

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from recurlab.config import ModelConfig
 from recurlab.errors import ModelFormatError
-from recurlab.families import retrofit
-from recurlab.families.common import FolderSpec, checker, token_id
+from recurlab.families.common import FolderSpec, checker, tensor_names, token_id
 from recurlab.folders import model_type, read_config_json
 
 MODEL_TYPE = "huginn_raven"
@@ -59,8 +58,12 @@ SUPPORTED = {
 
 
 def claims(path: str | Path) -> bool:
-    """True for a huginn_raven folder that is not a retrofitted (Llama-block) one."""
-    return model_type(Path(path)) == MODEL_TYPE and not retrofit.claims(path)
+    """True for a huginn_raven folder that is not a retrofitted one: its blocks have Huginn's norm_1..4,
+    or its tensors do not say (a retrofitted folder has norm_1 and norm_2 only, recurlab.families.retrofit)."""
+    if model_type(Path(path)) != MODEL_TYPE:
+        return False
+    names = tensor_names(Path(path))
+    return "transformer.core_block.0.norm_3.weight" in names or "transformer.core_block.0.norm_1.weight" not in names
 
 
 def read_huginn_config(path: str | Path) -> FolderSpec:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from textual.binding import Binding
 from textual.keys import format_key
 
-from recurlab.tui.app import RecurlabApp
 
 SCREENS = (  # (module, class, key that shows it): the order of the navigation bar
     ("runs", "RunsScreen", "1"), ("curves", "CurvesScreen", "2"), ("inspector", "InspectorScreen", "3"),
@@ -79,18 +78,15 @@ def screen_keys(cls) -> list[Key]:
     return class_keys(cls)
 
 
-def app_keys() -> list[Key]:
-    return class_keys(RecurlabApp)
-
-
 def _load(package: str, module: str, cls: str):
     import importlib
 
     return getattr(importlib.import_module(f"recurlab.tui.{package}.{module}"), cls)
 
 
-def markdown() -> str:
-    """docs/keys.md: every screen's keys, then the widgets' and the app's."""
+def markdown(app_cls) -> str:
+    """docs/keys.md: every screen's keys, then the widgets' and those of `app_cls` (the app's, given by
+    the caller: the app imports the help screen, which imports this module)."""
     lines = ["# Keys of the TUI", "",
              "Generated from the screens' bindings by `python -m recurlab.docgen`; "
              "`tests/test_docs.py` fails when this page differs from what the command writes.", "",
@@ -107,7 +103,7 @@ def markdown() -> str:
         lines += [_row(k) for k in class_keys(cls)]
         lines.append("")
     lines += ["## Everywhere", "", "| key | action | footer |", "|---|---|---|"]
-    lines += [_row(k) for k in app_keys()]
+    lines += [_row(k) for k in class_keys(app_cls)]
     lines += ["| `ctrl+p` | command palette: every screen and every key of the screen as a command | yes |",
               "| `escape` | leave a text box, so that the screen's keys work again | no |", ""]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from recurlab.tui.keys import app_keys, class_keys, screen_keys
+from recurlab.tui.keys import class_keys, screen_keys
 
 
 class HelpScreen(ModalScreen):
@@ -33,7 +33,7 @@ class HelpScreen(ModalScreen):
             seen.add(cls)
             where = f"when the {cls.__name__} has focus"
             rows += [(k.key, k.description, where) for k in class_keys(cls)]
-        rows += [(k.key, k.description, "footer, every screen" if k.footer else "every screen") for k in app_keys()]
+        rows += [(k.key, k.description, "footer, every screen" if k.footer else "every screen") for k in class_keys(type(self.app))]
         return rows
 
     def compose(self) -> ComposeResult:
