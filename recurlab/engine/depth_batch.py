@@ -41,7 +41,7 @@ from torch import Tensor
 
 from recurlab.engine.cached_pass import position_noise
 from recurlab.engine.depth_cache import DepthCache
-from recurlab.engine.exits import entropy, kl_div, log_softmax, relative_change
+from recurlab.engine.exits import NeedsOfCriterion, entropy, kl_div, log_softmax, relative_change
 from recurlab.engine.next_token import choose
 from recurlab.model import Rope
 from recurlab.options.generate import ExitCriterion, GenerateOptions
@@ -74,7 +74,7 @@ class _Request:
     generator: torch.Generator | None
 
 
-class RowTracker:
+class RowTracker(NeedsOfCriterion):
     """ExitTracker (recurlab.engine.exits) for rows at different iterations: the same criteria,
     applied to each row's own previous check, reset when a row starts a token."""
 
@@ -86,14 +86,6 @@ class RowTracker:
         self.stable = torch.zeros(rows, dtype=torch.long, device=device)
         self.cdf = torch.zeros(rows, device=device)
         self.remaining = torch.ones(rows, device=device)
-
-    @property
-    def needs_logits(self) -> bool:
-        return self.crit.kind in ("kl", "kl-rev", "entropy", "argmax")
-
-    @property
-    def needs_gate(self) -> bool:
-        return self.crit.kind == "gate"
 
     def due(self, done_iterations: int) -> bool:
         return done_iterations % self.crit.check_every == 0

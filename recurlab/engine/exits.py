@@ -54,14 +54,11 @@ def relative_change(s: Tensor, prev: Tensor) -> Tensor:
     return (s - prev).float().norm(dim=-1) / s.float().norm(dim=-1).clamp_min(1e-12)
 
 
-class ExitTracker:
-    def __init__(self, crit: ExitCriterion):
-        self.crit = crit
-        self.prev_state: Tensor | None = None
-        self.prev_logp: Tensor | None = None
-        self.stable: Tensor | None = None
-        self.cdf: Tensor | None = None  # gate: cumulative exit probability so far
-        self.remaining: Tensor | None = None  # gate: probability of not having exited yet
+class NeedsOfCriterion:
+    """What an exit check needs from a pass besides the state: shared by the one-sequence tracker and
+    the depth-batching one (engine/depth_batch.py), whose rows sit at different iterations."""
+
+    crit: ExitCriterion
 
     @property
     def needs_logits(self) -> bool:
@@ -70,6 +67,16 @@ class ExitTracker:
     @property
     def needs_gate(self) -> bool:
         return self.crit.kind == "gate"
+
+
+class ExitTracker(NeedsOfCriterion):
+    def __init__(self, crit: ExitCriterion):
+        self.crit = crit
+        self.prev_state: Tensor | None = None
+        self.prev_logp: Tensor | None = None
+        self.stable: Tensor | None = None
+        self.cdf: Tensor | None = None  # gate: cumulative exit probability so far
+        self.remaining: Tensor | None = None  # gate: probability of not having exited yet
 
     def due(self, done_iterations: int) -> bool:
         """Whether to check after this many iterations of the current token."""
