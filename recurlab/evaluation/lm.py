@@ -57,10 +57,7 @@ def open_source(run=None, model=None, checkpoint=None, device="cpu", dtype=None,
     else:
         target = model
     step = None if checkpoint in (None, "") else _int(checkpoint, "checkpoint", minimum=0)
-    opened = open_model(target, step=step, device=device)
-    if torch_dtype is not None:
-        opened.model = opened.model.to(torch_dtype)
-    return opened
+    return open_model(target, step=step, device=device, dtype=torch_dtype)  # a folder's weights load in it
 
 
 def _dtype(name):
