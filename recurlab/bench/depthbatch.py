@@ -2,6 +2,7 @@
 
     python -m recurlab.bench.depthbatch runs/cpu-demo --prompts 256 --r 16 --exit kl:5e-4 --batches 1,8,32,64
     python -m recurlab.bench.depthbatch runs/cpu-demo --threads 1,2 --batches 32 --load 20 --eval 64
+    python -m recurlab.bench.depthbatch runs/cpu-demo --batches 8,32 --breakdown 32
     python -m recurlab.bench.depthbatch --random huginn --r 16 --exit kl:5e-4 --device cuda
     python -m recurlab.bench.depthbatch --random ouro --exit gate:0.5
 
@@ -21,6 +22,13 @@ Prompts: an embedded-task run's held-out prompts, taken round-robin over its lev
 the distinct ones run out, which the report says); a model folder or `--random` gets random prompts
 of 4 to 24 tokens. Generation is greedy from a zero latent start and stops at the end-of-sequence
 token or after `--new-tokens`; `--no-stop` always generates `--new-tokens`.
+
+`--breakdown B,...` also runs depth batching once at those batch sizes under torch's profiler and
+prints the time of each of its stages (prefill, prelude, core, coda, exit check, retire), and a
+fixed-r batch at the two whole depths around the measured mean iterations, interpolated: the
+measured time of an ideal that runs every token for the mean iterations, with its prelude and coda
+once per token. It prints depth batching's share of that ideal, and the most any scheduler could
+reach with the same core and coda passes (prelude, bookkeeping and exit checks costing nothing).
 
 `--load RATE` also runs a load test for (b) and (c): `--requests` prompts arrive as a Poisson process
 of RATE per second; (b) starts a batch of up to B waiting prompts whenever the previous batch is done,
@@ -134,6 +142,39 @@ def compare_modes(engine, prompts, args, batch: int) -> dict:
         row["alone_equals_depth"] = (best["alone"]["generated"] == depth["generated"]
                                      and best["alone"]["iterations"] == depth["iterations"])
     return row
+
+
+STAGES = ("prefill", "prelude", "core", "coda", "exit_check", "retire")
+
+
+def breakdown(engine, prompts, args, batch: int, row: dict) -> dict:
+    """Depth batching's stages under torch's profiler, and a fixed-r batch at the mean depth."""
+    from torch.profiler import ProfilerActivity, profile  # only for --breakdown
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        timed(engine, prompts, options(args, "depth", batch))
+    seconds = {name: 0.0 for name in STAGES}
+    for ev in prof.key_averages():
+        if ev.key.startswith("depth.") and ev.key[6:] in seconds:
+            seconds[ev.key[6:]] = ev.cpu_time_total / 1e6
+    mean = row["depth"]["mean_iterations"]
+    lo, hi = max(1, int(mean)), max(1, int(mean)) + 1
+    at = {}
+    for r in (lo, hi):
+        fixed_args = type(args)(**{**vars(args), "r": r})
+        at[r] = min((timed(engine, prompts, options(fixed_args, "fixed", batch)) for _ in range(args.rounds)),
+                    key=lambda got: got["decode_seconds"])["decode_seconds"]
+    ideal = at[lo] + (mean - lo) * (at[hi] - at[lo])
+    depth = row["depth"]["decode_seconds"]
+    # the profiler slows every stage; its shares of the profiled decode scale the unprofiled time.
+    # Rows the scheduler left empty cost a whole pass too: the bound takes the passes as they ran.
+    profiled = sum(v for k, v in seconds.items() if k != "prefill")
+    floor = (seconds["core"] + seconds["coda"]) / profiled * depth
+    return {"stage_seconds": seconds, "profiled_decode_seconds": profiled,
+            "fixed_at_mean_decode_seconds": ideal, "fixed_at": at,
+            "share_of_measured_ideal": ideal / depth, "core_and_coda_seconds": floor,
+            "most_share_of_ideal": (row["fixed"]["decode_seconds"] / floor) / row["ideal_speedup"],
+            "most_over_padded": row["padded"]["decode_seconds"] / floor if "padded" in row else None}
 
 
 def poisson_arrivals(n: int, rate: float, seed: int) -> list[float]:
@@ -260,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-stop", action="store_true")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--alone", action="store_true", help="also time batch 1 with exit at every batch size")
+    ap.add_argument("--breakdown", default="", help="batch sizes (e.g. 32) at which to time depth batching's stages and a fixed batch at the mean depth")
     ap.add_argument("--load", type=float, default=0.0, help="requests per second for the load test (0: none)")
     ap.add_argument("--requests", type=int, default=128)
     ap.add_argument("--load-batch", type=int, default=32)
@@ -305,6 +347,16 @@ def main(argv: list[str] | None = None) -> int:
             row["load_average"] = load_average()
             report["runs"].append(row)
             print_row(row, n_threads)
+            if str(batch) in args.breakdown.split(","):
+                row["breakdown"] = bd = breakdown(engine, prompts, args, batch, row)
+                parts = ", ".join(f"{k} {v:.3f}" for k, v in bd["stage_seconds"].items())
+                print(f"  threads {n_threads} batch {batch:>3} depth stages (s, profiled): {parts}", flush=True)
+                line = (f"  -> fixed r at the mean depth {bd['fixed_at_mean_decode_seconds']:.3f}s decode: depth reaches "
+                        f"{bd['share_of_measured_ideal']:.0%} of that ideal; core + coda alone would reach "
+                        f"{bd['most_share_of_ideal']:.0%} of r / mean")
+                if bd["most_over_padded"] is not None:
+                    line += f" and {bd['most_over_padded']:.2f}x today's batched exit"
+                print(line, flush=True)
         if args.load:
             lt = load_test(engine, prompts, args, args.load_batch)
             lt["threads"], lt["load_average"] = n_threads, load_average()

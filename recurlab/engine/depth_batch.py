@@ -28,6 +28,10 @@ iterations, the same exit rule, the same cache writes and exit bookkeeping (KV b
 and `existing` lookups), random starts drawn from (seed, position), so greedy output equals decoding
 each sequence alone, token for token and iteration for iteration. Sampling draws from one
 generator per sequence seeded like a lone call, so it too matches decoding alone.
+
+Each stage runs under a `torch.profiler.record_function` label (depth.prefill, depth.prelude,
+depth.core, depth.coda, depth.exit_check, depth.retire): python -m recurlab.bench.depthbatch
+--breakdown sums them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from recurlab.engine.cached_pass import position_noise
 from recurlab.engine.depth_cache import DepthCache
@@ -251,7 +256,8 @@ class DepthBatcher:
                 group.append(b)
         if group:
             t0 = time.perf_counter()
-            self._prefill(group)
+            with record_function("depth.prefill"):
+                self._prefill(group)
             self._sync()
             self.prefill_seconds += time.perf_counter() - t0
         self.ready.extend(rows)
@@ -318,12 +324,14 @@ class DepthBatcher:
         rows_t, rope = self._select(rows)
         starting = [k for k, b in enumerate(rows) if self.its[b] == 0]
         if starting:
-            self._prelude(rows, rows_t, rope, starting)
-        self.cache.narrow(None)
-        self.cache.iterations_of = torch.tensor([self.its[b] for b in rows], device=self.device)
-        s = m.core_step(self.S[rows_t], self.E[rows_t], rope, self.cache, 0)
-        self.cache.iterations_of = None
-        self.S[rows_t] = s
+            with record_function("depth.prelude"):
+                self._prelude(rows, rows_t, rope, starting)
+        with record_function("depth.core"):
+            self.cache.narrow(None)
+            self.cache.iterations_of = torch.tensor([self.its[b] for b in rows], device=self.device)
+            s = m.core_step(self.S[rows_t], self.E[rows_t], rope, self.cache, 0)
+            self.cache.iterations_of = None
+            self.S[rows_t] = s
         self.core_passes += 1
         for b in rows:
             self.its[b] += 1
@@ -337,18 +345,26 @@ class DepthBatcher:
         needs_logits = self.tracker is not None and self.tracker.needs_logits
         decode_now = sorted(set(last) | (set(due) if needs_logits else set()))
         if decode_now:
-            self._decode(rope, len(rows), decode_now, s, logits_of)
+            with record_function("depth.coda"):
+                self._decode(rope, len(rows), decode_now, s, logits_of)
         if due:
-            pick = torch.tensor(due, device=self.device)
-            logits = torch.stack([logits_of[k] for k in due]) if needs_logits else None
-            gate = m.exit_lambda(s[pick, -1]) if self.tracker.needs_gate else None
-            done = torch.tensor([self.its[rows[k]] for k in due], device=self.device)
-            conv = self.tracker.update(rows_t[pick], s[pick, -1], logits, done, gate).tolist()
-            exited = [k for k, c in zip(due, conv) if c]
+            with record_function("depth.exit_check"):
+                exited = self._check(rows, rows_t, due, s, logits_of if needs_logits else None)
             if exited and not needs_logits:
-                self._decode(rope, len(rows), exited, s, logits_of)
+                with record_function("depth.coda"):
+                    self._decode(rope, len(rows), exited, s, logits_of)
             retire += exited
-        return self._retire(rows, sorted(retire), logits_of)
+        with record_function("depth.retire"):
+            return self._retire(rows, sorted(retire), logits_of)
+
+    def _check(self, rows: list[int], rows_t: Tensor, due: list[int], s: Tensor, logits_of: dict | None) -> list[int]:
+        """The exit rule on the rows whose check is due (positions in the step): those that converged."""
+        pick = torch.tensor(due, device=self.device)
+        logits = torch.stack([logits_of[k] for k in due]) if logits_of is not None else None
+        gate = self.model.exit_lambda(s[pick, -1]) if self.tracker.needs_gate else None
+        done = torch.tensor([self.its[rows[k]] for k in due], device=self.device)
+        conv = self.tracker.update(rows_t[pick], s[pick, -1], logits, done, gate).tolist()
+        return [k for k, c in zip(due, conv) if c]
 
     def _prelude(self, rows: list[int], rows_t: Tensor, rope: Rope, starting: list[int]) -> None:
         pick, sub_rope = self._narrow(rope, starting, len(rows))
