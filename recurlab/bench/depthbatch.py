@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-stop", action="store_true")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--alone", action="store_true", help="also time batch 1 with exit at every batch size")
-    ap.add_argument("--breakdown", default="", help="batch sizes (e.g. 32) at which to time depth batching's stages and a fixed batch at the mean depth")
+    ap.add_argument("--breakdown", default="",
+                    help="batch sizes among --batches (e.g. 32) at which to time depth batching's stages and a fixed batch at the mean depth")
     ap.add_argument("--load", type=float, default=0.0, help="requests per second for the load test (0: none)")
     ap.add_argument("--requests", type=int, default=128)
     ap.add_argument("--load-batch", type=int, default=32)
@@ -317,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         batches = [int(b) for b in args.batches.split(",")]
         threads = [int(t) for t in args.threads.split(",")]
+        broken_down = {int(b) for b in args.breakdown.split(",")} if args.breakdown else set()
     except ValueError:
-        print("error: --batches and --threads take comma-separated whole numbers, e.g. 1,8,32", file=sys.stderr)
+        print("error: --batches, --threads and --breakdown take comma-separated whole numbers, e.g. 1,8,32", file=sys.stderr)
+        return 2
+    if not broken_down <= set(batches):
+        print(f"error: --breakdown {args.breakdown} names a batch size not in --batches {args.batches}", file=sys.stderr)
         return 2
     if args.eval and args.random:
         print("error: --eval needs an embedded-task run (recurlab eval --tasks embedded)", file=sys.stderr)
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             row["load_average"] = load_average()
             report["runs"].append(row)
             print_row(row, n_threads)
-            if str(batch) in args.breakdown.split(","):
+            if batch in broken_down:
                 row["breakdown"] = bd = breakdown(engine, prompts, args, batch, row)
                 parts = ", ".join(f"{k} {v:.3f}" for k, v in bd["stage_seconds"].items())
                 print(f"  threads {n_threads} batch {batch:>3} depth stages (s, profiled): {parts}", flush=True)
